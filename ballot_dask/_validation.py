@@ -1,0 +1,57 @@
+"""Input checks shared by the public entry points."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.utils import check_array
+
+METHODS = ("exact", "sinkhorn", "emd")
+ROUNDINGS = ("argmax", "exact")
+
+
+def check_data(X: Any, name: str = "X") -> np.ndarray:
+    """A 2-D, finite, C-contiguous float32/float64 array (other dtypes become float64)."""
+    try:
+        arr = check_array(
+            X,
+            dtype=[np.float64, np.float32],
+            order="C",
+            ensure_all_finite=True,
+            input_name=name,
+        )
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from exc
+    return arr
+
+
+def check_centers(centers: Any, n_features: int, name: str = "centers") -> np.ndarray:
+    """Centers as a finite float64 array of shape (k, n_features)."""
+    try:
+        arr = np.array(centers, dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array of shape (k, {n_features})") from exc
+    if arr.ndim != 2 or arr.shape[1] != n_features or arr.shape[0] < 1:
+        raise ValueError(
+            f"{name} must have shape (n_clusters, {n_features}) to match X, got {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return np.ascontiguousarray(arr)
+
+
+def check_choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def check_positive(value: Any, name: str, *, integer: bool = False, allow_zero: bool = False):
+    kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {'whole' if integer else 'real'} number, got {value!r}")
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
+    return value

@@ -1,0 +1,186 @@
+"""The assignment step on its own: balanced optimal-transport labels for given centers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ._validation import METHODS, ROUNDINGS, check_centers, check_choice, check_data, check_positive
+from .blocks import RowBlocks
+from .capacities import resolve_capacities
+from .certificate import Certificate
+from .solvers import SOLVERS, SolverOptions, StepOutcome, labels_of
+
+
+@dataclass(frozen=True)
+class AssignmentResult:
+    """Outcome of :func:`balanced_assign`.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (n_samples,)
+        Cluster of each point.
+    potentials : ndarray of shape (n_clusters,)
+        Dual potentials ``v``: the labels minimise ``||x - mu_j||^2 - v_j`` (a power diagram).
+    objective : float
+        ``sum_i ||x_i - mu_{labels_i}||^2``.
+    sizes : ndarray of shape (n_clusters,)
+        Points per cluster under ``labels``.
+    certificate : Certificate or None
+        For ``exact``/``emd`` (and ``sinkhorn`` with ``rounding="exact"``): proof that the
+        labels are an optimum of the assignment LP (zero duality gap, no violated
+        complementary-slackness condition).
+    method : str
+    plan_cost : float or None
+        ``sinkhorn``: transport cost of the rounded (fractional) plan.
+    marginal_error : float or None
+        ``sinkhorn``: column-marginal error of the Sinkhorn plan before rounding, per point.
+    n_iter : int
+        Newton steps (``exact``) or Sinkhorn iterations (``sinkhorn``).
+    band_size : int
+        Points whose transport was solved exactly by the repair.
+    passes : dict
+        Passes over X and over the cost blocks.
+    """
+
+    labels: np.ndarray
+    potentials: np.ndarray
+    objective: float
+    sizes: np.ndarray
+    certificate: Certificate | None
+    method: str
+    plan_cost: float | None
+    marginal_error: float | None
+    n_iter: int
+    band_size: int
+    passes: dict[str, int]
+
+
+def solver_options(
+    reg: float,
+    sinkhorn_tol: float,
+    sinkhorn_max_iter: int,
+    rounding: str,
+    max_band: int | None,
+) -> SolverOptions:
+    """Validated :class:`SolverOptions`."""
+    check_positive(reg, "reg")
+    check_positive(sinkhorn_tol, "sinkhorn_tol")
+    check_positive(sinkhorn_max_iter, "sinkhorn_max_iter", integer=True)
+    check_choice(rounding, "rounding", ROUNDINGS)
+    if max_band is not None:
+        check_positive(max_band, "max_band", integer=True)
+    return SolverOptions(
+        reg=float(reg),
+        sinkhorn_tol=float(sinkhorn_tol),
+        sinkhorn_max_iter=int(sinkhorn_max_iter),
+        rounding=rounding,  # type: ignore[arg-type]
+        max_band=None if max_band is None else int(max_band),
+    )
+
+
+def result_from_step(blocks: RowBlocks, step: StepOutcome) -> AssignmentResult:
+    """Materialise the labels of a solver step into an :class:`AssignmentResult`."""
+    labels = labels_of(blocks, step.labeler)
+    return AssignmentResult(
+        labels=labels,
+        potentials=step.potentials,
+        objective=float(step.objective),
+        sizes=np.bincount(labels, minlength=step.potentials.shape[0]),
+        certificate=step.certificate,
+        method=step.method,
+        plan_cost=step.plan_cost,
+        marginal_error=step.marginal_error,
+        n_iter=step.n_iter,
+        band_size=step.band_size,
+        passes=blocks.passes.as_dict(),
+    )
+
+
+def balanced_assign(
+    X: ArrayLike,
+    centers: ArrayLike,
+    *,
+    sizes: ArrayLike | None = None,
+    size_min: ArrayLike | None = None,
+    size_max: ArrayLike | None = None,
+    method: Literal["exact", "sinkhorn", "emd"] = "exact",
+    potentials: ArrayLike | None = None,
+    reg: float = 1e-2,
+    sinkhorn_tol: float = 1e-3,
+    sinkhorn_max_iter: int = 1000,
+    rounding: Literal["argmax", "exact"] = "argmax",
+    max_band: int | None = None,
+    block_rows: int | None = None,
+) -> AssignmentResult:
+    """Assign points to centers with prescribed cluster sizes (one BalLOT step).
+
+    Solves ``min_F sum_ij F_ij ||x_i - mu_j||^2`` over ``F >= 0`` with unit row sums and
+    column sums within the capacities (equal sizes by default).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Points (float32 stays float32 in the cost blocks).
+    centers : array-like of shape (n_clusters, n_features)
+        Cluster centers ``mu``.
+    sizes : array-like of shape (n_clusters,), default=None
+        Exact sizes summing to ``n_samples``.  Default: equal sizes; when ``n_clusters`` does
+        not divide ``n_samples`` each size is the floor or the ceiling of the ratio, and the LP
+        picks which clusters get the extra point.
+    size_min, size_max : int or array-like of shape (n_clusters,), default=None
+        Size bounds instead of exact sizes.
+    method : {"exact", "sinkhorn", "emd"}, default="exact"
+        ``exact``: an exact LP optimum with a certificate (BalLOT).  ``sinkhorn``: entropic
+        transport and rounding (E-BalLOT).  ``emd``: POT's network simplex on the whole
+        problem (a slow reference).
+    potentials : array-like of shape (n_clusters,), default=None
+        Warm start for the dual potentials (e.g. from a previous step).
+    reg : float, default=1e-2
+        ``sinkhorn``: entropic regularisation, relative to the mean cost.
+    sinkhorn_tol : float, default=1e-3
+        ``sinkhorn``: stop when the column-marginal error (1-norm) is below this times n.
+    sinkhorn_max_iter : int, default=1000
+        ``sinkhorn``: iteration cap.
+    rounding : {"argmax", "exact"}, default="argmax"
+        ``sinkhorn``: labels by row argmax of the rounded plan (the paper), or exactly
+        balanced labels from the exact repair warm-started at the Sinkhorn potentials.
+    max_band : int, default=None
+        Largest number of doubtful points the exact repair may gather; beyond it a
+        ``RuntimeError`` is raised.  ``None``: no limit.
+    block_rows : int, default=None
+        Process X in row blocks of this size (memory bound of the kernels); ``None``: one block.
+
+    Returns
+    -------
+    AssignmentResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ballot_dask import balanced_assign
+    >>> X = np.array([[0.0], [0.1], [0.2], [5.0]])
+    >>> res = balanced_assign(X, centers=[[0.0], [5.0]])
+    >>> res.labels.tolist(), res.sizes.tolist(), res.certificate.optimal
+    ([0, 0, 1, 1], [2, 2], True)
+    """
+    Xv = check_data(X)
+    mu = check_centers(centers, Xv.shape[1])
+    check_choice(method, "method", METHODS)
+    options = solver_options(reg, sinkhorn_tol, sinkhorn_max_iter, rounding, max_band)
+    capacities = resolve_capacities(
+        Xv.shape[0], mu.shape[0], sizes=sizes, size_min=size_min, size_max=size_max
+    )
+    v0 = None
+    if potentials is not None:
+        v0 = np.asarray(potentials, dtype=np.float64)
+        if v0.shape != (mu.shape[0],) or not np.all(np.isfinite(v0)):
+            raise ValueError(f"potentials must be a finite vector of length {mu.shape[0]}")
+    blocks = RowBlocks(Xv, block_rows=block_rows)
+    blocks.set_centers(mu)
+    eps = None
+    step = SOLVERS[method](blocks, capacities, options, v0, eps)
+    return result_from_step(blocks, step)

@@ -1,0 +1,63 @@
+"""Exact transport for the few points whose label is in doubt.
+
+Given the cost rows of m points (mass 1 each) and the capacity left in each cluster, solve the
+transport LP exactly with POT's network simplex (``ot.emd``), which returns a vertex: an
+integral plan, ties (duplicated points) included.
+
+Interval capacities ``lower <= size <= upper`` are reduced to POT's equality marginals by
+splitting every cluster into a *required* sink of demand ``lower`` and an *optional* sink of
+demand ``upper - lower``, and adding one slack source that may fill optional sinks for free
+(and required sinks only at a prohibitive cost).  With ``lower == upper`` this is the plain
+problem.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import ot
+
+
+def solve_band(costs: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Optimal integral labels for ``m`` points under interval capacities.
+
+    Parameters
+    ----------
+    costs : ndarray of shape (m, k)
+        Cost rows of the points.
+    lower, upper : ndarray of shape (k,)
+        Integer bounds on how many of these points each cluster takes;
+        ``sum(lower) <= m <= sum(upper)``.
+
+    Returns
+    -------
+    labels : ndarray of shape (m,), int64
+    """
+    m, k = costs.shape
+    lower = np.asarray(lower, dtype=np.int64)
+    upper = np.asarray(upper, dtype=np.int64)
+    if lower.sum() > m or upper.sum() < m or np.any(lower > upper) or np.any(lower < 0):
+        raise ValueError("band capacities are infeasible")
+    if m == 0:
+        return np.zeros(0, dtype=np.int64)
+    optional = upper - lower
+    sink_cluster = np.concatenate([np.arange(k), np.arange(k)])
+    demand = np.concatenate([lower, optional]).astype(np.float64)
+    keep = demand > 0
+    M = np.concatenate([costs, costs], axis=1)
+    supply = np.ones(m)
+    slack = float(upper.sum() - m)
+    if slack > 0:
+        spread = float(costs.max() - costs.min()) if costs.size else 0.0
+        forbid = 2.0 * spread + 1.0  # dearer than any exchange with a real point
+        slack_row = np.concatenate([np.full(k, forbid), np.zeros(k)])
+        M = np.vstack([M, slack_row])
+        supply = np.append(supply, slack)
+    M = np.ascontiguousarray(M[:, keep])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # numItermax reached must not pass silently
+        plan = ot.emd(supply, demand[keep], M, numItermax=max(100_000, 50 * M.size))
+    plan = plan[:m]
+    labels = sink_cluster[keep][np.argmax(plan, axis=1)]
+    return labels.astype(np.int64)

@@ -1,0 +1,105 @@
+"""Row blocks: the engine the solvers run on.
+
+A solver never touches X directly.  It asks the engine to build the cost blocks for a set of
+centers (one pass over X) and then to apply a per-block kernel to every (X block, cost block)
+pair and reduce the results (one pass over the cost blocks).  This module holds the in-memory
+engine: X split into row blocks of a given size (a single block by default).  The engine counts
+its passes so that the cost of a fit can be read off and tested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .kernels import cost_block
+
+
+@dataclass
+class PassCounter:
+    """How often the data were read: passes over X, passes over the cost blocks."""
+
+    x: int = 0
+    cost: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"x": self.x, "cost": self.cost}
+
+
+@dataclass
+class RowBlocks:
+    """X as a list of row blocks held in memory, with the cost blocks of the current centers.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        The data, C-contiguous float32 or float64.
+    block_rows : int or None, default=None
+        Rows per block; ``None`` is one block.  Results do not depend on it (tested).
+    """
+
+    X: np.ndarray
+    block_rows: int | None = None
+    passes: PassCounter = field(default_factory=PassCounter)
+    _costs: list[np.ndarray] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        n = self.X.shape[0]
+        step = n if not self.block_rows else max(1, int(self.block_rows))
+        self.offsets = list(range(0, n, step)) or [0]
+        self.blocks = [self.X[o : o + step] for o in self.offsets]
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.X.dtype
+
+    def set_centers(self, centers: np.ndarray) -> None:
+        """Build (and keep) the cost blocks for ``centers``: one pass over X."""
+        self._costs = [cost_block(b, centers) for b in self.blocks]
+        self.passes.x += 1
+
+    def _require_costs(self) -> list[np.ndarray]:
+        if self._costs is None:
+            raise RuntimeError("set_centers() must be called before a pass")
+        return self._costs
+
+    def reduce(
+        self,
+        kernel: Callable[..., Any],
+        combine: Callable[[list[Any]], Any],
+        *args: Any,
+        with_x: bool = False,
+        with_offset: bool = False,
+    ) -> Any:
+        """Apply ``kernel([X_b,] C_b, *args[, offset])`` to every block and ``combine`` the list.
+
+        One pass over the cost blocks (and over X when ``with_x``).
+        """
+        costs = self._require_costs()
+        parts = []
+        for off, xb, cb in zip(self.offsets, self.blocks, costs, strict=True):
+            head: Sequence[Any] = (xb, cb) if with_x else (cb,)
+            tail: Sequence[Any] = (off,) if with_offset else ()
+            parts.append(kernel(*head, *args, *tail))
+        self.passes.cost += 1
+        if with_x:
+            self.passes.x += 1
+        return combine(parts)
+
+    def cost_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The cost rows at global indices ``rows`` (a small gather)."""
+        costs = self._require_costs()
+        C = costs[0] if len(costs) == 1 else np.concatenate(costs)
+        return np.asarray(C[rows], dtype=np.float64)
+
+    def full_cost(self) -> np.ndarray:
+        """The whole cost matrix (only for the ``emd`` reference solver)."""
+        costs = self._require_costs()
+        return costs[0] if len(costs) == 1 else np.concatenate(costs)

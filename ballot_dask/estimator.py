@@ -1,0 +1,273 @@
+"""``BalancedKMeans``: the scikit-learn style estimator, and its functional twin."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._validation import check_choice
+from .assign import solver_options
+from .blocks import RowBlocks
+from .capacities import resolve_capacities
+from .initialization import INITIALIZERS, initial_centers
+from .kernels import cost_block, reduced_cost_labels
+from .lloyd import LloydResult, lloyd
+
+_PREDICT = ("power", "nearest")
+
+
+class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Balanced k-means: k clusters of prescribed sizes, by Lloyd's algorithm with optimal
+    transport (BalLOT, Luo & Mixon 2025).
+
+    The assignment step is the balanced transport linear program.  ``method="exact"`` solves
+    it exactly at every iteration and proves it (:attr:`certificate_`); ``method="sinkhorn"``
+    is the paper's entropic variant E-BalLOT (Sinkhorn, then Altschuler-Weed-Rigollet rounding).
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters ``k``.
+    method : {"exact", "sinkhorn"}, default="exact"
+        Assignment solver: BalLOT (exact LP optimum) or E-BalLOT (entropic).
+    init : {"k-means++", "random", "diameter", "coupon"} or array of shape (k, n_features), \
+default="k-means++"
+        Initial centers.  ``"diameter"`` (k = 2) and ``"coupon"`` are the paper's Theorem 15
+        schemes with one-step recovery guarantees under the stochastic ball model.
+    sizes : array-like of shape (n_clusters,), default=None
+        Exact cluster sizes (non-negative integers summing to n).  Default: equal sizes, each
+        ``floor(n / k)`` or ``ceil(n / k)`` when ``k`` does not divide ``n``, the LP choosing
+        which clusters get the extra point.
+    size_min, size_max : int or array-like of shape (n_clusters,), default=None
+        Bounds on the sizes, instead of ``sizes``.
+    reg : float, default=1e-2
+        ``sinkhorn``: entropic regularisation relative to the mean squared distance.
+    sinkhorn_tol : float, default=1e-3
+        ``sinkhorn``: column-marginal error (1-norm, per point) at which Sinkhorn stops.
+    sinkhorn_max_iter : int, default=1000
+        ``sinkhorn``: Sinkhorn iterations per assignment step, at most.
+    rounding : {"argmax", "exact"}, default="argmax"
+        ``sinkhorn``: labels by row argmax of the rounded plan (the paper), or exactly
+        balanced labels (exact repair from the Sinkhorn potentials).
+    max_iter : int, default=300
+        Lloyd iterations, at most.
+    tol : float, default=1e-4
+        Stop when the squared center shift is below ``tol`` times the mean feature variance
+        (as scikit-learn's ``KMeans``).  ``0``: run until the labels stop changing.
+    max_band : int, default=None
+        Largest number of doubtful points the exact repair may gather.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation; the fit is otherwise deterministic.
+    verbose : bool, default=False
+        Print one line per iteration (lines are always logged to the ``ballot_dask`` logger).
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+    labels_ : ndarray of shape (n_samples,)
+    potentials_ : ndarray of shape (n_clusters,)
+        Dual potentials: ``labels_`` minimise ``||x - mu_j||^2 - potentials_j``.
+    inertia_ : float
+        Balanced objective: ``sum_i ||x_i - cluster_centers_[labels_i]||^2``.
+    sizes_ : ndarray of shape (n_clusters,)
+    n_iter_ : int
+    converged_ : bool
+    objective_history_ : list of float
+        Objective after each iteration (non-increasing for ``exact``, Theorem 17).
+    certificate_ : Certificate or None
+        Optimality proof of the last assignment step (``exact``).
+    n_passes_ : dict
+        Passes over X and over the cost blocks during the fit.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ballot_dask import BalancedKMeans
+    >>> X = np.array([[0.0, 0.0], [0.1, 0.0], [0.2, 0.0], [5.0, 0.0], [5.1, 0.0], [5.2, 0.0]])
+    >>> km = BalancedKMeans(n_clusters=3, random_state=0).fit(X)
+    >>> np.bincount(km.labels_).tolist()
+    [2, 2, 2]
+    >>> bool(km.certificate_.optimal)
+    True
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "method": [StrOptions({"exact", "sinkhorn"})],
+        "init": [StrOptions(set(INITIALIZERS)), "array-like"],
+        "sizes": ["array-like", None],
+        "size_min": [Interval(Integral, 0, None, closed="left"), "array-like", None],
+        "size_max": [Interval(Integral, 0, None, closed="left"), "array-like", None],
+        "reg": [Interval(Real, 0, None, closed="neither")],
+        "sinkhorn_tol": [Interval(Real, 0, None, closed="neither")],
+        "sinkhorn_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "rounding": [StrOptions({"argmax", "exact"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "max_band": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        method: Literal["exact", "sinkhorn"] = "exact",
+        init: str | ArrayLike = "k-means++",
+        sizes: ArrayLike | None = None,
+        size_min: ArrayLike | None = None,
+        size_max: ArrayLike | None = None,
+        reg: float = 1e-2,
+        sinkhorn_tol: float = 1e-3,
+        sinkhorn_max_iter: int = 1000,
+        rounding: Literal["argmax", "exact"] = "argmax",
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        max_band: int | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.method = method
+        self.init = init
+        self.sizes = sizes
+        self.size_min = size_min
+        self.size_max = size_max
+        self.reg = reg
+        self.sinkhorn_tol = sinkhorn_tol
+        self.sinkhorn_max_iter = sinkhorn_max_iter
+        self.rounding = rounding
+        self.max_iter = max_iter
+        self.tol = tol
+        self.max_band = max_band
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: ArrayLike, y: Any = None) -> BalancedKMeans:
+        """Compute the balanced clustering.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; float32 is kept as float32 in the cost blocks.
+        y : Ignored
+
+        Returns
+        -------
+        self : BalancedKMeans
+        """
+        Xv = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
+        n, k = Xv.shape[0], self.n_clusters
+        if k > n:
+            raise ValueError(f"n_samples={n} should be >= n_clusters={k}")
+        capacities = resolve_capacities(
+            n, k, sizes=self.sizes, size_min=self.size_min, size_max=self.size_max
+        )
+        options = solver_options(
+            self.reg, self.sinkhorn_tol, self.sinkhorn_max_iter, self.rounding, self.max_band
+        )
+        rng = check_random_state(self.random_state)
+        centers = initial_centers(Xv, k, self.init, rng)
+        tol = self.tol * float(np.mean(np.var(Xv, axis=0))) if self.tol > 0 else 0.0
+        result = lloyd(
+            RowBlocks(Xv),
+            capacities,
+            centers,
+            method=self.method,
+            options=options,
+            max_iter=self.max_iter,
+            tol=tol,
+            verbose=bool(self.verbose),
+        )
+        self._store(result, Xv.dtype)
+        return self
+
+    def _store(self, result: LloydResult, dtype: np.dtype) -> None:
+        self.cluster_centers_ = result.centers.astype(dtype, copy=False)
+        self.labels_ = result.labels
+        self.potentials_ = result.potentials
+        self.inertia_ = result.inertia
+        self.sizes_ = result.sizes
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.objective_history_ = result.objective_history
+        self.certificate_ = result.certificate
+        self.n_passes_ = result.passes
+        self.reg_ = result.eps
+
+    def fit_predict(self, X: ArrayLike, y: Any = None) -> np.ndarray:
+        """Fit and return ``labels_`` (the balanced labels of the training data)."""
+        return self.fit(X).labels_
+
+    def _costs(self, X: ArrayLike) -> np.ndarray:
+        check_is_fitted(self)
+        Xv = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
+        return cost_block(Xv, self.cluster_centers_)
+
+    def predict(self, X: ArrayLike, *, method: Literal["power", "nearest"] = "power") -> np.ndarray:
+        """Label new points.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        method : {"power", "nearest"}, default="power"
+            ``power``: the learned power diagram ``argmin_j ||x - mu_j||^2 - potentials_j``,
+            which keeps the fitted balance on data from the same distribution.
+            ``nearest``: the nearest center (sizes are then not controlled).
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        check_choice(method, "method", _PREDICT)
+        C = self._costs(X)
+        v = self.potentials_ if method == "power" else np.zeros(self.n_clusters)
+        return reduced_cost_labels(C, v)[0]
+
+    def transform(self, X: ArrayLike) -> np.ndarray:
+        """Euclidean distances to the centers, shape (n_samples, n_clusters)."""
+        return np.sqrt(self._costs(X))
+
+    def score(
+        self, X: ArrayLike, y: Any = None, *, method: Literal["power", "nearest"] = "power"
+    ) -> float:
+        """Opposite of the k-means objective of X under :meth:`predict` labels."""
+        C = self._costs(X)
+        v = self.potentials_ if method == "power" else np.zeros(self.n_clusters)
+        labels = reduced_cost_labels(C, v)[0]
+        return -float(np.take_along_axis(C, labels[:, None], axis=1).sum(dtype=np.float64))
+
+
+def balanced_kmeans(
+    X: ArrayLike, n_clusters: int = 8, **params: Any
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Functional twin of :class:`BalancedKMeans`.
+
+    Returns ``(cluster_centers, labels, inertia)``; ``params`` are the estimator's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ballot_dask import balanced_kmeans
+    >>> X = np.array([[0.0], [0.1], [0.2], [5.0]])
+    >>> centers, labels, inertia = balanced_kmeans(X, 2, random_state=0)
+    >>> sorted(np.bincount(labels).tolist())
+    [2, 2]
+    """
+    km = BalancedKMeans(n_clusters, **params).fit(X)
+    return km.cluster_centers_, km.labels_, km.inertia_

@@ -1,0 +1,325 @@
+"""Per-chunk kernels: one row block in, small summaries out.
+
+Every solver in the package is written as passes over row blocks.  A pass applies one of the
+kernels below to each block (the in-memory path has one block, a Dask array has one per chunk)
+and reduces the per-block summaries with the matching ``combine_*`` function.  The summaries are
+O(k^2) numbers, so the only state a pass broadcasts is the centers and the k dual potentials.
+
+The hot loops are compiled with numba.  Rows are split into a fixed number of *lanes* that
+depend only on the block's row count (never on the thread count), so every sum is accumulated
+in the same order on every run: results are bitwise reproducible.
+
+Cost blocks keep the dtype of X (float32 stays float32); every accumulation is float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+_LANE_ROWS = 4096
+_MAX_LANES = 64
+
+
+def _n_lanes(m: int) -> int:
+    return int(min(max(1, math.ceil(m / _LANE_ROWS)), _MAX_LANES))
+
+
+@numba.njit(parallel=True, cache=True, fastmath={"contract", "arcp", "reassoc"})
+def _sqdist(X, centers, out):  # pragma: no cover - compiled
+    m, d = X.shape
+    k = centers.shape[0]
+    for i in numba.prange(m):
+        for j in range(k):
+            s = 0.0
+            for t in range(d):
+                diff = X[i, t] - centers[j, t]
+                s += diff * diff
+            out[i, j] = s
+
+
+def cost_block(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances ``C_ij = ||x_i - mu_j||^2`` of one row block.
+
+    Computed as sums of squared differences (no ``|x|^2 - 2 x.mu + |mu|^2`` cancellation), in
+    the dtype of ``X``.
+    """
+    out = np.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
+    _sqdist(X, np.ascontiguousarray(centers, dtype=X.dtype), out)
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _argmin_gap(C, v, labels, gaps):  # pragma: no cover - compiled
+    m, k = C.shape
+    for i in numba.prange(m):
+        b1 = np.inf
+        b2 = np.inf
+        a = 0
+        for j in range(k):
+            r = C[i, j] - v[j]
+            if r < b1:
+                b2 = b1
+                b1 = r
+                a = j
+            elif r < b2:
+                b2 = r
+        labels[i] = a
+        gaps[i] = b2 - b1
+
+
+def reduced_cost_labels(C: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels ``argmin_j (C_ij - v_j)`` (a power diagram) and the top-two reduced-cost gaps.
+
+    A point whose gap is large keeps its label under any small change of the potentials; only
+    points with a small gap are in doubt.  With one column the gap is ``inf``.
+    """
+    m = C.shape[0]
+    labels = np.empty(m, dtype=np.int64)
+    gaps = np.empty(m, dtype=np.float64)
+    _argmin_gap(C, np.asarray(v, dtype=np.float64), labels, gaps)
+    return labels, gaps
+
+
+_EXP_FLOOR = -700.0  # exp() below this is 0 for our sums; skipping it avoids slow denormals
+
+
+@numba.njit(inline="always", cache=True)
+def _exp(x):  # pragma: no cover - compiled
+    return math.exp(x) if x > _EXP_FLOOR else 0.0
+
+
+@numba.njit(parallel=True, cache=True)
+def _entropic(C, v, eps, hessian, n_lanes):  # pragma: no cover - compiled
+    m, k = C.shape
+    value = np.zeros(n_lanes)
+    lse_max = np.full((n_lanes, k), -np.inf)
+    lse_sum = np.zeros((n_lanes, k))
+    ptp = np.zeros((n_lanes, k, k)) if hessian else np.zeros((n_lanes, 1, 1))
+    step = (m + n_lanes - 1) // n_lanes
+    for lane in numba.prange(n_lanes):
+        z = np.empty(k)
+        for i in range(lane * step, min(m, (lane + 1) * step)):
+            rmin = np.inf
+            for j in range(k):
+                r = C[i, j] - v[j]
+                z[j] = r
+                if r < rmin:
+                    rmin = r
+            s = 0.0
+            for j in range(k):
+                z[j] = (rmin - z[j]) / eps  # <= 0: no overflow
+                s += _exp(z[j])
+            logs = math.log(s)
+            value[lane] += rmin - eps * logs
+            for j in range(k):
+                lp = z[j] - logs  # log P_ij <= 0
+                # online log-sum-exp down the column: no underflow for tiny eps
+                top = lse_max[lane, j]
+                if lp > top:
+                    lse_sum[lane, j] = lse_sum[lane, j] * _exp(top - lp) + 1.0
+                    lse_max[lane, j] = lp
+                elif lp > top + _EXP_FLOOR:
+                    lse_sum[lane, j] += math.exp(lp - top)
+                z[j] = _exp(lp)
+            if hessian:
+                for a in range(k):
+                    pa = z[a]
+                    if pa > 1e-300:
+                        for b in range(k):
+                            ptp[lane, a, b] += pa * z[b]
+    return value, lse_max, lse_sum, ptp
+
+
+def entropic_terms(
+    C: np.ndarray, v: np.ndarray, eps: float, hessian: bool = False
+) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """One block's part of the entropic semi-dual (DESIGN section 2).
+
+    With ``P_i = softmax_j((v_j - C_ij) / eps)`` (a row of the plan whose row potential is
+    recomputed from ``v``), returns
+
+    - ``sum_i u_i`` with ``u_i = -eps log sum_j exp((v_j - C_ij) / eps)``,
+    - ``log sum_i P_ij`` for each column (log domain, so tiny ``eps`` cannot underflow),
+    - ``sum_i P_i P_i^T`` (k x k) when ``hessian`` is true, else ``None``.
+    """
+    lanes = _n_lanes(C.shape[0])
+    value, lmax, lsum, ptp = _entropic(
+        C, np.asarray(v, dtype=np.float64), float(eps), hessian, lanes
+    )
+    return float(value.sum()), _merge_lse(lmax, lsum), (ptp.sum(axis=0) if hessian else None)
+
+
+def _merge_lse(lmax: np.ndarray, lsum: np.ndarray) -> np.ndarray:
+    top = lmax.max(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = top + np.log((lsum * np.exp(lmax - top)).sum(axis=0))
+    return np.where(np.isfinite(top), out, -np.inf)
+
+
+def combine_log_sums(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Reduce two per-block column log-sums."""
+    return np.logaddexp(a, b)
+
+
+@numba.njit(parallel=True, cache=True)
+def _assignment(X, C, labels, n_lanes):  # pragma: no cover - compiled
+    m, k = C.shape
+    d = X.shape[1]
+    counts = np.zeros((n_lanes, k), dtype=np.int64)
+    sums = np.zeros((n_lanes, k, d))
+    slack = np.full((n_lanes, k, k), np.inf)
+    obj = np.zeros(n_lanes)
+    step = (m + n_lanes - 1) // n_lanes
+    for lane in numba.prange(n_lanes):
+        for i in range(lane * step, min(m, (lane + 1) * step)):
+            a = labels[i]
+            ca = C[i, a]
+            counts[lane, a] += 1
+            obj[lane] += ca
+            for t in range(d):
+                sums[lane, a, t] += X[i, t]
+            for j in range(k):
+                r = C[i, j] - ca
+                if r < slack[lane, a, j]:
+                    slack[lane, a, j] = r
+    return counts, sums, slack, obj
+
+
+def assignment_terms(
+    X: np.ndarray, C: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """One block's summary of a hard assignment.
+
+    Returns per-cluster ``counts`` (k,), coordinate ``sums`` (k, d) for the centroid update, the
+    *slack matrix* ``W[a, j] = min over points i labelled a of (C_ij - C_ia)`` (k x k, ``inf``
+    for empty clusters) and the objective ``sum_i C_{i, l_i}``.
+
+    ``W`` is all the certificate needs: potentials ``v`` with ``v_j - v_a <= W[a, j]`` make
+    every point's label a minimiser of its reduced cost (cyclical monotonicity).
+    """
+    lanes = _n_lanes(C.shape[0])
+    counts, sums, slack, obj = _assignment(X, C, np.asarray(labels, dtype=np.int64), lanes)
+    return counts.sum(axis=0), sums.sum(axis=0), slack.min(axis=0), float(obj.sum())
+
+
+@numba.njit(parallel=True, cache=True)
+def _rounded(X, C, v, eps, scale, deficit, labels, n_lanes):  # pragma: no cover - compiled
+    m, k = C.shape
+    d = X.shape[1]
+    mass = np.zeros((n_lanes, k))
+    sums = np.zeros((n_lanes, k, d))
+    cost = np.zeros(n_lanes)
+    hard = np.zeros(n_lanes)
+    counts = np.zeros((n_lanes, k), dtype=np.int64)
+    step = (m + n_lanes - 1) // n_lanes
+    for lane in numba.prange(n_lanes):
+        g = np.empty(k)
+        for i in range(lane * step, min(m, (lane + 1) * step)):
+            rmin = np.inf
+            for j in range(k):
+                r = C[i, j] - v[j]
+                if r < rmin:
+                    rmin = r
+            s = 0.0
+            for j in range(k):
+                g[j] = _exp((rmin - (C[i, j] - v[j])) / eps)
+                s += g[j]
+            kept = 0.0
+            for j in range(k):
+                g[j] = g[j] / s * scale[j]  # Alg. 2, column scaling (rows are exact already)
+                kept += g[j]
+            missing = 1.0 - kept  # this row's deficit, spread along the column deficit
+            best = 0
+            for j in range(k):
+                g[j] += missing * deficit[j]
+                if g[j] > g[best]:
+                    best = j
+            labels[i] = best
+            counts[lane, best] += 1
+            hard[lane] += C[i, best]
+            for j in range(k):
+                gj = g[j]
+                mass[lane, j] += gj
+                cost[lane] += gj * C[i, j]
+                if gj != 0.0:
+                    for t in range(d):
+                        sums[lane, j, t] += gj * X[i, t]
+    return mass, sums, cost, hard, counts
+
+
+def rounded_plan_terms(
+    X: np.ndarray,
+    C: np.ndarray,
+    v: np.ndarray,
+    eps: float,
+    scale: np.ndarray,
+    deficit: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, np.ndarray]:
+    """One block of the Altschuler-Weed-Rigollet rounding (their Alg. 2) of the Sinkhorn plan.
+
+    The plan ``P_i = softmax_j((v_j - C_ij) / eps)`` has exact row sums, so the row scaling of
+    Alg. 2 is the identity; ``scale`` is the column scaling ``min(c_j / colsum_j, 1)`` and
+    ``deficit`` the normalised column deficit ``err_c / ||err_c||_1`` of the scaled plan, both
+    k-vectors from a reduction.  Each rounded row ``G_i`` then needs nothing but its own row.
+
+    Returns row-argmax labels of ``G``, the column masses ``sum_i G_i`` (k,), the centroid
+    numerators ``sum_i G_ij x_i`` (k, d), the transport cost ``<G, C>``, the cost of the
+    argmax labels ``sum_i C_{i, l_i}`` and their counts (k,).
+    """
+    lanes = _n_lanes(C.shape[0])
+    labels = np.empty(C.shape[0], dtype=np.int64)
+    mass, sums, cost, hard, counts = _rounded(
+        X,
+        C,
+        np.asarray(v, dtype=np.float64),
+        float(eps),
+        np.asarray(scale, dtype=np.float64),
+        np.asarray(deficit, dtype=np.float64),
+        labels,
+        lanes,
+    )
+    return (
+        labels,
+        mass.sum(axis=0),
+        sums.sum(axis=0),
+        float(cost.sum()),
+        float(hard.sum()),
+        counts.sum(axis=0),
+    )
+
+
+def doubtful_rows(
+    C: np.ndarray, v: np.ndarray, size: int, offset: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Label one block by reduced cost and keep its ``size`` rows with the smallest gaps.
+
+    Returns the block's label ``counts`` (k,) and, for the kept rows, their global ``rows``
+    (block ``offset`` added), ``gaps``, ``labels`` and cost rows ``C[rows]`` (size x k).  Rows
+    tied with the last kept gap are all kept, so that the global choice made by
+    :func:`combine_doubtful` does not depend on how X is chunked.
+    """
+    labels, gaps = reduced_cost_labels(C, v)
+    counts = np.bincount(labels, minlength=C.shape[1]).astype(np.int64)
+    if size < gaps.shape[0]:
+        cut = np.partition(gaps, size - 1)[size - 1]
+        keep = np.flatnonzero(gaps <= cut)
+    else:
+        keep = np.arange(gaps.shape[0])
+    return counts, keep + offset, gaps[keep], labels[keep], np.asarray(C[keep], dtype=np.float64)
+
+
+def combine_doubtful(parts: list[tuple], size: int) -> tuple:
+    """Reduce :func:`doubtful_rows` summaries: sum the counts, keep the ``size`` smallest gaps.
+
+    Ties are broken by the global row index, so the result is the same for any chunking.
+    """
+    counts = sum(p[0] for p in parts)
+    rows = np.concatenate([p[1] for p in parts])
+    gaps = np.concatenate([p[2] for p in parts])
+    labels = np.concatenate([p[3] for p in parts])
+    costs = np.concatenate([p[4] for p in parts])
+    order = np.lexsort((rows, gaps))[:size]
+    return counts, rows[order], gaps[order], labels[order], costs[order]

@@ -1,0 +1,127 @@
+"""What every assignment solver returns, and the passes they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ..blocks import RowBlocks
+from ..capacities import Capacities
+from ..certificate import Certificate, certify
+from ..kernels import assignment_terms, reduced_cost_labels, rounded_plan_terms
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Knobs of the assignment solvers (validated by the public entry points)."""
+
+    reg: float = 1e-2
+    sinkhorn_tol: float = 1e-3
+    sinkhorn_max_iter: int = 1000
+    rounding: Literal["argmax", "exact"] = "argmax"
+    max_band: int | None = None
+
+
+@dataclass
+class HardLabels:
+    """Labels ``argmin_j (C_ij - v_j)``, overridden on the exactly solved ``rows``."""
+
+    potentials: np.ndarray
+    rows: np.ndarray
+    labels: np.ndarray
+
+    def __call__(self, C: np.ndarray, offset: int) -> np.ndarray:
+        labels, _ = reduced_cost_labels(C, self.potentials)
+        inside = (self.rows >= offset) & (self.rows < offset + C.shape[0])
+        labels[self.rows[inside] - offset] = self.labels[inside]
+        return labels
+
+
+@dataclass
+class RoundedLabels:
+    """Row argmax of the rounded Sinkhorn plan (E-BalLOT's labels)."""
+
+    potentials: np.ndarray
+    eps: float
+    scale: np.ndarray
+    deficit: np.ndarray
+
+    def __call__(self, C: np.ndarray, offset: int) -> np.ndarray:
+        X_dummy = np.zeros((C.shape[0], 0), dtype=C.dtype)
+        return rounded_plan_terms(X_dummy, C, self.potentials, self.eps, self.scale, self.deficit)[
+            0
+        ]
+
+
+@dataclass
+class StepOutcome:
+    """One assignment step, as summaries: everything the Lloyd loop and the result need.
+
+    ``sums`` / ``mass`` give the new centroids (``sums / mass[:, None]``); ``labeler`` turns a
+    cost block into its labels, so labels are only materialised when asked for.
+    """
+
+    method: str
+    potentials: np.ndarray
+    eps: float
+    mass: np.ndarray
+    sums: np.ndarray
+    objective: float
+    sizes: np.ndarray
+    labeler: HardLabels | RoundedLabels
+    certificate: Certificate | None = None
+    plan_cost: float | None = None
+    marginal_error: float | None = None
+    n_iter: int = 0
+    band_size: int = 0
+    retries: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def labels_of(blocks: RowBlocks, labeler: HardLabels | RoundedLabels) -> np.ndarray:
+    """Materialise the labels of every block (one pass over the cost blocks)."""
+    return blocks.reduce(labeler, np.concatenate, with_offset=True)
+
+
+def _hard_terms(X: np.ndarray, C: np.ndarray, labeler: HardLabels, offset: int) -> tuple:
+    return assignment_terms(X, C, labeler(C, offset))
+
+
+def _combine_hard(parts: list[tuple]) -> tuple:
+    counts = np.sum([p[0] for p in parts], axis=0)
+    sums = np.sum([p[1] for p in parts], axis=0)
+    slack = np.min([p[2] for p in parts], axis=0)
+    return counts, sums, slack, float(sum(p[3] for p in parts))
+
+
+def certified_summary(
+    blocks: RowBlocks, capacities: Capacities, labeler: HardLabels
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, Certificate]:
+    """One pass: sizes, centroid sums, objective and the optimality certificate of ``labeler``.
+
+    Returns ``(counts, sums, objective, potentials, certificate)``.
+    """
+    counts, sums, slack, objective = blocks.reduce(
+        _hard_terms, _combine_hard, labeler, with_x=True, with_offset=True
+    )
+    finite = slack[np.isfinite(slack)]
+    scale = float(np.abs(finite).max(initial=0.0)) + objective / max(blocks.n_samples, 1)
+    tolerance = 256.0 * float(np.finfo(blocks.dtype).eps) * max(scale, 1e-300)
+    potentials, certificate = certify(slack, counts, capacities, tolerance)
+    return counts, sums, objective, potentials, certificate
+
+
+def cost_scale(blocks: RowBlocks) -> tuple[float, float]:
+    """Mean cost and mean ``mean_j C_ij - min_j C_ij`` (one pass): scales for ``eps``."""
+
+    def kernel(C: np.ndarray) -> tuple[float, float, int]:
+        C64 = np.asarray(C, dtype=np.float64)
+        return float(C64.mean(axis=1).sum()), float(C64.min(axis=1).sum()), C.shape[0]
+
+    def combine(parts: list[tuple[float, float, int]]) -> tuple[float, float]:
+        means, mins, rows = (sum(p[i] for p in parts) for i in range(3))
+        return means / max(rows, 1), (means - mins) / max(rows, 1)
+
+    return blocks.reduce(kernel, combine)
