@@ -65,6 +65,14 @@ class RowBlocks:
         self._costs = [cost_block(b, centers) for b in self.blocks]
         self.passes.x += 1
 
+    @classmethod
+    def from_cost(cls, C: np.ndarray) -> RowBlocks:
+        """Blocks holding a given cost matrix and no coordinates (for a transport problem
+        that is not a clustering step, e.g. the exact repair's doubtful points)."""
+        blocks = cls(np.zeros((C.shape[0], 0), dtype=C.dtype))
+        blocks._costs = [C]
+        return blocks
+
     def _require_costs(self) -> list[np.ndarray]:
         if self._costs is None:
             raise RuntimeError("set_centers() must be called before a pass")

@@ -247,6 +247,7 @@ default="k-means++"
         self, X: ArrayLike, y: Any = None, *, method: Literal["power", "nearest"] = "power"
     ) -> float:
         """Opposite of the k-means objective of X under :meth:`predict` labels."""
+        check_choice(method, "method", _PREDICT)
         C = self._costs(X)
         v = self.potentials_ if method == "power" else np.zeros(self.n_clusters)
         labels = reduced_cost_labels(C, v)[0]

@@ -15,16 +15,34 @@ Cost blocks keep the dtype of X (float32 stays float32); every accumulation is f
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numba
 import numpy as np
 
 _LANE_ROWS = 4096
 _MAX_LANES = 64
+_PARALLEL_ROWS = 32768  # smaller blocks run on one thread: a parallel region costs more
 
 
 def _n_lanes(m: int) -> int:
     return int(min(max(1, math.ceil(m / _LANE_ROWS)), _MAX_LANES))
+
+
+@contextmanager
+def _threads_for(rows: int) -> Iterator[None]:
+    """One thread for a small block.  Starting a parallel region on a busy machine can cost
+    milliseconds (threads spin at its barrier), more than the work on a few thousand rows."""
+    if rows >= _PARALLEL_ROWS:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 @numba.njit(parallel=True, cache=True, fastmath={"contract", "arcp", "reassoc"})
@@ -47,7 +65,8 @@ def cost_block(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     the dtype of ``X``.
     """
     out = np.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
-    _sqdist(X, np.ascontiguousarray(centers, dtype=X.dtype), out)
+    with _threads_for(X.shape[0]):
+        _sqdist(X, np.ascontiguousarray(centers, dtype=X.dtype), out)
     return out
 
 
@@ -79,7 +98,8 @@ def reduced_cost_labels(C: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.nd
     m = C.shape[0]
     labels = np.empty(m, dtype=np.int64)
     gaps = np.empty(m, dtype=np.float64)
-    _argmin_gap(C, np.asarray(v, dtype=np.float64), labels, gaps)
+    with _threads_for(m):
+        _argmin_gap(C, np.asarray(v, dtype=np.float64), labels, gaps)
     return labels, gaps
 
 
@@ -95,12 +115,14 @@ def _exp(x):  # pragma: no cover - compiled
 def _entropic(C, v, eps, hessian, n_lanes):  # pragma: no cover - compiled
     m, k = C.shape
     value = np.zeros(n_lanes)
+    direct = np.zeros((n_lanes, k))
     lse_max = np.full((n_lanes, k), -np.inf)
     lse_sum = np.zeros((n_lanes, k))
     ptp = np.zeros((n_lanes, k, k)) if hessian else np.zeros((n_lanes, 1, 1))
     step = (m + n_lanes - 1) // n_lanes
     for lane in numba.prange(n_lanes):
         z = np.empty(k)
+        p = np.empty(k)
         for i in range(lane * step, min(m, (lane + 1) * step)):
             rmin = np.inf
             for j in range(k):
@@ -111,26 +133,31 @@ def _entropic(C, v, eps, hessian, n_lanes):  # pragma: no cover - compiled
             s = 0.0
             for j in range(k):
                 z[j] = (rmin - z[j]) / eps  # <= 0: no overflow
-                s += _exp(z[j])
-            logs = math.log(s)
+                p[j] = _exp(z[j])
+                s += p[j]
+            logs = math.log(s)  # s >= 1: the minimising column contributes exp(0)
             value[lane] += rmin - eps * logs
             for j in range(k):
-                lp = z[j] - logs  # log P_ij <= 0
-                # online log-sum-exp down the column: no underflow for tiny eps
-                top = lse_max[lane, j]
-                if lp > top:
-                    lse_sum[lane, j] = lse_sum[lane, j] * _exp(top - lp) + 1.0
-                    lse_max[lane, j] = lp
-                elif lp > top + _EXP_FLOOR:
-                    lse_sum[lane, j] += math.exp(lp - top)
-                z[j] = _exp(lp)
+                if p[j] > 0.0:
+                    p[j] /= s
+                    direct[lane, j] += p[j]
+                else:
+                    # exp underflows: keep the entry in the log domain (online log-sum-exp),
+                    # so that a column whose every entry is tiny keeps its true mass
+                    lp = z[j] - logs
+                    top = lse_max[lane, j]
+                    if lp > top:
+                        lse_sum[lane, j] = lse_sum[lane, j] * _exp(top - lp) + 1.0
+                        lse_max[lane, j] = lp
+                    elif lp > top + _EXP_FLOOR:
+                        lse_sum[lane, j] += math.exp(lp - top)
             if hessian:
                 for a in range(k):
-                    pa = z[a]
-                    if pa > 1e-300:
+                    pa = p[a]
+                    if pa > 0.0:
                         for b in range(k):
-                            ptp[lane, a, b] += pa * z[b]
-    return value, lse_max, lse_sum, ptp
+                            ptp[lane, a, b] += pa * p[b]
+    return value, direct, lse_max, lse_sum, ptp
 
 
 def entropic_terms(
@@ -146,10 +173,13 @@ def entropic_terms(
     - ``sum_i P_i P_i^T`` (k x k) when ``hessian`` is true, else ``None``.
     """
     lanes = _n_lanes(C.shape[0])
-    value, lmax, lsum, ptp = _entropic(
-        C, np.asarray(v, dtype=np.float64), float(eps), hessian, lanes
-    )
-    return float(value.sum()), _merge_lse(lmax, lsum), (ptp.sum(axis=0) if hessian else None)
+    with _threads_for(C.shape[0]):
+        value, direct, lmax, lsum, ptp = _entropic(
+            C, np.asarray(v, dtype=np.float64), float(eps), hessian, lanes
+        )
+    with np.errstate(divide="ignore"):
+        logcol = np.logaddexp(np.log(direct.sum(axis=0)), _merge_lse(lmax, lsum))
+    return float(value.sum()), logcol, (ptp.sum(axis=0) if hessian else None)
 
 
 def _merge_lse(lmax: np.ndarray, lsum: np.ndarray) -> np.ndarray:
@@ -201,7 +231,8 @@ def assignment_terms(
     every point's label a minimiser of its reduced cost (cyclical monotonicity).
     """
     lanes = _n_lanes(C.shape[0])
-    counts, sums, slack, obj = _assignment(X, C, np.asarray(labels, dtype=np.int64), lanes)
+    with _threads_for(C.shape[0]):
+        counts, sums, slack, obj = _assignment(X, C, np.asarray(labels, dtype=np.int64), lanes)
     return counts.sum(axis=0), sums.sum(axis=0), slack.min(axis=0), float(obj.sum())
 
 
@@ -271,16 +302,17 @@ def rounded_plan_terms(
     """
     lanes = _n_lanes(C.shape[0])
     labels = np.empty(C.shape[0], dtype=np.int64)
-    mass, sums, cost, hard, counts = _rounded(
-        X,
-        C,
-        np.asarray(v, dtype=np.float64),
-        float(eps),
-        np.asarray(scale, dtype=np.float64),
-        np.asarray(deficit, dtype=np.float64),
-        labels,
-        lanes,
-    )
+    with _threads_for(C.shape[0]):
+        mass, sums, cost, hard, counts = _rounded(
+            X,
+            C,
+            np.asarray(v, dtype=np.float64),
+            float(eps),
+            np.asarray(scale, dtype=np.float64),
+            np.asarray(deficit, dtype=np.float64),
+            labels,
+            lanes,
+        )
     return (
         labels,
         mass.sum(axis=0),

@@ -18,7 +18,6 @@ import numpy as np
 from .blocks import RowBlocks
 from .capacities import Capacities
 from .certificate import Certificate
-from .kernels import assignment_terms
 from .solvers import SOLVERS, SolverOptions, StepOutcome, labels_of
 
 logger = logging.getLogger("ballot_dask")
@@ -97,18 +96,15 @@ def lloyd(
             converged = True
             break
     assert step is not None
-    labels = labels_of(blocks, step.labeler)  # cost blocks still hold the last step's centers
-    k = capacities.n_clusters
-    if step.certificate is not None and step.plan_cost is None:
-        inertia = history[-1]  # hard labels: the parallel-axis value is their exact objective
-    else:
+    if not np.array_equal(centers, previous):
+        # the last update moved the centers: one more assignment step (as scikit-learn's final
+        # E-step) so that labels, potentials and centers agree
         blocks.set_centers(centers)
-        inertia = blocks.reduce(
-            lambda Xb, Cb, off: assignment_terms(Xb, Cb, labels[off : off + Cb.shape[0]])[3],
-            sum,
-            with_x=True,
-            with_offset=True,
-        )
+        step = solve(blocks, capacities, options, potentials, eps)
+        potentials = step.potentials
+    labels = labels_of(blocks, step.labeler)
+    inertia = step.objective  # sum_i ||x_i - centers[labels_i]||^2 at the final centers
+    k = capacities.n_clusters
     return LloydResult(
         centers=centers,
         labels=labels,

@@ -1,8 +1,9 @@
 """BalLOT's assignment step, solved exactly (DESIGN section 3).
 
 1. *Potentials.*  From a cold start, Newton on the entropic semi-dual with ``e`` annealed
-   geometrically towards 0 (:mod:`.newton`); from a warm start (the previous Lloyd iteration's
-   potentials), nothing unless the labels they give are far from balanced.
+   geometrically towards 0 (:mod:`.newton`), on a systematic sample of at most 2^17 rows;
+   from a warm start (the previous Lloyd iteration's potentials), nothing unless the labels
+   they give are far from balanced, and then two Newton stages on the sample.
 2. *Repair.*  Label every point by ``argmin_j (C_ij - v_j)``.  Only points whose top-two
    reduced-cost gap is small can be wrong; gather the ``size`` smallest-gap points (a small
    array), fix the others, and solve the gathered points' transport exactly with the capacity
@@ -22,12 +23,21 @@ from ..band import solve_band
 from ..blocks import RowBlocks
 from ..capacities import Capacities
 from ..kernels import combine_doubtful, doubtful_rows
-from .base import HardLabels, SolverOptions, StepOutcome, certified_summary, cost_scale
+from .base import (
+    HardLabels,
+    SolverOptions,
+    StepOutcome,
+    certified_summary,
+    labels_of,
+)
 from .newton import newton_ascent
 
 _ANNEAL = 16.0  # eps shrinks by this factor per stage
 _EPS_RANGE = 1e-3  # final eps relative to the first (the repair absorbs the rest)
 _MIN_BAND = 2048
+_LEAF = 8192  # doubtful sets up to this size go straight to the network simplex
+_SAMPLE = 1 << 17  # rows the potentials are refined on
+_REFINE = 0.005  # refine warm potentials when more than this fraction of points is misplaced
 
 
 def _imbalance(counts: np.ndarray, capacities: Capacities) -> int:
@@ -36,35 +46,92 @@ def _imbalance(counts: np.ndarray, capacities: Capacities) -> int:
     return int(over.sum() + under.sum())
 
 
-def _gather(blocks: RowBlocks, v: np.ndarray, size: int) -> tuple:
-    return blocks.reduce(
-        doubtful_rows, lambda parts: combine_doubtful(parts, size), v, size, with_offset=True
-    )
+def _sampled(offset: int, rows: int, stride: int) -> np.ndarray:
+    """Whether each global row is in the sample: about one row in ``stride``, chosen by a
+    multiplicative hash of the row index, so the choice depends neither on the chunking nor
+    on any periodic order of the rows (a plain stride would alias with it)."""
+    index = np.arange(offset, offset + rows, dtype=np.uint64)
+    hashed = (index * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
+    return hashed < np.uint64((1 << 32) // stride)
 
 
-def _final_eps(blocks: RowBlocks) -> float:
-    """The last regularisation of the annealing, from the typical spread of a cost row."""
-    _, spread = cost_scale(blocks)
-    return max(spread, 1e-300) / 4.0 * _EPS_RANGE
+def _gather_kernel(C: np.ndarray, v: np.ndarray, size: int, stride: int, offset: int) -> tuple:
+    """Doubtful rows of a block and, when ``stride``, its rows in the sample."""
+    doubtful = doubtful_rows(C, v, size, offset)
+    if stride > 1:
+        sample = C[_sampled(offset, C.shape[0], stride)]
+    else:
+        sample = C if stride == 1 else C[:0]
+    return (*doubtful, np.asarray(sample, dtype=np.float64))
 
 
-def _cold_potentials(
-    blocks: RowBlocks, capacities: Capacities, counts: np.ndarray
+def _gather(blocks: RowBlocks, v: np.ndarray, size: int, stride: int = 0) -> tuple:
+    """One pass: label counts, the ``size`` smallest-gap rows, and the strided sample."""
+
+    def combine(parts: list[tuple]) -> tuple:
+        sample = np.concatenate([p[5] for p in parts])
+        return (*combine_doubtful([p[:5] for p in parts], size), sample)
+
+    return blocks.reduce(_gather_kernel, combine, v, size, stride, with_offset=True)
+
+
+def _refine(
+    sample: np.ndarray,
+    capacities: Capacities,
+    counts: np.ndarray,
+    n: int,
+    v: np.ndarray | None,
+    eps: float | None,
 ) -> tuple[np.ndarray, float, int]:
-    """Anneal Newton on the entropic semi-dual from ``v = 0``; returns ``(v, eps, steps)``."""
-    n = blocks.n_samples
-    eps0 = _final_eps(blocks) / _EPS_RANGE
-    eps_min = eps0 * _EPS_RANGE
-    target = capacities.target(counts)
-    v = np.zeros(capacities.n_clusters)
-    eps, steps = eps0, 0
-    while True:
-        final = eps <= eps_min * (1 + 1e-12)
-        v, _, s = newton_ascent(blocks, target, v, eps, gtol=(1e-3 if final else 1e-2) * n)
+    """Potentials from Newton on the entropic semi-dual of a row sample.
+
+    The potentials of a semi-discrete transport problem depend on the distribution of the rows,
+    not on their number, so a systematic sample (capacities scaled to it) gives them to within
+    the sampling error, and the exact repair on all rows absorbs the rest.  Cold (``v`` None):
+    anneal ``eps`` geometrically from the spread of a cost row; warm: two stages near ``eps``.
+    Returns ``(v, eps, newton_steps)``.
+    """
+    m = sample.shape[0]
+    blocks = RowBlocks.from_cost(sample)
+    target = capacities.target(counts) * (m / n)
+    spread = float((sample.mean(axis=1) - sample.min(axis=1)).mean()) if m else 1.0
+    eps_min = max(spread, 1e-300) / 4.0 * _EPS_RANGE
+    steps = 0
+    if v is None:
+        v, stages = np.zeros(capacities.n_clusters), []
+        e = eps_min / _EPS_RANGE
+        while e > eps_min * (1 + 1e-12):
+            stages.append(e)
+            e /= _ANNEAL
+        stages.append(eps_min)
+    else:
+        eps = eps_min if not eps else eps
+        stages = [eps * _ANNEAL, eps]
+    for i, e in enumerate(stages):
+        final = i == len(stages) - 1
+        v, _, s = newton_ascent(blocks, target, v, e, gtol=(1e-3 if final else 1e-2) * m)
         steps += s
-        if final:
-            return v, eps, steps
-        eps = max(eps / _ANNEAL, eps_min)
+    return v, stages[-1], steps
+
+
+def _solve_doubtful(
+    costs: np.ndarray,
+    capacities: Capacities,
+    options: SolverOptions,
+    v: np.ndarray,
+    eps: float | None,
+) -> np.ndarray:
+    """Exact labels of the gathered points under the capacity left to them.
+
+    A small set goes to the network simplex; a large one (early Lloyd iterations, where the
+    centers move much) is itself a balanced transport problem, solved by this same method
+    warm-started at ``v``: network simplex time grows faster than linearly, this does not.
+    """
+    if costs.shape[0] <= _LEAF or np.count_nonzero(capacities.upper) < 2:
+        return solve_band(costs, capacities.lower, capacities.upper)
+    blocks = RowBlocks.from_cost(costs)
+    step = solve_exact(blocks, capacities, options, potentials=v, eps=eps)
+    return labels_of(blocks, step.labeler)
 
 
 def solve_exact(
@@ -77,20 +144,14 @@ def solve_exact(
     """An exact optimum of the balanced transport LP on the current cost blocks."""
     n, k = blocks.n_samples, capacities.n_clusters
     size = min(n, max(_MIN_BAND, 64 * k))
+    stride = -(-n // _SAMPLE)
     v = np.zeros(k) if potentials is None else np.asarray(potentials, dtype=np.float64)
-    counts, rows, _, labels, costs = _gather(blocks, v, size)
+    counts, rows, _, labels, costs, sample = _gather(blocks, v, size, stride)
     steps = 0
     imbalance = _imbalance(counts, capacities)
-    if k > 1 and (potentials is None or imbalance > 0.02 * n):
-        if potentials is None:
-            v, eps, steps = _cold_potentials(blocks, capacities, counts)
-        else:
-            if eps is None:
-                eps = _final_eps(blocks)
-            for e in (eps * _ANNEAL, eps):
-                v, _, s = newton_ascent(blocks, capacities.target(counts), v, e, gtol=1e-3 * n)
-                steps += s
-        counts, rows, _, labels, costs = _gather(blocks, v, size)
+    if k > 1 and (potentials is None or imbalance > _REFINE * n):
+        v, eps, steps = _refine(sample, capacities, counts, n, potentials, eps)
+        counts, rows, _, labels, costs, _ = _gather(blocks, v, size)
         imbalance = _imbalance(counts, capacities)
     retries = 0
     while True:
@@ -102,13 +163,17 @@ def solve_exact(
             )
         if wanted > size:
             size = wanted
-            counts, rows, _, labels, costs = _gather(blocks, v, size)
+            counts, rows, _, labels, costs, _ = _gather(blocks, v, size)
         fixed = counts - np.bincount(labels, minlength=k)
         lower = np.maximum(capacities.lower - fixed, 0)
         upper = capacities.upper - fixed
         m = rows.shape[0]
         if np.all(upper >= 0) and lower.sum() <= m <= upper.sum():
-            band_labels = solve_band(costs, lower, upper)
+            left = Capacities(lower, upper)
+            if m < n:
+                band_labels = _solve_doubtful(costs, left, options, v, eps)
+            else:  # the band is the whole problem: no recursion
+                band_labels = solve_band(costs, left.lower, left.upper)
             labeler = HardLabels(v, rows, band_labels)
             sizes, sums, objective, v_cert, certificate = certified_summary(
                 blocks, capacities, labeler
@@ -138,4 +203,4 @@ def solve_exact(
         retries += 1
         size = min(n, 4 * size)
         imbalance = 0
-        counts, rows, _, labels, costs = _gather(blocks, v, size)
+        counts, rows, _, labels, costs, _ = _gather(blocks, v, size)

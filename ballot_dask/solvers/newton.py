@@ -53,12 +53,16 @@ def newton_ascent(
         if np.abs(grad).sum() <= gtol:
             break
         lap = (np.diag(col) - ptp) / eps  # -Hessian: a graph Laplacian, null space ~ ones
-        scale = max(float(np.trace(lap)) / k, 1e-300)
+        if not np.trace(lap) > 0:
+            break  # every row is one-hot at this eps: no curvature left, the repair takes over
+        scale = float(np.trace(lap)) / k
         system = lap + (scale / k) * np.ones((k, k)) + 1e-10 * scale * np.eye(k)
         try:
             direction = np.linalg.solve(system, grad)
         except np.linalg.LinAlgError:
             direction = np.linalg.lstsq(system, grad, rcond=None)[0]
+        if not np.all(np.isfinite(direction)):
+            break
         slope = float(grad @ direction)
         t = 1.0
         for _ in range(40):  # backtracking (Armijo) on the concave g_e
