@@ -45,12 +45,15 @@ def solve_band(costs: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.nd
     sink_cluster = np.concatenate([np.arange(k), np.arange(k)])
     demand = np.concatenate([lower, optional]).astype(np.float64)
     keep = demand > 0
-    M = np.concatenate([costs, costs], axis=1)
+    # the network simplex compares reduced costs with absolute thresholds: bring the costs to
+    # [0, 1] (a shift and a positive scale of every real row change no optimum)
+    low, spread = float(costs.min()), float(costs.max() - costs.min())
+    unit = (costs - low) / spread if spread > 0 else np.zeros_like(costs, dtype=np.float64)
+    M = np.concatenate([unit, unit], axis=1)
     supply = np.ones(m)
     slack = float(upper.sum() - m)
     if slack > 0:
-        spread = float(costs.max() - costs.min()) if costs.size else 0.0
-        forbid = 2.0 * spread + 1.0  # dearer than any exchange with a real point
+        forbid = 3.0  # dearer than any exchange with a real point (costs span at most 1)
         slack_row = np.concatenate([np.full(k, forbid), np.zeros(k)])
         M = np.vstack([M, slack_row])
         supply = np.append(supply, slack)

@@ -335,7 +335,9 @@ def doubtful_rows(
     """
     labels, gaps = reduced_cost_labels(C, v)
     counts = np.bincount(labels, minlength=C.shape[1]).astype(np.int64)
-    if size < gaps.shape[0]:
+    if size <= 0:
+        keep = np.zeros(0, dtype=np.int64)
+    elif size < gaps.shape[0]:
         cut = np.partition(gaps, size - 1)[size - 1]
         keep = np.flatnonzero(gaps <= cut)
     else:

@@ -143,7 +143,8 @@ def solve_exact(
 ) -> StepOutcome:
     """An exact optimum of the balanced transport LP on the current cost blocks."""
     n, k = blocks.n_samples, capacities.n_clusters
-    size = min(n, max(_MIN_BAND, 64 * k))
+    limit = n if options.max_band is None else min(n, options.max_band)
+    size = min(limit, max(_MIN_BAND, 64 * k))
     stride = -(-n // _SAMPLE)
     v = np.zeros(k) if potentials is None else np.asarray(potentials, dtype=np.float64)
     counts, rows, _, labels, costs, sample = _gather(blocks, v, size, stride)
@@ -155,12 +156,7 @@ def solve_exact(
         imbalance = _imbalance(counts, capacities)
     retries = 0
     while True:
-        wanted = min(n, max(size, 4 * imbalance + 64 * k))
-        if options.max_band is not None and wanted > options.max_band:
-            raise RuntimeError(
-                f"the exact repair needs {wanted} doubtful points, more than max_band="
-                f"{options.max_band}; raise max_band or use method='sinkhorn'"
-            )
+        wanted = min(limit, max(size, 4 * imbalance + 64 * k))
         if wanted > size:
             size = wanted
             counts, rows, _, labels, costs, _ = _gather(blocks, v, size)
@@ -200,7 +196,12 @@ def solve_exact(
                     band_size=m,
                     retries=retries,
                 )
+        if size >= limit:
+            raise RuntimeError(
+                f"the exact repair needs more than max_band={options.max_band} doubtful "
+                "points; raise max_band or use method='sinkhorn'"
+            )
         retries += 1
-        size = min(n, 4 * size)
+        size = min(limit, 4 * size)
         imbalance = 0
         counts, rows, _, labels, costs, _ = _gather(blocks, v, size)

@@ -70,8 +70,9 @@ def solve_sinkhorn(
             break
         # exact maximisation of the dual in v_j: the column sum moves to its interval
         log_free = logcol - v / eps  # log column sum at v_j = 0
-        with np.errstate(divide="ignore"):
-            v = eps * (np.log(np.clip(np.exp(log_free), lower, upper)) - log_free)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = eps * (np.clip(log_free, np.log(lower), np.log(upper)) - log_free)
+        v = np.where(np.isnan(v), 0.0, v)  # -inf - (-inf): a column with no mass and no room
         v = np.maximum(v, -1e300)  # an empty cluster (upper = 0) gets a huge, finite penalty
         iters += 1
     target = capacities.target(col)

@@ -1,0 +1,413 @@
+"""Per-block kernels of ballot_dask.kernels against plain numpy / scipy / POT computations.
+
+Every kernel is also checked for *chunk additivity*: splitting a block in two and reducing the
+two summaries gives the summary of the whole block (the property the Dask engine relies on).
+Block sizes above 4096 rows exercise the multi-lane accumulation of the compiled loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import ot
+import pytest
+from scipy.special import log_softmax, logsumexp, softmax
+
+from ballot_dask.kernels import (
+    assignment_terms,
+    combine_doubtful,
+    cost_block,
+    doubtful_rows,
+    entropic_terms,
+    reduced_cost_labels,
+    rounded_plan_terms,
+)
+
+DTYPES = [np.float32, np.float64]
+# float32 cost blocks are rounded to ~6e-8 relative before any float64 accumulation
+RTOL = {np.float32: 1e-5, np.float64: 1e-11}
+
+
+def _problem(seed: int, m: int, k: int, d: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = (rng.standard_normal((m, d)) * 2.0).astype(dtype)
+    centers = rng.standard_normal((k, d)) * 2.0
+    return X, centers
+
+
+def _sqdist64(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    diff = X.astype(np.float64)[:, None, :] - centers.astype(np.float64)[None, :, :]
+    return (diff * diff).sum(axis=2)
+
+
+def _potentials(seed: int, k: int) -> np.ndarray:
+    return np.random.default_rng(seed + 1000).standard_normal(k)
+
+
+# --------------------------------------------------------------------------- cost_block
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, k, d", [(1, 1, 1), (37, 3, 2), (500, 10, 5), (9000, 4, 3)])
+def test_cost_block_matches_pot_dist(dtype: type, m: int, k: int, d: int) -> None:
+    X, centers = _problem(m + k + d, m, k, d, dtype)
+    C = cost_block(X, centers)
+    assert C.dtype == dtype
+    assert C.shape == (m, k)
+    # the centers are cast to the dtype of X, the distances are then exact up to rounding
+    ref = ot.dist(X.astype(np.float64), centers.astype(dtype).astype(np.float64))
+    np.testing.assert_allclose(C, ref, rtol=RTOL[dtype], atol=1e-9 * ref.max())
+    # a sum of squared differences, never negative
+    assert np.all(C >= 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cost_block_has_no_cancellation(dtype: type) -> None:
+    """Far from the origin, ``|x|^2 - 2 x.mu + |mu|^2`` loses every digit; differences do not."""
+    rng = np.random.default_rng(3)
+    offset = 1e4 if dtype == np.float32 else 1e7
+    X = (offset + rng.random((50, 3))).astype(dtype)
+    centers = X[[4, 17, 30]].astype(np.float64)
+    C = cost_block(X, centers)
+    # a center that is a data point is at distance exactly 0 from it
+    assert C[4, 0] == 0.0 and C[17, 1] == 0.0 and C[30, 2] == 0.0
+    ref = _sqdist64(X, centers.astype(dtype))
+    np.testing.assert_allclose(C, ref, rtol=RTOL[dtype], atol=0)
+
+
+# --------------------------------------------------------------------------- reduced costs
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 2, 7])
+@pytest.mark.parametrize("m", [1, 300, 9000])
+def test_reduced_cost_labels_match_argmin_and_partition(dtype: type, k: int, m: int) -> None:
+    X, centers = _problem(k * m, m, k, 2, dtype)
+    C = cost_block(X, centers)
+    v = _potentials(m, k)
+    labels, gaps = reduced_cost_labels(C, v)
+    R = C.astype(np.float64) - v[None, :]
+    np.testing.assert_array_equal(labels, np.argmin(R, axis=1))
+    assert labels.dtype.kind == "i"
+    if k == 1:
+        assert np.all(np.isinf(gaps))
+    else:
+        two = np.partition(R, 1, axis=1)[:, :2]
+        np.testing.assert_array_equal(gaps, two[:, 1] - two[:, 0])
+        assert np.all(gaps >= 0)
+
+
+def test_reduced_cost_labels_ties_pick_first_column_with_zero_gap() -> None:
+    C = np.array([[1.0, 1.0, 2.0], [3.0, 0.5, 0.5], [2.0, 2.0, 2.0], [0.0, 4.0, 1.0]])
+    labels, gaps = reduced_cost_labels(C, np.zeros(3))
+    np.testing.assert_array_equal(labels, [0, 1, 0, 0])
+    np.testing.assert_array_equal(gaps, [0.0, 0.0, 0.0, 1.0])
+    # potentials shift the diagram: v = (0, 0, 1.5) moves row 0 to column 2
+    labels, gaps = reduced_cost_labels(C, np.array([0.0, 0.0, 1.5]))
+    np.testing.assert_array_equal(labels, [2, 2, 2, 2])
+    np.testing.assert_array_equal(gaps, [0.5, 1.5, 1.5, 0.5])
+
+
+# --------------------------------------------------------------------------- entropic terms
+
+
+def _entropic_reference(C: np.ndarray, v: np.ndarray, eps: float):
+    Z = (v[None, :] - C.astype(np.float64)) / eps
+    lse = logsumexp(Z, axis=1)
+    logP = log_softmax(Z, axis=1)
+    P = softmax(Z, axis=1)
+    return -eps * lse.sum(), logsumexp(logP, axis=0), P.T @ P, P
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [10.0, 1.0, 1e-2])
+@pytest.mark.parametrize("m, k", [(1, 1), (40, 3), (700, 8), (9000, 5)])
+def test_entropic_terms_match_logsumexp_softmax(dtype: type, eps: float, m: int, k: int) -> None:
+    X, centers = _problem(m * k, m, k, 3, dtype)
+    C = cost_block(X, centers)
+    v = _potentials(m, k)
+    value, logcol, ptp = entropic_terms(C, v, eps, hessian=True)
+    ref_value, ref_logcol, ref_ptp, P = _entropic_reference(C, v, eps)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)  # the reference plan has unit rows
+    assert value == pytest.approx(ref_value, rel=1e-11, abs=1e-11 * eps * m)
+    np.testing.assert_allclose(logcol, ref_logcol, rtol=1e-10, atol=1e-10)
+    assert ptp.shape == (k, k)
+    np.testing.assert_allclose(ptp, ref_ptp, rtol=1e-10, atol=1e-12 * m)
+    # the Hessian of the semi-dual: -(1/eps)(diag(colsum) - P^T P) is a negative semidefinite
+    # Laplacian whose rows sum to 0
+    hess = -(np.diag(np.exp(logcol)) - ptp) / eps
+    np.testing.assert_allclose(hess.sum(axis=1), 0.0, atol=1e-9 * m / eps)
+    assert np.linalg.eigvalsh(hess).max() <= 1e-9 * m / eps
+    # without the Hessian: same value and column sums
+    value2, logcol2, none = entropic_terms(C, v, eps, hessian=False)
+    assert none is None
+    assert value2 == value
+    np.testing.assert_array_equal(logcol2, logcol)
+    # column sums of a plan with unit rows add up to the number of rows
+    assert np.exp(logcol).sum() == pytest.approx(m, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [1e-4, 1e-8, 1e-12])
+def test_entropic_terms_tiny_eps_no_nan_and_log_domain_columns(dtype: type, eps: float) -> None:
+    """For tiny eps almost every plan entry underflows; the column log-sums must stay exact."""
+    m, k = 600, 6
+    X, centers = _problem(11, m, k, 2, dtype)
+    C = cost_block(X, centers)
+    v = _potentials(3, k)
+    value, logcol, ptp = entropic_terms(C, v, eps, hessian=True)
+    assert np.isfinite(value)
+    assert np.all(np.isfinite(logcol))  # every column has (tiny) mass, none is -inf
+    assert np.all(np.isfinite(ptp))
+    ref_value, ref_logcol, ref_ptp, _ = _entropic_reference(C, v, eps)
+    assert value == pytest.approx(ref_value, rel=1e-9)
+    np.testing.assert_allclose(logcol, ref_logcol, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ptp, ref_ptp, rtol=1e-9, atol=1e-9)
+    # eps -> 0: the value tends to the exact semi-dual sum_i min_j (C_ij - v_j)
+    exact = (C.astype(np.float64) - v).min(axis=1).sum()
+    assert value <= exact + 1e-9 * abs(exact)
+    assert value >= exact - eps * m * np.log(k) - 1e-9 * abs(exact)
+
+
+def test_entropic_terms_column_that_never_wins_keeps_its_mass() -> None:
+    """A column far from every row: each entry ~exp(-1e4), the log column sum is finite."""
+    C = np.column_stack([np.zeros(50), np.full(50, 100.0)])
+    eps = 1e-2
+    _, logcol, _ = entropic_terms(C, np.zeros(2), eps)
+    np.testing.assert_allclose(logcol, [np.log(50), np.log(50) - 100.0 / eps], rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- assignment terms
+
+
+def _assignment_reference(X, C, labels, k):
+    counts = np.bincount(labels, minlength=k)
+    sums = np.zeros((k, X.shape[1]))
+    np.add.at(sums, labels, X.astype(np.float64))
+    slack = np.full((k, k), np.inf)
+    for a in range(k):
+        rows = labels == a
+        if rows.any():
+            # the difference is formed in the cost dtype, like the kernel does
+            slack[a] = (C[rows] - C[rows, a][:, None]).min(axis=0)
+    objective = C[np.arange(len(labels)), labels].astype(np.float64).sum()
+    return counts, sums, slack, objective
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, k, d", [(1, 1, 1), (60, 4, 2), (9000, 6, 3)])
+def test_assignment_terms_match_numpy(dtype: type, m: int, k: int, d: int) -> None:
+    X, centers = _problem(m + 7 * k, m, k, d, dtype)
+    C = cost_block(X, centers)
+    rng = np.random.default_rng(m)
+    # leave the last cluster empty when k > 1: its slack row is inf, its count and sums 0
+    labels = rng.integers(0, max(k - 1, 1), size=m)
+    counts, sums, slack, objective = assignment_terms(X, C, labels)
+    ref = _assignment_reference(X, C, labels, k)
+    np.testing.assert_array_equal(counts, ref[0])
+    assert counts.sum() == m
+    np.testing.assert_allclose(sums, ref[1], rtol=1e-12, atol=1e-12 * m)
+    np.testing.assert_array_equal(slack, ref[2])
+    assert objective == pytest.approx(ref[3], rel=1e-12)
+    if k > 1:
+        assert counts[-1] == 0 and np.all(sums[-1] == 0) and np.all(np.isinf(slack[-1]))
+    # the diagonal of the slack matrix is 0 for a non-empty cluster
+    nonempty = counts > 0
+    np.testing.assert_array_equal(np.diag(slack)[nonempty], 0.0)
+
+
+def test_assignment_slack_is_nonnegative_exactly_for_nearest_center_labels() -> None:
+    X, centers = _problem(5, 400, 5, 2, np.float64)
+    C = cost_block(X, centers)
+    nearest = np.argmin(C, axis=1)
+    _, _, slack, _ = assignment_terms(X, C, nearest)
+    finite = np.isfinite(slack)
+    assert np.all(slack[finite] >= 0)
+    # any other labelling of a point puts a negative entry in its cluster's row
+    other = nearest.copy()
+    other[0] = (nearest[0] + 1) % 5
+    _, _, slack, _ = assignment_terms(X, C, other)
+    assert slack[other[0], nearest[0]] < 0
+
+
+# --------------------------------------------------------------------------- rounding
+
+
+def _rounding_inputs(C: np.ndarray, v: np.ndarray, eps: float, target: np.ndarray):
+    """Column scaling and deficit of Altschuler-Weed-Rigollet Alg. 2 (as the solver forms
+    them), and the rounded plan G computed densely in numpy."""
+    P = softmax((v[None, :] - C.astype(np.float64)) / eps, axis=1)
+    col = P.sum(axis=0)
+    scale = np.minimum(target / col, 1.0)
+    missing = target - col * scale
+    deficit = missing / missing.sum()
+    G = P * scale[None, :]
+    G += (1.0 - G.sum(axis=1))[:, None] * deficit[None, :]
+    return scale, deficit, G
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [1.0, 0.05])
+@pytest.mark.parametrize("m, k", [(12, 3), (90, 5)])
+def test_rounded_plan_terms_match_dense_alg2(dtype: type, eps: float, m: int, k: int) -> None:
+    Xc, centers = _problem(m * k, m, k, 2, dtype)
+    C = cost_block(Xc, centers)
+    v = 0.3 * _potentials(m, k)
+    target = np.full(k, m / k)
+    scale, deficit, G = _rounding_inputs(C, v, eps, target)
+    # with X = identity the centroid numerators sum_i G_ij x_i are G itself (transposed)
+    X = np.eye(m, dtype=dtype)
+    labels, mass, sums, cost, hard, counts = rounded_plan_terms(X, C, v, eps, scale, deficit)
+    G_kernel = sums.T
+    np.testing.assert_allclose(G_kernel, G, rtol=1e-10, atol=1e-13)
+    assert np.all(G_kernel >= 0)
+    # the rounded plan lies on the transport polytope: unit rows, columns equal to the target
+    np.testing.assert_allclose(G_kernel.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(mass, target, rtol=1e-12)
+    np.testing.assert_allclose(G_kernel.sum(axis=0), target, rtol=1e-12)
+    np.testing.assert_array_equal(labels, np.argmax(G, axis=1))
+    C64 = C.astype(np.float64)
+    assert cost == pytest.approx((G * C64).sum(), rel=1e-12)
+    assert hard == pytest.approx(C64[np.arange(m), labels].sum(), rel=1e-12)
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=k))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rounded_plan_terms_unequal_target_many_rows(dtype: type) -> None:
+    m, k, eps = 9000, 4, 0.2
+    X, centers = _problem(2, m, k, 3, dtype)
+    C = cost_block(X, centers)
+    v = _potentials(2, k)
+    target = np.array([1000.0, 2000.0, 2500.0, 3500.0])
+    scale, deficit, G = _rounding_inputs(C, v, eps, target)
+    labels, mass, sums, cost, hard, counts = rounded_plan_terms(X, C, v, eps, scale, deficit)
+    np.testing.assert_allclose(mass, target, rtol=1e-11)
+    np.testing.assert_allclose(sums, G.T @ X.astype(np.float64), rtol=1e-10, atol=1e-9)
+    assert cost == pytest.approx((G * C.astype(np.float64)).sum(), rel=1e-11)
+    np.testing.assert_array_equal(labels, np.argmax(G, axis=1))
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=k))
+    assert hard == pytest.approx(C.astype(np.float64)[np.arange(m), labels].sum(), rel=1e-11)
+
+
+@pytest.mark.parametrize("eps", [1e-6, 1e-10])
+def test_rounded_plan_terms_tiny_eps_is_finite(eps: float) -> None:
+    m, k = 200, 5
+    X, centers = _problem(8, m, k, 2, np.float64)
+    C = cost_block(X, centers)
+    v = _potentials(8, k)
+    target = np.full(k, m / k)
+    scale, deficit, _ = _rounding_inputs(C, v, eps, target)
+    assert np.all(np.isfinite(scale)) and np.all(np.isfinite(deficit))
+    labels, mass, sums, cost, hard, counts = rounded_plan_terms(X, C, v, eps, scale, deficit)
+    assert np.all(np.isfinite(mass)) and np.all(np.isfinite(sums))
+    assert np.isfinite(cost) and np.isfinite(hard)
+    np.testing.assert_allclose(mass, target, rtol=1e-10)
+    assert counts.sum() == m and labels.min() >= 0 and labels.max() < k
+
+
+# --------------------------------------------------------------------------- doubtful rows
+
+
+def test_combine_doubtful_keeps_smallest_gaps_with_index_tie_break() -> None:
+    k = 2
+
+    def part(rows, gaps):
+        rows = np.asarray(rows)
+        gaps = np.asarray(gaps, dtype=np.float64)
+        labels = rows % k
+        costs = np.column_stack([rows, -rows]).astype(np.float64)
+        return (np.array([1, 1]), rows, gaps, labels, costs)
+
+    parts = [part([10, 3, 7], [0.5, 0.2, 0.2]), part([1, 20, 5], [0.2, 0.1, 0.9])]
+    counts, rows, gaps, labels, costs = combine_doubtful(parts, 4)
+    np.testing.assert_array_equal(counts, [2, 2])
+    # smallest gap first (row 20), then the three tied at 0.2 in row order, 0.5 dropped
+    np.testing.assert_array_equal(rows, [20, 1, 3, 7])
+    np.testing.assert_array_equal(gaps, [0.1, 0.2, 0.2, 0.2])
+    np.testing.assert_array_equal(labels, rows % k)
+    np.testing.assert_array_equal(costs, np.column_stack([rows, -rows]))
+    # a cut through the ties keeps the smallest indices
+    _, rows, _, _, _ = combine_doubtful(parts, 2)
+    np.testing.assert_array_equal(rows, [20, 1])
+    # asking for more rows than there are returns them all, sorted
+    _, rows, gaps, _, _ = combine_doubtful(parts, 100)
+    np.testing.assert_array_equal(rows, [20, 1, 3, 7, 10, 5])
+    assert np.all(np.diff(gaps) >= 0)
+
+
+def test_doubtful_rows_keep_every_row_tied_with_the_cut() -> None:
+    C = np.array([[0.0, 1.0], [0.0, 3.0], [0.0, 1.0], [2.0, 0.0], [0.0, 1.0]])
+    counts, rows, gaps, labels, costs = doubtful_rows(C, np.zeros(2), 2, offset=100)
+    np.testing.assert_array_equal(counts, [4, 1])
+    # gaps are 1, 3, 1, 2, 1: the cut at the second smallest (1) keeps all three ties
+    np.testing.assert_array_equal(rows, [100, 102, 104])
+    np.testing.assert_array_equal(gaps, [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(labels, [0, 0, 0])
+    np.testing.assert_array_equal(costs, C[[0, 2, 4]])
+    assert costs.dtype == np.float64
+
+
+def test_doubtful_rows_size_zero_keeps_nothing() -> None:
+    C = np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 3.0]])
+    _, rows, gaps, labels, costs = doubtful_rows(C, np.zeros(2), 0)
+    assert rows.shape == gaps.shape == labels.shape == (0,)
+    assert costs.shape == (0, 2)
+
+
+# --------------------------------------------------------------------------- chunk additivity
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("split", [1, 6001])
+def test_split_block_gives_the_same_summaries(dtype: type, split: int) -> None:
+    m, k, d = 9000, 5, 3
+    X, centers = _problem(21, m, k, d, dtype)
+    C = cost_block(X, centers)
+    halves = [(X[:split], C[:split], 0), (X[split:], C[split:], split)]
+    np.testing.assert_array_equal(np.concatenate([h[1] for h in halves]), C)
+    v = _potentials(21, k)
+    eps = 0.3
+
+    # entropic terms: values add, column log-sums combine by logaddexp, Hessians add
+    whole = entropic_terms(C, v, eps, hessian=True)
+    parts = [entropic_terms(c, v, eps, hessian=True) for _, c, _ in halves]
+    assert parts[0][0] + parts[1][0] == pytest.approx(whole[0], rel=1e-12)
+    np.testing.assert_allclose(np.logaddexp(parts[0][1], parts[1][1]), whole[1], rtol=1e-12)
+    np.testing.assert_allclose(parts[0][2] + parts[1][2], whole[2], rtol=1e-12)
+
+    # reduced-cost labels are row-local
+    whole_l, whole_g = reduced_cost_labels(C, v)
+    part_lg = [reduced_cost_labels(c, v) for _, c, _ in halves]
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in part_lg]), whole_l)
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in part_lg]), whole_g)
+
+    # assignment terms: counts and sums add, slack takes the minimum
+    whole = assignment_terms(X, C, whole_l)
+    parts = [assignment_terms(x, c, whole_l[o : o + len(c)]) for x, c, o in halves]
+    np.testing.assert_array_equal(parts[0][0] + parts[1][0], whole[0])
+    np.testing.assert_allclose(parts[0][1] + parts[1][1], whole[1], rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(np.minimum(parts[0][2], parts[1][2]), whole[2])
+    assert parts[0][3] + parts[1][3] == pytest.approx(whole[3], rel=1e-12)
+
+    # rounding: row-local labels, masses and sums add
+    scale, deficit, _ = _rounding_inputs(C, v, eps, np.full(k, m / k))
+    whole = rounded_plan_terms(X, C, v, eps, scale, deficit)
+    parts = [rounded_plan_terms(x, c, v, eps, scale, deficit) for x, c, _ in halves]
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), whole[0])
+    np.testing.assert_allclose(parts[0][1] + parts[1][1], whole[1], rtol=1e-12)
+    np.testing.assert_allclose(parts[0][2] + parts[1][2], whole[2], rtol=1e-11, atol=1e-9)
+    assert parts[0][3] + parts[1][3] == pytest.approx(whole[3], rel=1e-12)
+    assert parts[0][4] + parts[1][4] == pytest.approx(whole[4], rel=1e-12)
+    np.testing.assert_array_equal(parts[0][5] + parts[1][5], whole[5])
+
+    # doubtful rows: the same global choice for any chunking
+    for size in (1, 100, 5000, m):
+        whole = combine_doubtful([doubtful_rows(C, v, size, 0)], size)
+        parts = [doubtful_rows(c, v, size, o) for _, c, o in halves]
+        combined = combine_doubtful(parts, size)
+        np.testing.assert_array_equal(combined[0], whole[0])
+        for got, want in zip(combined[1:], whole[1:], strict=True):
+            np.testing.assert_array_equal(got, want)
+        assert combined[1].shape == (size,)
+        # the kept rows are exactly those with the `size` smallest gaps (row-index tie-break)
+        order = np.lexsort((np.arange(m), whole_g))[:size]
+        np.testing.assert_array_equal(combined[1], order)
