@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
+from sklearn.exceptions import ConvergenceWarning
 
 from ._validation import METHODS, ROUNDINGS, check_centers, check_choice, check_data, check_positive
 from .blocks import RowBlocks
@@ -183,4 +185,19 @@ def balanced_assign(
     blocks.set_centers(mu)
     eps = None
     step = SOLVERS[method](blocks, capacities, options, v0, eps)
+    short = step.marginal_error is not None and step.marginal_error > options.sinkhorn_tol
+    warn_unconverged(step, options, int(short))
     return result_from_step(blocks, step)
+
+
+def warn_unconverged(step: StepOutcome, options: SolverOptions, count: int) -> None:
+    """A ``ConvergenceWarning`` when Sinkhorn stopped short of ``sinkhorn_tol``."""
+    if count and step.marginal_error is not None:
+        warnings.warn(
+            f"Sinkhorn reached sinkhorn_max_iter={options.sinkhorn_max_iter} before the "
+            f"column-marginal error fell below sinkhorn_tol={options.sinkhorn_tol:g} in "
+            f"{count} assignment step(s) (last error {step.marginal_error:.3g}); raise "
+            "sinkhorn_max_iter or reg, or loosen sinkhorn_tol",
+            ConvergenceWarning,
+            stacklevel=3,
+        )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .assign import warn_unconverged
 from .blocks import RowBlocks
 from .capacities import Capacities
 from .certificate import Certificate
@@ -74,9 +75,12 @@ def lloyd(
     start = time.perf_counter()
     step: StepOutcome | None = None
     n_iter = 0
+    short = 0  # Sinkhorn steps that stopped at sinkhorn_max_iter
     for n_iter in range(1, max_iter + 1):
         blocks.set_centers(centers)
         step = solve(blocks, capacities, options, potentials, eps)
+        if step.marginal_error is not None and step.marginal_error > options.sinkhorn_tol:
+            short += 1
         potentials, eps = step.potentials, step.eps
         new_centers = _update(centers, step)
         moved = new_centers - centers
@@ -102,6 +106,7 @@ def lloyd(
         blocks.set_centers(centers)
         step = solve(blocks, capacities, options, potentials, eps)
         potentials = step.potentials
+    warn_unconverged(step, options, short)
     labels = labels_of(blocks, step.labeler)
     inertia = step.objective  # sum_i ||x_i - centers[labels_i]||^2 at the final centers
     k = capacities.n_clusters
