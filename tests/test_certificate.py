@@ -175,7 +175,7 @@ def test_worsening_swap_is_not_certified(seed: int) -> None:
     assert cert.duality_gap >= primal - opt - 1e-9 * primal > 0
 
 
-@settings(max_examples=30, deadline=None, database=None)
+@settings(max_examples=30, deadline=None, database=None, derandomize=True)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 14), k=st.integers(2, 4))
 def test_certificate_is_optimal_exactly_for_optimal_labellings(seed: int, n: int, k: int) -> None:
     """Random labellings with the prescribed sizes: certified iff their cost is the optimum."""
