@@ -62,7 +62,10 @@ class RowBlocks:
 
     def set_centers(self, centers: np.ndarray) -> None:
         """Build (and keep) the cost blocks for ``centers``: one pass over X."""
-        self._costs = [cost_block(b, centers) for b in self.blocks]
+        previous = self._costs or [None] * len(self.blocks)
+        self._costs = [
+            cost_block(b, centers, out) for b, out in zip(self.blocks, previous, strict=True)
+        ]
         self.passes.x += 1
 
     @classmethod

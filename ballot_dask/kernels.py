@@ -58,13 +58,16 @@ def _sqdist(X, centers, out):  # pragma: no cover - compiled
             out[i, j] = s
 
 
-def cost_block(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+def cost_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Squared Euclidean distances ``C_ij = ||x_i - mu_j||^2`` of one row block.
 
     Computed as sums of squared differences (no ``|x|^2 - 2 x.mu + |mu|^2`` cancellation), in
-    the dtype of ``X``.
+    the dtype of ``X``.  ``out`` (shape (n, k), X's dtype) is reused when given: a fresh
+    array of this size costs page faults on every Lloyd iteration.
     """
-    out = np.empty((X.shape[0], centers.shape[0]), dtype=X.dtype)
+    shape = (X.shape[0], centers.shape[0])
+    if out is None or out.shape != shape or out.dtype != X.dtype:
+        out = np.empty(shape, dtype=X.dtype)
     with _threads_for(X.shape[0]):
         _sqdist(X, np.ascontiguousarray(centers, dtype=X.dtype), out)
     return out
@@ -79,12 +82,9 @@ def _argmin_gap(C, v, labels, gaps):  # pragma: no cover - compiled
         a = 0
         for j in range(k):
             r = C[i, j] - v[j]
-            if r < b1:
-                b2 = b1
-                b1 = r
-                a = j
-            elif r < b2:
-                b2 = r
+            a = j if r < b1 else a
+            b2 = min(b2, max(b1, r))  # branch-free top two
+            b1 = min(b1, r)
         labels[i] = a
         gaps[i] = b2 - b1
 
@@ -195,7 +195,7 @@ def combine_log_sums(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(parallel=True, cache=True)
-def _assignment(X, C, labels, n_lanes):  # pragma: no cover - compiled
+def _assignment(X, C, v, rows, fixed, n_lanes):  # pragma: no cover - compiled
     m, k = C.shape
     d = X.shape[1]
     counts = np.zeros((n_lanes, k), dtype=np.int64)
@@ -204,8 +204,19 @@ def _assignment(X, C, labels, n_lanes):  # pragma: no cover - compiled
     obj = np.zeros(n_lanes)
     step = (m + n_lanes - 1) // n_lanes
     for lane in numba.prange(n_lanes):
-        for i in range(lane * step, min(m, (lane + 1) * step)):
-            a = labels[i]
+        start = lane * step
+        p = np.searchsorted(rows, start)  # rows: sorted block-local indices with a fixed label
+        for i in range(start, min(m, start + step)):
+            if p < rows.shape[0] and rows[p] == i:
+                a = fixed[p]
+                p += 1
+            else:  # the power-diagram label, ties to the lowest index as in _argmin_gap
+                best = np.inf
+                a = 0
+                for j in range(k):
+                    r = C[i, j] - v[j]
+                    a = j if r < best else a
+                    best = min(best, r)
             ca = C[i, a]
             counts[lane, a] += 1
             obj[lane] += ca
@@ -219,9 +230,18 @@ def _assignment(X, C, labels, n_lanes):  # pragma: no cover - compiled
 
 
 def assignment_terms(
-    X: np.ndarray, C: np.ndarray, labels: np.ndarray
+    X: np.ndarray,
+    C: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    potentials: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """One block's summary of a hard assignment.
+
+    The labels are either given (``labels``), or are the power-diagram labels
+    ``argmin_j (C_ij - potentials_j)`` except on the block-local ``rows`` (sorted), which take
+    ``labels`` instead: then the labels are never written out, and the block is read once.
 
     Returns per-cluster ``counts`` (k,), coordinate ``sums`` (k, d) for the centroid update, the
     *slack matrix* ``W[a, j] = min over points i labelled a of (C_ij - C_ia)`` (k x k, ``inf``
@@ -230,9 +250,23 @@ def assignment_terms(
     ``W`` is all the certificate needs: potentials ``v`` with ``v_j - v_a <= W[a, j]`` make
     every point's label a minimiser of its reduced cost (cyclical monotonicity).
     """
-    lanes = _n_lanes(C.shape[0])
-    with _threads_for(C.shape[0]):
-        counts, sums, slack, obj = _assignment(X, C, np.asarray(labels, dtype=np.int64), lanes)
+    m, k = C.shape
+    if potentials is None:
+        if labels is None:
+            raise TypeError("assignment_terms needs labels, or potentials (and rows)")
+        potentials, rows = np.zeros(k), np.arange(m)
+    elif rows is None:
+        rows, labels = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    assert labels is not None
+    with _threads_for(m):
+        counts, sums, slack, obj = _assignment(
+            X,
+            C,
+            np.asarray(potentials, dtype=np.float64),
+            np.asarray(rows, dtype=np.int64),
+            np.asarray(labels, dtype=np.int64),
+            _n_lanes(m),
+        )
     return counts.sum(axis=0), sums.sum(axis=0), slack.min(axis=0), float(obj.sum())
 
 
@@ -333,16 +367,58 @@ def doubtful_rows(
     tied with the last kept gap are all kept, so that the global choice made by
     :func:`combine_doubtful` does not depend on how X is chunked.
     """
-    labels, gaps = reduced_cost_labels(C, v)
-    counts = np.bincount(labels, minlength=C.shape[1]).astype(np.int64)
+    m = C.shape[0]
+    v = np.asarray(v, dtype=np.float64)
+    gaps = np.empty(m, dtype=np.float64)
+    with _threads_for(m):
+        counts = _gaps_counts(C, v, gaps, _n_lanes(m)).sum(axis=0)
+    keep = _smallest(gaps, size)
+    costs = np.asarray(C[keep], dtype=np.float64)
+    labels = np.argmin(costs - v, axis=1) if keep.size else np.zeros(0, dtype=np.int64)
+    return counts, keep + offset, gaps[keep], labels, costs
+
+
+@numba.njit(parallel=True, cache=True)
+def _gaps_counts(C, v, gaps, n_lanes):  # pragma: no cover - compiled
+    m, k = C.shape
+    counts = np.zeros((n_lanes, k), dtype=np.int64)
+    step = (m + n_lanes - 1) // n_lanes
+    for lane in numba.prange(n_lanes):
+        for i in range(lane * step, min(m, (lane + 1) * step)):
+            b1 = np.inf
+            b2 = np.inf
+            a = 0
+            for j in range(k):
+                r = C[i, j] - v[j]
+                a = j if r < b1 else a
+                b2 = min(b2, max(b1, r))  # branch-free top two
+                b1 = min(b1, r)
+            counts[lane, a] += 1
+            gaps[i] = b2 - b1
+    return counts
+
+
+def _smallest(gaps: np.ndarray, size: int) -> np.ndarray:
+    """Indices of the ``size`` smallest gaps, with every gap tied with the last one.
+
+    A cut is first guessed from every 16th gap, a little above the wanted quantile, so that
+    the exact selection runs on a few times ``size`` values rather than on the whole block.
+    """
+    m = gaps.shape[0]
     if size <= 0:
-        keep = np.zeros(0, dtype=np.int64)
-    elif size < gaps.shape[0]:
-        cut = np.partition(gaps, size - 1)[size - 1]
-        keep = np.flatnonzero(gaps <= cut)
-    else:
-        keep = np.arange(gaps.shape[0])
-    return counts, keep + offset, gaps[keep], labels[keep], np.asarray(C[keep], dtype=np.float64)
+        return np.zeros(0, dtype=np.int64)
+    if size >= m:
+        return np.arange(m)
+    candidates = np.arange(m)
+    sample = gaps[::16]
+    q = int(sample.shape[0] * size / m * 1.5) + 16
+    if q < sample.shape[0]:
+        guess = np.flatnonzero(gaps <= np.partition(sample, q)[q])
+        if guess.shape[0] >= size:
+            candidates = guess
+    chosen = gaps[candidates]
+    cut = np.partition(chosen, size - 1)[size - 1]
+    return candidates[chosen <= cut]
 
 
 def combine_doubtful(parts: list[tuple], size: int) -> tuple:

@@ -32,10 +32,19 @@ class HardLabels:
     rows: np.ndarray
     labels: np.ndarray
 
+    def __post_init__(self) -> None:
+        order = np.argsort(self.rows, kind="stable")
+        self.rows, self.labels = self.rows[order], self.labels[order]
+
+    def local(self, offset: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """The overridden rows inside the block ``[offset, offset + length)`` (block-local)."""
+        lo, hi = np.searchsorted(self.rows, [offset, offset + length])
+        return self.rows[lo:hi] - offset, self.labels[lo:hi]
+
     def __call__(self, C: np.ndarray, offset: int) -> np.ndarray:
         labels, _ = reduced_cost_labels(C, self.potentials)
-        inside = (self.rows >= offset) & (self.rows < offset + C.shape[0])
-        labels[self.rows[inside] - offset] = self.labels[inside]
+        rows, fixed = self.local(offset, C.shape[0])
+        labels[rows] = fixed
         return labels
 
 
@@ -86,7 +95,8 @@ def labels_of(blocks: RowBlocks, labeler: HardLabels | RoundedLabels) -> np.ndar
 
 
 def _hard_terms(X: np.ndarray, C: np.ndarray, labeler: HardLabels, offset: int) -> tuple:
-    return assignment_terms(X, C, labeler(C, offset))
+    rows, fixed = labeler.local(offset, C.shape[0])
+    return assignment_terms(X, C, fixed, potentials=labeler.potentials, rows=rows)
 
 
 def _combine_hard(parts: list[tuple]) -> tuple:

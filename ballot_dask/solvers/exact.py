@@ -22,7 +22,11 @@ import numpy as np
 from ..band import solve_band
 from ..blocks import RowBlocks
 from ..capacities import Capacities
-from ..kernels import combine_doubtful, doubtful_rows
+from ..kernels import (
+    combine_doubtful,
+    doubtful_rows,
+    entropic_terms,
+)
 from .base import (
     HardLabels,
     SolverOptions,
@@ -37,7 +41,8 @@ _EPS_RANGE = 1e-3  # final eps relative to the first (the repair absorbs the res
 _MIN_BAND = 2048
 _LEAF = 8192  # doubtful sets up to this size go straight to the network simplex
 _SAMPLE = 1 << 17  # rows the potentials are refined on
-_REFINE = 0.005  # refine warm potentials when more than this fraction of points is misplaced
+_REFINE = 0.05  # refine warm potentials when more than this fraction of points is misplaced
+_POLISH_STEPS = 6  # semi-smooth Newton steps on all rows before the repair
 
 
 def _imbalance(counts: np.ndarray, capacities: Capacities) -> int:
@@ -120,18 +125,73 @@ def _solve_doubtful(
     options: SolverOptions,
     v: np.ndarray,
     eps: float | None,
-) -> np.ndarray:
-    """Exact labels of the gathered points under the capacity left to them.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact labels of the gathered points under the capacity left to them, and the
+    potentials that certify them (for this sub-problem).
 
     A small set goes to the network simplex; a large one (early Lloyd iterations, where the
     centers move much) is itself a balanced transport problem, solved by this same method
     warm-started at ``v``: network simplex time grows faster than linearly, this does not.
     """
-    if costs.shape[0] <= _LEAF or np.count_nonzero(capacities.upper) < 2:
-        return solve_band(costs, capacities.lower, capacities.upper)
+    m, k = costs.shape
     blocks = RowBlocks.from_cost(costs)
+    if m <= _LEAF or np.count_nonzero(capacities.upper) < 2:
+        labels = solve_band(costs, capacities.lower, capacities.upper)
+        every = HardLabels(np.zeros(k), np.arange(m), labels)
+        *_, potentials, _ = certified_summary(blocks, capacities, every)
+        return labels, potentials
     step = solve_exact(blocks, capacities, options, potentials=v, eps=eps)
-    return labels_of(blocks, step.labeler)
+    return labels_of(blocks, step.labeler), step.potentials
+
+
+def _polish(
+    blocks: RowBlocks, capacities: Capacities, v: np.ndarray, gathered: tuple, size: int
+) -> tuple[np.ndarray, tuple] | None:
+    """One semi-smooth Newton step on the exact semi-dual, from a gather pass's summaries.
+
+    The exact dual is piecewise linear in ``v``; its gradient is ``target - counts`` and its
+    generalised Hessian is the density of points on the cell boundaries, which the gathered
+    smallest-gap points measure: their entropic Hessian at an ``eps`` well below the band's
+    width.  Costs one gather pass per trial step (which also measures the next Hessian);
+    returns ``(v, gathered)``, or ``None`` when no step reduces the imbalance (the repair then
+    takes the points as they are).
+    """
+    counts, _, gaps, _, costs, _ = gathered
+    width = float(gaps.max(initial=0.0))
+    if not width > 0 or not np.isfinite(width):
+        return None
+    eps = width / 16.0
+    _, logcol, ptp = entropic_terms(costs, v, eps, hessian=True)
+    col = np.exp(logcol)
+    lap = (np.diag(col) - ptp) / eps
+    if not np.trace(lap) > 0:
+        return None
+    k = v.shape[0]
+    scale = float(np.trace(lap)) / k
+    system = lap + (scale / k) * np.ones((k, k)) + 1e-9 * scale * np.eye(k)
+    grad = capacities.target(counts) - counts
+    direction = np.linalg.lstsq(system, grad, rcond=None)[0]
+    before = _imbalance(counts, capacities)
+    t = 1.0
+    for _ in range(3):
+        trial = v + t * direction
+        result = _gather(blocks, trial, size)
+        if _imbalance(result[0], capacities) < before:
+            return trial, result
+        t *= 0.25
+    return None
+
+
+def _next_potentials(v: np.ndarray, v_band: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """Potentials for the next, wider band: the band's own where it had room to assign.
+
+    A column with no capacity left in the band got no constraint there; it keeps its place
+    relative to the others (the two vectors are aligned by their median offset).
+    """
+    if not room.any():
+        return v
+    offset = float(np.median(v[room] - v_band[room]))
+    return np.where(room, v_band, v - offset)
 
 
 def solve_exact(
@@ -146,14 +206,30 @@ def solve_exact(
     limit = n if options.max_band is None else min(n, options.max_band)
     size = min(limit, max(_MIN_BAND, 64 * k))
     stride = -(-n // _SAMPLE)
-    v = np.zeros(k) if potentials is None else np.asarray(potentials, dtype=np.float64)
-    counts, rows, _, labels, costs, sample = _gather(blocks, v, size, stride)
+    cold = potentials is None
+    v = np.zeros(k) if cold else np.asarray(potentials, dtype=np.float64)
+    gathered = _gather(blocks, v, size, stride if cold else 0)
+    counts, rows, _, labels, costs, sample = gathered
     steps = 0
     imbalance = _imbalance(counts, capacities)
-    if k > 1 and (potentials is None or imbalance > _REFINE * n):
+    if k > 1 and (cold or imbalance > _REFINE * n):
+        if not cold:  # far from balanced: the warm potentials are refined on a sample too
+            sample = _gather(blocks, v, 0, stride)[5]
         v, eps, steps = _refine(sample, capacities, counts, n, potentials, eps)
-        counts, rows, _, labels, costs, _ = _gather(blocks, v, size)
+        gathered = _gather(blocks, v, size)
+        counts, rows, _, labels, costs, _ = gathered
         imbalance = _imbalance(counts, capacities)
+    # semi-smooth Newton on all rows, the Hessian measured on the gathered rows
+    for _ in range(_POLISH_STEPS):
+        if k == 1 or imbalance <= size // 16:
+            break
+        better = _polish(blocks, capacities, v, gathered, size)
+        if better is None:
+            break
+        v, gathered = better
+        counts, rows, _, labels, costs, _ = gathered
+        imbalance = _imbalance(counts, capacities)
+        steps += 1
     retries = 0
     while True:
         wanted = min(limit, max(size, 4 * imbalance + 64 * k))
@@ -164,10 +240,12 @@ def solve_exact(
         lower = np.maximum(capacities.lower - fixed, 0)
         upper = capacities.upper - fixed
         m = rows.shape[0]
+        v_next = v
         if np.all(upper >= 0) and lower.sum() <= m <= upper.sum():
             left = Capacities(lower, upper)
             if m < n:
-                band_labels = _solve_doubtful(costs, left, options, v, eps)
+                band_labels, v_band = _solve_doubtful(costs, left, options, v, eps)
+                v_next = _next_potentials(v, v_band, upper > 0)
             else:  # the band is the whole problem: no recursion
                 band_labels = solve_band(costs, left.lower, left.upper)
             labeler = HardLabels(v, rows, band_labels)
@@ -201,7 +279,9 @@ def solve_exact(
                 f"the exact repair needs more than max_band={options.max_band} doubtful "
                 "points; raise max_band or use method='sinkhorn'"
             )
+        # the band was too narrow: centre the next one on the band's potentials, and widen it
         retries += 1
-        size = min(limit, 4 * size)
+        size = min(limit, 2 * size)
+        v = v_next
         imbalance = 0
         counts, rows, _, labels, costs, _ = _gather(blocks, v, size)
