@@ -182,7 +182,8 @@ default="k-means++"
             self.reg, self.sinkhorn_tol, self.sinkhorn_max_iter, self.rounding, self.max_band
         )
         rng = check_random_state(self.random_state)
-        centers = initial_centers(Xv, k, self.init, rng)
+        init = self.init if isinstance(self.init, str) else np.asarray(self.init)
+        centers = initial_centers(Xv, k, init, rng)
         tol = self.tol * float(np.mean(np.var(Xv, axis=0))) if self.tol > 0 else 0.0
         result = lloyd(
             RowBlocks(Xv),

@@ -1,0 +1,173 @@
+"""Bringing the k potentials close to the exact LP's, with few passes over the data.
+
+The exact repair (:mod:`.exact`) is cheap when few points are in doubt, that is when the
+potentials ``v`` nearly solve the dual.  This module gets them there:
+
+- :func:`gather`, the one pass everything here is built on: label counts under ``v``, the
+  smallest-gap rows, and (optionally) a hashed row sample;
+- Newton on the entropic semi-dual of the sample, ``e`` annealed from a cold start (the
+  potentials of a semi-discrete problem depend on the rows' distribution, not their number);
+- semi-smooth Newton on all rows: the exact dual's gradient is ``target - counts`` and its
+  generalised Hessian the density of points on the cell boundaries, which the smallest-gap
+  rows measure (:func:`_polish`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..blocks import RowBlocks
+from ..capacities import Capacities
+from ..kernels import combine_doubtful, doubtful_rows, entropic_terms
+from .newton import newton_ascent
+
+_ANNEAL = 16.0  # eps shrinks by this factor per stage
+_EPS_RANGE = 1e-3  # final eps relative to the first (the repair absorbs the rest)
+_SAMPLE = 1 << 17  # rows the entropic Newton runs on
+_RESAMPLE = 0.05  # warm potentials misplacing more than this fraction go back to the sample
+_POLISH_STEPS = 6  # semi-smooth Newton steps on all rows, at most
+
+
+def imbalance(counts: np.ndarray, capacities: Capacities) -> int:
+    over = np.maximum(counts - capacities.upper, 0)
+    under = np.maximum(capacities.lower - counts, 0)
+    return int(over.sum() + under.sum())
+
+
+def _sampled(offset: int, rows: int, stride: int) -> np.ndarray:
+    """Whether each global row is in the sample: about one row in ``stride``, chosen by a
+    multiplicative hash of the row index, so the choice depends neither on the chunking nor
+    on any periodic order of the rows (a plain stride would alias with it)."""
+    index = np.arange(offset, offset + rows, dtype=np.uint64)
+    hashed = (index * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
+    return hashed < np.uint64((1 << 32) // stride)
+
+
+def _gather_kernel(C: np.ndarray, v: np.ndarray, size: int, stride: int, offset: int) -> tuple:
+    """Doubtful rows of a block and, when ``stride``, its rows in the sample."""
+    doubtful = doubtful_rows(C, v, size, offset)
+    if stride > 1:
+        sample = C[_sampled(offset, C.shape[0], stride)]
+    else:
+        sample = C if stride == 1 else C[:0]
+    return (*doubtful, np.asarray(sample, dtype=np.float64))
+
+
+def gather(blocks: RowBlocks, v: np.ndarray, size: int, stride: int = 0) -> tuple:
+    """One pass: label counts, the ``size`` smallest-gap rows, and the strided sample."""
+
+    def combine(parts: list[tuple]) -> tuple:
+        sample = np.concatenate([p[5] for p in parts])
+        return (*combine_doubtful([p[:5] for p in parts], size), sample)
+
+    return blocks.reduce(_gather_kernel, combine, v, size, stride, with_offset=True)
+
+
+def _refine_on_sample(
+    sample: np.ndarray,
+    capacities: Capacities,
+    counts: np.ndarray,
+    n: int,
+    v: np.ndarray | None,
+    eps: float | None,
+) -> tuple[np.ndarray, float, int]:
+    """Potentials from Newton on the entropic semi-dual of a row sample.
+
+    The potentials of a semi-discrete transport problem depend on the distribution of the rows,
+    not on their number, so a systematic sample (capacities scaled to it) gives them to within
+    the sampling error, and the exact repair on all rows absorbs the rest.  Cold (``v`` None):
+    anneal ``eps`` geometrically from the spread of a cost row; warm: two stages near ``eps``.
+    Returns ``(v, eps, newton_steps)``.
+    """
+    m = sample.shape[0]
+    blocks = RowBlocks.from_cost(sample)
+    target = capacities.target(counts) * (m / n)
+    spread = float((sample.mean(axis=1) - sample.min(axis=1)).mean()) if m else 1.0
+    eps_min = max(spread, 1e-300) / 4.0 * _EPS_RANGE
+    steps = 0
+    if v is None:
+        v, stages = np.zeros(capacities.n_clusters), []
+        e = eps_min / _EPS_RANGE
+        while e > eps_min * (1 + 1e-12):
+            stages.append(e)
+            e /= _ANNEAL
+        stages.append(eps_min)
+    else:
+        eps = eps_min if not eps else eps
+        stages = [eps * _ANNEAL, eps]
+    for i, e in enumerate(stages):
+        final = i == len(stages) - 1
+        v, _, s = newton_ascent(blocks, target, v, e, gtol=(1e-3 if final else 1e-2) * m)
+        steps += s
+    return v, stages[-1], steps
+
+
+def _polish(
+    blocks: RowBlocks, capacities: Capacities, v: np.ndarray, gathered: tuple, size: int
+) -> tuple[np.ndarray, tuple] | None:
+    """One semi-smooth Newton step on the exact semi-dual, from a gather pass's summaries.
+
+    The exact dual is piecewise linear in ``v``; its gradient is ``target - counts`` and its
+    generalised Hessian is the density of points on the cell boundaries, which the gathered
+    smallest-gap points measure: their entropic Hessian at an ``eps`` well below the band's
+    width.  Costs one gather pass per trial step (which also measures the next Hessian);
+    returns ``(v, gathered)``, or ``None`` when no step reduces the imbalance (the repair then
+    takes the points as they are).
+    """
+    counts, _, gaps, _, costs, _ = gathered
+    width = float(gaps.max(initial=0.0))
+    if not width > 0 or not np.isfinite(width):
+        return None
+    eps = width / 16.0
+    _, logcol, ptp = entropic_terms(costs, v, eps, hessian=True)
+    col = np.exp(logcol)
+    lap = (np.diag(col) - ptp) / eps
+    if not np.trace(lap) > 0:
+        return None
+    k = v.shape[0]
+    scale = float(np.trace(lap)) / k
+    system = lap + (scale / k) * np.ones((k, k)) + 1e-9 * scale * np.eye(k)
+    grad = capacities.target(counts) - counts
+    direction = np.linalg.lstsq(system, grad, rcond=None)[0]
+    before = imbalance(counts, capacities)
+    t = 1.0
+    for _ in range(3):
+        trial = v + t * direction
+        result = gather(blocks, trial, size)
+        if imbalance(result[0], capacities) < before:
+            return trial, result
+        t *= 0.25
+    return None
+
+
+def approach(
+    blocks: RowBlocks,
+    capacities: Capacities,
+    potentials: np.ndarray | None,
+    eps: float | None,
+    size: int,
+) -> tuple[np.ndarray, float | None, int, tuple]:
+    """Potentials close enough to the optimum that ``size`` doubtful rows should repair them.
+
+    Returns ``(v, eps, newton_steps, gathered)`` where ``gathered`` is :func:`gather`'s
+    summary at ``v`` (counts, rows, gaps, labels, costs of the ``size`` smallest-gap rows).
+    """
+    n, k = blocks.n_samples, capacities.n_clusters
+    stride = -(-n // _SAMPLE)
+    cold = potentials is None
+    v = np.zeros(k) if cold else np.asarray(potentials, dtype=np.float64)
+    gathered = gather(blocks, v, size, stride if cold else 0)
+    steps = 0
+    if k > 1 and (cold or imbalance(gathered[0], capacities) > _RESAMPLE * n):
+        sample = gathered[5] if cold else gather(blocks, v, 0, stride)[5]
+        v, eps, steps = _refine_on_sample(sample, capacities, gathered[0], n, potentials, eps)
+        gathered = gather(blocks, v, size)
+    for _ in range(_POLISH_STEPS):
+        if k == 1 or imbalance(gathered[0], capacities) <= size // 16:
+            break
+        better = _polish(blocks, capacities, v, gathered, size)
+        if better is None:
+            break
+        v, gathered = better
+        steps += 1
+    return v, eps, steps, gathered
