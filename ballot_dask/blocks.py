@@ -62,10 +62,10 @@ class RowBlocks:
 
     def set_centers(self, centers: np.ndarray) -> None:
         """Build (and keep) the cost blocks for ``centers``: one pass over X."""
-        previous = self._costs or [None] * len(self.blocks)
-        self._costs = [
-            cost_block(b, centers, out) for b, out in zip(self.blocks, previous, strict=True)
-        ]
+        reuse: list[np.ndarray | None] = [None] * len(self.blocks)
+        if self._costs is not None:  # overwrite the previous cost blocks in place
+            reuse = list(self._costs)
+        self._costs = [cost_block(b, centers, c) for b, c in zip(self.blocks, reuse, strict=True)]
         self.passes.x += 1
 
     @classmethod
