@@ -73,20 +73,34 @@ def cost_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray | None = None
     return out
 
 
+@numba.njit(inline="always", cache=True)
+def _best_two(C, v, i):  # pragma: no cover - compiled
+    """Row ``i``'s reduced-cost argmin (lowest index on ties), minimum and second minimum."""
+    b1 = np.inf
+    b2 = np.inf
+    a = 0
+    for j in range(C.shape[1]):
+        r = C[i, j] - v[j]
+        a = j if r < b1 else a
+        b2 = min(b2, max(b1, r))  # branch-free top two
+        b1 = min(b1, r)
+    return a, b1, b2
+
+
 @numba.njit(parallel=True, cache=True)
-def _argmin_gap(C, v, labels, gaps):  # pragma: no cover - compiled
+def _top_two(C, v, labels, gaps, n_lanes):  # pragma: no cover - compiled
     m, k = C.shape
-    for i in numba.prange(m):
-        b1 = np.inf
-        b2 = np.inf
-        a = 0
-        for j in range(k):
-            r = C[i, j] - v[j]
-            a = j if r < b1 else a
-            b2 = min(b2, max(b1, r))  # branch-free top two
-            b1 = min(b1, r)
-        labels[i] = a
-        gaps[i] = b2 - b1
+    counts = np.zeros((n_lanes, k), dtype=np.int64)
+    step = (m + n_lanes - 1) // n_lanes
+    write_labels = labels.shape[0] == m
+    for lane in numba.prange(n_lanes):
+        for i in range(lane * step, min(m, (lane + 1) * step)):
+            a, b1, b2 = _best_two(C, v, i)
+            counts[lane, a] += 1
+            gaps[i] = b2 - b1
+            if write_labels:
+                labels[i] = a
+    return counts
 
 
 def reduced_cost_labels(C: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +113,7 @@ def reduced_cost_labels(C: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.nd
     labels = np.empty(m, dtype=np.int64)
     gaps = np.empty(m, dtype=np.float64)
     with _threads_for(m):
-        _argmin_gap(C, np.asarray(v, dtype=np.float64), labels, gaps)
+        _top_two(C, np.asarray(v, dtype=np.float64), labels, gaps, _n_lanes(m))
     return labels, gaps
 
 
@@ -210,13 +224,8 @@ def _assignment(X, C, v, rows, fixed, n_lanes):  # pragma: no cover - compiled
             if p < rows.shape[0] and rows[p] == i:
                 a = fixed[p]
                 p += 1
-            else:  # the power-diagram label, ties to the lowest index as in _argmin_gap
-                best = np.inf
-                a = 0
-                for j in range(k):
-                    r = C[i, j] - v[j]
-                    a = j if r < best else a
-                    best = min(best, r)
+            else:  # the power-diagram label, as reduced_cost_labels gives it
+                a = _best_two(C, v, i)[0]
             ca = C[i, a]
             counts[lane, a] += 1
             obj[lane] += ca
@@ -371,31 +380,12 @@ def doubtful_rows(
     v = np.asarray(v, dtype=np.float64)
     gaps = np.empty(m, dtype=np.float64)
     with _threads_for(m):
-        counts = _gaps_counts(C, v, gaps, _n_lanes(m)).sum(axis=0)
+        no_labels = np.zeros(0, dtype=np.int64)
+        counts = _top_two(C, v, no_labels, gaps, _n_lanes(m)).sum(axis=0)
     keep = _smallest(gaps, size)
     costs = np.asarray(C[keep], dtype=np.float64)
     labels = np.argmin(costs - v, axis=1) if keep.size else np.zeros(0, dtype=np.int64)
     return counts, keep + offset, gaps[keep], labels, costs
-
-
-@numba.njit(parallel=True, cache=True)
-def _gaps_counts(C, v, gaps, n_lanes):  # pragma: no cover - compiled
-    m, k = C.shape
-    counts = np.zeros((n_lanes, k), dtype=np.int64)
-    step = (m + n_lanes - 1) // n_lanes
-    for lane in numba.prange(n_lanes):
-        for i in range(lane * step, min(m, (lane + 1) * step)):
-            b1 = np.inf
-            b2 = np.inf
-            a = 0
-            for j in range(k):
-                r = C[i, j] - v[j]
-                a = j if r < b1 else a
-                b2 = min(b2, max(b1, r))  # branch-free top two
-                b1 = min(b1, r)
-            counts[lane, a] += 1
-            gaps[i] = b2 - b1
-    return counts
 
 
 def _smallest(gaps: np.ndarray, size: int) -> np.ndarray:
