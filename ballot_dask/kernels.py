@@ -203,9 +203,15 @@ def _merge_lse(lmax: np.ndarray, lsum: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(top), out, -np.inf)
 
 
-def combine_log_sums(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Reduce two per-block column log-sums."""
-    return np.logaddexp(a, b)
+def combine_entropic(parts: list[tuple]) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """Reduce :func:`entropic_terms` summaries: values and Hessians add, column log-sums
+    combine by ``logaddexp``."""
+    value = float(sum(p[0] for p in parts))
+    logcol = parts[0][1]
+    for p in parts[1:]:
+        logcol = np.logaddexp(logcol, p[1])
+    hessians = [p[2] for p in parts if p[2] is not None]
+    return value, logcol, (np.sum(hessians, axis=0) if hessians else None)
 
 
 @numba.njit(parallel=True, cache=True)

@@ -10,8 +10,7 @@ and the labels stop changing after finitely many steps (the paper's Theorem 17);
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,7 +38,6 @@ class LloydResult:
     certificate: Certificate | None
     passes: dict[str, int]
     eps: float
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _update(centers: np.ndarray, step: StepOutcome) -> np.ndarray:
@@ -72,7 +70,6 @@ def lloyd(
     eps: float | None = None
     history: list[float] = []
     converged = False
-    start = time.perf_counter()
     step: StepOutcome | None = None
     n_iter = 0
     short = 0  # Sinkhorn steps that stopped at sinkhorn_max_iter
@@ -122,5 +119,4 @@ def lloyd(
         certificate=step.certificate,
         passes=blocks.passes.as_dict(),
         eps=float(eps or 0.0),
-        timings={"fit": time.perf_counter() - start},
     )

@@ -14,15 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..blocks import RowBlocks
-from ..kernels import entropic_terms
-
-
-def _combine(parts: list[tuple]) -> tuple[float, np.ndarray, np.ndarray]:
-    value = float(sum(p[0] for p in parts))
-    logcol = parts[0][1]
-    for p in parts[1:]:
-        logcol = np.logaddexp(logcol, p[1])
-    return value, logcol, np.sum([p[2] for p in parts], axis=0)
+from ..kernels import combine_entropic, entropic_terms
 
 
 def newton_ascent(
@@ -42,7 +34,7 @@ def newton_ascent(
     k = target.shape[0]
 
     def evaluate(w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        value, logcol, ptp = blocks.reduce(entropic_terms, _combine, w, eps, True)
+        value, logcol, ptp = blocks.reduce(entropic_terms, combine_entropic, w, eps, True)
         return value + float(target @ w), np.exp(logcol), ptp
 
     f, col, ptp = evaluate(v)

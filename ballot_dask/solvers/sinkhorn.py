@@ -20,19 +20,14 @@ import numpy as np
 
 from ..blocks import RowBlocks
 from ..capacities import Capacities
-from ..kernels import entropic_terms, rounded_plan_terms
+from ..kernels import combine_entropic, entropic_terms, rounded_plan_terms
 from .base import RoundedLabels, SolverOptions, StepOutcome, cost_scale
 from .exact import solve_exact
 
 
 def _column_logsums(blocks: RowBlocks, v: np.ndarray, eps: float) -> np.ndarray:
-    def combine(parts: list[tuple]) -> np.ndarray:
-        out = parts[0][1]
-        for p in parts[1:]:
-            out = np.logaddexp(out, p[1])
-        return out
-
-    return blocks.reduce(entropic_terms, combine, v, eps, False)
+    """One pass: ``log sum_i P_ij`` for every column of the plan at ``v``."""
+    return blocks.reduce(entropic_terms, combine_entropic, v, eps, False)[1]
 
 
 def _combine_rounded(parts: list[tuple]) -> tuple:
@@ -40,10 +35,6 @@ def _combine_rounded(parts: list[tuple]) -> tuple:
     sums = np.sum([p[2] for p in parts], axis=0)
     counts = np.sum([p[5] for p in parts], axis=0)
     return mass, sums, float(sum(p[3] for p in parts)), float(sum(p[4] for p in parts)), counts
-
-
-def _rounded_terms(X, C, v, eps, scale, deficit):
-    return rounded_plan_terms(X, C, v, eps, scale, deficit)
 
 
 def solve_sinkhorn(
@@ -82,7 +73,7 @@ def solve_sinkhorn(
     total = float(missing.sum())
     deficit = missing / total if total > 0 else np.zeros(k)
     mass, sums, plan_cost, hard_cost, counts = blocks.reduce(
-        _rounded_terms, _combine_rounded, v, eps, scale, deficit, with_x=True
+        rounded_plan_terms, _combine_rounded, v, eps, scale, deficit, with_x=True
     )
     labeler = RoundedLabels(v, eps, scale, deficit)
     outcome = StepOutcome(
