@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -121,6 +121,25 @@ def certified_summary(
     tolerance = 256.0 * float(np.finfo(blocks.dtype).eps) * max(scale, 1e-300)
     potentials, certificate = certify(slack, counts, capacities, tolerance)
     return counts, sums, objective, potentials, certificate
+
+
+def hard_step(
+    method: str, blocks: RowBlocks, capacities: Capacities, labeler: HardLabels, **extra: Any
+) -> StepOutcome:
+    """The :class:`StepOutcome` of hard labels, from one certified summary pass."""
+    sizes, sums, objective, potentials, certificate = certified_summary(blocks, capacities, labeler)
+    return StepOutcome(
+        method=method,
+        potentials=potentials,
+        eps=extra.pop("eps", 0.0),
+        mass=sizes.astype(np.float64),
+        sums=sums,
+        objective=objective,
+        sizes=sizes,
+        labeler=labeler,
+        certificate=certificate,
+        **extra,
+    )
 
 
 def cost_scale(blocks: RowBlocks) -> tuple[float, float]:

@@ -11,7 +11,7 @@ import numpy as np
 from ..band import solve_band
 from ..blocks import RowBlocks
 from ..capacities import Capacities
-from .base import HardLabels, SolverOptions, StepOutcome, certified_summary
+from .base import HardLabels, SolverOptions, StepOutcome, hard_step
 
 
 def solve_emd(
@@ -26,16 +26,4 @@ def solve_emd(
     C = np.asarray(blocks.full_cost(), dtype=np.float64)
     labels = solve_band(C, capacities.lower, capacities.upper)
     labeler = HardLabels(np.zeros(k), np.arange(n), labels)
-    sizes, sums, objective, v, certificate = certified_summary(blocks, capacities, labeler)
-    return StepOutcome(
-        method="emd",
-        potentials=v,
-        eps=0.0,
-        mass=sizes.astype(np.float64),
-        sums=sums,
-        objective=objective,
-        sizes=sizes,
-        labeler=labeler,
-        certificate=certificate,
-        band_size=n,
-    )
+    return hard_step("emd", blocks, capacities, labeler, band_size=n)

@@ -34,6 +34,7 @@ from .base import (
     SolverOptions,
     StepOutcome,
     certified_summary,
+    hard_step,
     labels_of,
 )
 from .potentials import approach, gather, imbalance
@@ -111,10 +112,19 @@ def solve_exact(
                 v_next = _next_potentials(v, v_band, upper > 0)
             else:  # the band is the whole problem: no recursion
                 band_labels = solve_band(costs, left.lower, left.upper)
-            labeler = HardLabels(v, rows, band_labels)
-            sizes, sums, objective, v_cert, certificate = certified_summary(
-                blocks, capacities, labeler
+            labeler = HardLabels(v, rows, band_labels)  # v: the certified ones sit on ties
+            step = hard_step(
+                "exact",
+                blocks,
+                capacities,
+                labeler,
+                eps=float(eps) if eps is not None else 0.0,
+                n_iter=steps,
+                band_size=m,
+                retries=retries,
             )
+            certificate = step.certificate
+            assert certificate is not None
             if certificate.optimal or size >= n:
                 if not certificate.optimal:
                     warnings.warn(
@@ -123,20 +133,7 @@ def solve_exact(
                         RuntimeWarning,
                         stacklevel=3,
                     )
-                return StepOutcome(
-                    method="exact",
-                    potentials=v_cert,
-                    eps=float(eps) if eps is not None else 0.0,
-                    mass=sizes.astype(np.float64),
-                    sums=sums,
-                    objective=objective,
-                    sizes=sizes,
-                    labeler=labeler,  # v, not v_cert: v_cert makes boundary ties exact
-                    certificate=certificate,
-                    n_iter=steps,
-                    band_size=m,
-                    retries=retries,
-                )
+                return step
         if size >= limit:
             raise RuntimeError(
                 f"the exact repair needs more than max_band={options.max_band} doubtful "
