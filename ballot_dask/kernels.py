@@ -26,8 +26,14 @@ _MAX_LANES = 64
 _PARALLEL_ROWS = 32768  # smaller blocks run on one thread: a parallel region costs more
 
 
-def _n_lanes(m: int) -> int:
-    return int(min(max(1, math.ceil(m / _LANE_ROWS)), _MAX_LANES))
+_LANE_CELLS = 1 << 22  # per-lane accumulators stay under 32 MB in all
+
+
+def _n_lanes(m: int, cells: int = 1) -> int:
+    """Lanes for a block of ``m`` rows: a function of the shapes only, so sums are always
+    accumulated in the same order; fewer when each lane holds many (``cells``) numbers."""
+    cap = max(1, min(_MAX_LANES, _LANE_CELLS // max(cells, 1)))
+    return int(min(max(1, math.ceil(m / _LANE_ROWS)), cap))
 
 
 @contextmanager
@@ -137,6 +143,7 @@ def _entropic(C, v, eps, hessian, n_lanes):  # pragma: no cover - compiled
     for lane in numba.prange(n_lanes):
         z = np.empty(k)
         p = np.empty(k)
+        support = np.empty(k, dtype=np.int64)
         for i in range(lane * step, min(m, (lane + 1) * step)):
             rmin = np.inf
             for j in range(k):
@@ -166,11 +173,19 @@ def _entropic(C, v, eps, hessian, n_lanes):  # pragma: no cover - compiled
                     elif lp > top + _EXP_FLOOR:
                         lse_sum[lane, j] += math.exp(lp - top)
             if hessian:
-                for a in range(k):
+                # only the row's non-negligible entries: at small eps a row of the plan has
+                # a handful, so the k x k outer product costs far less than k^2
+                nnz = 0
+                for j in range(k):
+                    if p[j] > 1e-17:
+                        support[nnz] = j
+                        nnz += 1
+                for x in range(nnz):
+                    a = support[x]
                     pa = p[a]
-                    if pa > 0.0:
-                        for b in range(k):
-                            ptp[lane, a, b] += pa * p[b]
+                    for y in range(nnz):
+                        b = support[y]
+                        ptp[lane, a, b] += pa * p[b]
     return value, direct, lse_max, lse_sum, ptp
 
 
@@ -186,7 +201,7 @@ def entropic_terms(
     - ``log sum_i P_ij`` for each column (log domain, so tiny ``eps`` cannot underflow),
     - ``sum_i P_i P_i^T`` (k x k) when ``hessian`` is true, else ``None``.
     """
-    lanes = _n_lanes(C.shape[0])
+    lanes = _n_lanes(C.shape[0], C.shape[1] ** 2 if hessian else C.shape[1])
     with _threads_for(C.shape[0]):
         value, direct, lmax, lsum, ptp = _entropic(
             C, np.asarray(v, dtype=np.float64), float(eps), hessian, lanes
@@ -280,7 +295,7 @@ def assignment_terms(
             np.asarray(potentials, dtype=np.float64),
             np.asarray(rows, dtype=np.int64),
             np.asarray(labels, dtype=np.int64),
-            _n_lanes(m),
+            _n_lanes(m, k * k + k * X.shape[1]),
         )
     return counts.sum(axis=0), sums.sum(axis=0), slack.min(axis=0), float(obj.sum())
 
@@ -349,7 +364,7 @@ def rounded_plan_terms(
     numerators ``sum_i G_ij x_i`` (k, d), the transport cost ``<G, C>``, the cost of the
     argmax labels ``sum_i C_{i, l_i}`` and their counts (k,).
     """
-    lanes = _n_lanes(C.shape[0])
+    lanes = _n_lanes(C.shape[0], C.shape[1] * (X.shape[1] + 2))
     labels = np.empty(C.shape[0], dtype=np.int64)
     with _threads_for(C.shape[0]):
         mass, sums, cost, hard, counts = _rounded(

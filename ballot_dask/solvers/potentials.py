@@ -23,6 +23,7 @@ from .newton import newton_ascent
 
 _ANNEAL = 16.0  # eps shrinks by this factor per stage
 _EPS_RANGE = 1e-3  # final eps relative to the first (the repair absorbs the rest)
+_START = 4.0  # first eps, in units of the mean top-two cost gap
 _SAMPLE = 1 << 17  # rows the entropic Newton runs on
 _RESAMPLE = 0.05  # warm potentials misplacing more than this fraction go back to the sample
 _POLISH_STEPS = 6  # semi-smooth Newton steps on all rows, at most
@@ -82,8 +83,15 @@ def _refine_on_sample(
     m = sample.shape[0]
     blocks = RowBlocks.from_cost(sample)
     target = capacities.target(counts) * (m / n)
-    spread = float((sample.mean(axis=1) - sample.min(axis=1)).mean()) if m else 1.0
-    eps_min = max(spread, 1e-300) / 4.0 * _EPS_RANGE
+    # the scale of the problem is how far a point's nearest center beats the next one; the
+    # annealing starts a few times above it (a row's plan then spreads over a few columns,
+    # not all k: the Hessian stays cheap for large k)
+    if m and sample.shape[1] > 1:
+        top = np.partition(sample, 1, axis=1)[:, :2]
+        spread = float((top[:, 1] - top[:, 0]).mean())
+    else:
+        spread = 1.0
+    eps_min = _START * max(spread, 1e-300) * _EPS_RANGE
     steps = 0
     if v is None:
         v, stages = np.zeros(capacities.n_clusters), []
