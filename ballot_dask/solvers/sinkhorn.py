@@ -55,7 +55,8 @@ def solve_sinkhorn(
     iters = 0
     while True:
         logcol = _column_logsums(blocks, v, eps)
-        col = np.exp(logcol)
+        with np.errstate(under="ignore"):  # an empty column's mass is 0, not an error
+            col = np.exp(logcol)
         error = float(np.abs(col - np.clip(col, lower, upper)).sum())
         if error <= delta or iters >= options.sinkhorn_max_iter:
             break
