@@ -41,6 +41,7 @@ from .potentials import approach, gather, imbalance
 
 _MIN_BAND = 2048  # doubtful rows gathered at first
 _LEAF = 8192  # doubtful sets up to this size go straight to the network simplex
+_PER_CLUSTER = 64  # doubtful rows gathered per cluster at first
 
 
 def _solve_doubtful(
@@ -90,13 +91,13 @@ def solve_exact(
     """An exact optimum of the balanced transport LP on the current cost blocks."""
     n, k = blocks.n_samples, capacities.n_clusters
     limit = n if options.max_band is None else min(n, options.max_band)
-    size = min(limit, max(_MIN_BAND, 64 * k))
+    size = min(limit, max(_MIN_BAND, _PER_CLUSTER * k))
     v, eps, steps, gathered = approach(blocks, capacities, potentials, eps, size)
     counts, rows, _, labels, costs, _ = gathered
     imbalance_now = imbalance(counts, capacities)
     retries = 0
     while True:
-        wanted = min(limit, max(size, 4 * imbalance_now + 64 * k))
+        wanted = min(limit, max(size, 4 * imbalance_now + _PER_CLUSTER * k))
         if wanted > size:
             size = wanted
             counts, rows, _, labels, costs, _ = gather(blocks, v, size)
