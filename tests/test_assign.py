@@ -16,115 +16,20 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from references import (
+    check_exact,
+    emd_optimum,
+    lp_matrices,
+    lp_optimum,
+    make_centers,
+    make_data,
+    reference_cost,
+    reference_optimum,
+)
 from scipy.optimize import linprog
-from scipy.special import softmax
 from sklearn.datasets import make_blobs
 
-from ballot_dask import AssignmentResult, Capacities, balanced_assign, resolve_capacities
-
-# --------------------------------------------------------------------------- references
-
-
-def reference_cost(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    return ot.dist(np.asarray(X, dtype=np.float64), np.asarray(centers, dtype=np.float64))
-
-
-def emd_optimum(C: np.ndarray, sizes: np.ndarray) -> tuple[float, np.ndarray]:
-    """POT's network simplex with equality marginals: (optimal cost, plan)."""
-    n = C.shape[0]
-    P = ot.emd(
-        np.ones(n), np.asarray(sizes, dtype=np.float64), np.ascontiguousarray(C), numItermax=10**7
-    )
-    np.testing.assert_allclose(P.sum(axis=0), sizes, atol=1e-9)  # emd converged
-    return float((P * C).sum()), P
-
-
-def lp_matrices(n: int, k: int, lower: np.ndarray, upper: np.ndarray):
-    """Variables F (n*k, row major): row sums == 1, lower <= column sums <= upper."""
-    A_eq = sp.kron(sp.eye(n), np.ones((1, k)), format="csr")
-    cols = sp.kron(np.ones((1, n)), sp.eye(k), format="csr")
-    A_ub = sp.vstack([cols, -cols], format="csr")
-    b_ub = np.concatenate([upper, -np.asarray(lower)]).astype(np.float64)
-    return A_eq, np.ones(n), A_ub, b_ub
-
-
-def lp_optimum(C: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[float, np.ndarray]:
-    """scipy HiGHS on the interval-capacity transport LP: (optimal cost, plan)."""
-    n, k = C.shape
-    A_eq, b_eq, A_ub, b_ub = lp_matrices(n, k, lower, upper)
-    res = linprog(
-        C.ravel(), A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=(0, None), method="highs"
-    )
-    assert res.status == 0, res.message
-    return float(res.fun), res.x.reshape(n, k)
-
-
-def reference_optimum(C: np.ndarray, cap: Capacities) -> float:
-    if cap.is_equality:
-        return emd_optimum(C, cap.lower)[0]
-    return lp_optimum(C, cap.lower, cap.upper)[0]
-
-
-def check_exact(
-    res: AssignmentResult,
-    X: np.ndarray,
-    centers: np.ndarray,
-    cap: Capacities,
-    opt: float,
-    *,
-    rel: float = 1e-9,
-    C: np.ndarray | None = None,
-) -> None:
-    """Everything an exact (certified) result promises, checked against the reference optimum."""
-    n, k = X.shape[0], centers.shape[0]
-    C = reference_cost(X, centers) if C is None else C
-    labels = res.labels
-    assert labels.shape == (n,)
-    assert labels.dtype.kind in "iu"
-    assert labels.min() >= 0 and labels.max() < k
-    np.testing.assert_array_equal(res.sizes, np.bincount(labels, minlength=k))
-    assert np.all(res.sizes >= cap.lower) and np.all(res.sizes <= cap.upper)
-    assert res.sizes.sum() == n
-    recomputed = float(C[np.arange(n), labels].sum())
-    scale = max(abs(opt), 1e-300)
-    assert abs(res.objective - recomputed) <= rel * scale + 1e-12
-    assert abs(res.objective - opt) <= rel * scale + 1e-12
-    cert = res.certificate
-    assert cert is not None
-    assert cert.optimal is True
-    assert cert.violations == 0
-    assert 0.0 <= cert.duality_gap <= 1e-9 * res.objective + 1e-12
-    # the potentials: labels minimise C - v (a power diagram) and g(v) attains the optimum
-    v = res.potentials
-    assert v.shape == (k,) and np.all(np.isfinite(v))
-    R = C - v[None, :]
-    slack = (k + 2) * cert.tolerance + 1e-12 * float(np.abs(C).max())
-    assert np.all(R[np.arange(n), labels] <= R.min(axis=1) + slack)
-    dual = float(R.min(axis=1).sum() + cap.dual_term(v))
-    assert abs(dual - opt) <= rel * scale + n * slack
-
-
-# --------------------------------------------------------------------------- data
-
-
-def make_data(kind: str, n: int, d: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if kind == "blobs":
-        X, _ = make_blobs(n_samples=n, n_features=d, centers=4, cluster_std=1.0, random_state=seed)
-        return X
-    if kind == "uniform":
-        return rng.uniform(-1.0, 1.0, size=(n, d))
-    if kind == "gaussian":
-        return rng.standard_normal((n, d))
-    raise ValueError(kind)
-
-
-def make_centers(X: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """k distinct data points, slightly moved (generic: no cost ties)."""
-    rng = np.random.default_rng(seed + 7919)
-    idx = rng.choice(X.shape[0], size=k, replace=False)
-    return X[idx] + 0.05 * X.std() * rng.standard_normal((k, X.shape[1]))
-
+from ballot_dask import Capacities, balanced_assign, resolve_capacities
 
 # --------------------------------------------------------------------------- exact solver
 
@@ -434,149 +339,6 @@ def test_any_warm_start_is_repaired_to_the_optimum(potentials: str) -> None:
     check_exact(res, X, centers, cap, lp_optimum(C, cap.lower, cap.upper)[0], C=C)
 
 
-# --------------------------------------------------------------------------- sinkhorn
-
-
-@pytest.fixture(scope="module")
-def blobs_2000() -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    X, _, true_centers = make_blobs(
-        n_samples=2000,
-        n_features=2,
-        centers=5,
-        cluster_std=1.0,
-        center_box=(-10, 10),
-        random_state=0,
-        return_centers=True,
-    )
-    centers = true_centers + 0.3 * np.random.default_rng(0).standard_normal(true_centers.shape)
-    C = reference_cost(X, centers)
-    opt, _ = emd_optimum(C, np.full(5, 400))
-    return X, centers, C, opt
-
-
-def _check_sinkhorn_common(
-    res: AssignmentResult, C: np.ndarray, opt: float, rel: float = 1e-9
-) -> None:
-    n, k = C.shape
-    assert res.method == "sinkhorn"
-    assert res.labels.shape == (n,) and res.labels.min() >= 0 and res.labels.max() < k
-    np.testing.assert_array_equal(res.sizes, np.bincount(res.labels, minlength=k))
-    assert res.sizes.sum() == n
-    assert np.all(np.isfinite(res.potentials))
-    assert np.isfinite(res.objective) and np.isfinite(res.plan_cost)
-    assert np.isfinite(res.marginal_error) and res.marginal_error >= 0
-    assert res.objective == pytest.approx(C[np.arange(n), res.labels].sum(), rel=rel)
-    # the rounded plan is a feasible transport plan: its cost cannot beat the LP optimum
-    assert res.plan_cost >= opt * (1 - rel)
-
-
-def check_rounded_plan(
-    res: AssignmentResult, C: np.ndarray, reg: float, cap: Capacities, rel: float = 1e-9
-) -> None:
-    """Rebuild E-BalLOT's plan densely from the returned potentials: the Sinkhorn plan
-    ``softmax((v - C) / eps)`` (``eps = reg * mean(C)``), rounded onto the transport polytope
-    by Altschuler, Weed & Rigollet's Alg. 2.  Its cost is ``plan_cost``, its column sums are
-    exactly the target sizes and the labels are its row argmax."""
-    n = C.shape[0]
-    eps = reg * float(C.mean())
-    P = softmax((res.potentials[None, :] - C) / eps, axis=1)
-    col = P.sum(axis=0)
-    target = cap.target(col)
-    with np.errstate(divide="ignore"):
-        scale = np.where(col > 0, np.minimum(target / np.where(col > 0, col, 1.0), 1.0), 1.0)
-    missing = target - col * scale
-    G = P * scale[None, :]
-    if missing.sum() > 0:
-        G += (1.0 - G.sum(axis=1))[:, None] * (missing / missing.sum())[None, :]
-    assert np.all(G >= -1e-12)  # round-off in the rank-one correction
-    np.testing.assert_allclose(G.sum(axis=1), 1.0, atol=1e-9)
-    np.testing.assert_allclose(G.sum(axis=0), target, rtol=1e-9, atol=1e-9)
-    assert np.all(target >= cap.lower - 1e-9) and np.all(target <= cap.upper + 1e-9)
-    assert target.sum() == pytest.approx(n, rel=1e-12)
-    assert res.plan_cost == pytest.approx(float((G * C).sum()), rel=rel)
-    # labels: row argmax of G (a different pick only where two entries tie to round-off)
-    picked = G[np.arange(n), res.labels]
-    assert np.all(picked >= G.max(axis=1) - 1e-9)
-
-
-@pytest.mark.parametrize("reg", [1e-1, 1e-2])
-@pytest.mark.parametrize("request_kind", ["equal", "sizes", "range", "empty", "empty-range"])
-def test_sinkhorn_argmax_rounding(blobs_2000, reg: float, request_kind: str) -> None:
-    X, centers, C, _ = blobs_2000
-    n, k = C.shape
-    kwargs = {
-        "equal": {},
-        "sizes": {"sizes": [300, 350, 400, 450, 500]},
-        "range": {"size_min": 350, "size_max": 450},
-        "empty": {"sizes": [0, 500, 500, 500, 500]},
-        "empty-range": {"size_min": 0, "size_max": [0, 2000, 2000, 2000, 2000]},
-    }[request_kind]
-    cap = resolve_capacities(n, k, **{"sizes": None, "size_min": None, "size_max": None, **kwargs})
-    opt = reference_optimum(C, cap)
-    res = balanced_assign(X, centers, method="sinkhorn", reg=reg, sinkhorn_max_iter=20000, **kwargs)
-    _check_sinkhorn_common(res, C, opt)
-    assert res.certificate is None
-    assert res.n_iter < 20000  # converged (0 iterations when v = 0 already meets the bounds)
-    assert res.marginal_error <= 1e-3  # the default sinkhorn_tol
-    # argmax labels of a plan that is nearly balanced are nearly balanced
-    assert np.abs(res.sizes - np.clip(res.sizes, cap.lower, cap.upper)).sum() <= 0.05 * n
-    check_rounded_plan(res, C, reg, cap)
-    if request_kind.startswith("empty"):  # a cluster of capacity 0 gets no point
-        assert res.sizes[0] == 0
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("max_iter", [5, 50])
-@pytest.mark.parametrize("reg", [1e-4, 1e-6])
-def test_sinkhorn_tiny_reg_has_no_nan(blobs_2000, reg: float, max_iter: int, dtype) -> None:
-    """The regime where a naive (non-log-domain) Sinkhorn underflows and loses mass."""
-    X, centers, C, opt = blobs_2000
-    res = balanced_assign(
-        X.astype(dtype), centers, method="sinkhorn", reg=reg, sinkhorn_max_iter=max_iter
-    )
-    cap = resolve_capacities(2000, 5, sizes=None, size_min=None, size_max=None)
-    if dtype == np.float64:
-        _check_sinkhorn_common(res, C, opt)
-        check_rounded_plan(res, C, reg, cap)
-    else:  # the solver sees float32 distances to float32 centers
-        C32 = ot.dist(X.astype(dtype), centers.astype(dtype)).astype(np.float64)
-        _check_sinkhorn_common(res, C32, reference_optimum(C32, cap), rel=1e-6)
-    assert res.n_iter <= max_iter
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [{}, {"sizes": [300, 350, 400, 450, 500]}, {"size_min": 350, "size_max": 450}, {"reg": 1e-4}],
-    ids=["equal", "sizes", "range", "tiny-reg"],
-)
-def test_sinkhorn_exact_rounding_is_certified(blobs_2000, kwargs) -> None:
-    X, centers, C, _ = blobs_2000
-    n, k = C.shape
-    request = {key: kwargs.get(key) for key in ("sizes", "size_min", "size_max")}
-    cap = resolve_capacities(n, k, **request)
-    opt = reference_optimum(C, cap)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        res = balanced_assign(X, centers, method="sinkhorn", rounding="exact", **kwargs)
-    assert res.method == "sinkhorn"
-    assert res.plan_cost is not None and res.marginal_error is not None
-    check_exact(res, X, centers, cap, opt, C=C)
-    if cap.is_equality:
-        np.testing.assert_array_equal(res.sizes, cap.lower)
-
-
-def test_sinkhorn_plan_cost_approaches_the_optimum(blobs_2000) -> None:
-    X, centers, C, opt = blobs_2000
-    excess = []
-    for reg in (1e-1, 1e-2, 1e-3):
-        res = balanced_assign(X, centers, method="sinkhorn", reg=reg, sinkhorn_max_iter=20000)
-        _check_sinkhorn_common(res, C, opt)
-        assert res.n_iter < 20000 and res.marginal_error <= 1e-3
-        excess.append(res.plan_cost - opt)
-    assert excess[0] > excess[1] > excess[2] >= 0
-    assert excess[2] <= 0.02 * opt
-
-
 # --------------------------------------------------------------------------- errors
 
 
@@ -752,7 +514,7 @@ def test_generic_optimum_is_unique_and_integral(seed: int) -> None:
     assert res.objective == pytest.approx(opt, rel=1e-12)
 
 
-# --------------------------------------------------------------------------- known bugs
+# --------------------------------------------------------------------------- regressions
 
 
 @pytest.mark.parametrize(
@@ -771,16 +533,6 @@ def test_identical_points_emit_no_runtime_warning(kwargs) -> None:
     cap = resolve_capacities(12, 4, **{"sizes": None, "size_min": None, "size_max": None, **kwargs})
     check_exact(res, X, centers, cap, reference_optimum(C, cap), C=C)
     np.testing.assert_array_equal(res.sizes, [10, 1, 1, 0])
-
-
-def test_sinkhorn_small_reg_emits_no_runtime_warning() -> None:
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((200, 2))
-    centers = rng.standard_normal((4, 2))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        res = balanced_assign(X, centers, method="sinkhorn", reg=1e-4)
-    assert np.all(np.isfinite(res.potentials))
 
 
 def test_max_band_below_the_minimum_band_with_optimal_potentials() -> None:
@@ -806,17 +558,3 @@ def test_small_scale_data_is_solved_exactly(n: int, scale: float, method: str) -
     assert small.certificate.optimal
     assert small.objective == pytest.approx(scale**2 * base.objective, rel=1e-9)
     np.testing.assert_array_equal(small.labels, base.labels)
-
-
-def test_sinkhorn_capped_by_max_iter_warns() -> None:
-    from sklearn.exceptions import ConvergenceWarning
-
-    X = make_data("gaussian", 500, 2, 3)
-    centers = X[:4].copy()
-    with pytest.warns(ConvergenceWarning, match="sinkhorn_max_iter=3"):
-        res = balanced_assign(X, centers, method="sinkhorn", reg=1e-3, sinkhorn_max_iter=3)
-    assert res.marginal_error > 1e-3
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        res = balanced_assign(X, centers, method="sinkhorn", reg=1e-1, sinkhorn_max_iter=5000)
-    assert res.marginal_error <= 1e-3

@@ -1,0 +1,186 @@
+"""E-BalLOT's assignment step (``method="sinkhorn"``) against the exact optimum."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import ot
+import pytest
+from references import (
+    check_exact,
+    emd_optimum,
+    make_data,
+    reference_cost,
+    reference_optimum,
+)
+from scipy.special import softmax
+from sklearn.datasets import make_blobs
+
+from ballot_dask import AssignmentResult, Capacities, balanced_assign, resolve_capacities
+
+# --------------------------------------------------------------------------- sinkhorn
+
+
+@pytest.fixture(scope="module")
+def blobs_2000() -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    X, _, true_centers = make_blobs(
+        n_samples=2000,
+        n_features=2,
+        centers=5,
+        cluster_std=1.0,
+        center_box=(-10, 10),
+        random_state=0,
+        return_centers=True,
+    )
+    centers = true_centers + 0.3 * np.random.default_rng(0).standard_normal(true_centers.shape)
+    C = reference_cost(X, centers)
+    opt, _ = emd_optimum(C, np.full(5, 400))
+    return X, centers, C, opt
+
+
+def _check_sinkhorn_common(
+    res: AssignmentResult, C: np.ndarray, opt: float, rel: float = 1e-9
+) -> None:
+    n, k = C.shape
+    assert res.method == "sinkhorn"
+    assert res.labels.shape == (n,) and res.labels.min() >= 0 and res.labels.max() < k
+    np.testing.assert_array_equal(res.sizes, np.bincount(res.labels, minlength=k))
+    assert res.sizes.sum() == n
+    assert np.all(np.isfinite(res.potentials))
+    assert np.isfinite(res.objective) and np.isfinite(res.plan_cost)
+    assert np.isfinite(res.marginal_error) and res.marginal_error >= 0
+    assert res.objective == pytest.approx(C[np.arange(n), res.labels].sum(), rel=rel)
+    # the rounded plan is a feasible transport plan: its cost cannot beat the LP optimum
+    assert res.plan_cost >= opt * (1 - rel)
+
+
+def check_rounded_plan(
+    res: AssignmentResult, C: np.ndarray, reg: float, cap: Capacities, rel: float = 1e-9
+) -> None:
+    """Rebuild E-BalLOT's plan densely from the returned potentials: the Sinkhorn plan
+    ``softmax((v - C) / eps)`` (``eps = reg * mean(C)``), rounded onto the transport polytope
+    by Altschuler, Weed & Rigollet's Alg. 2.  Its cost is ``plan_cost``, its column sums are
+    exactly the target sizes and the labels are its row argmax."""
+    n = C.shape[0]
+    eps = reg * float(C.mean())
+    P = softmax((res.potentials[None, :] - C) / eps, axis=1)
+    col = P.sum(axis=0)
+    target = cap.target(col)
+    with np.errstate(divide="ignore"):
+        scale = np.where(col > 0, np.minimum(target / np.where(col > 0, col, 1.0), 1.0), 1.0)
+    missing = target - col * scale
+    G = P * scale[None, :]
+    if missing.sum() > 0:
+        G += (1.0 - G.sum(axis=1))[:, None] * (missing / missing.sum())[None, :]
+    assert np.all(G >= -1e-12)  # round-off in the rank-one correction
+    np.testing.assert_allclose(G.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(G.sum(axis=0), target, rtol=1e-9, atol=1e-9)
+    assert np.all(target >= cap.lower - 1e-9) and np.all(target <= cap.upper + 1e-9)
+    assert target.sum() == pytest.approx(n, rel=1e-12)
+    assert res.plan_cost == pytest.approx(float((G * C).sum()), rel=rel)
+    # labels: row argmax of G (a different pick only where two entries tie to round-off)
+    picked = G[np.arange(n), res.labels]
+    assert np.all(picked >= G.max(axis=1) - 1e-9)
+
+
+@pytest.mark.parametrize("reg", [1e-1, 1e-2])
+@pytest.mark.parametrize("request_kind", ["equal", "sizes", "range", "empty", "empty-range"])
+def test_sinkhorn_argmax_rounding(blobs_2000, reg: float, request_kind: str) -> None:
+    X, centers, C, _ = blobs_2000
+    n, k = C.shape
+    kwargs = {
+        "equal": {},
+        "sizes": {"sizes": [300, 350, 400, 450, 500]},
+        "range": {"size_min": 350, "size_max": 450},
+        "empty": {"sizes": [0, 500, 500, 500, 500]},
+        "empty-range": {"size_min": 0, "size_max": [0, 2000, 2000, 2000, 2000]},
+    }[request_kind]
+    cap = resolve_capacities(n, k, **{"sizes": None, "size_min": None, "size_max": None, **kwargs})
+    opt = reference_optimum(C, cap)
+    res = balanced_assign(X, centers, method="sinkhorn", reg=reg, sinkhorn_max_iter=20000, **kwargs)
+    _check_sinkhorn_common(res, C, opt)
+    assert res.certificate is None
+    assert res.n_iter < 20000  # converged (0 iterations when v = 0 already meets the bounds)
+    assert res.marginal_error <= 1e-3  # the default sinkhorn_tol
+    # argmax labels of a plan that is nearly balanced are nearly balanced
+    assert np.abs(res.sizes - np.clip(res.sizes, cap.lower, cap.upper)).sum() <= 0.05 * n
+    check_rounded_plan(res, C, reg, cap)
+    if request_kind.startswith("empty"):  # a cluster of capacity 0 gets no point
+        assert res.sizes[0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("max_iter", [5, 50])
+@pytest.mark.parametrize("reg", [1e-4, 1e-6])
+def test_sinkhorn_tiny_reg_has_no_nan(blobs_2000, reg: float, max_iter: int, dtype) -> None:
+    """The regime where a naive (non-log-domain) Sinkhorn underflows and loses mass."""
+    X, centers, C, opt = blobs_2000
+    res = balanced_assign(
+        X.astype(dtype), centers, method="sinkhorn", reg=reg, sinkhorn_max_iter=max_iter
+    )
+    cap = resolve_capacities(2000, 5, sizes=None, size_min=None, size_max=None)
+    if dtype == np.float64:
+        _check_sinkhorn_common(res, C, opt)
+        check_rounded_plan(res, C, reg, cap)
+    else:  # the solver sees float32 distances to float32 centers
+        C32 = ot.dist(X.astype(dtype), centers.astype(dtype)).astype(np.float64)
+        _check_sinkhorn_common(res, C32, reference_optimum(C32, cap), rel=1e-6)
+    assert res.n_iter <= max_iter
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"sizes": [300, 350, 400, 450, 500]}, {"size_min": 350, "size_max": 450}, {"reg": 1e-4}],
+    ids=["equal", "sizes", "range", "tiny-reg"],
+)
+def test_sinkhorn_exact_rounding_is_certified(blobs_2000, kwargs) -> None:
+    X, centers, C, _ = blobs_2000
+    n, k = C.shape
+    request = {key: kwargs.get(key) for key in ("sizes", "size_min", "size_max")}
+    cap = resolve_capacities(n, k, **request)
+    opt = reference_optimum(C, cap)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = balanced_assign(X, centers, method="sinkhorn", rounding="exact", **kwargs)
+    assert res.method == "sinkhorn"
+    assert res.plan_cost is not None and res.marginal_error is not None
+    check_exact(res, X, centers, cap, opt, C=C)
+    if cap.is_equality:
+        np.testing.assert_array_equal(res.sizes, cap.lower)
+
+
+def test_sinkhorn_plan_cost_approaches_the_optimum(blobs_2000) -> None:
+    X, centers, C, opt = blobs_2000
+    excess = []
+    for reg in (1e-1, 1e-2, 1e-3):
+        res = balanced_assign(X, centers, method="sinkhorn", reg=reg, sinkhorn_max_iter=20000)
+        _check_sinkhorn_common(res, C, opt)
+        assert res.n_iter < 20000 and res.marginal_error <= 1e-3
+        excess.append(res.plan_cost - opt)
+    assert excess[0] > excess[1] > excess[2] >= 0
+    assert excess[2] <= 0.02 * opt
+
+
+def test_sinkhorn_small_reg_emits_no_runtime_warning() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 2))
+    centers = rng.standard_normal((4, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = balanced_assign(X, centers, method="sinkhorn", reg=1e-4)
+    assert np.all(np.isfinite(res.potentials))
+
+
+def test_sinkhorn_capped_by_max_iter_warns() -> None:
+    from sklearn.exceptions import ConvergenceWarning
+
+    X = make_data("gaussian", 500, 2, 3)
+    centers = X[:4].copy()
+    with pytest.warns(ConvergenceWarning, match="sinkhorn_max_iter=3"):
+        res = balanced_assign(X, centers, method="sinkhorn", reg=1e-3, sinkhorn_max_iter=3)
+    assert res.marginal_error > 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        res = balanced_assign(X, centers, method="sinkhorn", reg=1e-1, sinkhorn_max_iter=5000)
+    assert res.marginal_error <= 1e-3
