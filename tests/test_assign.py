@@ -558,3 +558,17 @@ def test_small_scale_data_is_solved_exactly(n: int, scale: float, method: str) -
     assert small.certificate.optimal
     assert small.objective == pytest.approx(scale**2 * base.objective, rel=1e-9)
     np.testing.assert_array_equal(small.labels, base.labels)
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e-156])
+def test_subnormal_costs_with_many_ties(scale: float) -> None:
+    # costs down to ~1e-312 (subnormal), points on a 3 x 3 grid: the Newton curvature 1/eps
+    # can overflow; the solver must skip such steps, not fail, and still prove its answer
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 3, size=(300, 2)).astype(np.float64) * scale
+    centers = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [1.0, 1.0]]) * scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy underflow on the way
+        res = balanced_assign(X, centers)
+    np.testing.assert_array_equal(res.sizes, [75, 75, 75, 75])
+    assert res.certificate.optimal

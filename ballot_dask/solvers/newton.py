@@ -49,10 +49,15 @@ def newton_ascent(
             break  # every row is one-hot at this eps: no curvature left, the repair takes over
         scale = float(np.trace(lap)) / k
         system = lap + (scale / k) * np.ones((k, k)) + 1e-10 * scale * np.eye(k)
+        if not np.all(np.isfinite(system)):
+            break  # eps too small for the cost scale: curvature overflows
         try:
             direction = np.linalg.solve(system, grad)
         except np.linalg.LinAlgError:
-            direction = np.linalg.lstsq(system, grad, rcond=None)[0]
+            try:
+                direction = np.linalg.lstsq(system, grad, rcond=None)[0]
+            except np.linalg.LinAlgError:
+                break
         if not np.all(np.isfinite(direction)):
             break
         slope = float(grad @ direction)

@@ -135,8 +135,13 @@ def _polish(
     k = v.shape[0]
     scale = float(np.trace(lap)) / k
     system = lap + (scale / k) * np.ones((k, k)) + 1e-9 * scale * np.eye(k)
+    if not np.all(np.isfinite(system)):
+        return None  # a band of (near) ties: eps underflows, no curvature to measure
     grad = capacities.target(counts) - counts
-    direction = np.linalg.lstsq(system, grad, rcond=None)[0]
+    try:
+        direction = np.linalg.lstsq(system, grad, rcond=None)[0]
+    except np.linalg.LinAlgError:
+        return None
     before = imbalance(counts, capacities)
     t = 1.0
     for _ in range(3):
