@@ -118,7 +118,10 @@ def certified_summary(
     )
     finite = slack[np.isfinite(slack)]
     scale = float(np.abs(finite).max(initial=0.0)) + objective / max(blocks.n_samples, 1)
-    tolerance = 256.0 * float(np.finfo(blocks.dtype).eps) * max(scale, 1e-300)
+    # round-off allowance: the costs' own precision, and no less than 1e-12 relative, the
+    # accuracy to which the network simplex (on costs rescaled to [0, 1]) settles exact ties
+    relative = max(256.0 * float(np.finfo(blocks.dtype).eps), 1e-12)
+    tolerance = relative * max(scale, 1e-300)
     potentials, certificate = certify(slack, counts, capacities, tolerance)
     return counts, sums, objective, potentials, certificate
 
