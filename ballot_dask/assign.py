@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+from dask.base import is_dask_collection
 from numpy.typing import ArrayLike
 from sklearn.exceptions import ConvergenceWarning
 
 from ._validation import METHODS, ROUNDINGS, check_centers, check_choice, check_data, check_positive
-from .blocks import RowBlocks
+from .blocks import Blocks, RowBlocks
 from .capacities import resolve_capacities
 from .certificate import Certificate
+from .dask_blocks import DaskBlocks, as_dask_data
 from .solvers import SOLVERS, SolverOptions, StepOutcome, labels_of
 
 
@@ -23,8 +25,8 @@ class AssignmentResult:
 
     Attributes
     ----------
-    labels : ndarray of shape (n_samples,)
-        Cluster of each point.
+    labels : ndarray or dask array of shape (n_samples,)
+        Cluster of each point (a dask array with X's row chunks when X is one).
     potentials : ndarray of shape (n_clusters,)
         Dual potentials ``v``: the labels minimise ``||x - mu_j||^2 - v_j`` (a power diagram).
     objective : float
@@ -45,10 +47,10 @@ class AssignmentResult:
     band_size : int
         Points whose transport was solved exactly by the repair.
     passes : dict
-        Passes over X and over the cost blocks.
+        Passes over X and over the cost blocks, and collective rounds.
     """
 
-    labels: np.ndarray
+    labels: Any
     potentials: np.ndarray
     objective: float
     sizes: np.ndarray
@@ -84,14 +86,14 @@ def solver_options(
     )
 
 
-def result_from_step(blocks: RowBlocks, step: StepOutcome) -> AssignmentResult:
+def result_from_step(blocks: Blocks, step: StepOutcome) -> AssignmentResult:
     """Materialise the labels of a solver step into an :class:`AssignmentResult`."""
     labels = labels_of(blocks, step.labeler)
     return AssignmentResult(
         labels=labels,
         potentials=step.potentials,
         objective=float(step.objective),
-        sizes=np.bincount(labels, minlength=step.potentials.shape[0]),
+        sizes=np.asarray(step.sizes),
         certificate=step.certificate,
         method=step.method,
         plan_cost=step.plan_cost,
@@ -125,8 +127,9 @@ def balanced_assign(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
-        Points (float32 stays float32 in the cost blocks).
+    X : array-like or dask array of shape (n_samples, n_features)
+        Points (float32 stays float32 in the cost blocks).  A dask array is processed chunk
+        by chunk on the active Dask scheduler and gives dask labels.
     centers : array-like of shape (n_clusters, n_features)
         Cluster centers ``mu``.
     sizes : array-like of shape (n_clusters,), default=None
@@ -155,6 +158,7 @@ def balanced_assign(
         ``RuntimeError`` is raised.  ``None``: no limit.
     block_rows : int, default=None
         Process X in row blocks of this size (memory bound of the kernels); ``None``: one block.
+        Ignored for a dask array, whose row chunks are the blocks.
 
     Returns
     -------
@@ -169,7 +173,7 @@ def balanced_assign(
     >>> res.labels.tolist(), res.sizes.tolist(), res.certificate.optimal
     ([0, 0, 1, 1], [2, 2], True)
     """
-    Xv = check_data(X)
+    Xv = as_dask_data(X) if is_dask_collection(X) else check_data(X)
     mu = check_centers(centers, Xv.shape[1])
     check_choice(method, "method", METHODS)
     options = solver_options(reg, sinkhorn_tol, sinkhorn_max_iter, rounding, max_band)
@@ -181,7 +185,11 @@ def balanced_assign(
         v0 = np.asarray(potentials, dtype=np.float64)
         if v0.shape != (mu.shape[0],) or not np.all(np.isfinite(v0)):
             raise ValueError(f"potentials must be a finite vector of length {mu.shape[0]}")
-    blocks = RowBlocks(Xv, block_rows=block_rows)
+    blocks: Blocks
+    if is_dask_collection(Xv):
+        blocks = DaskBlocks(Xv, mu.shape[0])
+    else:
+        blocks = RowBlocks(Xv, block_rows=block_rows)
     blocks.set_centers(mu)
     eps = None
     step = SOLVERS[method](blocks, capacities, options, v0, eps)

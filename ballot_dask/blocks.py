@@ -2,16 +2,21 @@
 
 A solver never touches X directly.  It asks the engine to build the cost blocks for a set of
 centers (one pass over X) and then to apply a per-block kernel to every (X block, cost block)
-pair and reduce the results (one pass over the cost blocks).  This module holds the in-memory
-engine: X split into row blocks of a given size (a single block by default).  The engine counts
-its passes so that the cost of a fit can be read off and tested.
+pair and reduce the results (one pass over the cost blocks).  This module holds the interface
+(:class:`Blocks`) and the in-memory engine: X split into row blocks of a given size (a single
+block by default).  :mod:`.dask_blocks` runs the same passes over the chunks of a Dask array.
+Engines count their passes (and collective rounds) so that the cost of a fit can be read off and
+tested.
+
+A ``combine`` function must be *closed*: ``combine(parts)`` has the form of one part, so that a
+tree reduction may apply it at every level.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,13 +25,42 @@ from .kernels import cost_block
 
 @dataclass
 class PassCounter:
-    """How often the data were read: passes over X, passes over the cost blocks."""
+    """How often the data were read: passes over X, passes over the cost blocks, and the
+    collective rounds (one reduction each, a scheduler round trip on the Dask engine)."""
 
     x: int = 0
     cost: int = 0
+    rounds: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"x": self.x, "cost": self.cost}
+        return {"x": self.x, "cost": self.cost, "rounds": self.rounds}
+
+
+class Blocks(Protocol):
+    """What a solver may ask of an engine."""
+
+    passes: PassCounter
+
+    @property
+    def n_samples(self) -> int: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    def set_centers(self, centers: np.ndarray) -> None: ...
+
+    def reduce(
+        self,
+        kernel: Callable[..., Any],
+        combine: Callable[[list[Any]], Any],
+        *args: Any,
+        with_x: bool = False,
+        with_offset: bool = False,
+    ) -> Any: ...
+
+    def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> Any: ...
+
+    def full_cost(self) -> np.ndarray: ...
 
 
 @dataclass
@@ -100,15 +134,18 @@ class RowBlocks:
             tail: Sequence[Any] = (off,) if with_offset else ()
             parts.append(kernel(*head, *args, *tail))
         self.passes.cost += 1
+        self.passes.rounds += 1
         if with_x:
             self.passes.x += 1
         return combine(parts)
 
-    def cost_rows(self, rows: np.ndarray) -> np.ndarray:
-        """The cost rows at global indices ``rows`` (a small gather)."""
+    def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+        """``labeler(C_b, offset)`` of every block, concatenated (one pass over the costs)."""
         costs = self._require_costs()
-        C = costs[0] if len(costs) == 1 else np.concatenate(costs)
-        return np.asarray(C[rows], dtype=np.float64)
+        parts = [labeler(cb, off) for off, cb in zip(self.offsets, costs, strict=True)]
+        self.passes.cost += 1
+        self.passes.rounds += 1
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def full_cost(self) -> np.ndarray:
         """The whole cost matrix (only for the ``emd`` reference solver)."""

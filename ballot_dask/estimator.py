@@ -5,17 +5,21 @@ from __future__ import annotations
 from numbers import Integral, Real
 from typing import Any, ClassVar, Literal
 
+import dask.array as da
 import numpy as np
+from dask.base import is_dask_collection
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import config
 from ._validation import check_choice
 from .assign import solver_options
 from .blocks import RowBlocks
 from .capacities import resolve_capacities
+from .dask_blocks import DaskBlocks, as_dask_data, map_chosen_costs, map_costs, map_labels
 from .initialization import INITIALIZERS, initial_centers
 from .kernels import cost_block, reduced_cost_labels
 from .lloyd import LloydResult, lloyd
@@ -171,6 +175,8 @@ default="k-means++"
         -------
         self : BalancedKMeans
         """
+        if is_dask_collection(X):
+            return self._fit_dask(X)
         Xv = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
         n, k = Xv.shape[0], self.n_clusters
         if k > n:
@@ -198,6 +204,42 @@ default="k-means++"
         self._store(result, Xv.dtype)
         return self
 
+    def _fit_dask(self, X: Any) -> BalancedKMeans:
+        """``fit`` on a dask array: the same Lloyd loop on the Dask engine.  The first pass
+        checks X, measures its variance (for ``tol``), persists it when it fits and draws the
+        row sample the named ``init`` strategies run on."""
+        Xd = as_dask_data(X)
+        n, d = Xd.shape
+        k = self.n_clusters
+        if k > n:
+            raise ValueError(f"n_samples={n} should be >= n_clusters={k}")
+        self.n_features_in_ = int(d)
+        capacities = resolve_capacities(
+            n, k, sizes=self.sizes, size_min=self.size_min, size_max=self.size_max
+        )
+        options = solver_options(
+            self.reg, self.sinkhorn_tol, self.sinkhorn_max_iter, self.rounding, self.max_band
+        )
+        rng = check_random_state(self.random_state)
+        init = self.init if isinstance(self.init, str) else np.asarray(self.init)
+        blocks = DaskBlocks(Xd, k)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        sample, _, var = blocks.prepare(max(int(config.get("init-sample")), 64 * k), seed)
+        centers = initial_centers(sample, k, init, rng)
+        tol = self.tol * float(np.mean(var)) if self.tol > 0 else 0.0
+        result = lloyd(
+            blocks,
+            capacities,
+            centers,
+            method=self.method,
+            options=options,
+            max_iter=self.max_iter,
+            tol=tol,
+            verbose=bool(self.verbose),
+        )
+        self._store(result, Xd.dtype)
+        return self
+
     def _store(self, result: LloydResult, dtype: np.dtype) -> None:
         self.cluster_centers_ = result.centers.astype(dtype, copy=False)
         self.labels_ = result.labels
@@ -215,8 +257,16 @@ default="k-means++"
         """Fit and return ``labels_`` (the balanced labels of the training data)."""
         return self.fit(X).labels_
 
-    def _costs(self, X: ArrayLike) -> np.ndarray:
+    def _costs(self, X: ArrayLike) -> Any:
         check_is_fitted(self)
+        if is_dask_collection(X):
+            Xd = as_dask_data(X)
+            if Xd.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {Xd.shape[1]} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+            return map_costs(Xd, self.cluster_centers_)
         Xv = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
         return cost_block(Xv, self.cluster_centers_)
 
@@ -238,11 +288,15 @@ default="k-means++"
         check_choice(method, "method", _PREDICT)
         C = self._costs(X)
         v = self.potentials_ if method == "power" else np.zeros(self.n_clusters)
+        if is_dask_collection(C):
+            return map_labels(C, v)
         return reduced_cost_labels(C, v)[0]
 
-    def transform(self, X: ArrayLike) -> np.ndarray:
-        """Euclidean distances to the centers, shape (n_samples, n_clusters)."""
-        return np.sqrt(self._costs(X))
+    def transform(self, X: ArrayLike) -> Any:
+        """Euclidean distances to the centers, shape (n_samples, n_clusters) (a dask array
+        for dask input)."""
+        C = self._costs(X)
+        return da.sqrt(C) if is_dask_collection(C) else np.sqrt(C)
 
     def score(
         self, X: ArrayLike, y: Any = None, *, method: Literal["power", "nearest"] = "power"
@@ -251,6 +305,8 @@ default="k-means++"
         check_choice(method, "method", _PREDICT)
         C = self._costs(X)
         v = self.potentials_ if method == "power" else np.zeros(self.n_clusters)
+        if is_dask_collection(C):
+            return -float(map_chosen_costs(C, v).sum().compute())
         labels = reduced_cost_labels(C, v)[0]
         return -float(np.take_along_axis(C, labels[:, None], axis=1).sum(dtype=np.float64))
 

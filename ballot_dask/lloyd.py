@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .assign import warn_unconverged
-from .blocks import RowBlocks
+from .blocks import Blocks
 from .capacities import Capacities
 from .certificate import Certificate
 from .solvers import SOLVERS, SolverOptions, StepOutcome, labels_of
@@ -49,7 +49,7 @@ def _update(centers: np.ndarray, step: StepOutcome) -> np.ndarray:
 
 
 def lloyd(
-    blocks: RowBlocks,
+    blocks: Blocks,
     capacities: Capacities,
     centers: np.ndarray,
     *,
@@ -106,13 +106,12 @@ def lloyd(
     warn_unconverged(step, options, short)
     labels = labels_of(blocks, step.labeler)
     inertia = step.objective  # sum_i ||x_i - centers[labels_i]||^2 at the final centers
-    k = capacities.n_clusters
     return LloydResult(
         centers=centers,
         labels=labels,
         potentials=np.asarray(potentials),
         inertia=float(inertia),
-        sizes=np.bincount(labels, minlength=k),
+        sizes=np.asarray(step.sizes),
         n_iter=n_iter,
         converged=converged,
         objective_history=history,

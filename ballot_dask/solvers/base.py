@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..blocks import RowBlocks
+from ..blocks import Blocks
 from ..capacities import Capacities
 from ..certificate import Certificate, certify
 from ..kernels import assignment_terms, reduced_cost_labels, rounded_plan_terms
@@ -89,9 +89,10 @@ class StepOutcome:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def labels_of(blocks: RowBlocks, labeler: HardLabels | RoundedLabels) -> np.ndarray:
-    """Materialise the labels of every block (one pass over the cost blocks)."""
-    return blocks.reduce(labeler, np.concatenate, with_offset=True)
+def labels_of(blocks: Blocks, labeler: HardLabels | RoundedLabels) -> Any:
+    """The labels of every block (one pass over the cost blocks): an ndarray in memory, a
+    dask array with X's row chunks on the Dask engine."""
+    return blocks.labels(labeler)
 
 
 def _hard_terms(X: np.ndarray, C: np.ndarray, labeler: HardLabels, offset: int) -> tuple:
@@ -107,7 +108,7 @@ def _combine_hard(parts: list[tuple]) -> tuple:
 
 
 def certified_summary(
-    blocks: RowBlocks, capacities: Capacities, labeler: HardLabels
+    blocks: Blocks, capacities: Capacities, labeler: HardLabels
 ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, Certificate]:
     """One pass: sizes, centroid sums, objective and the optimality certificate of ``labeler``.
 
@@ -127,7 +128,7 @@ def certified_summary(
 
 
 def hard_step(
-    method: str, blocks: RowBlocks, capacities: Capacities, labeler: HardLabels, **extra: Any
+    method: str, blocks: Blocks, capacities: Capacities, labeler: HardLabels, **extra: Any
 ) -> StepOutcome:
     """The :class:`StepOutcome` of hard labels, from one certified summary pass."""
     sizes, sums, objective, potentials, certificate = certified_summary(blocks, capacities, labeler)
@@ -145,15 +146,18 @@ def hard_step(
     )
 
 
-def cost_scale(blocks: RowBlocks) -> tuple[float, float]:
+def cost_scale(blocks: Blocks) -> tuple[float, float]:
     """Mean cost and mean ``mean_j C_ij - min_j C_ij`` (one pass): scales for ``eps``."""
 
-    def kernel(C: np.ndarray) -> tuple[float, float, int]:
-        C64 = np.asarray(C, dtype=np.float64)
-        return float(C64.mean(axis=1).sum()), float(C64.min(axis=1).sum()), C.shape[0]
+    means, mins, rows = blocks.reduce(_scale_terms, _combine_scale)
+    return means / max(rows, 1), (means - mins) / max(rows, 1)
 
-    def combine(parts: list[tuple[float, float, int]]) -> tuple[float, float]:
-        means, mins, rows = (sum(p[i] for p in parts) for i in range(3))
-        return means / max(rows, 1), (means - mins) / max(rows, 1)
 
-    return blocks.reduce(kernel, combine)
+def _scale_terms(C: np.ndarray) -> tuple[float, float, int]:
+    C64 = np.asarray(C, dtype=np.float64)
+    return float(C64.mean(axis=1).sum()), float(C64.min(axis=1).sum()), C.shape[0]
+
+
+def _combine_scale(parts: list[tuple[float, float, int]]) -> tuple[float, float, int]:
+    means, mins, rows = (sum(p[i] for p in parts) for i in range(3))
+    return float(means), float(mins), int(rows)

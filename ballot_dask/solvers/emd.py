@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..band import solve_band
-from ..blocks import RowBlocks
+from ..blocks import Blocks
 from ..capacities import Capacities
 from .base import HardLabels, SolverOptions, StepOutcome, hard_step
 
 
 def solve_emd(
-    blocks: RowBlocks,
+    blocks: Blocks,
     capacities: Capacities,
     options: SolverOptions,
     potentials: np.ndarray | None = None,

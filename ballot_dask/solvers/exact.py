@@ -25,9 +25,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from dask.utils import format_bytes
 
+from .. import config
 from ..band import solve_band
-from ..blocks import RowBlocks
+from ..blocks import Blocks, RowBlocks
 from ..capacities import Capacities
 from .base import (
     HardLabels,
@@ -40,7 +42,8 @@ from .base import (
 from .potentials import approach, gather, imbalance
 
 _MIN_BAND = 2048  # doubtful rows gathered at first
-_LEAF = 8192  # doubtful sets up to this size go straight to the network simplex
+_WARM_BAND = 8192  # ... from warm potentials: enough to absorb a Lloyd step's imbalance
+_LEAF = 2048  # doubtful sets up to this size go straight to the network simplex
 _PER_CLUSTER = 64  # doubtful rows gathered per cluster at first
 
 
@@ -82,7 +85,7 @@ def _next_potentials(v: np.ndarray, v_band: np.ndarray, room: np.ndarray) -> np.
 
 
 def solve_exact(
-    blocks: RowBlocks,
+    blocks: Blocks,
     capacities: Capacities,
     options: SolverOptions,
     potentials: np.ndarray | None = None,
@@ -91,7 +94,12 @@ def solve_exact(
     """An exact optimum of the balanced transport LP on the current cost blocks."""
     n, k = blocks.n_samples, capacities.n_clusters
     limit = n if options.max_band is None else min(n, options.max_band)
-    size = min(limit, max(_MIN_BAND, _PER_CLUSTER * k))
+    # the gathered rows (k costs, row, gap, label: float64 / int64 each) must fit the budget
+    budget = config.band_memory()
+    by_memory = budget // (8 * (k + 3))
+    limit = min(limit, max(by_memory, 1))
+    first = _WARM_BAND if potentials is not None and n >= 32 * _WARM_BAND else _MIN_BAND
+    size = min(limit, max(first, _PER_CLUSTER * k))
     v, eps, steps, gathered = approach(blocks, capacities, potentials, eps, size)
     counts, rows, _, labels, costs, _ = gathered
     imbalance_now = imbalance(counts, capacities)
@@ -136,6 +144,13 @@ def solve_exact(
                     )
                 return step
         if size >= limit:
+            if limit == by_memory and limit < n:
+                raise RuntimeError(
+                    f"the exact repair needs more than {limit} doubtful points, the most "
+                    f"that fit ballot.band-memory={format_bytes(budget)} at k={k}; raise it "
+                    "(dask.config.set({'ballot.band-memory': '1 GiB'}) or "
+                    "DASK_BALLOT__BAND_MEMORY) or use method='sinkhorn'"
+                )
             raise RuntimeError(
                 f"the exact repair needs more than max_band={options.max_band} doubtful "
                 "points; raise max_band or use method='sinkhorn'"

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..blocks import RowBlocks
+from ..blocks import Blocks
 from ..kernels import combine_entropic, entropic_terms
 
 
 def newton_ascent(
-    blocks: RowBlocks,
+    blocks: Blocks,
     target: np.ndarray,
     v: np.ndarray,
     eps: float,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..blocks import RowBlocks
+from ..blocks import Blocks, RowBlocks
 from ..capacities import Capacities
 from ..kernels import combine_doubtful, doubtful_rows, entropic_terms
 from .newton import newton_ascent
@@ -54,7 +54,7 @@ def _gather_kernel(C: np.ndarray, v: np.ndarray, size: int, stride: int, offset:
     return (*doubtful, np.asarray(sample, dtype=np.float64))
 
 
-def gather(blocks: RowBlocks, v: np.ndarray, size: int, stride: int = 0) -> tuple:
+def gather(blocks: Blocks, v: np.ndarray, size: int, stride: int = 0) -> tuple:
     """One pass: label counts, the ``size`` smallest-gap rows, and the strided sample."""
 
     def combine(parts: list[tuple]) -> tuple:
@@ -111,7 +111,7 @@ def _refine_on_sample(
 
 
 def _polish(
-    blocks: RowBlocks, capacities: Capacities, v: np.ndarray, gathered: tuple, size: int
+    blocks: Blocks, capacities: Capacities, v: np.ndarray, gathered: tuple, size: int
 ) -> tuple[np.ndarray, tuple] | None:
     """One semi-smooth Newton step on the exact semi-dual, from a gather pass's summaries.
 
@@ -154,7 +154,7 @@ def _polish(
 
 
 def approach(
-    blocks: RowBlocks,
+    blocks: Blocks,
     capacities: Capacities,
     potentials: np.ndarray | None,
     eps: float | None,
@@ -176,7 +176,9 @@ def approach(
         v, eps, steps = _refine_on_sample(sample, capacities, gathered[0], n, potentials, eps)
         gathered = gather(blocks, v, size)
     for _ in range(_POLISH_STEPS):
-        if k == 1 or imbalance(gathered[0], capacities) <= size // 16:
+        # the repair absorbs an imbalance of up to about a quarter of the band: a full pass
+        # per Newton step only pays when the band is far off
+        if k == 1 or 4 * imbalance(gathered[0], capacities) + 64 * k <= size:
             break
         better = _polish(blocks, capacities, v, gathered, size)
         if better is None:

@@ -16,29 +16,36 @@ started from the Sinkhorn potentials.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..blocks import RowBlocks
+from ..blocks import Blocks
 from ..capacities import Capacities
 from ..kernels import combine_entropic, entropic_terms, rounded_plan_terms
 from .base import RoundedLabels, SolverOptions, StepOutcome, cost_scale
 from .exact import solve_exact
 
 
-def _column_logsums(blocks: RowBlocks, v: np.ndarray, eps: float) -> np.ndarray:
+def _column_logsums(blocks: Blocks, v: np.ndarray, eps: float) -> np.ndarray:
     """One pass: ``log sum_i P_ij`` for every column of the plan at ``v``."""
     return blocks.reduce(entropic_terms, combine_entropic, v, eps, False)[1]
 
 
+def _rounded_summary(X: np.ndarray, C: np.ndarray, *args: Any) -> tuple:
+    """:func:`rounded_plan_terms` without the block's labels (only the sums leave a block)."""
+    return rounded_plan_terms(X, C, *args)[1:]
+
+
 def _combine_rounded(parts: list[tuple]) -> tuple:
-    mass = np.sum([p[1] for p in parts], axis=0)
-    sums = np.sum([p[2] for p in parts], axis=0)
-    counts = np.sum([p[5] for p in parts], axis=0)
-    return mass, sums, float(sum(p[3] for p in parts)), float(sum(p[4] for p in parts)), counts
+    mass = np.sum([p[0] for p in parts], axis=0)
+    sums = np.sum([p[1] for p in parts], axis=0)
+    counts = np.sum([p[4] for p in parts], axis=0)
+    return mass, sums, float(sum(p[2] for p in parts)), float(sum(p[3] for p in parts)), counts
 
 
 def solve_sinkhorn(
-    blocks: RowBlocks,
+    blocks: Blocks,
     capacities: Capacities,
     options: SolverOptions,
     potentials: np.ndarray | None = None,
@@ -74,7 +81,7 @@ def solve_sinkhorn(
     total = float(missing.sum())
     deficit = missing / total if total > 0 else np.zeros(k)
     mass, sums, plan_cost, hard_cost, counts = blocks.reduce(
-        rounded_plan_terms, _combine_rounded, v, eps, scale, deficit, with_x=True
+        _rounded_summary, _combine_rounded, v, eps, scale, deficit, with_x=True
     )
     labeler = RoundedLabels(v, eps, scale, deficit)
     outcome = StepOutcome(

@@ -1,0 +1,80 @@
+"""Defaults of the ``ballot.*`` keys of :mod:`dask.config`.
+
+They can be changed like any Dask setting, in code (``dask.config.set({"ballot.persist":
+False})``), in a Dask YAML file, or through the environment (``DASK_BALLOT__PERSIST=false``).
+Importing the package only registers these defaults; nothing is written to the user's home.
+
+``ballot.persist``
+    Keep X and the cost blocks in the cluster's memory between passes: ``"auto"`` (when they
+    take at most ``ballot.memory-fraction`` of it), ``true`` or ``false`` (stream them from X
+    on every pass: for data larger than the cluster's memory).
+``ballot.memory-fraction``
+    The share of the cluster's memory (the workers' memory limits; the machine's available
+    memory on a local scheduler) that persisted data may take.
+``ballot.band-memory``
+    The largest set of doubtful points the exact repair may gather on the client (their cost
+    rows, k float64 each, and three more numbers).  Beyond it the fit fails with a clear
+    message instead of exhausting memory.
+``ballot.split-every``
+    Fan-in of the tree reductions.
+``ballot.threads-per-task``
+    Threads of the compiled kernels inside one Dask task (Dask already runs one task per
+    worker thread).
+``ballot.init-sample``
+    Rows sampled from a Dask array to choose the initial centers (at least 64 per cluster).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask.config
+from dask.utils import parse_bytes
+
+DEFAULTS: dict[str, Any] = {
+    "ballot": {
+        "persist": "auto",
+        "memory-fraction": 0.25,
+        "band-memory": "256 MiB",
+        "split-every": 8,
+        "threads-per-task": 1,
+        "init-sample": 65536,
+    }
+}
+
+dask.config.update_defaults(DEFAULTS)
+
+
+def get(key: str) -> Any:
+    """The current value of ``ballot.<key>``."""
+    return dask.config.get(f"ballot.{key}")
+
+
+def persist_mode() -> bool | None:
+    """``ballot.persist`` as ``True``, ``False`` or ``None`` (auto)."""
+    value = get("persist")
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low == "auto":
+            return None
+        if low in ("true", "yes", "1"):
+            return True
+        if low in ("false", "no", "0"):
+            return False
+    elif isinstance(value, bool):
+        return value
+    raise ValueError(f"ballot.persist must be 'auto', true or false, got {value!r}")
+
+
+def band_memory() -> int:
+    """``ballot.band-memory`` in bytes."""
+    value = get("band-memory")
+    try:
+        size = int(parse_bytes(value)) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"ballot.band-memory must be a size like '256 MiB', got {value!r}"
+        ) from exc
+    if size <= 0:
+        raise ValueError(f"ballot.band-memory must be positive, got {value!r}")
+    return size

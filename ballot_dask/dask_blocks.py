@@ -1,0 +1,432 @@
+"""The Dask engine: the solvers' passes over the row chunks of a Dask array.
+
+Each pass is one map over the row chunks (the per-block kernels of :mod:`.kernels`) and one
+tree reduction of their O(k^2) summaries, computed on whatever scheduler is active (threads, a
+``LocalCluster``, a remote scheduler): this module never creates a client.  The only state
+sent to the tasks is the centers and the solver's small arguments (potentials, the exact
+repair's few rows), once per round.
+
+Memory: X and the cost blocks are persisted in the cluster's memory when they take at most
+``ballot.memory-fraction`` of it (:mod:`.config`); otherwise every pass recomputes the cost
+block of a chunk from X inside the task that uses it (streaming), so that a Zarr store larger
+than the cluster's memory is read chunk by chunk.  The cost blocks of new centers are built and
+persisted in the same round as the first pass over them.  The finiteness of X is checked inside
+the first pass that reads it, never in a pass of its own.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dask
+import dask.array as da
+import numba
+import numpy as np
+import psutil
+from dask.delayed import Delayed, delayed
+
+from . import config
+from .blocks import PassCounter
+from .kernels import cost_block
+
+__all__ = ["DaskBlocks", "active_client", "cluster_memory", "row_chunked"]
+
+
+def active_client() -> Any | None:
+    """The distributed ``Client`` whose scheduler ``dask.compute`` would use, if any."""
+    scheduler = dask.base.get_scheduler()
+    owner = getattr(scheduler, "__self__", None)
+    if owner is not None and type(owner).__name__ == "Client":
+        return owner
+    return None
+
+
+def cluster_memory() -> int:
+    """Memory the active scheduler can hold: the workers' limits, or this machine's free
+    memory for a local scheduler (or workers without a limit)."""
+    client = active_client()
+    if client is not None:
+        workers = client.scheduler_info(n_workers=-1).get("workers", {})
+        limits = [w.get("memory_limit") or 0 for w in workers.values()]
+        if limits and all(limits):
+            return int(sum(limits))
+    return int(psutil.virtual_memory().available)
+
+
+def row_chunked(X: da.Array, name: str = "X") -> da.Array:
+    """``X`` chunked by rows only (one chunk over the columns), with known chunk sizes."""
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features), got a {X.ndim}-D dask array; "
+            "reshape it, e.g. X.reshape(-1, 1) for a single feature"
+        )
+    if any(math.isnan(c) for c in X.chunks[0]) or any(math.isnan(c) for c in X.chunks[1]):
+        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+@contextmanager
+def _kernel_threads() -> Iterator[None]:
+    """``ballot.threads-per-task`` threads for the compiled kernels of one task (numba's
+    setting is per calling thread, so concurrent tasks do not disturb each other)."""
+    wanted = max(1, min(int(config.get("threads-per-task")), numba.config.NUMBA_NUM_THREADS))
+    previous = numba.get_num_threads()
+    numba.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _require_finite(xb: np.ndarray, offset: int) -> None:
+    if not np.isfinite(xb).all():
+        bad = int(np.flatnonzero(~np.isfinite(xb).all(axis=1))[0]) + offset
+        raise ValueError(
+            f"Input X contains NaN or infinity (first at row {bad}); remove or impute those "
+            "rows before clustering"
+        )
+
+
+def _checked_block(xb: np.ndarray, check: bool, block_info: Any = None) -> np.ndarray:
+    if check:
+        _require_finite(xb, block_info[0]["array-location"][0][0] if block_info else 0)
+    return xb
+
+
+def _cost_task(xb: np.ndarray, centers: np.ndarray, offset: int, check: bool) -> np.ndarray:
+    with _kernel_threads():
+        if check:
+            _require_finite(xb, offset)
+        return cost_block(xb, centers)
+
+
+def _pass_task(shared: tuple, kernel: Callable[..., Any], xb: Any, cb: Any, offset: int) -> Any:
+    """One block of a pass: its cost block (given, or built from X) and the kernel on it."""
+    centers, args, with_x, with_offset, check = shared
+    with _kernel_threads():
+        if check and xb is not None:
+            _require_finite(xb, offset)
+        if cb is None:
+            cb = cost_block(xb, centers)
+        head = (xb, cb) if with_x else (cb,)
+        return kernel(*head, *args, *((offset,) if with_offset else ()))
+
+
+def _combine_task(combine: Callable[[list[Any]], Any], *parts: Any) -> Any:
+    return combine(list(parts))
+
+
+def _stats_task(xb: np.ndarray, offset: int, check: bool, seed: int, stride: int) -> tuple:
+    """Rows, mean and sum of squared deviations of a chunk, and its rows in the sample."""
+    if check:
+        _require_finite(xb, offset)
+    x64 = np.asarray(xb, dtype=np.float64)
+    m = x64.shape[0]
+    mean = x64.mean(axis=0) if m else np.zeros(x64.shape[1])
+    m2 = ((x64 - mean) ** 2).sum(axis=0)
+    keep = sampled_rows(offset, m, stride, seed)
+    return m, mean, m2, np.asarray(xb[keep])
+
+
+def _combine_stats(parts: list[tuple]) -> tuple:
+    """Chan et al.'s pairwise update of counts, means and squared deviations (closed)."""
+    n, mean, m2, _ = parts[0]
+    for m, mean_b, m2_b, _ in parts[1:]:
+        if m == 0:
+            continue
+        total = n + m
+        delta = mean_b - mean
+        mean = mean + delta * (m / total)
+        m2 = m2 + m2_b + delta**2 * (n * m / total)
+        n = total
+    return n, mean, m2, np.concatenate([p[3] for p in parts])
+
+
+def sampled_rows(offset: int, rows: int, stride: int, seed: int) -> np.ndarray:
+    """Whether each global row is in a seeded sample of about one row in ``stride``: a
+    multiplicative hash of the row index, so the sample does not depend on the chunking."""
+    if stride <= 1:
+        return np.ones(rows, dtype=bool)
+    index = np.arange(offset, offset + rows, dtype=np.uint64) + np.uint64(seed)
+    hashed = (index * np.uint64(0x9E3779B1)) & np.uint64(0xFFFFFFFF)
+    return hashed < np.uint64((1 << 32) // stride)
+
+
+def _label_task(shared: tuple, xb: Any, cb: Any, offset: int) -> np.ndarray:
+    labeler, centers = shared
+    with _kernel_threads():
+        if cb is None:
+            cb = cost_block(xb, centers)
+        return np.asarray(labeler(cb, offset), dtype=np.int64)
+
+
+def _token() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class DaskBlocks:
+    """The solvers' engine (:class:`~ballot_dask.blocks.Blocks`) over a row-chunked dask array.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        float32 or float64, chunked by rows (columns are rechunked into one).
+    n_clusters : int
+        k, to size the cost blocks when deciding what to persist.
+    persist : bool or None, default=None
+        Keep X and the cost blocks in the cluster's memory; ``None``: ``ballot.persist``.
+    """
+
+    def __init__(self, X: da.Array, n_clusters: int, persist: bool | None = None) -> None:
+        self.X = row_chunked(X)
+        self.passes = PassCounter()
+        self.offsets = [0, *np.cumsum(self.X.chunks[0]).tolist()][:-1]
+        self.lengths = list(self.X.chunks[0])
+        self._centers: np.ndarray | None = None
+        self._costs: list[Delayed] | None = None  # the current cost blocks, persisted
+        self._pending: list[Delayed] | None = None  # cost blocks to persist with the next pass
+        self._checked = False
+        mode = config.persist_mode() if persist is None else bool(persist)
+        n, d = self.X.shape
+        item = self.X.dtype.itemsize
+        self.cost_bytes = n * n_clusters * item
+        budget = float(config.get("memory-fraction")) * cluster_memory()
+        self.budget = budget
+        if mode is None:
+            self.persist_costs = self.cost_bytes <= budget
+            self.persist_x = self.persist_costs and self.cost_bytes + n * d * item <= budget
+        else:
+            self.persist_costs = self.persist_x = mode
+        self._x_parts = self._chunks(self.X)
+
+    # -- the Blocks interface -------------------------------------------------------------
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.X.dtype
+
+    def set_centers(self, centers: np.ndarray) -> None:
+        """Use the cost blocks of ``centers`` from now on.  Persisted, they are built in the
+        next pass's round (one pass over X); streamed, every pass builds them again."""
+        self._centers = np.ascontiguousarray(centers, dtype=self.X.dtype)
+        self._costs = None  # release the previous centers' blocks
+        self._pending = None
+        if self.persist_costs:
+            token = _token()
+            centers_key = delayed(self._centers, name=f"ballot-centers-{token}", traverse=False)
+            self._pending = [
+                delayed(_cost_task, pure=False)(
+                    xb,
+                    centers_key,
+                    off,
+                    not self._checked,
+                    dask_key_name=f"ballot-cost-{token}-{i}",
+                )
+                for i, (xb, off) in enumerate(zip(self._x_parts, self.offsets, strict=True))
+            ]
+            self.passes.x += 1
+
+    def reduce(
+        self,
+        kernel: Callable[..., Any],
+        combine: Callable[[list[Any]], Any],
+        *args: Any,
+        with_x: bool = False,
+        with_offset: bool = False,
+    ) -> Any:
+        """``combine`` of ``kernel([X_b,] C_b, *args[, offset])`` over the chunks: one round."""
+        costs = self._cost_parts()
+        streamed = costs is None
+        reads_x = with_x or streamed
+        check = reads_x and not self._checked
+        shared = delayed(
+            (self._centers if streamed else None, args, with_x, with_offset, check),
+            name=f"ballot-args-{_token()}",
+            traverse=False,
+        )
+        parts = [
+            delayed(_pass_task, pure=False)(
+                shared,
+                kernel,
+                self._x_parts[i] if reads_x else None,
+                None if costs is None else costs[i],
+                off,
+            )
+            for i, off in enumerate(self.offsets)
+        ]
+        result = self._compute(self._tree(combine, parts))
+        self.passes.cost += 1
+        if reads_x:
+            self.passes.x += 1
+            self._checked = True
+        return result
+
+    def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> da.Array:
+        """The labels as a dask array with X's row chunks, persisted when the cost blocks are
+        (or when they take at most ``ballot.memory-fraction`` of the cluster's memory);
+        otherwise lazy (computing them is one more pass over X)."""
+        costs = self._cost_parts()
+        streamed = costs is None
+        shared = delayed(
+            (labeler, self._centers if streamed else None),
+            name=f"ballot-labeler-{_token()}",
+            traverse=False,
+        )
+        blocks = [
+            da.from_delayed(
+                delayed(_label_task, pure=False)(
+                    shared,
+                    self._x_parts[i] if streamed else None,
+                    None if costs is None else costs[i],
+                    off,
+                ),
+                shape=(length,),
+                dtype=np.int64,
+                meta=np.zeros(0, dtype=np.int64),
+            )
+            for i, (off, length) in enumerate(zip(self.offsets, self.lengths, strict=True))
+        ]
+        labels = da.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+        if self.persist_costs or self.n_samples * 8 <= self.budget:
+            pending = self._pending or []
+            *built, labels = dask.persist(*pending, labels, optimize_graph=False)
+            if pending:
+                self._costs, self._pending = built, None
+            self.passes.cost += 1
+            self.passes.rounds += 1
+            if streamed:
+                self.passes.x += 1
+        return labels
+
+    def full_cost(self) -> np.ndarray:
+        """The whole cost matrix (only for the ``emd`` reference solver)."""
+        return np.asarray(self.reduce(_identity, _concatenate))
+
+    # -- the first pass -------------------------------------------------------------------
+
+    def prepare(self, sample_size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The first pass over X: its finiteness, column means and variances and a seeded row
+        sample of about ``sample_size`` rows (the same for any chunking); X is persisted in
+        the same round when it fits.  Returns ``(sample, mean, var)``."""
+        n = self.n_samples
+        stride = max(1, n // max(sample_size, 1)) if n > 2 * sample_size else 1
+        check = not self._checked
+        source = self.X
+        if self.persist_x:
+            source = self.X.map_blocks(
+                _checked_block, check, dtype=self.X.dtype, name=f"ballot-x-{_token()}"
+            )
+        parts = [
+            delayed(_stats_task, pure=False)(xb, off, check and not self.persist_x, seed, stride)
+            for xb, off in zip(self._chunks(source), self.offsets, strict=True)
+        ]
+        root = self._tree(_combine_stats, parts)
+        if self.persist_x:
+            source, level = dask.persist(source, root[1], optimize_graph=False)
+            root = (root[0], level)
+            self.X = source
+            self._x_parts = self._chunks(source)
+        rows, mean, m2, sample = self._compute(root)
+        self._checked = True
+        self.passes.x += 1
+        return np.ascontiguousarray(sample), mean, m2 / max(rows, 1)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @staticmethod
+    def _chunks(X: da.Array) -> list[Delayed]:
+        return list(X.to_delayed(optimize_graph=False).ravel())
+
+    def _cost_parts(self) -> list[Delayed] | None:
+        if self._centers is None:
+            raise RuntimeError("set_centers() must be called before a pass")
+        return self._pending if self._pending is not None else self._costs
+
+    @staticmethod
+    def _tree(combine: Callable[[list[Any]], Any], parts: list[Delayed]) -> tuple:
+        """Combine ``parts`` on the workers, ``split-every`` at a time, until at most that
+        many are left; the client combines those (one hop fewer than a full tree)."""
+        fan_in = max(2, int(config.get("split-every")))
+        level = parts
+        while len(level) > fan_in:
+            level = [
+                delayed(_combine_task, pure=False)(combine, *level[i : i + fan_in])
+                for i in range(0, len(level), fan_in)
+            ]
+        return combine, level
+
+    def _compute(self, tree: tuple) -> Any:
+        """One round: the reduction, and the pending cost blocks persisted alongside."""
+        combine, level = tree
+        if self._pending is not None:
+            *costs, level = dask.persist(*self._pending, level, optimize_graph=False)
+            self._costs, self._pending = costs, None
+        (results,) = dask.compute(level, optimize_graph=False)
+        self.passes.rounds += 1
+        return combine(list(results))
+
+
+def _identity(C: np.ndarray) -> np.ndarray:
+    return np.asarray(C, dtype=np.float64)
+
+
+def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts)
+
+
+# -- the estimator's per-chunk maps on new data --------------------------------------------
+
+
+def as_dask_data(X: da.Array, name: str = "X") -> da.Array:
+    """A row-chunked float32/float64 dask array (other numeric dtypes become float64)."""
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers, got a dask array of dtype {X.dtype}")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    return row_chunked(X, name)
+
+
+def _costs_block(xb: np.ndarray, centers: np.ndarray, block_info: Any = None) -> np.ndarray:
+    offset = block_info[0]["array-location"][0][0] if block_info else 0
+    with _kernel_threads():
+        _require_finite(xb, offset)
+        return cost_block(xb, centers)
+
+
+def map_costs(X: da.Array, centers: np.ndarray) -> da.Array:
+    """The cost blocks ``||x_i - mu_j||^2`` of a row-chunked dask array (lazy)."""
+    k = centers.shape[0]
+    mu = np.ascontiguousarray(centers, dtype=X.dtype)
+    return X.map_blocks(_costs_block, mu, chunks=(X.chunks[0], (k,)), dtype=X.dtype)
+
+
+def _power_labels(C: np.ndarray, v: np.ndarray) -> np.ndarray:
+    from .kernels import reduced_cost_labels
+
+    with _kernel_threads():
+        return reduced_cost_labels(C, v)[0]
+
+
+def map_labels(costs: da.Array, v: np.ndarray) -> da.Array:
+    """``argmin_j (C_ij - v_j)`` per chunk (lazy), with the rows' chunks."""
+    return costs.map_blocks(_power_labels, v, drop_axis=1, dtype=np.int64)
+
+
+def _chosen_costs(C: np.ndarray, v: np.ndarray) -> np.ndarray:
+    labels = _power_labels(C, v)
+    return np.take_along_axis(C, labels[:, None], axis=1)[:, 0].astype(np.float64)
+
+
+def map_chosen_costs(costs: da.Array, v: np.ndarray) -> da.Array:
+    """Each row's cost ``C_i,l_i`` under the labels ``argmin_j (C_ij - v_j)`` (lazy)."""
+    return costs.map_blocks(_chosen_costs, v, drop_axis=1, dtype=np.float64)
