@@ -16,7 +16,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import ot
 
 
 def solve_band(costs: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -49,8 +48,13 @@ def solve_band(costs: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.nd
     # [0, 1] (a shift and a positive scale of every real row change no optimum)
     low, spread = float(costs.min()), float(costs.max() - costs.min())
     unit = (costs - low) / spread if spread > 0 else np.zeros_like(costs, dtype=np.float64)
+    # identical rows (duplicated points) become one source carrying their number: the network
+    # simplex can cycle on many identical sources (degenerate pivots)
+    unit, inverse, supply = np.unique(unit, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    supply = supply.astype(np.float64)
+    u = unit.shape[0]
     M = np.concatenate([unit, unit], axis=1)
-    supply = np.ones(m)
     slack = float(upper.sum() - m)
     if slack > 0:
         forbid = 3.0  # dearer than any exchange with a real point (costs span at most 1)
@@ -58,9 +62,20 @@ def solve_band(costs: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.nd
         M = np.vstack([M, slack_row])
         supply = np.append(supply, slack)
     M = np.ascontiguousarray(M[:, keep])
+    import ot  # imported here: Dask workers never solve a band
+
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # numItermax reached must not pass silently
         plan = ot.emd(supply, demand[keep], M, numItermax=max(100_000, 50 * M.size))
-    plan = plan[:m]
-    labels = sink_cluster[keep][np.argmax(plan, axis=1)]
+    # a vertex of an LP with integral supplies and demands is integral: hand each group of
+    # identical rows its clusters in whole units
+    clusters = sink_cluster[keep]
+    labels = clusters[np.argmax(plan[:u], axis=1)][inverse]
+    counts = np.bincount(inverse, minlength=u)
+    for g in np.flatnonzero(counts > 1):
+        members = np.flatnonzero(inverse == g)
+        per = np.repeat(clusters, np.rint(plan[g]).astype(np.int64))
+        if per.shape[0] != members.shape[0]:  # pragma: no cover - a non-integral vertex
+            raise RuntimeError("the network simplex returned a fractional band plan")
+        labels[members] = per
     return labels.astype(np.int64)

@@ -123,15 +123,23 @@ def _combine_task(combine: Callable[[list[Any]], Any], *parts: Any) -> Any:
 
 
 def _stats_task(xb: np.ndarray, offset: int, check: bool, seed: int, stride: int) -> tuple:
-    """Rows, mean and sum of squared deviations of a chunk, and its rows in the sample."""
+    """Rows, mean and sum of squared deviations of a chunk, and its rows in the sample.
+
+    Float64 work arrays are a slab of rows at a time, so a worker never holds a float64 copy
+    of a whole chunk."""
     if check:
         _require_finite(xb, offset)
-    x64 = np.asarray(xb, dtype=np.float64)
-    m = x64.shape[0]
-    mean = x64.mean(axis=0) if m else np.zeros(x64.shape[1])
-    m2 = ((x64 - mean) ** 2).sum(axis=0)
+    m, d = xb.shape
+    mean = xb.sum(axis=0, dtype=np.float64) / max(m, 1)
+    m2 = np.zeros(d)
+    for start in range(0, m, _SLAB):
+        slab = np.asarray(xb[start : start + _SLAB], dtype=np.float64) - mean
+        m2 += np.einsum("ij,ij->j", slab, slab)
     keep = sampled_rows(offset, m, stride, seed)
     return m, mean, m2, np.asarray(xb[keep])
+
+
+_SLAB = 16384
 
 
 def _combine_stats(parts: list[tuple]) -> tuple:

@@ -35,6 +35,15 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     it exactly at every iteration and proves it (:attr:`certificate_`); ``method="sinkhorn"``
     is the paper's entropic variant E-BalLOT (Sinkhorn, then Altschuler-Weed-Rigollet rounding).
 
+    X may be a NumPy array or a Dask array chunked by rows.  A Dask array is fitted chunk by
+    chunk on the active Dask scheduler (threads, a ``LocalCluster``, a remote scheduler: the
+    estimator never creates one), with the same kernels and the same answer as in memory;
+    ``labels_``, ``predict`` and ``transform`` are then Dask arrays with X's row chunks, while
+    ``cluster_centers_`` and ``potentials_`` stay NumPy.  The named ``init`` strategies run on
+    a seeded row sample of a Dask array (``ballot.init-sample`` rows, 65536 by default, at
+    least 64 per cluster; chosen by a hash of the row index, so the same for any chunking),
+    drawn in the first pass, which also checks X for NaN/inf and measures its variance.
+
     Parameters
     ----------
     n_clusters : int, default=8
@@ -75,7 +84,9 @@ default="k-means++"
     Attributes
     ----------
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
-    labels_ : ndarray of shape (n_samples,)
+    labels_ : ndarray or dask array of shape (n_samples,)
+        A dask array (X's row chunks) for Dask input: persisted in the cluster's memory when
+        it fits ``ballot.memory-fraction`` of it, otherwise lazy (one more pass over X).
     potentials_ : ndarray of shape (n_clusters,)
         Dual potentials: ``labels_`` minimise ``||x - mu_j||^2 - potentials_j``.
     inertia_ : float
@@ -88,7 +99,8 @@ default="k-means++"
     certificate_ : Certificate or None
         Optimality proof of the last assignment step (``exact``).
     n_passes_ : dict
-        Passes over X and over the cost blocks during the fit.
+        ``{"x": ..., "cost": ..., "rounds": ...}``: passes over X and over the cost blocks
+        during the fit, and collective rounds (a scheduler round trip each on Dask).
     n_features_in_ : int
 
     Examples

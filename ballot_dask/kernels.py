@@ -388,22 +388,37 @@ def rounded_plan_terms(
 
 
 def doubtful_rows(
-    C: np.ndarray, v: np.ndarray, size: int, offset: int = 0
+    C: np.ndarray,
+    v: np.ndarray,
+    size: int,
+    offset: int = 0,
+    quota: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Label one block by reduced cost and keep its ``size`` rows with the smallest gaps.
 
     Returns the block's label ``counts`` (k,) and, for the kept rows, their global ``rows``
     (block ``offset`` added), ``gaps``, ``labels`` and cost rows ``C[rows]`` (size x k).  Rows
     tied with the last kept gap are all kept, so that the global choice made by
-    :func:`combine_doubtful` does not depend on how X is chunked.
+    :func:`combine_doubtful` does not depend on how X is chunked.  ``quota`` (k,) also keeps,
+    for every cluster ``j``, the ``quota[j]`` smallest-gap rows labelled ``j``: an over-full
+    cluster whose boundary is far from every other one still has points to give up.
     """
     m = C.shape[0]
     v = np.asarray(v, dtype=np.float64)
     gaps = np.empty(m, dtype=np.float64)
+    per_label = quota is not None and bool(np.any(quota > 0))
     with _threads_for(m):
-        no_labels = np.zeros(0, dtype=np.int64)
-        counts = _top_two(C, v, no_labels, gaps, _n_lanes(m)).sum(axis=0)
+        all_labels = np.empty(m if per_label else 0, dtype=np.int64)
+        counts = _top_two(C, v, all_labels, gaps, _n_lanes(m)).sum(axis=0)
     keep = _smallest(gaps, size)
+    if per_label:
+        assert quota is not None
+        extra = [
+            members[_smallest(gaps[members], int(q))]
+            for j, q in enumerate(quota)
+            if q > 0 and (members := np.flatnonzero(all_labels == j)).size
+        ]
+        keep = np.unique(np.concatenate([keep, *extra]))
     costs = np.asarray(C[keep], dtype=np.float64)
     labels = np.argmin(costs - v, axis=1) if keep.size else np.zeros(0, dtype=np.int64)
     return counts, keep + offset, gaps[keep], labels, costs
@@ -432,8 +447,9 @@ def _smallest(gaps: np.ndarray, size: int) -> np.ndarray:
     return candidates[chosen <= cut]
 
 
-def combine_doubtful(parts: list[tuple], size: int) -> tuple:
-    """Reduce :func:`doubtful_rows` summaries: sum the counts, keep the ``size`` smallest gaps.
+def combine_doubtful(parts: list[tuple], size: int, quota: np.ndarray | None = None) -> tuple:
+    """Reduce :func:`doubtful_rows` summaries: sum the counts, keep the ``size`` smallest gaps
+    (and the ``quota[j]`` smallest of every cluster ``j``).
 
     Ties are broken by the global row index, so the result is the same for any chunking.
     """
@@ -442,5 +458,16 @@ def combine_doubtful(parts: list[tuple], size: int) -> tuple:
     gaps = np.concatenate([p[2] for p in parts])
     labels = np.concatenate([p[3] for p in parts])
     costs = np.concatenate([p[4] for p in parts])
-    order = np.lexsort((rows, gaps))[:size]
-    return counts, rows[order], gaps[order], labels[order], costs[order]
+    order = np.lexsort((rows, gaps))
+    chosen = order[:size]
+    if quota is not None and np.any(quota > 0):
+        ranked = labels[order]
+        # rank of every row among the rows of its own cluster, in (gap, row) order
+        first = np.zeros(ranked.shape[0], dtype=np.int64)
+        for j in np.unique(ranked):
+            where = np.flatnonzero(ranked == j)
+            first[where] = np.arange(where.shape[0])
+        within = first < np.asarray(quota)[ranked]
+        chosen = np.union1d(chosen, order[within])
+        chosen = chosen[np.lexsort((rows[chosen], gaps[chosen]))]
+    return counts, rows[chosen], gaps[chosen], labels[chosen], costs[chosen]

@@ -104,15 +104,26 @@ def solve_exact(
     counts, rows, _, labels, costs, _ = gathered
     imbalance_now = imbalance(counts, capacities)
     retries = 0
+    recentred_at = quota_at = -1
+    quota = None
     while True:
         wanted = min(limit, max(size, 4 * imbalance_now + _PER_CLUSTER * k))
         if wanted > size:
             size = wanted
-            counts, rows, _, labels, costs, _ = gather(blocks, v, size)
+            counts, rows, _, labels, costs, _ = gather(blocks, v, size, 0, quota)
         fixed = counts - np.bincount(labels, minlength=k)
         lower = np.maximum(capacities.lower - fixed, 0)
         upper = capacities.upper - fixed
         m = rows.shape[0]
+        if np.any(upper < 0) and quota_at != size:
+            # over-full clusters have too few points among the smallest gaps (their boundary
+            # is far from the others'): gather their own smallest-gap points as well
+            excess = np.maximum(counts - capacities.upper, 0)
+            wanted_quota = np.where(excess > 0, 2 * excess + _PER_CLUSTER, 0)
+            if size + int(wanted_quota.sum()) <= limit:
+                quota, quota_at = wanted_quota, size
+                counts, rows, _, labels, costs, _ = gather(blocks, v, size, 0, quota)
+                continue
         v_next = v
         if np.all(upper >= 0) and lower.sum() <= m <= upper.sum():
             left = Capacities(lower, upper)
@@ -155,9 +166,16 @@ def solve_exact(
                 f"the exact repair needs more than max_band={options.max_band} doubtful "
                 "points; raise max_band or use method='sinkhorn'"
             )
-        # the band was too narrow: centre the next one on the band's potentials, and widen it
+        # the band was too narrow: centre the next one on the band's potentials; widen it
+        # unless the re-centred band has not been tried at this size yet (the band's own
+        # potentials are often nearly right, and the points in doubt around them few)
         retries += 1
-        size = min(limit, 2 * size)
+        moved = v_next is not v and not np.allclose(v_next, v, rtol=0, atol=0)
+        if not moved or recentred_at == size:
+            size = min(limit, 2 * size)
+        else:
+            recentred_at = size
         v = v_next
         imbalance_now = 0
+        quota = None
         counts, rows, _, labels, costs, _ = gather(blocks, v, size)

@@ -44,9 +44,11 @@ def _sampled(offset: int, rows: int, stride: int) -> np.ndarray:
     return hashed < np.uint64((1 << 32) // stride)
 
 
-def _gather_kernel(C: np.ndarray, v: np.ndarray, size: int, stride: int, offset: int) -> tuple:
+def _gather_kernel(
+    C: np.ndarray, v: np.ndarray, size: int, stride: int, quota: np.ndarray | None, offset: int
+) -> tuple:
     """Doubtful rows of a block and, when ``stride``, its rows in the sample."""
-    doubtful = doubtful_rows(C, v, size, offset)
+    doubtful = doubtful_rows(C, v, size, offset, quota)
     if stride > 1:
         sample = C[_sampled(offset, C.shape[0], stride)]
     else:
@@ -54,14 +56,29 @@ def _gather_kernel(C: np.ndarray, v: np.ndarray, size: int, stride: int, offset:
     return (*doubtful, np.asarray(sample, dtype=np.float64))
 
 
-def gather(blocks: Blocks, v: np.ndarray, size: int, stride: int = 0) -> tuple:
-    """One pass: label counts, the ``size`` smallest-gap rows, and the strided sample."""
+def gather(
+    blocks: Blocks,
+    v: np.ndarray,
+    size: int,
+    stride: int = 0,
+    quota: np.ndarray | None = None,
+) -> tuple:
+    """One pass: label counts, the ``size`` smallest-gap rows (and the ``quota[j]`` smallest
+    of every cluster ``j``), and the strided sample."""
+    return blocks.reduce(
+        _gather_kernel, _GatherCombine(size, quota), v, size, stride, quota, with_offset=True
+    )
 
-    def combine(parts: list[tuple]) -> tuple:
+
+class _GatherCombine:
+    """The (closed) combine of :func:`gather`'s summaries; a class so that it pickles."""
+
+    def __init__(self, size: int, quota: np.ndarray | None) -> None:
+        self.size, self.quota = size, quota
+
+    def __call__(self, parts: list[tuple]) -> tuple:
         sample = np.concatenate([p[5] for p in parts])
-        return (*combine_doubtful([p[:5] for p in parts], size), sample)
-
-    return blocks.reduce(_gather_kernel, combine, v, size, stride, with_offset=True)
+        return (*combine_doubtful([p[:5] for p in parts], self.size, self.quota), sample)
 
 
 def _refine_on_sample(

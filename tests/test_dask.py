@@ -1,0 +1,714 @@
+"""Tests for the Dask engine: ``BalancedKMeans.fit`` and ``balanced_assign`` on dask arrays.
+
+Every test that computes runs under two schedulers (the ``scheduler`` fixture): the threaded
+scheduler, and a real ``distributed.LocalCluster`` of two single-threaded worker processes,
+started once for the module.  The Dask results are compared with the NumPy engine's on the same
+data and the same initial centers.  The data are small (a few thousand rows): a Dask round costs
+tens of milliseconds on the cluster whatever its size.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import threading
+import traceback
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from references import check_exact, emd_optimum, lp_optimum, reference_cost
+from sklearn.datasets import make_blobs
+
+from ballot_dask import BalancedKMeans, balanced_assign, resolve_capacities
+from ballot_dask import config as ballot_config
+from ballot_dask import estimator as estimator_module
+from ballot_dask.dask_blocks import active_client, cluster_memory
+
+N, D, K = 6000, 3, 5
+
+# Chunkings of the (N, D) data: rows in one chunk, even, odd (997 rows: a short last chunk),
+# and split over the columns too (the engine must rechunk it by rows).
+CHUNKINGS = {
+    "one-chunk": (N, D),
+    "even": (1500, D),
+    "odd": (997, D),
+    "column-chunked": (1000, 2),
+}
+
+# Sinkhorn settings with few passes (a distributed round is tens of milliseconds); Sinkhorn
+# converges in every step with them (no ConvergenceWarning).
+SINKHORN = {"reg": 0.1, "sinkhorn_tol": 1e-2, "max_iter": 4}
+
+
+# --------------------------------------------------------------------------------------------
+# schedulers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    """Two single-threaded worker processes, for the whole module (startup costs seconds).
+    The client is not made the global default: the ``scheduler`` fixture installs it."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(params=["threads", "distributed"])
+def scheduler(request):
+    """The active Dask scheduler while the test runs: ``"threads"`` or the module's cluster."""
+    if request.param == "threads":
+        with dask.config.set(scheduler="threads"):
+            assert active_client() is None
+            yield "threads"
+    else:
+        client = request.getfixturevalue("cluster_client")
+        with client.as_current(), dask.config.set(scheduler=client):
+            assert active_client() is client
+            yield "distributed"
+
+
+@pytest.fixture
+def threads():
+    """The threaded scheduler only (tests of errors raised before any computation, and of
+    process-local counters)."""
+    with dask.config.set(scheduler="threads"):
+        yield
+
+
+def test_distributed_fixture_is_a_real_cluster(cluster_client):
+    info = cluster_client.scheduler_info(n_workers=-1)
+    workers = info["workers"].values()
+    assert len(workers) == 2
+    assert all(w["nthreads"] == 1 for w in workers)
+    with dask.config.set(scheduler=cluster_client):
+        assert active_client() is cluster_client
+        # the engine sizes what it persists by the workers' memory limits
+        assert cluster_memory() == sum(w["memory_limit"] for w in workers)
+        # and work submitted through dask.compute runs in the worker processes
+        pids = dask.compute(*[dask.delayed(_pid)(i) for i in range(8)])
+    local = _pid(0)
+    assert local not in pids
+
+
+def _pid(_: int) -> int:
+    import os
+
+    return os.getpid()
+
+
+# --------------------------------------------------------------------------------------------
+# data and NumPy references
+# --------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _data(dtype: str = "float64", n: int = N) -> np.ndarray:
+    X, _ = make_blobs(n, n_features=D, centers=K, cluster_std=2.0, random_state=0)
+    X = X.astype(dtype)
+    X.setflags(write=False)
+    return X
+
+
+@functools.cache
+def _init() -> np.ndarray:
+    """Fixed initial centers: k data points, moved a little (no cost ties)."""
+    X = _data()
+    rng = np.random.default_rng(1)
+    init = X[rng.choice(X.shape[0], K, replace=False)] + 0.1 * rng.standard_normal((K, D))
+    init.setflags(write=False)
+    return init
+
+
+def _exact_params() -> dict:
+    return {"n_clusters": K, "init": _init(), "tol": 0, "max_iter": 30}
+
+
+def _sinkhorn_params(rounding: str) -> dict:
+    return {**_exact_params(), "method": "sinkhorn", "rounding": rounding, **SINKHORN}
+
+
+@functools.cache
+def _numpy_fit(dtype: str = "float64", method: str = "exact", rounding: str = "argmax"):
+    params = _exact_params() if method == "exact" else _sinkhorn_params(rounding)
+    return BalancedKMeans(**params).fit(_data(dtype))
+
+
+def _dask(X: np.ndarray, chunks) -> da.Array:
+    return da.from_array(X, chunks=chunks)
+
+
+def _assert_same_fit(km: BalancedKMeans, ref: BalancedKMeans, labels: np.ndarray) -> None:
+    """A Dask fit equals the NumPy fit from the same initial centers."""
+    np.testing.assert_array_equal(labels, ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-8, atol=1e-8)
+    assert km.cluster_centers_.dtype == ref.cluster_centers_.dtype
+    np.testing.assert_array_equal(km.sizes_, ref.sizes_)
+    np.testing.assert_array_equal(np.bincount(labels, minlength=K), km.sizes_)
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
+    assert km.n_iter_ == ref.n_iter_
+    assert km.converged_ == ref.converged_
+    np.testing.assert_allclose(km.objective_history_, ref.objective_history_, rtol=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# the exact method: Dask == NumPy
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("chunks", list(CHUNKINGS.values()), ids=list(CHUNKINGS))
+def test_exact_fit_equals_numpy(scheduler, chunks, dtype):
+    X = _data(dtype)
+    ref = _numpy_fit(dtype)
+    assert ref.converged_ and ref.certificate_.optimal  # tol=0: until the labels stop changing
+    Xd = _dask(X, chunks)
+    if chunks == CHUNKINGS["column-chunked"]:
+        assert len(Xd.chunks[1]) > 1  # the engine must rechunk it by rows
+    km = BalancedKMeans(**_exact_params()).fit(Xd)
+    assert isinstance(km.labels_, da.Array)
+    assert km.labels_.chunks[0] == Xd.chunks[0]
+    labels = km.labels_.compute()
+    _assert_same_fit(km, ref, labels)
+    assert km.certificate_.optimal is True
+    assert km.certificate_.violations == 0
+    assert km.n_features_in_ == D
+
+
+def test_every_scheduler_gives_the_same_bits(scheduler):
+    """The reductions combine the chunks in a fixed order: the scheduler does not matter."""
+    Xd = _dask(_data(), CHUNKINGS["odd"])
+    km = BalancedKMeans(**_exact_params()).fit(Xd)
+    with dask.config.set(scheduler="sync"):
+        ref = BalancedKMeans(**_exact_params()).fit(Xd)
+        ref_labels = ref.labels_.compute()
+    np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
+    np.testing.assert_array_equal(km.potentials_, ref.potentials_)
+    np.testing.assert_array_equal(km.labels_.compute(), ref_labels)
+    assert km.inertia_ == ref.inertia_
+    assert km.n_passes_ == ref.n_passes_
+
+
+# --------------------------------------------------------------------------------------------
+# Sinkhorn (E-BalLOT): Dask ~ NumPy
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rounding", ["argmax", "exact"])
+def test_sinkhorn_fit_matches_numpy(scheduler, rounding):
+    # Measured (n = 6000..8000, k = 5, several chunkings, float32/64): the labels are identical
+    # and the centers agree to ~1e-14 relative; the bounds below leave room for a summation
+    # order that moves Sinkhorn's stopping test by one iteration.
+    ref = _numpy_fit("float64", "sinkhorn", rounding)
+    Xd = _dask(_data(), CHUNKINGS["odd"])
+    km = BalancedKMeans(**_sinkhorn_params(rounding)).fit(Xd)
+    assert isinstance(km.labels_, da.Array)
+    labels = km.labels_.compute()
+    assert np.mean(labels != ref.labels_) <= 1e-3
+    scale = float(np.abs(ref.cluster_centers_).max())
+    np.testing.assert_allclose(
+        km.cluster_centers_, ref.cluster_centers_, rtol=1e-6, atol=1e-6 * scale
+    )
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
+    np.testing.assert_array_equal(km.sizes_, np.bincount(labels, minlength=K))
+    if rounding == "exact":
+        # exactly the requested sizes, certified
+        np.testing.assert_array_equal(km.sizes_, np.full(K, N // K))
+        assert km.certificate_ is not None and km.certificate_.optimal
+    else:
+        # row argmax: nearly, not exactly, balanced (this is what makes the test meaningful)
+        assert not np.array_equal(ref.sizes_, np.full(K, N // K))
+        assert np.abs(km.sizes_ - N // K).max() <= 0.05 * N / K
+
+
+# --------------------------------------------------------------------------------------------
+# types: dask in, dask out; numpy in, numpy out
+# --------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _new_data(dtype: str = "float64") -> np.ndarray:
+    X = 4.0 * np.random.default_rng(5).standard_normal((2500, D))
+    return X.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_dask_in_dask_out(scheduler, dtype):
+    X = _data(dtype)
+    Xd = _dask(X, CHUNKINGS["odd"])
+    km = BalancedKMeans(**_exact_params()).fit(Xd)
+    ref = _numpy_fit(dtype)
+    for name in ("cluster_centers_", "potentials_", "sizes_"):
+        assert type(getattr(km, name)) is np.ndarray, name
+    assert km.cluster_centers_.dtype == np.dtype(dtype)
+    assert isinstance(km.labels_, da.Array) and km.labels_.dtype == np.int64
+    assert km.labels_.chunks[0] == Xd.chunks[0]
+
+    Xn = _new_data(dtype)
+    Xnd = _dask(Xn, (700, D))  # other chunks than the training data's
+    for method in ("power", "nearest"):
+        pred = km.predict(Xnd, method=method)
+        assert isinstance(pred, da.Array)
+        assert pred.chunks == (Xnd.chunks[0],)
+        expected = ref.predict(Xn, method=method)
+        np.testing.assert_array_equal(pred.compute(), expected)
+        # the dask-fitted model on numpy data: numpy labels, the same
+        from_numpy = km.predict(Xn, method=method)
+        assert type(from_numpy) is np.ndarray
+        np.testing.assert_array_equal(from_numpy, expected)
+        score = km.score(Xnd, method=method)
+        assert type(score) is float
+        assert score == pytest.approx(ref.score(Xn, method=method), rel=1e-9)
+        assert score == pytest.approx(km.score(Xn, method=method), rel=1e-9)
+    # power labels keep the fitted balance, nearest ones do not have to: they differ here
+    assert not np.array_equal(ref.predict(Xn), ref.predict(Xn, method="nearest"))
+
+    dist = km.transform(Xnd)
+    assert isinstance(dist, da.Array)
+    assert dist.chunks == (Xnd.chunks[0], (K,))
+    expected = ref.transform(Xn)
+    assert dist.dtype == expected.dtype
+    np.testing.assert_allclose(dist.compute(), expected, rtol=1e-12 if dtype == "float64" else 0)
+
+    # the training data: predict(X) under the fitted potentials gives the fitted labels
+    # (up to the exactly-solved band rows sitting on ties), and fit_predict is the labels
+    np.testing.assert_array_equal(km.predict(Xd).compute(), ref.predict(X))
+    fp = BalancedKMeans(**_exact_params()).fit_predict(Xd)
+    assert isinstance(fp, da.Array)
+    np.testing.assert_array_equal(fp.compute(), ref.labels_)
+
+
+def test_numpy_in_numpy_out():
+    ref = _numpy_fit()
+    assert type(ref.labels_) is np.ndarray
+    X = _new_data()
+    assert type(ref.predict(X)) is np.ndarray
+    assert type(ref.transform(X)) is np.ndarray
+    assert type(ref.score(X)) is float
+    res = balanced_assign(_data(), _init())
+    assert type(res.labels) is np.ndarray
+
+
+def test_numpy_fitted_model_on_dask_data(scheduler):
+    ref = _numpy_fit()
+    Xn = _new_data()
+    Xnd = _dask(Xn, (600, D))
+    pred = ref.predict(Xnd)
+    assert isinstance(pred, da.Array) and pred.chunks == (Xnd.chunks[0],)
+    np.testing.assert_array_equal(pred.compute(), ref.predict(Xn))
+    assert ref.score(Xnd) == pytest.approx(ref.score(Xn), rel=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# passes over the data
+# --------------------------------------------------------------------------------------------
+
+
+class _ChunkReads:
+    """Counts the chunks of a dask array actually computed (threaded scheduler: one process)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        if block.shape[0]:  # not dask's meta inference on an empty block
+            with self._lock:
+                self.count += 1
+        return block
+
+
+def test_pass_counts_persisted(scheduler):
+    ref = _numpy_fit()
+    km = BalancedKMeans(**_exact_params()).fit(_dask(_data(), CHUNKINGS["odd"]))
+    passes, ref_passes = km.n_passes_, ref.n_passes_
+    assert set(passes) == {"x", "cost", "rounds"}
+    # the same solver passes over the cost blocks; over X, one more: the first pass over a
+    # dask array checks its finiteness and samples it (persisting X and the cost blocks, the
+    # numpy engine's passes over X are the Dask engine's over the persisted copy)
+    assert passes["cost"] == ref_passes["cost"]
+    assert ref_passes["x"] <= passes["x"] <= ref_passes["x"] + 1
+    assert passes["rounds"] >= passes["cost"]
+
+
+def test_passes_count_the_reads_of_x(threads):
+    """``n_passes_["x"]`` is what is read: persisted, the source is read once (the first pass,
+    which persists X); streamed, once per counted pass."""
+    Xd = _dask(_data(), CHUNKINGS["odd"])
+    n_chunks = Xd.numblocks[0]
+    for persist in (True, False):
+        reads = _ChunkReads()
+        counted = Xd.map_blocks(reads, dtype=Xd.dtype)
+        with dask.config.set({"ballot.persist": persist}):
+            km = BalancedKMeans(**_exact_params()).fit(counted)
+        if persist:
+            assert reads.count == n_chunks
+        else:
+            assert reads.count == km.n_passes_["x"] * n_chunks
+        np.testing.assert_array_equal(km.labels_.compute(), _numpy_fit().labels_)
+
+
+def test_streaming_fit(scheduler):
+    ref = _numpy_fit()
+    with dask.config.set({"ballot.persist": False}):
+        km = BalancedKMeans(**_exact_params()).fit(_dask(_data(), CHUNKINGS["odd"]))
+    _assert_same_fit(km, ref, km.labels_.compute())
+    assert km.certificate_.optimal
+    passes = km.n_passes_
+    assert passes["cost"] == ref.n_passes_["cost"]
+    # Streaming, nothing is persisted: set_centers builds no cost block, and every pass over
+    # the cost blocks (solver reductions, and the labels when they are persisted) rebuilds
+    # them from X inside its tasks, so each reads X exactly once; the first pass (finiteness,
+    # variance, init sample) reads X once more.  Hence x == cost + 1, which is within "two
+    # passes over X per Lloyd iteration plus the solver's passes": x <= cost + n_iter + 2.
+    assert passes["x"] == passes["cost"] + 1
+    assert passes["x"] <= passes["cost"] + km.n_iter_ + 2
+    assert passes["rounds"] >= passes["cost"]
+
+
+# --------------------------------------------------------------------------------------------
+# Zarr input
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("persist", ["auto", False])
+def test_zarr_store(scheduler, tmp_path, persist):
+    zarr = pytest.importorskip("zarr")
+    X = _data()
+    path = str(tmp_path / "x.zarr")
+    store = zarr.create_array(store=path, shape=X.shape, chunks=(1200, D), dtype=X.dtype)
+    store[:] = X
+    np.testing.assert_array_equal(zarr.open_array(path, mode="r")[:], X)
+    Xd = da.from_zarr(path)
+    assert Xd.chunks == ((1200,) * 5, (D,))
+    with dask.config.set({"ballot.persist": persist}):
+        km = BalancedKMeans(**_exact_params()).fit(Xd)
+    assert isinstance(km.labels_, da.Array)
+    assert km.labels_.chunks[0] == Xd.chunks[0]
+    _assert_same_fit(km, _numpy_fit(), km.labels_.compute())
+    assert km.certificate_.optimal
+    np.testing.assert_array_equal(km.predict(Xd).compute(), _numpy_fit().predict(X))
+
+
+# --------------------------------------------------------------------------------------------
+# balanced_assign on a dask array
+# --------------------------------------------------------------------------------------------
+
+# (n, capacities): equal sizes, floor/ceil sizes (k does not divide n), explicit, bounds
+ASSIGN_CASES = {
+    "equal": (N, {}),
+    "floor-ceil": (N - 3, {}),
+    "explicit": (N, {"sizes": [600, 900, 1200, 1500, 1800]}),
+    "bounds": (N, {"size_min": 1000, "size_max": 1300}),
+}
+
+
+@functools.cache
+def _reference_optimum(case: str) -> float:
+    n, capacities = ASSIGN_CASES[case]
+    C = reference_cost(_data()[:n], _init())
+    cap = resolve_capacities(n, K, **capacities)
+    if cap.is_equality:
+        return emd_optimum(C, cap.lower)[0]
+    return lp_optimum(C, cap.lower, cap.upper)[0]
+
+
+@pytest.mark.parametrize("case", list(ASSIGN_CASES))
+def test_balanced_assign_equals_numpy(scheduler, case):
+    n, capacities = ASSIGN_CASES[case]
+    X, centers = _data()[:n], _init()
+    ref = balanced_assign(X, centers, **capacities)
+    Xd = _dask(X, (997, D))
+    res = balanced_assign(Xd, centers, **capacities)
+    assert isinstance(res.labels, da.Array)
+    assert res.labels.chunks == (Xd.chunks[0],)
+    labels = res.labels.compute()
+    np.testing.assert_array_equal(labels, ref.labels)
+    np.testing.assert_array_equal(res.sizes, ref.sizes)
+    assert res.objective == pytest.approx(ref.objective, rel=1e-9)
+    assert res.certificate.optimal and res.certificate.violations == 0
+    assert set(res.passes) == {"x", "cost", "rounds"}
+    assert res.passes["cost"] == ref.passes["cost"]
+    # and an optimum of the LP: the reference solvers' (POT's network simplex, HiGHS)
+    cap = resolve_capacities(n, K, **capacities)
+    check_exact(dataclasses.replace(res, labels=labels), X, centers, cap, _reference_optimum(case))
+
+
+def test_balanced_assign_emd_on_dask(scheduler):
+    n = 2000
+    X, centers = _data()[:n], _init()
+    Xd = _dask(X, (600, D))
+    res = balanced_assign(Xd, centers, method="emd")
+    ref = balanced_assign(X, centers, method="emd")
+    exact = balanced_assign(Xd, centers)
+    assert isinstance(res.labels, da.Array) and res.labels.chunks == (Xd.chunks[0],)
+    labels = res.labels.compute()
+    np.testing.assert_array_equal(labels, ref.labels)
+    np.testing.assert_array_equal(labels, exact.labels.compute())
+    np.testing.assert_array_equal(res.sizes, np.full(K, n // K))
+    assert res.certificate.optimal
+    assert res.objective == pytest.approx(ref.objective, rel=1e-9)
+    assert res.objective == pytest.approx(exact.objective, rel=1e-9)
+
+
+def test_balanced_assign_sinkhorn_on_dask(scheduler):
+    X, centers = _data(), _init()
+    params = {"method": "sinkhorn", "reg": 0.1, "sinkhorn_tol": 1e-2}
+    ref = balanced_assign(X, centers, **params)
+    res = balanced_assign(_dask(X, (1500, D)), centers, **params)
+    labels = res.labels.compute()
+    assert np.mean(labels != ref.labels) <= 1e-3
+    assert res.objective == pytest.approx(ref.objective, rel=1e-6)
+    assert res.marginal_error <= 1e-2
+    rounded = balanced_assign(_dask(X, (1500, D)), centers, rounding="exact", **params)
+    np.testing.assert_array_equal(np.bincount(rounded.labels.compute(), minlength=K), N // K)
+    assert rounded.certificate.optimal
+    assert rounded.objective == pytest.approx(balanced_assign(X, centers).objective, rel=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# errors
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("persist", ["auto", False])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_data_is_reported_by_the_first_pass(scheduler, bad, persist):
+    X = np.array(_data())
+    X[4321, 1] = bad
+    Xd = _dask(X, (997, D))
+    with dask.config.set({"ballot.persist": persist}):
+        km = BalancedKMeans(K, random_state=0)
+        with pytest.raises(ValueError, match=r"NaN or infinity \(first at row 4321\)") as info:
+            km.fit(Xd)
+    # raised from inside the first pass over X, not by a pass of its own before it
+    frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
+    assert "prepare" in frames, frames
+    assert not hasattr(km, "cluster_centers_")
+    with pytest.raises(ValueError, match="NaN"):
+        balanced_assign(Xd, _init())
+    fitted = _numpy_fit()
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.predict(Xd).compute()
+
+
+@pytest.mark.parametrize(
+    ("make", "exc", "match"),
+    [
+        (lambda Xd: Xd[:, 0], ValueError, "must be 2-D"),
+        (lambda Xd: Xd[Xd[:, 0] > -100], ValueError, r"compute_chunk_sizes\(\)"),
+        (lambda Xd: Xd.astype(np.complex128), TypeError, "real numbers"),
+    ],
+    ids=["1-D", "unknown-chunks", "complex"],
+)
+def test_invalid_dask_input(threads, make, exc, match):
+    Xd = make(_dask(_data(), (997, D)))
+    with pytest.raises(exc, match=match):
+        BalancedKMeans(K).fit(Xd)
+    with pytest.raises(exc, match=match):
+        balanced_assign(Xd, _init()[:, :1] if Xd.ndim == 1 else _init())
+    with pytest.raises(exc, match=match):
+        _numpy_fit().predict(Xd)
+
+
+def test_known_chunks_after_compute_chunk_sizes(threads):
+    Xd = _dask(_data(), (997, D))
+    kept = Xd[Xd[:, 0] > -100]
+    kept.compute_chunk_sizes()
+    km = BalancedKMeans(**_exact_params()).fit(kept)
+    np.testing.assert_array_equal(km.labels_.compute(), _numpy_fit().labels_)
+
+
+def test_integer_dask_data_becomes_float64(threads):
+    X = np.round(_data()).astype(np.int32)
+    km = BalancedKMeans(**_exact_params()).fit(_dask(X, (997, D)))
+    ref = BalancedKMeans(**_exact_params()).fit(X.astype(np.float64))
+    assert km.cluster_centers_.dtype == np.float64
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+
+
+def test_more_clusters_than_points(threads):
+    Xd = _dask(_data()[:10], (4, D))
+    with pytest.raises(ValueError, match="n_samples=10 should be >= n_clusters=11"):
+        BalancedKMeans(11).fit(Xd)
+
+
+def test_wrong_number_of_features(threads):
+    km = BalancedKMeans(**_exact_params()).fit(_dask(_data(), (997, D)))
+    wrong = _dask(np.zeros((50, D + 1)), (20, D + 1))
+    for call in (km.predict, km.transform, km.score):
+        with pytest.raises(ValueError, match=f"X has {D + 1} features.*expecting {D} features"):
+            call(wrong)
+    with pytest.raises(ValueError, match=f"X has {D + 1} features"):
+        km.predict(np.zeros((50, D + 1)))
+    with pytest.raises(ValueError, match="centers must have shape"):
+        balanced_assign(_dask(_data(), (997, D)), _init()[:, :2])
+
+
+@functools.cache
+def _with_duplicates(m: int = 100, point: tuple[float, ...] | None = None) -> np.ndarray:
+    """The data with its first ``m`` rows replaced by one point (the data's mean by default)."""
+    X = np.array(_data())
+    X[:m] = X.mean(axis=0) if point is None else point
+    X.setflags(write=False)
+    return X
+
+
+@pytest.mark.parametrize("engine", ["numpy", "dask"])
+def test_band_memory_budget(scheduler, engine):
+    # 100 identical points: outside the band they all take the same label (argmin of the same
+    # reduced costs), so when the optimum splits them every point but one group of them must
+    # be in the band; the 1 KiB budget holds 1024 // (8 * (k + 3)) = 16 rows at k = 5.
+    X = _with_duplicates()
+    data = X if engine == "numpy" else _dask(X, (997, D))
+    centers = _init()
+    ok = balanced_assign(data, centers)  # the default budget: solved
+    assert ok.certificate.optimal
+    labels = np.asarray(ok.labels if engine == "numpy" else ok.labels.compute())
+    split = np.bincount(labels[:100], minlength=K)
+    assert 100 - split.max() > 1024 // (8 * (K + 3)), split  # the band must exceed 1 KiB
+    with (
+        dask.config.set({"ballot.band-memory": "1 KiB"}),
+        pytest.raises(RuntimeError, match=r"ballot\.band-memory=1\.00 kiB at k=5"),
+    ):
+        balanced_assign(data, centers)
+    with (
+        dask.config.set({"ballot.band-memory": "1 KiB"}),
+        pytest.raises(RuntimeError, match=r"ballot\.band-memory"),
+    ):
+        BalancedKMeans(K, init=centers, max_iter=3).fit(data)
+
+
+# Regression (not Dask-specific): on this problem the exact repair's band (2048 rows, 300 of
+# them identical) made POT's network simplex cycle (numItermax reached, even at 10^7); the band
+# solver now merges identical rows into one source carrying their number.
+_CYCLING_POINT = (-0.12839357232384604, 4.967479309390483, 1.2808580282518645)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "dask"])
+def test_duplicated_points_are_solved(threads, engine):
+    X = _with_duplicates(300, _CYCLING_POINT)
+    data = X if engine == "numpy" else _dask(X, (997, D))
+    res = balanced_assign(data, _init())
+    assert res.certificate.optimal
+    np.testing.assert_array_equal(res.sizes, np.full(K, N // K))
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_config():
+    """Restore dask's global configuration after a test that refreshes it from the
+    environment."""
+    saved = copy.deepcopy(dask.config.config)
+    yield
+    dask.config.config.clear()
+    dask.config.config.update(saved)
+
+
+def test_persist_from_the_environment(monkeypatch, clean_config):
+    assert ballot_config.persist_mode() is None  # default "auto"
+    monkeypatch.setenv("DASK_BALLOT__PERSIST", "false")
+    monkeypatch.setenv("DASK_BALLOT__BAND_MEMORY", "300 MiB")
+    dask.config.refresh()
+    assert ballot_config.persist_mode() is False
+    assert ballot_config.band_memory() == 300 * 2**20
+    # the other defaults survive the refresh
+    assert ballot_config.get("split-every") == 8
+    with dask.config.set(scheduler="threads"):
+        km = BalancedKMeans(**_exact_params()).fit(_dask(_data(), (997, D)))
+    assert km.n_passes_["x"] == km.n_passes_["cost"] + 1  # streamed (see test_streaming_fit)
+    monkeypatch.delenv("DASK_BALLOT__PERSIST")
+    monkeypatch.delenv("DASK_BALLOT__BAND_MEMORY")
+    dask.config.refresh()
+    assert ballot_config.persist_mode() is None
+    assert ballot_config.band_memory() == 256 * 2**20
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [("auto", None), ("AUTO", None), (True, True), (False, False), ("true", True), ("no", False)],
+)
+def test_persist_values(value, mode):
+    with dask.config.set({"ballot.persist": value}):
+        assert ballot_config.persist_mode() is mode
+    collected = dask.config.collect(paths=[], env={"DASK_BALLOT__PERSIST": str(value).lower()})
+    with dask.config.set(collected):
+        assert ballot_config.persist_mode() is mode
+
+
+@pytest.mark.parametrize("value", ["sometimes", 2, None])
+def test_invalid_persist_value(threads, value):
+    with dask.config.set({"ballot.persist": value}):
+        with pytest.raises(ValueError, match=r"ballot\.persist must be 'auto', true or false"):
+            ballot_config.persist_mode()
+        with pytest.raises(ValueError, match=r"ballot\.persist"):
+            BalancedKMeans(K).fit(_dask(_data(), (997, D)))
+
+
+@pytest.mark.parametrize("value", ["lots", "0 B", -5])
+def test_invalid_band_memory_value(value):
+    with (
+        dask.config.set({"ballot.band-memory": value}),
+        pytest.raises(ValueError, match=r"ballot\.band-memory"),
+    ):
+        ballot_config.band_memory()
+
+
+# --------------------------------------------------------------------------------------------
+# determinism
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def init_centers(monkeypatch):
+    """The initial centers each fit starts from, as chosen by the estimator."""
+    seen: list[np.ndarray] = []
+    original = estimator_module.initial_centers
+
+    def recording(*args, **kwargs):
+        centers = original(*args, **kwargs)
+        seen.append(np.array(centers))
+        return centers
+
+    monkeypatch.setattr(estimator_module, "initial_centers", recording)
+    return seen
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_named_init_is_deterministic_and_chunking_free(scheduler, init_centers, init):
+    X = _data()
+    params = {"n_clusters": K, "init": init, "random_state": 3, "max_iter": 30}
+    # a sample smaller than the data, so the hashed row sample is at work (stride > 1)
+    with dask.config.set({"ballot.init-sample": 1000}):
+        a = BalancedKMeans(**params).fit(_dask(X, (997, D)))
+        b = BalancedKMeans(**params).fit(_dask(X, (997, D)))
+        c = BalancedKMeans(**params).fit(_dask(X, (1400, 2)))
+        d = BalancedKMeans(**{**params, "random_state": 4}).fit(_dask(X, (997, D)))
+    first, second, rechunked, other_seed = init_centers
+    # the same chunking: the same bits all along
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    np.testing.assert_array_equal(a.labels_.compute(), b.labels_.compute())
+    # another chunking: the same initial centers (the sample is a hash of the row index), then
+    # the same labels; the centers' sums run over other chunks, so they agree to round-off only
+    np.testing.assert_array_equal(first, rechunked)
+    np.testing.assert_array_equal(a.labels_.compute(), c.labels_.compute())
+    np.testing.assert_allclose(a.cluster_centers_, c.cluster_centers_, rtol=1e-12, atol=1e-12)
+    # another seed: another start (the recorded centers do depend on the seed)
+    assert not np.array_equal(first, other_seed)
+    assert d.certificate_.optimal
+    # both strategies pick rows of the sample, hence of X
+    for row in first:
+        assert np.any(np.all(X == row, axis=1))
