@@ -173,7 +173,7 @@ def balanced_assign(
     >>> res.labels.tolist(), res.sizes.tolist(), res.certificate.optimal
     ([0, 0, 1, 1], [2, 2], True)
     """
-    Xv = as_dask_data(X) if is_dask_collection(X) else check_data(X)
+    Xv: Any = as_dask_data(X) if is_dask_collection(X) else check_data(X)  # type: ignore[arg-type]
     mu = check_centers(centers, Xv.shape[1])
     check_choice(method, "method", METHODS)
     options = solver_options(reg, sinkhorn_tol, sinkhorn_max_iter, rounding, max_band)

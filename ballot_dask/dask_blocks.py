@@ -75,7 +75,7 @@ def row_chunked(X: da.Array, name: str = "X") -> da.Array:
 def _kernel_threads() -> Iterator[None]:
     """``ballot.threads-per-task`` threads for the compiled kernels of one task (numba's
     setting is per calling thread, so concurrent tasks do not disturb each other)."""
-    wanted = max(1, min(int(config.get("threads-per-task")), numba.config.NUMBA_NUM_THREADS))
+    wanted = max(1, min(int(config.get("threads-per-task")), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     previous = numba.get_num_threads()
     numba.set_num_threads(wanted)
     try:
@@ -331,8 +331,8 @@ class DaskBlocks:
         check = not self._checked
         source = self.X
         if self.persist_x:
-            source = self.X.map_blocks(
-                _checked_block, check, dtype=self.X.dtype, name=f"ballot-x-{_token()}"
+            source = da.map_blocks(
+                _checked_block, self.X, check, dtype=self.X.dtype, name=f"ballot-x-{_token()}"
             )
         parts = [
             delayed(_stats_task, pure=False)(xb, off, check and not self.persist_x, seed, stride)
@@ -415,7 +415,7 @@ def map_costs(X: da.Array, centers: np.ndarray) -> da.Array:
     """The cost blocks ``||x_i - mu_j||^2`` of a row-chunked dask array (lazy)."""
     k = centers.shape[0]
     mu = np.ascontiguousarray(centers, dtype=X.dtype)
-    return X.map_blocks(_costs_block, mu, chunks=(X.chunks[0], (k,)), dtype=X.dtype)
+    return da.map_blocks(_costs_block, X, mu, chunks=(X.chunks[0], (k,)), dtype=X.dtype)
 
 
 def _power_labels(C: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -427,7 +427,7 @@ def _power_labels(C: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def map_labels(costs: da.Array, v: np.ndarray) -> da.Array:
     """``argmin_j (C_ij - v_j)`` per chunk (lazy), with the rows' chunks."""
-    return costs.map_blocks(_power_labels, v, drop_axis=1, dtype=np.int64)
+    return da.map_blocks(_power_labels, costs, v, drop_axis=1, dtype=np.int64)
 
 
 def _chosen_costs(C: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -437,4 +437,4 @@ def _chosen_costs(C: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def map_chosen_costs(costs: da.Array, v: np.ndarray) -> da.Array:
     """Each row's cost ``C_i,l_i`` under the labels ``argmin_j (C_ij - v_j)`` (lazy)."""
-    return costs.map_blocks(_chosen_costs, v, drop_axis=1, dtype=np.float64)
+    return da.map_blocks(_chosen_costs, costs, v, drop_axis=1, dtype=np.float64)

@@ -272,7 +272,7 @@ default="k-means++"
     def _costs(self, X: ArrayLike) -> Any:
         check_is_fitted(self)
         if is_dask_collection(X):
-            Xd = as_dask_data(X)
+            Xd = as_dask_data(X)  # type: ignore[arg-type]
             if Xd.shape[1] != self.n_features_in_:
                 raise ValueError(
                     f"X has {Xd.shape[1]} features, but {type(self).__name__} is expecting "
@@ -282,7 +282,7 @@ default="k-means++"
         Xv = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
         return cost_block(Xv, self.cluster_centers_)
 
-    def predict(self, X: ArrayLike, *, method: Literal["power", "nearest"] = "power") -> np.ndarray:
+    def predict(self, X: ArrayLike, *, method: Literal["power", "nearest"] = "power") -> Any:
         """Label new points.
 
         Parameters

@@ -393,8 +393,10 @@ def doubtful_rows(
     size: int,
     offset: int = 0,
     quota: np.ndarray | None = None,
+    cut: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Label one block by reduced cost and keep its ``size`` rows with the smallest gaps.
+    """Label one block by reduced cost and keep its ``size`` rows with the smallest gaps
+    (with ``cut``: its rows whose gap is at most ``cut``, ``size`` of them at most).
 
     Returns the block's label ``counts`` (k,) and, for the kept rows, their global ``rows``
     (block ``offset`` added), ``gaps``, ``labels`` and cost rows ``C[rows]`` (size x k).  Rows
@@ -410,7 +412,12 @@ def doubtful_rows(
     with _threads_for(m):
         all_labels = np.empty(m if per_label else 0, dtype=np.int64)
         counts = _top_two(C, v, all_labels, gaps, _n_lanes(m)).sum(axis=0)
-    keep = _smallest(gaps, size)
+    if cut is None:
+        keep = _smallest(gaps, size)
+    else:
+        keep = np.flatnonzero(gaps <= cut)
+        if keep.shape[0] > size:
+            keep = keep[_smallest(gaps[keep], size)]
     if per_label:
         assert quota is not None
         extra = [

@@ -42,6 +42,7 @@ from .base import (
 from .potentials import approach, gather, imbalance
 
 _MIN_BAND = 2048  # doubtful rows gathered at first
+_BY_RANK = 65536  # wider bands are gathered by a gap threshold
 _WARM_BAND = 8192  # ... from warm potentials: enough to absorb a Lloyd step's imbalance
 _LEAF = 2048  # doubtful sets up to this size go straight to the network simplex
 _PER_CLUSTER = 64  # doubtful rows gathered per cluster at first
@@ -101,8 +102,18 @@ def solve_exact(
     first = _WARM_BAND if potentials is not None and n >= 32 * _WARM_BAND else _MIN_BAND
     size = min(limit, max(first, _PER_CLUSTER * k))
     v, eps, steps, gathered = approach(blocks, capacities, potentials, eps, size)
-    counts, rows, _, labels, costs, _ = gathered
+    counts, rows, gaps, labels, costs, _ = gathered
     imbalance_now = imbalance(counts, capacities)
+
+    def wider(v: np.ndarray, target: int, quota: np.ndarray | None) -> tuple:
+        """About ``target`` doubtful rows around ``v``: by rank while few, beyond that by a
+        gap threshold scaled from the current band (the number of rows below a gap grows
+        about linearly with it near zero), so no chunk sends more than its share."""
+        width = float(gaps.max(initial=0.0))
+        if target <= _BY_RANK or not width > 0 or rows.shape[0] == 0:
+            return gather(blocks, v, target, 0, quota)
+        return gather(blocks, v, limit, 0, quota, width * target / rows.shape[0])
+
     retries = 0
     recentred_at = quota_at = -1
     quota = None
@@ -110,7 +121,7 @@ def solve_exact(
         wanted = min(limit, max(size, 4 * imbalance_now + _PER_CLUSTER * k))
         if wanted > size:
             size = wanted
-            counts, rows, _, labels, costs, _ = gather(blocks, v, size, 0, quota)
+            counts, rows, gaps, labels, costs, _ = wider(v, size, quota)
         fixed = counts - np.bincount(labels, minlength=k)
         lower = np.maximum(capacities.lower - fixed, 0)
         upper = capacities.upper - fixed
@@ -122,7 +133,7 @@ def solve_exact(
             wanted_quota = np.where(excess > 0, 2 * excess + _PER_CLUSTER, 0)
             if size + int(wanted_quota.sum()) <= limit:
                 quota, quota_at = wanted_quota, size
-                counts, rows, _, labels, costs, _ = gather(blocks, v, size, 0, quota)
+                counts, rows, gaps, labels, costs, _ = wider(v, size, quota)
                 continue
         v_next = v
         if np.all(upper >= 0) and lower.sum() <= m <= upper.sum():
@@ -154,7 +165,7 @@ def solve_exact(
                         stacklevel=3,
                     )
                 return step
-        if size >= limit:
+        if size >= limit or m >= limit:
             if limit == by_memory and limit < n:
                 raise RuntimeError(
                     f"the exact repair needs more than {limit} doubtful points, the most "
@@ -178,4 +189,4 @@ def solve_exact(
         v = v_next
         imbalance_now = 0
         quota = None
-        counts, rows, _, labels, costs, _ = gather(blocks, v, size)
+        counts, rows, gaps, labels, costs, _ = wider(v, size, None)

@@ -45,10 +45,16 @@ def _sampled(offset: int, rows: int, stride: int) -> np.ndarray:
 
 
 def _gather_kernel(
-    C: np.ndarray, v: np.ndarray, size: int, stride: int, quota: np.ndarray | None, offset: int
+    C: np.ndarray,
+    v: np.ndarray,
+    size: int,
+    stride: int,
+    quota: np.ndarray | None,
+    cut: float | None,
+    offset: int,
 ) -> tuple:
     """Doubtful rows of a block and, when ``stride``, its rows in the sample."""
-    doubtful = doubtful_rows(C, v, size, offset, quota)
+    doubtful = doubtful_rows(C, v, size, offset, quota, cut)
     if stride > 1:
         sample = C[_sampled(offset, C.shape[0], stride)]
     else:
@@ -62,11 +68,24 @@ def gather(
     size: int,
     stride: int = 0,
     quota: np.ndarray | None = None,
+    cut: float | None = None,
 ) -> tuple:
     """One pass: label counts, the ``size`` smallest-gap rows (and the ``quota[j]`` smallest
-    of every cluster ``j``), and the strided sample."""
+    of every cluster ``j``), and the strided sample.
+
+    With ``cut``, the rows whose gap is at most ``cut`` instead (``size`` of them at most):
+    a wide band is gathered by threshold, so that a chunk sends only its own share of it
+    rather than up to ``size`` rows.
+    """
     return blocks.reduce(
-        _gather_kernel, _GatherCombine(size, quota), v, size, stride, quota, with_offset=True
+        _gather_kernel,
+        _GatherCombine(size, quota),
+        v,
+        size,
+        stride,
+        quota,
+        cut,
+        with_offset=True,
     )
 
 
