@@ -280,8 +280,7 @@ class DaskBlocks:
         return result
 
     def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> da.Array:
-        """The labels as a dask array with X's row chunks, persisted when the cost blocks are
-        (or when they take at most ``ballot.memory-fraction`` of the cluster's memory);
+        """The labels as a dask array with X's row chunks: persisted when the cost blocks are,
         otherwise lazy (computing them is one more pass over X)."""
         costs = self._cost_parts()
         streamed = costs is None
@@ -305,7 +304,7 @@ class DaskBlocks:
             for i, (off, length) in enumerate(zip(self.offsets, self.lengths, strict=True))
         ]
         labels = da.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-        if self.persist_costs or self.n_samples * 8 <= self.budget:
+        if self.persist_costs:
             pending = self._pending or []
             *built, labels = dask.persist(*pending, labels, optimize_graph=False)
             if pending:

@@ -86,7 +86,8 @@ default="k-means++"
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
     labels_ : ndarray or dask array of shape (n_samples,)
         A dask array (X's row chunks) for Dask input: persisted in the cluster's memory when
-        it fits ``ballot.memory-fraction`` of it, otherwise lazy (one more pass over X).
+        the cost blocks fit ``ballot.memory-fraction`` of it, otherwise lazy (one more pass
+        over X when computed).
     potentials_ : ndarray of shape (n_clusters,)
         Dual potentials: ``labels_`` minimise ``||x - mu_j||^2 - potentials_j``.
     inertia_ : float

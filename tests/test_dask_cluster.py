@@ -97,19 +97,20 @@ def test_fit_survives_a_killed_worker():
     assert model.certificate_.optimal
 
 
-def _write_blobs_store(path, n: int, d: int, k: int, rows: int, seed: int) -> None:
-    """A float32 Zarr array written chunk by chunk (never whole in memory)."""
+def _write_mixture_store(path, n: int, d: int, k: int, rows: int, seed: int) -> None:
+    """A float32 Zarr array written chunk by chunk (never whole in memory): the paper's
+    balanced Gaussian mixture with overlapping components (means drawn from N(0, 0.25 I), unit
+    noise; row ``i`` belongs to component ``i % k``)."""
     rng = np.random.default_rng(seed)
-    means = rng.uniform(-8, 8, size=(k, d)).astype(np.float32)
+    means = (0.5 * rng.standard_normal((k, d))).astype(np.float32)
     store = zarr.create_array(
         str(path), shape=(n, d), chunks=(rows, d), dtype="float32", compressors=None
     )
     for i, start in enumerate(range(0, n, rows)):
         stop = min(start + rows, n)
         chunk_rng = np.random.default_rng([seed, i])
-        labels = chunk_rng.integers(k, size=stop - start)
         block = chunk_rng.standard_normal((stop - start, d), dtype=np.float32)
-        block += means[labels]
+        block += means[np.arange(start, stop) % k]
         store[start:stop] = block
 
 
@@ -118,10 +119,10 @@ _TROUBLE = re.compile(r"Pausing worker|Restarting|exceeded|killed|Worker process
 
 @pytest.mark.slow
 def test_zarr_store_larger_than_cluster_memory(tmp_path):
-    n, d, k, rows = 20_000_000, 32, 8, 200_000  # 2.56 GB of float32
+    n, d, k, rows = 20_000_000, 32, 8, 100_000  # 2.56 GB of float32
     limit = 400_000_000  # per worker: the store is 3.2 times the cluster's memory
     path = tmp_path / "X.zarr"
-    _write_blobs_store(path, n, d, k, rows, seed=11)
+    _write_mixture_store(path, n, d, k, rows, seed=11)
     X = da.from_zarr(str(path))
     with (
         distributed.LocalCluster(
@@ -137,7 +138,7 @@ def test_zarr_store_larger_than_cluster_memory(tmp_path):
         workers = set(client.scheduler_info()["workers"])
         model = BalancedKMeans(k, random_state=0, tol=0, max_iter=4).fit(X)
         labels = model.labels_
-        counts = np.bincount(labels.compute(), minlength=k)
+        counts = da.bincount(labels, minlength=k).compute()  # per chunk, then summed
         assert set(client.scheduler_info()["workers"]) == workers  # none died or restarted
         logs = [
             msg

@@ -31,6 +31,7 @@ from .. import config
 from ..band import solve_band
 from ..blocks import Blocks, RowBlocks
 from ..capacities import Capacities
+from ..dask_blocks import cluster_memory as memory
 from .base import (
     HardLabels,
     SolverOptions,
@@ -39,10 +40,10 @@ from .base import (
     hard_step,
     labels_of,
 )
-from .potentials import approach, gather, imbalance
+from .potentials import BandOverflow, approach, gather, imbalance
 
 _MIN_BAND = 2048  # doubtful rows gathered at first
-_BY_RANK = 65536  # wider bands are gathered by a gap threshold
+_BY_RANK = 8192  # wider bands are gathered by a gap threshold
 _WARM_BAND = 8192  # ... from warm potentials: enough to absorb a Lloyd step's imbalance
 _LEAF = 2048  # doubtful sets up to this size go straight to the network simplex
 _PER_CLUSTER = 64  # doubtful rows gathered per cluster at first
@@ -85,6 +86,24 @@ def _next_potentials(v: np.ndarray, v_band: np.ndarray, room: np.ndarray) -> np.
     return np.where(room, v_band, v - offset)
 
 
+def _too_wide(
+    rows: int, limit: int, by_memory: int, budget: int, k: int, options: SolverOptions
+) -> RuntimeError:
+    """The error for a band of ``rows`` doubtful points when at most ``limit`` are allowed."""
+    if limit == by_memory:
+        return RuntimeError(
+            f"the exact repair needs {rows} or more doubtful points, more than the {limit} "
+            f"that fit its memory budget ({format_bytes(budget)} at k={k}: the smaller of "
+            "ballot.band-memory and a quarter of ballot.memory-fraction of the memory); "
+            "raise them (dask.config.set({'ballot.band-memory': '1 GiB'}) or "
+            "DASK_BALLOT__BAND_MEMORY), start from better centers, or use method='sinkhorn'"
+        )
+    return RuntimeError(
+        f"the exact repair needs more than max_band={options.max_band} doubtful "
+        "points; raise max_band or use method='sinkhorn'"
+    )
+
+
 def solve_exact(
     blocks: Blocks,
     capacities: Capacities,
@@ -96,7 +115,9 @@ def solve_exact(
     n, k = blocks.n_samples, capacities.n_clusters
     limit = n if options.max_band is None else min(n, options.max_band)
     # the gathered rows (k costs, row, gap, label: float64 / int64 each) must fit the budget
-    budget = config.band_memory()
+    # ... and a small share of the memory the computation runs in (the rows are first held by
+    # the workers, in pieces, then by the client)
+    budget = min(config.band_memory(), int(float(config.get("memory-fraction")) * memory() / 4))
     by_memory = budget // (8 * (k + 3))
     limit = min(limit, max(by_memory, 1))
     first = _WARM_BAND if potentials is not None and n >= 32 * _WARM_BAND else _MIN_BAND
@@ -112,7 +133,10 @@ def solve_exact(
         width = float(gaps.max(initial=0.0))
         if target <= _BY_RANK or not width > 0 or rows.shape[0] == 0:
             return gather(blocks, v, target, 0, quota)
-        return gather(blocks, v, limit, 0, quota, width * target / rows.shape[0])
+        try:
+            return gather(blocks, v, limit, 0, quota, width * target / rows.shape[0])
+        except BandOverflow as exc:
+            raise _too_wide(exc.rows, limit, by_memory, budget, k, options) from None
 
     retries = 0
     recentred_at = quota_at = -1
@@ -166,17 +190,7 @@ def solve_exact(
                     )
                 return step
         if size >= limit or m >= limit:
-            if limit == by_memory and limit < n:
-                raise RuntimeError(
-                    f"the exact repair needs more than {limit} doubtful points, the most "
-                    f"that fit ballot.band-memory={format_bytes(budget)} at k={k}; raise it "
-                    "(dask.config.set({'ballot.band-memory': '1 GiB'}) or "
-                    "DASK_BALLOT__BAND_MEMORY) or use method='sinkhorn'"
-                )
-            raise RuntimeError(
-                f"the exact repair needs more than max_band={options.max_band} doubtful "
-                "points; raise max_band or use method='sinkhorn'"
-            )
+            raise _too_wide(limit + 1, limit, by_memory, budget, k, options)
         # the band was too narrow: centre the next one on the band's potentials; widen it
         # unless the re-centred band has not been tried at this size yet (the band's own
         # potentials are often nearly right, and the points in doubt around them few)

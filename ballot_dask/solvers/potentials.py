@@ -51,15 +51,32 @@ def _gather_kernel(
     stride: int,
     quota: np.ndarray | None,
     cut: float | None,
+    total: int,
     offset: int,
 ) -> tuple:
     """Doubtful rows of a block and, when ``stride``, its rows in the sample."""
+    if quota is not None:
+        # a block sends its share of each cluster's quota (twice it, and a few): the quotas
+        # only steer which rows are examined; the certificate decides optimality
+        n_total, quota = quota[0], quota[1:]
+        share = 2.0 * C.shape[0] / max(int(n_total), 1)
+        quota = np.minimum(quota, np.ceil(quota * share).astype(np.int64) + 64)
+    m = C.shape[0]
+    below = 0
+    if cut is not None:
+        # by threshold, a block sends at most about its share of the band (twice it, and a
+        # few): a wider band than asked for is reported, not shipped
+        size = min(size, int(np.ceil(2.0 * size * m / max(int(total), 1))) + 1024)
     doubtful = doubtful_rows(C, v, size, offset, quota, cut)
+    if cut is not None:
+        below = int(np.count_nonzero(doubtful[2] <= cut))
+        if below >= size:  # truncated: count the rows really below the cut
+            below = m  # an upper bound is enough to refuse the band
     if stride > 1:
-        sample = C[_sampled(offset, C.shape[0], stride)]
+        sample = C[_sampled(offset, m, stride)]
     else:
         sample = C if stride == 1 else C[:0]
-    return (*doubtful, np.asarray(sample, dtype=np.float64))
+    return (*doubtful, np.asarray(sample, dtype=np.float64), below)
 
 
 def gather(
@@ -77,16 +94,29 @@ def gather(
     a wide band is gathered by threshold, so that a chunk sends only its own share of it
     rather than up to ``size`` rows.
     """
-    return blocks.reduce(
+    shares = None if quota is None else np.concatenate([[blocks.n_samples], quota])
+    *gathered, below = blocks.reduce(
         _gather_kernel,
         _GatherCombine(size, quota),
         v,
         size,
         stride,
-        quota,
+        shares,
         cut,
+        blocks.n_samples,
         with_offset=True,
     )
+    if cut is not None and below > size:
+        raise BandOverflow(below)
+    return tuple(gathered)
+
+
+class BandOverflow(Exception):
+    """A band gathered by threshold would hold more rows than allowed."""
+
+    def __init__(self, rows: int) -> None:
+        super().__init__(rows)
+        self.rows = rows
 
 
 class _GatherCombine:
@@ -97,7 +127,8 @@ class _GatherCombine:
 
     def __call__(self, parts: list[tuple]) -> tuple:
         sample = np.concatenate([p[5] for p in parts])
-        return (*combine_doubtful([p[:5] for p in parts], self.size, self.quota), sample)
+        below = sum(p[6] for p in parts)
+        return (*combine_doubtful([p[:5] for p in parts], self.size, self.quota), sample, below)
 
 
 def _refine_on_sample(
@@ -209,8 +240,13 @@ def approach(
     steps = 0
     if k > 1 and (cold or imbalance(gathered[0], capacities) > _RESAMPLE * n):
         sample = gathered[5] if cold else gather(blocks, v, 0, stride)[5]
+        start = (v, (*gathered[:5], gathered[5][:0]))
         v, eps, steps = _refine_on_sample(sample, capacities, gathered[0], n, potentials, eps)
         gathered = gather(blocks, v, size)
+        if imbalance(gathered[0], capacities) > imbalance(start[1][0], capacities):
+            # the sample misled Newton (e.g. well separated clusters: no curvature between
+            # them); the starting potentials were better
+            v, gathered = start
     for _ in range(_POLISH_STEPS):
         # the repair absorbs an imbalance of up to about a quarter of the band: a full pass
         # per Newton step only pays when the band is far off
