@@ -180,7 +180,7 @@ def solve_exact(
             )
             certificate = step.certificate
             assert certificate is not None
-            if certificate.optimal or size >= n:
+            if certificate.optimal or size >= n or m >= n:
                 if not certificate.optimal:
                     warnings.warn(
                         f"the assignment could not be certified optimal "
@@ -189,7 +189,7 @@ def solve_exact(
                         stacklevel=3,
                     )
                 return step
-        if size >= limit or m >= limit:
+        if size >= limit or (m >= limit and limit < n):
             raise _too_wide(limit + 1, limit, by_memory, budget, k, options)
         # the band was too narrow: centre the next one on the band's potentials; widen it
         # unless the re-centred band has not been tried at this size yet (the band's own
