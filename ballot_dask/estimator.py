@@ -188,10 +188,15 @@ default="k-means++"
         -------
         self : BalancedKMeans
         """
+        Xd: Any
         if is_dask_collection(X):
-            return self._fit_dask(X)
-        Xv = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
-        n, k = Xv.shape[0], self.n_clusters
+            Xd = as_dask_data(X)  # type: ignore[arg-type]
+            self.n_features_in_ = int(Xd.shape[1])
+            blocks: Any = DaskBlocks(Xd, self.n_clusters)
+        else:
+            Xd = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
+            blocks = RowBlocks(Xd)
+        n, k = Xd.shape[0], self.n_clusters
         if k > n:
             raise ValueError(f"n_samples={n} should be >= n_clusters={k}")
         capacities = resolve_capacities(
@@ -202,43 +207,15 @@ default="k-means++"
         )
         rng = check_random_state(self.random_state)
         init = self.init if isinstance(self.init, str) else np.asarray(self.init)
-        centers = initial_centers(Xv, k, init, rng)
-        tol = self.tol * float(np.mean(np.var(Xv, axis=0))) if self.tol > 0 else 0.0
-        result = lloyd(
-            RowBlocks(Xv),
-            capacities,
-            centers,
-            method=self.method,
-            options=options,
-            max_iter=self.max_iter,
-            tol=tol,
-            verbose=bool(self.verbose),
-        )
-        self._store(result, Xv.dtype)
-        return self
-
-    def _fit_dask(self, X: Any) -> BalancedKMeans:
-        """``fit`` on a dask array: the same Lloyd loop on the Dask engine.  The first pass
-        checks X, measures its variance (for ``tol``), persists it when it fits and draws the
-        row sample the named ``init`` strategies run on."""
-        Xd = as_dask_data(X)
-        n, d = Xd.shape
-        k = self.n_clusters
-        if k > n:
-            raise ValueError(f"n_samples={n} should be >= n_clusters={k}")
-        self.n_features_in_ = int(d)
-        capacities = resolve_capacities(
-            n, k, sizes=self.sizes, size_min=self.size_min, size_max=self.size_max
-        )
-        options = solver_options(
-            self.reg, self.sinkhorn_tol, self.sinkhorn_max_iter, self.rounding, self.max_band
-        )
-        rng = check_random_state(self.random_state)
-        init = self.init if isinstance(self.init, str) else np.asarray(self.init)
-        blocks = DaskBlocks(Xd, k)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        sample, _, var = blocks.prepare(max(int(config.get("init-sample")), 64 * k), seed)
-        centers = initial_centers(sample, k, init, rng)
+        if isinstance(blocks, DaskBlocks):
+            # one pass: checks X, measures its variance, persists it when it fits and draws
+            # the row sample the named init strategies run on
+            seed = int(rng.randint(np.iinfo(np.int32).max))
+            sample, _, var = blocks.prepare(max(int(config.get("init-sample")), 64 * k), seed)
+            centers = initial_centers(sample, k, init, rng)
+        else:
+            centers = initial_centers(Xd, k, init, rng)
+            var = np.var(Xd, axis=0)
         tol = self.tol * float(np.mean(var)) if self.tol > 0 else 0.0
         result = lloyd(
             blocks,
