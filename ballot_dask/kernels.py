@@ -7,7 +7,8 @@ O(k^2) numbers, so the only state a pass broadcasts is the centers and the k dua
 
 The hot loops are compiled with numba.  Rows are split into a fixed number of *lanes* that
 depend only on the block's row count (never on the thread count), so every sum is accumulated
-in the same order on every run: results are bitwise reproducible.
+in the same order on every run: results do not depend on the thread count (the cost kernel may
+still vectorise a row's sum differently with a chunk's memory alignment: a last-bit effect).
 
 Cost blocks keep the dtype of X (float32 stays float32); every accumulation is float64.
 """
