@@ -66,7 +66,10 @@ def main() -> None:
         ) as cluster,
         Client(cluster) as client,
     ):
-        X = gaussian_mixture(args.n, args.k, args.d, args.spread, args.seed, args.chunk_rows)
+        # generated on the workers and kept there (as one would persist a loaded dataset)
+        X = gaussian_mixture(
+            args.n, args.k, args.d, args.spread, args.seed, args.chunk_rows
+        ).persist()
         print(
             f"cluster: {len(client.scheduler_info()['workers'])} workers "
             f"(dashboard {client.dashboard_link})\n"
