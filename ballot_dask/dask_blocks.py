@@ -50,7 +50,11 @@ def cluster_memory() -> int:
     memory for a local scheduler (or workers without a limit)."""
     client = active_client()
     if client is not None:
-        workers = client.scheduler_info(n_workers=-1).get("workers", {})
+        try:
+            info = client.scheduler_info(n_workers=-1)  # every worker, not the first few
+        except TypeError:  # distributed < 2025: always lists every worker
+            info = client.scheduler_info()
+        workers = info.get("workers", {})
         limits = [w.get("memory_limit") or 0 for w in workers.values()]
         if limits and all(limits):
             return int(sum(limits))
