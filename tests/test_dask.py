@@ -9,79 +9,32 @@ tens of milliseconds on the cluster whatever its size.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import threading
-import traceback
 
 import dask
 import dask.array as da
 import numpy as np
 import pytest
+from dask_cases import (
+    CHUNKINGS,
+    D,
+    K,
+    N,
+    _assert_same_fit,
+    _dask,
+    _data,
+    _exact_params,
+    _init,
+    _numpy_fit,
+    _sinkhorn_params,
+)
 from references import check_exact, emd_optimum, lp_optimum, reference_cost
-from sklearn.datasets import make_blobs
 
 from ballot_dask import BalancedKMeans, balanced_assign, resolve_capacities
-from ballot_dask import config as ballot_config
 from ballot_dask import estimator as estimator_module
 from ballot_dask.dask_blocks import active_client, cluster_memory
-
-N, D, K = 6000, 3, 5
-
-# Chunkings of the (N, D) data: rows in one chunk, even, odd (997 rows: a short last chunk),
-# and split over the columns too (the engine must rechunk it by rows).
-CHUNKINGS = {
-    "one-chunk": (N, D),
-    "even": (1500, D),
-    "odd": (997, D),
-    "column-chunked": (1000, 2),
-}
-
-# Sinkhorn settings with few passes (a distributed round is tens of milliseconds); Sinkhorn
-# converges in every step with them (no ConvergenceWarning).
-SINKHORN = {"reg": 0.1, "sinkhorn_tol": 1e-2, "max_iter": 4}
-
-
-# --------------------------------------------------------------------------------------------
-# schedulers
-# --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cluster_client():
-    """Two single-threaded worker processes, for the whole module (startup costs seconds).
-    The client is not made the global default: the ``scheduler`` fixture installs it."""
-    distributed = pytest.importorskip("distributed")
-    with (
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster, set_as_default=False) as client,
-    ):
-        yield client
-
-
-@pytest.fixture(params=["threads", "distributed"])
-def scheduler(request):
-    """The active Dask scheduler while the test runs: ``"threads"`` or the module's cluster."""
-    if request.param == "threads":
-        with dask.config.set(scheduler="threads"):
-            assert active_client() is None
-            yield "threads"
-    else:
-        client = request.getfixturevalue("cluster_client")
-        with client.as_current(), dask.config.set(scheduler=client):
-            assert active_client() is client
-            yield "distributed"
-
-
-@pytest.fixture
-def threads():
-    """The threaded scheduler only (tests of errors raised before any computation, and of
-    process-local counters)."""
-    with dask.config.set(scheduler="threads"):
-        yield
 
 
 def test_distributed_fixture_is_a_real_cluster(cluster_client):
@@ -103,60 +56,6 @@ def _pid(_: int) -> int:
     import os
 
     return os.getpid()
-
-
-# --------------------------------------------------------------------------------------------
-# data and NumPy references
-# --------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _data(dtype: str = "float64", n: int = N) -> np.ndarray:
-    X, _ = make_blobs(n, n_features=D, centers=K, cluster_std=2.0, random_state=0)
-    X = X.astype(dtype)
-    X.setflags(write=False)
-    return X
-
-
-@functools.cache
-def _init() -> np.ndarray:
-    """Fixed initial centers: k data points, moved a little (no cost ties)."""
-    X = _data()
-    rng = np.random.default_rng(1)
-    init = X[rng.choice(X.shape[0], K, replace=False)] + 0.1 * rng.standard_normal((K, D))
-    init.setflags(write=False)
-    return init
-
-
-def _exact_params() -> dict:
-    return {"n_clusters": K, "init": _init(), "tol": 0, "max_iter": 30}
-
-
-def _sinkhorn_params(rounding: str) -> dict:
-    return {**_exact_params(), "method": "sinkhorn", "rounding": rounding, **SINKHORN}
-
-
-@functools.cache
-def _numpy_fit(dtype: str = "float64", method: str = "exact", rounding: str = "argmax"):
-    params = _exact_params() if method == "exact" else _sinkhorn_params(rounding)
-    return BalancedKMeans(**params).fit(_data(dtype))
-
-
-def _dask(X: np.ndarray, chunks) -> da.Array:
-    return da.from_array(X, chunks=chunks)
-
-
-def _assert_same_fit(km: BalancedKMeans, ref: BalancedKMeans, labels: np.ndarray) -> None:
-    """A Dask fit equals the NumPy fit from the same initial centers."""
-    np.testing.assert_array_equal(labels, ref.labels_)
-    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-8, atol=1e-8)
-    assert km.cluster_centers_.dtype == ref.cluster_centers_.dtype
-    np.testing.assert_array_equal(km.sizes_, ref.sizes_)
-    np.testing.assert_array_equal(np.bincount(labels, minlength=K), km.sizes_)
-    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
-    assert km.n_iter_ == ref.n_iter_
-    assert km.converged_ == ref.converged_
-    np.testing.assert_allclose(km.objective_history_, ref.objective_history_, rtol=1e-9)
 
 
 # --------------------------------------------------------------------------------------------
@@ -479,198 +378,6 @@ def test_balanced_assign_sinkhorn_on_dask(scheduler):
     np.testing.assert_array_equal(np.bincount(rounded.labels.compute(), minlength=K), N // K)
     assert rounded.certificate.optimal
     assert rounded.objective == pytest.approx(balanced_assign(X, centers).objective, rel=1e-9)
-
-
-# --------------------------------------------------------------------------------------------
-# errors
-# --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("persist", ["auto", False])
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_data_is_reported_by_the_first_pass(scheduler, bad, persist):
-    X = np.array(_data())
-    X[4321, 1] = bad
-    Xd = _dask(X, (997, D))
-    with dask.config.set({"ballot.persist": persist}):
-        km = BalancedKMeans(K, random_state=0)
-        with pytest.raises(ValueError, match=r"NaN or infinity \(first at row 4321\)") as info:
-            km.fit(Xd)
-    # raised from inside the first pass over X, not by a pass of its own before it
-    frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
-    assert "prepare" in frames, frames
-    assert not hasattr(km, "cluster_centers_")
-    with pytest.raises(ValueError, match="NaN"):
-        balanced_assign(Xd, _init())
-    fitted = _numpy_fit()
-    with pytest.raises(ValueError, match="NaN"):
-        fitted.predict(Xd).compute()
-
-
-@pytest.mark.parametrize(
-    ("make", "exc", "match"),
-    [
-        (lambda Xd: Xd[:, 0], ValueError, "must be 2-D"),
-        (lambda Xd: Xd[Xd[:, 0] > -100], ValueError, r"compute_chunk_sizes\(\)"),
-        (lambda Xd: Xd.astype(np.complex128), TypeError, "real numbers"),
-    ],
-    ids=["1-D", "unknown-chunks", "complex"],
-)
-def test_invalid_dask_input(threads, make, exc, match):
-    Xd = make(_dask(_data(), (997, D)))
-    with pytest.raises(exc, match=match):
-        BalancedKMeans(K).fit(Xd)
-    with pytest.raises(exc, match=match):
-        balanced_assign(Xd, _init()[:, :1] if Xd.ndim == 1 else _init())
-    with pytest.raises(exc, match=match):
-        _numpy_fit().predict(Xd)
-
-
-def test_known_chunks_after_compute_chunk_sizes(threads):
-    Xd = _dask(_data(), (997, D))
-    kept = Xd[Xd[:, 0] > -100]
-    kept.compute_chunk_sizes()
-    km = BalancedKMeans(**_exact_params()).fit(kept)
-    np.testing.assert_array_equal(km.labels_.compute(), _numpy_fit().labels_)
-
-
-def test_integer_dask_data_becomes_float64(threads):
-    X = np.round(_data()).astype(np.int32)
-    km = BalancedKMeans(**_exact_params()).fit(_dask(X, (997, D)))
-    ref = BalancedKMeans(**_exact_params()).fit(X.astype(np.float64))
-    assert km.cluster_centers_.dtype == np.float64
-    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
-
-
-def test_more_clusters_than_points(threads):
-    Xd = _dask(_data()[:10], (4, D))
-    with pytest.raises(ValueError, match="n_samples=10 should be >= n_clusters=11"):
-        BalancedKMeans(11).fit(Xd)
-
-
-def test_wrong_number_of_features(threads):
-    km = BalancedKMeans(**_exact_params()).fit(_dask(_data(), (997, D)))
-    wrong = _dask(np.zeros((50, D + 1)), (20, D + 1))
-    for call in (km.predict, km.transform, km.score):
-        with pytest.raises(ValueError, match=f"X has {D + 1} features.*expecting {D} features"):
-            call(wrong)
-    with pytest.raises(ValueError, match=f"X has {D + 1} features"):
-        km.predict(np.zeros((50, D + 1)))
-    with pytest.raises(ValueError, match="centers must have shape"):
-        balanced_assign(_dask(_data(), (997, D)), _init()[:, :2])
-
-
-@functools.cache
-def _with_duplicates(m: int = 100, point: tuple[float, ...] | None = None) -> np.ndarray:
-    """The data with its first ``m`` rows replaced by one point (the data's mean by default)."""
-    X = np.array(_data())
-    X[:m] = X.mean(axis=0) if point is None else point
-    X.setflags(write=False)
-    return X
-
-
-@pytest.mark.parametrize("engine", ["numpy", "dask"])
-def test_band_memory_budget(scheduler, engine):
-    # 100 identical points: outside the band they all take the same label (argmin of the same
-    # reduced costs), so when the optimum splits them every point but one group of them must
-    # be in the band; the 1 KiB budget holds 1024 // (8 * (k + 3)) = 16 rows at k = 5.
-    X = _with_duplicates()
-    data = X if engine == "numpy" else _dask(X, (997, D))
-    centers = _init()
-    ok = balanced_assign(data, centers)  # the default budget: solved
-    assert ok.certificate.optimal
-    labels = np.asarray(ok.labels if engine == "numpy" else ok.labels.compute())
-    split = np.bincount(labels[:100], minlength=K)
-    assert 100 - split.max() > 1024 // (8 * (K + 3)), split  # the band must exceed 1 KiB
-    with (
-        dask.config.set({"ballot.band-memory": "1 KiB"}),
-        pytest.raises(RuntimeError, match=r"memory budget \(1\.00 kiB at k=5"),
-    ):
-        balanced_assign(data, centers)
-    with (
-        dask.config.set({"ballot.band-memory": "1 KiB"}),
-        pytest.raises(RuntimeError, match=r"ballot\.band-memory"),
-    ):
-        BalancedKMeans(K, init=centers, max_iter=3).fit(data)
-
-
-# Regression (not Dask-specific): on this problem the exact repair's band (2048 rows, 300 of
-# them identical) made POT's network simplex cycle (numItermax reached, even at 10^7); the band
-# solver now merges identical rows into one source carrying their number.
-_CYCLING_POINT = (-0.12839357232384604, 4.967479309390483, 1.2808580282518645)
-
-
-@pytest.mark.parametrize("engine", ["numpy", "dask"])
-def test_duplicated_points_are_solved(threads, engine):
-    X = _with_duplicates(300, _CYCLING_POINT)
-    data = X if engine == "numpy" else _dask(X, (997, D))
-    res = balanced_assign(data, _init())
-    assert res.certificate.optimal
-    np.testing.assert_array_equal(res.sizes, np.full(K, N // K))
-
-
-# --------------------------------------------------------------------------------------------
-# configuration
-# --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def clean_config():
-    """Restore dask's global configuration after a test that refreshes it from the
-    environment."""
-    saved = copy.deepcopy(dask.config.config)
-    yield
-    dask.config.config.clear()
-    dask.config.config.update(saved)
-
-
-def test_persist_from_the_environment(monkeypatch, clean_config):
-    assert ballot_config.persist_mode() is None  # default "auto"
-    monkeypatch.setenv("DASK_BALLOT__PERSIST", "false")
-    monkeypatch.setenv("DASK_BALLOT__BAND_MEMORY", "300 MiB")
-    dask.config.refresh()
-    assert ballot_config.persist_mode() is False
-    assert ballot_config.band_memory() == 300 * 2**20
-    # the other defaults survive the refresh
-    assert ballot_config.get("split-every") == 8
-    with dask.config.set(scheduler="threads"):
-        km = BalancedKMeans(**_exact_params()).fit(_dask(_data(), (997, D)))
-    assert km.n_passes_["x"] == km.n_passes_["cost"] + 1  # streamed (see test_streaming_fit)
-    monkeypatch.delenv("DASK_BALLOT__PERSIST")
-    monkeypatch.delenv("DASK_BALLOT__BAND_MEMORY")
-    dask.config.refresh()
-    assert ballot_config.persist_mode() is None
-    assert ballot_config.band_memory() == 256 * 2**20
-
-
-@pytest.mark.parametrize(
-    ("value", "mode"),
-    [("auto", None), ("AUTO", None), (True, True), (False, False), ("true", True), ("no", False)],
-)
-def test_persist_values(value, mode):
-    with dask.config.set({"ballot.persist": value}):
-        assert ballot_config.persist_mode() is mode
-    collected = dask.config.collect(paths=[], env={"DASK_BALLOT__PERSIST": str(value).lower()})
-    with dask.config.set(collected):
-        assert ballot_config.persist_mode() is mode
-
-
-@pytest.mark.parametrize("value", ["sometimes", 2, None])
-def test_invalid_persist_value(threads, value):
-    with dask.config.set({"ballot.persist": value}):
-        with pytest.raises(ValueError, match=r"ballot\.persist must be 'auto', true or false"):
-            ballot_config.persist_mode()
-        with pytest.raises(ValueError, match=r"ballot\.persist"):
-            BalancedKMeans(K).fit(_dask(_data(), (997, D)))
-
-
-@pytest.mark.parametrize("value", ["lots", "0 B", -5])
-def test_invalid_band_memory_value(value):
-    with (
-        dask.config.set({"ballot.band-memory": value}),
-        pytest.raises(ValueError, match=r"ballot\.band-memory"),
-    ):
-        ballot_config.band_memory()
 
 
 # --------------------------------------------------------------------------------------------
