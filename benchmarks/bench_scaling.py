@@ -41,7 +41,7 @@ from _common import (
     warm_up,
     write_results,
 )
-from bench_dask import (
+from _dask_common import (
     _warm_worker,
     add_cluster_args,
     add_quick_flag,
