@@ -22,6 +22,14 @@ Importing the package only registers these defaults; nothing is written to the u
     worker thread).
 ``ballot.init-sample``
     Rows sampled from a Dask array to choose the initial centers (at least 64 per cluster).
+``ballot.progress-after``
+    Command line: seconds after which a running pass gets a Dask progress bar (on a terminal).
+``ballot.cluster.*``
+    Command line: the cluster a command runs on when its options do not say.
+    ``scheduler-address`` / ``scheduler-file`` name an existing scheduler; otherwise an
+    embedded ``LocalCluster`` is started with ``n-workers`` worker processes (``null``: one per
+    core), ``threads-per-worker`` threads each and a ``memory-limit`` per worker (``auto``: the
+    machine's memory shared among them).  For instance ``DASK_BALLOT__CLUSTER__N_WORKERS=4``.
 """
 
 from __future__ import annotations
@@ -39,6 +47,14 @@ DEFAULTS: dict[str, Any] = {
         "split-every": 8,
         "threads-per-task": 1,
         "init-sample": 65536,
+        "progress-after": 2.0,
+        "cluster": {
+            "scheduler-address": None,
+            "scheduler-file": None,
+            "n-workers": None,
+            "threads-per-worker": None,
+            "memory-limit": "auto",
+        },
     }
 }
 

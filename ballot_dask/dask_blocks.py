@@ -20,6 +20,7 @@ import math
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import dask
@@ -33,7 +34,24 @@ from . import config
 from .blocks import PassCounter
 from .kernels import cost_block
 
-__all__ = ["DaskBlocks", "active_client", "cluster_memory", "row_chunked"]
+__all__ = ["DaskBlocks", "active_client", "cluster_memory", "observe_rounds", "row_chunked"]
+
+#: computes one round's top-level tasks instead of ``dask.compute`` (a progress display)
+_ROUND_RUNNER: ContextVar[Callable[[list[Delayed]], list[Any]] | None] = ContextVar(
+    "ballot_round_runner", default=None
+)
+
+
+@contextmanager
+def observe_rounds(runner: Callable[[list[Delayed]], list[Any]]) -> Iterator[None]:
+    """Within the block, every round of the engine is computed by ``runner(tasks)``, which
+    must return ``dask.compute(*tasks)``'s results as a list (for instance after showing
+    the round's progress)."""
+    token = _ROUND_RUNNER.set(runner)
+    try:
+        yield
+    finally:
+        _ROUND_RUNNER.reset(token)
 
 
 def active_client() -> Any | None:
@@ -382,7 +400,11 @@ class DaskBlocks:
         if self._pending is not None:
             *costs, level = dask.persist(*self._pending, level, optimize_graph=False)
             self._costs, self._pending = costs, None
-        (results,) = dask.compute(level, optimize_graph=False)
+        runner = _ROUND_RUNNER.get()
+        if runner is None:
+            (results,) = dask.compute(level, optimize_graph=False)
+        else:
+            results = runner(level)
         self.passes.rounds += 1
         return combine(list(results))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any, ClassVar, Literal
 
@@ -22,7 +23,7 @@ from .capacities import resolve_capacities
 from .dask_blocks import DaskBlocks, as_dask_data, map_chosen_costs, map_costs, map_labels
 from .initialization import INITIALIZERS, initial_centers
 from .kernels import cost_block, reduced_cost_labels
-from .lloyd import LloydResult, lloyd
+from .lloyd import LloydResult, LloydState, lloyd
 
 _PREDICT = ("power", "nearest")
 
@@ -175,7 +176,14 @@ default="k-means++"
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: ArrayLike, y: Any = None) -> BalancedKMeans:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: Any = None,
+        *,
+        callback: Callable[[LloydState], None] | None = None,
+        resume: LloydState | None = None,
+    ) -> BalancedKMeans:
         """Compute the balanced clustering.
 
         Parameters
@@ -183,6 +191,13 @@ default="k-means++"
         X : array-like of shape (n_samples, n_features)
             Training data; float32 is kept as float32 in the cost blocks.
         y : Ignored
+        callback : callable, default=None
+            Called with a :class:`~ballot_dask.lloyd.LloydState` after every Lloyd iteration
+            (to save a checkpoint, to show progress).
+        resume : LloydState, default=None
+            A state passed to ``callback`` by an earlier fit of the same data with the same
+            parameters: the fit continues from it (``init`` is not used) and takes the same
+            steps as the uninterrupted fit.
 
         Returns
         -------
@@ -212,10 +227,13 @@ default="k-means++"
             # the row sample the named init strategies run on
             seed = int(rng.randint(np.iinfo(np.int32).max))
             sample, _, var = blocks.prepare(max(int(config.get("init-sample")), 64 * k), seed)
+        else:
+            sample, var = Xd, np.var(Xd, axis=0)
+        if resume is None:
             centers = initial_centers(sample, k, init, rng)
         else:
-            centers = initial_centers(Xd, k, init, rng)
-            var = np.var(Xd, axis=0)
+            _check_resume(resume, (k, int(Xd.shape[1])))
+            centers = np.asarray(resume.centers, dtype=np.float64)
         tol = self.tol * float(np.mean(var)) if self.tol > 0 else 0.0
         result = lloyd(
             blocks,
@@ -226,6 +244,8 @@ default="k-means++"
             max_iter=self.max_iter,
             tol=tol,
             verbose=bool(self.verbose),
+            callback=callback,
+            resume=resume,
         )
         self._store(result, Xd.dtype)
         return self
@@ -299,6 +319,22 @@ default="k-means++"
             return -float(map_chosen_costs(C, v).sum().compute())
         labels = reduced_cost_labels(C, v)[0]
         return -float(np.take_along_axis(C, labels[:, None], axis=1).sum(dtype=np.float64))
+
+
+def _check_resume(state: LloydState, shape: tuple[int, ...]) -> None:
+    if not isinstance(state, LloydState):
+        raise TypeError(f"resume must be a LloydState, got {type(state).__name__}")
+    for name in ("centers", "previous"):
+        if np.shape(getattr(state, name)) != shape:
+            raise ValueError(
+                f"resume: the state's {name} have shape {np.shape(getattr(state, name))}, "
+                f"this fit's centers {shape}; resume a fit of the same data and n_clusters"
+            )
+    if np.shape(state.potentials) != shape[:1]:
+        raise ValueError(
+            f"resume: the state's potentials have shape {np.shape(state.potentials)}, "
+            f"expected ({shape[0]},)"
+        )
 
 
 def balanced_kmeans(

@@ -10,7 +10,8 @@ and the labels stop changing after finitely many steps (the paper's Theorem 17);
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,6 +41,33 @@ class LloydResult:
     eps: float
 
 
+@dataclass
+class LloydState:
+    """The state after a Lloyd iteration: enough to continue the fit exactly where it stopped.
+
+    ``centers`` are the updated centers (the next iteration's), ``previous`` the ones the
+    iteration assigned to, ``potentials`` and ``eps`` the warm start of the next assignment
+    step.  A fit continued from this state (``lloyd(..., resume=state)``) takes the same steps
+    as the uninterrupted one.
+    """
+
+    iteration: int
+    centers: np.ndarray
+    previous: np.ndarray
+    potentials: np.ndarray
+    eps: float | None
+    objective_history: list[float]
+    converged: bool
+    shift: float = 0.0
+    band_size: int | None = None
+    short_steps: int = 0
+    passes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def objective(self) -> float:
+        return self.objective_history[-1]
+
+
 def _update(centers: np.ndarray, step: StepOutcome) -> np.ndarray:
     """New centroids from the plan's sums; an empty cluster keeps its center."""
     new = centers.copy()
@@ -58,11 +86,15 @@ def lloyd(
     max_iter: int,
     tol: float,
     verbose: bool = False,
+    callback: Callable[[LloydState], None] | None = None,
+    resume: LloydState | None = None,
 ) -> LloydResult:
     """Run BalLOT (``method="exact"``/``"emd"``) or E-BalLOT (``"sinkhorn"``) from ``centers``.
 
     ``tol`` is absolute (on the squared center shift); 0 means "until the labels stop
-    changing".
+    changing".  ``callback`` is called with a :class:`LloydState` after every iteration (a
+    checkpoint, a progress display); ``resume`` continues from such a state instead of
+    ``centers``.
     """
     solve = SOLVERS[method]
     centers = np.array(centers, dtype=np.float64)
@@ -73,7 +105,15 @@ def lloyd(
     step: StepOutcome | None = None
     n_iter = 0
     short = 0  # Sinkhorn steps that stopped at sinkhorn_max_iter
-    for n_iter in range(1, max_iter + 1):
+    previous = centers
+    if resume is not None:
+        centers = np.array(resume.centers, dtype=np.float64)
+        previous = np.array(resume.previous, dtype=np.float64)
+        potentials = np.array(resume.potentials, dtype=np.float64)
+        eps, history = resume.eps, list(resume.objective_history)
+        n_iter, converged, short = resume.iteration, resume.converged, resume.short_steps
+    while not converged and n_iter < max_iter:
+        n_iter += 1
         blocks.set_centers(centers)
         step = solve(blocks, capacities, options, potentials, eps)
         if step.marginal_error is not None and step.marginal_error > options.sinkhorn_tol:
@@ -93,13 +133,27 @@ def lloyd(
         if verbose:
             print(message)
         previous, centers = centers, new_centers
-        if np.array_equal(new_centers, previous) or shift <= tol:
-            converged = True
-            break
-    assert step is not None
-    if not np.array_equal(centers, previous):
-        # the last update moved the centers: one more assignment step (as scikit-learn's final
-        # E-step) so that labels, potentials and centers agree
+        converged = bool(np.array_equal(new_centers, previous) or shift <= tol)
+        if callback is not None:
+            callback(
+                LloydState(
+                    iteration=n_iter,
+                    centers=centers,
+                    previous=previous,
+                    potentials=np.asarray(potentials),
+                    eps=eps,
+                    objective_history=list(history),
+                    converged=converged,
+                    shift=shift,
+                    band_size=step.band_size,
+                    short_steps=short,
+                    passes=blocks.passes.as_dict(),
+                )
+            )
+    if step is None or not np.array_equal(centers, previous):
+        # the last update moved the centers (or the fit resumed after its last iteration): one
+        # more assignment step (as scikit-learn's final E-step) so that labels, potentials and
+        # centers agree
         blocks.set_centers(centers)
         step = solve(blocks, capacities, options, potentials, eps)
         potentials = step.potentials

@@ -1,14 +1,14 @@
-"""Balanced k-means on synthetic data: the main job, on an embedded Dask LocalCluster.
+"""Balanced k-means from Python on an embedded Dask LocalCluster (the ``ballot-dask demo``
+command does the same from the shell).
 
 Starts a local cluster (2 worker processes by default), draws a balanced Gaussian mixture whose
-components overlap (the paper's Experiment 4: means drawn at random, unit spread) chunk by
-chunk as a Dask array, fits ``BalancedKMeans`` with the exact method on the cluster and prints
-what a user checks: sizes, objective, the optimality certificate of the last assignment step,
-passes over the data and the time, next to scikit-learn's unbalanced ``KMeans`` from the same
-start.
+components overlap (unit variance, means ``--delta`` apart) chunk by chunk as a Dask array,
+fits ``BalancedKMeans`` with the exact method on the cluster and prints what a user checks:
+sizes, objective, the optimality certificate of the last assignment step, passes over the data
+and the time, next to scikit-learn's unbalanced ``KMeans`` from the same start.
 
     python examples/quickstart.py [--n 1000000] [--k 8] [--d 2] [--chunk-rows 250000]
-                                  [--workers 2] [--spread 3] [--seed 0]
+                                  [--workers 2] [--delta 3] [--seed 0]
 """
 
 from __future__ import annotations
@@ -16,37 +16,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import dask.array as da
 import numpy as np
 from distributed import Client, LocalCluster
 from sklearn.cluster import KMeans, kmeans_plusplus
 
 from ballot_dask import BalancedKMeans
-
-
-def _mixture_chunk(
-    block: np.ndarray, means: np.ndarray, seed: int, block_info: dict | None = None
-) -> np.ndarray:
-    """Rows ``[start, stop)`` of the mixture: row ``i`` is drawn around mean ``i % k``."""
-    (start, stop), _ = block_info[None]["array-location"]
-    index = block_info[None]["chunk-location"][0]
-    rng = np.random.default_rng([seed, index])
-    truth = np.arange(start, stop) % means.shape[0]
-    return means[truth] + rng.standard_normal((stop - start, means.shape[1]))
-
-
-def gaussian_mixture(n: int, k: int, d: int, spread: float, seed: int, rows: int) -> da.Array:
-    """``n`` points as a Dask array in chunks of ``rows``, ``n / k`` around each of ``k`` means
-    drawn from N(0, spread^2 I); each chunk is generated on a worker from its own seed."""
-    means = spread * np.random.default_rng(seed).standard_normal((k, d))
-    return da.map_blocks(
-        _mixture_chunk,
-        da.empty((n, d), chunks=(rows, d)),
-        means,
-        seed,
-        dtype=np.float64,
-        meta=np.empty((0, d)),
-    )
+from ballot_dask.datasets import gaussian_mixture
 
 
 def main() -> None:
@@ -56,7 +31,7 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=2)
     parser.add_argument("--chunk-rows", type=int, default=250_000)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--spread", type=float, default=3.0, help="scale of the means")
+    parser.add_argument("--delta", type=float, default=3.0, help="distance between means")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -67,9 +42,10 @@ def main() -> None:
         Client(cluster) as client,
     ):
         # generated on the workers and kept there (as one would persist a loaded dataset)
-        X = gaussian_mixture(
-            args.n, args.k, args.d, args.spread, args.seed, args.chunk_rows
-        ).persist()
+        X, _, _ = gaussian_mixture(
+            args.n, args.d, args.k, delta=args.delta, chunks=args.chunk_rows, seed=args.seed
+        )
+        X = X.persist()
         print(
             f"cluster: {len(client.scheduler_info()['workers'])} workers "
             f"(dashboard {client.dashboard_link})\n"

@@ -98,9 +98,16 @@ def _too_wide(
             "raise them (dask.config.set({'ballot.band-memory': '1 GiB'}) or "
             "DASK_BALLOT__BAND_MEMORY), start from better centers, or use method='sinkhorn'"
         )
+    if options.max_band is not None and limit == options.max_band:
+        return RuntimeError(
+            f"the exact repair needs more than max_band={options.max_band} doubtful "
+            "points; raise max_band or use method='sinkhorn'"
+        )
     return RuntimeError(
-        f"the exact repair needs more than max_band={options.max_band} doubtful "
-        "points; raise max_band or use method='sinkhorn'"
+        f"the exact repair could not settle the assignment on a band of {limit} points "
+        "(the centers moved too far for one step, e.g. a start that splits well separated "
+        "clusters); start from better centers (another --seed or init) or use "
+        "method='sinkhorn'"
     )
 
 

@@ -1,0 +1,103 @@
+"""Checkpoints of a fit: the Lloyd state after every iteration, saved beside the output.
+
+A checkpoint is one ``.npz`` file (centers, previous centers, potentials, objective history
+and a JSON record of the fit's arguments), replaced atomically after every Lloyd iteration.
+A fit resumed from it (:func:`load_state`, then ``BalancedKMeans.fit(..., resume=state)``)
+takes the same steps as the uninterrupted fit; it is refused when the arguments differ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .lloyd import LloydState
+
+__all__ = ["checkpoint_path", "load_state", "save_state"]
+
+_FORMAT = 1
+#: arguments that may change between a fit and its resumption
+RESUMABLE = frozenset({"max_iter"})
+
+
+def checkpoint_path(output: Path) -> Path:
+    """Where the checkpoint of a fit writing ``output`` lives: beside it."""
+    return output.with_name(output.name + ".checkpoint.npz")
+
+
+def save_state(path: Path, state: LloydState, params: dict[str, Any]) -> None:
+    """Write ``state`` and the fit's ``params`` to ``path`` atomically."""
+    record = {
+        "format": _FORMAT,
+        "params": params,
+        "iteration": state.iteration,
+        "eps": None if state.eps is None else float(state.eps),
+        "converged": bool(state.converged),
+        "shift": float(state.shift),
+        "band_size": None if state.band_size is None else int(state.band_size),
+        "short_steps": int(state.short_steps),
+        "passes": {key: int(value) for key, value in state.passes.items()},
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(
+                handle,
+                centers=state.centers,
+                previous=state.previous,
+                potentials=state.potentials,
+                objective_history=np.asarray(state.objective_history, dtype=np.float64),
+                record=np.frombuffer(json.dumps(record).encode(), dtype=np.uint8),
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_state(path: Path, params: dict[str, Any]) -> LloydState:
+    """The state saved at ``path``, checked to come from a fit with the same ``params``."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            record = json.loads(bytes(data["record"]).decode())
+            arrays = {key: np.array(data[key]) for key in data.files if key != "record"}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(
+            f"checkpoint {path} is unreadable ({exc}); remove it to start the fit again"
+        ) from exc
+    if record.get("format") != _FORMAT:
+        raise ValueError(f"checkpoint {path} has an unknown format; remove it to start again")
+    saved = record["params"]
+    params = json.loads(json.dumps(params))  # compared as saved: tuples become lists
+    changed = sorted(
+        key
+        for key in set(saved) | set(params)
+        if key not in RESUMABLE and saved.get(key) != params.get(key)
+    )
+    if changed:
+        key = changed[0]
+        raise ValueError(
+            f"checkpoint {path} is from a fit with other arguments ({key}: "
+            f"{saved.get(key)!r} then, {params.get(key)!r} now); rerun with the same "
+            "arguments, or without --resume and with --overwrite to start again"
+        )
+    return LloydState(
+        iteration=int(record["iteration"]),
+        centers=arrays["centers"],
+        previous=arrays["previous"],
+        potentials=arrays["potentials"],
+        eps=record["eps"],
+        objective_history=arrays["objective_history"].tolist(),
+        converged=bool(record["converged"]),
+        shift=float(record["shift"]),
+        band_size=record["band_size"],
+        short_steps=int(record["short_steps"]),
+        passes=dict(record["passes"]),
+    )

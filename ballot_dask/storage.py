@@ -1,0 +1,216 @@
+"""Inputs and outputs of the command line: Zarr stores and ``.npy`` files in, Zarr groups out.
+
+Inputs are opened lazily as row-chunked Dask arrays (a Zarr array, an array of a Zarr group, a
+``.npy`` file memory-mapped; Zarr also through fsspec URLs such as ``s3://...``).  Outputs are
+local Zarr groups written *atomically*: into a temporary directory beside the target, moved
+into place only once complete, so that a failed or killed run leaves nothing half-written and an
+existing output is replaced only on request.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+__all__ = [
+    "atomic_output",
+    "check_output",
+    "is_url",
+    "open_input",
+    "read_model",
+    "write_arrays",
+]
+
+#: rows per chunk of a ``.npy`` input (a Zarr input keeps its own chunks)
+NPY_CHUNK_BYTES = 128 * 2**20
+
+
+def is_url(path: str) -> bool:
+    """``True`` for an fsspec URL (``s3://``, ``gs://``, ``memory://``...), not a local path."""
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def _local(path: str | os.PathLike[str]) -> Path:
+    text = str(path)
+    return Path(text[len("file://") :] if text.startswith("file://") else text)
+
+
+def open_input(path: str | os.PathLike[str], array: str | None = None) -> da.Array:
+    """The 2-D array at ``path`` as a lazy, row-chunked Dask array.
+
+    ``path`` is a Zarr array, a Zarr group (its array ``array``, ``"X"`` by default) or a
+    ``.npy`` file.  Raises ``FileNotFoundError`` or ``ValueError`` with one line naming the
+    input and what to do.
+    """
+    text = str(path)
+    if not is_url(text) and not _local(text).exists():
+        raise FileNotFoundError(f"input {text}: no such file or Zarr store")
+    if text.endswith(".npy"):
+        if array is not None:
+            raise ValueError(f"input {text}: --array applies to Zarr groups, not .npy files")
+        X = _open_npy(text)
+        name = text
+    else:
+        X, name = _open_zarr(text, array)
+    if X.ndim != 2:
+        raise ValueError(
+            f"input {name} has shape {X.shape}; expected a 2-D array (n_samples, n_features)"
+        )
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise ValueError(f"input {name} has dtype {X.dtype}; expected real numbers")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"input {name} is empty (shape {X.shape})")
+    if X.numblocks[1] > 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+def _open_npy(path: str) -> da.Array:
+    if is_url(path):
+        raise ValueError(f"input {path}: a .npy input must be a local file; store it as Zarr")
+    try:
+        data = np.load(_local(path), mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:  # numpy reports a corrupt header as "pickled data"
+        raise ValueError(f"input {path}: not a readable .npy file") from exc
+    rows = max(1, NPY_CHUNK_BYTES // max(1, data.itemsize * int(np.prod(data.shape[1:]))))
+    chunks = (rows, *data.shape[1:]) if data.ndim > 1 else (rows,)
+    return da.from_array(data, chunks=chunks, name=f"npy-{uuid.uuid4().hex}")
+
+
+def _open_zarr(path: str, array: str | None) -> tuple[da.Array, str]:
+    import zarr
+
+    try:
+        node = zarr.open(_local(path) if not is_url(path) else path, mode="r")
+    except Exception as exc:  # zarr raises several types for "not a store"
+        raise ValueError(
+            f"input {path}: not a readable Zarr array or group, nor a .npy file ({exc})"
+        ) from exc
+    if isinstance(node, zarr.Group):
+        name = array or "X"
+        members = sorted(key for key, _ in node.arrays())
+        if name not in members:
+            listed = ", ".join(members) or "none"
+            raise ValueError(
+                f"input {path}: the Zarr group has no array {name!r} (its arrays: {listed}); "
+                "name one with --array"
+            )
+        node = node[name]
+        return da.from_zarr(node), f"{path}/{name}"
+    if array is not None:
+        raise ValueError(f"input {path} is a Zarr array; --array applies to Zarr groups")
+    return da.from_zarr(node), path
+
+
+def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """The local output path, refusing an existing one unless ``overwrite``."""
+    text = str(path)
+    if is_url(text):
+        raise ValueError(
+            f"output {text}: outputs are written atomically and must be local paths; "
+            "copy the result afterwards"
+        )
+    out = _local(text)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"output {out} exists; pass --overwrite to replace it")
+    if not out.parent.exists():
+        raise FileNotFoundError(f"output {out}: the directory {out.parent} does not exist")
+    return out
+
+
+@contextmanager
+def atomic_output(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Write into a temporary directory beside ``path``; move it into place on success.
+
+    On an exception the temporary directory is removed and ``path`` is untouched.  With
+    ``overwrite`` an existing ``path`` is replaced only once the new output is complete.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        if path.exists():
+            if not overwrite:
+                raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")
+            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+def write_arrays(
+    group_path: Path,
+    arrays: dict[str, np.ndarray],
+    *,
+    chunked: dict[str, da.Array] | None = None,
+    attrs: dict[str, Any] | None = None,
+    runner: Callable[[list[Any]], Any] | None = None,
+) -> None:
+    """A Zarr group at ``group_path`` with small NumPy ``arrays``, Dask arrays ``chunked``
+    (stored chunk by chunk on the active scheduler, keeping their row chunks) and ``attrs``.
+    ``runner`` computes the stores (``dask.compute`` by default; a progress display)."""
+    import dask
+    import zarr
+
+    group = zarr.open_group(group_path, mode="w")
+    for name, value in arrays.items():
+        group.create_array(name, data=np.asarray(value))
+    stores = []
+    for name, value in (chunked or {}).items():
+        rows = value.chunks[0]
+        if len(set(rows[:-1])) > 1 or (len(rows) > 1 and rows[-1] > rows[0]):
+            value = value.rechunk({0: rows[0]})  # Zarr chunks are regular
+        target = group.create_array(
+            name,
+            shape=value.shape,
+            chunks=(value.chunks[0][0], *value.shape[1:]),
+            dtype=value.dtype,
+        )
+        stores.append(da.store(value, target, lock=False, compute=False))
+    if stores:
+        (runner or (lambda tasks: dask.compute(*tasks)))(stores)
+    if attrs:
+        group.attrs.update(attrs)
+
+
+def read_model(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The fitted model saved by ``ballot-dask fit``: centers, potentials and attributes."""
+    import zarr
+
+    text = str(path)
+    if not is_url(text) and not _local(text).exists():
+        raise FileNotFoundError(f"model {text}: no such Zarr group")
+    try:
+        group = zarr.open_group(_local(text) if not is_url(text) else text, mode="r")
+        centers = np.asarray(group["centers"][...])
+        potentials = np.asarray(group["potentials"][...])
+        attrs = dict(group.attrs)
+    except Exception as exc:
+        raise ValueError(
+            f"model {text}: not the output of 'ballot-dask fit' (needs arrays centers and "
+            f"potentials): {exc}"
+        ) from exc
+    if centers.ndim != 2 or potentials.shape != centers.shape[:1]:
+        raise ValueError(
+            f"model {text}: centers {centers.shape} and potentials {potentials.shape} disagree"
+        )
+    return {"centers": centers, "potentials": potentials, "attrs": attrs}
