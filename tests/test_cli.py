@@ -396,3 +396,12 @@ def test_dask_cli_entry_point():
     assert result.returncode == 0, result.stderr
     for command in ("make-data", "fit", "predict", "demo"):
         assert command in result.stdout
+
+
+def test_fsspec_url_input(data, tmp_path, address):
+    out = tmp_path / "url.zarr"
+    result = run(*fit_args(f"local://{data}", out, address))
+    assert result.exit_code == 0, result.output
+    group = zarr.open_group(out, mode="r")
+    assert group.attrs["params"]["input"] == f"local://{data}"
+    assert np.bincount(group["labels"][:], minlength=K).tolist() == [N // K] * K
