@@ -1,0 +1,5 @@
+"""``python -m ballot_dask.cli``."""
+
+from . import main
+
+main()

@@ -1,0 +1,309 @@
+"""``ballot-dask fit``: a balanced k-means fit of a Zarr store or .npy file, checkpointed after
+every Lloyd iteration and written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .base import (
+    _abs,
+    _cluster,
+    _cluster_options,
+    _common,
+    _int_list,
+    _reporting,
+    _store_runner,
+    _versions,
+    cli,
+    logger,
+)
+
+
+def _fit_params(
+    source: str, array: str | None, X: Any, init: Any, opts: dict[str, Any]
+) -> dict[str, Any]:
+    """The arguments that define a fit (a checkpoint resumes only the same fit)."""
+    import numpy as np
+
+    if isinstance(init, np.ndarray):
+        init_record: Any = {"centers-sha256": hashlib.sha256(init.tobytes()).hexdigest()}
+    else:
+        init_record = init
+    return {
+        "input": _abs(source),
+        "array": array,
+        "shape": list(X.shape),
+        "dtype": str(X.dtype),
+        "init": init_record,
+        **opts,
+    }
+
+
+def _read_init(init: str, k: int, d: int) -> Any:
+    import numpy as np
+
+    from ..initialization import INITIALIZERS
+
+    if init in INITIALIZERS:
+        return init
+    path = Path(init)
+    if path.suffix != ".npy" or not path.exists():
+        raise ValueError(
+            f"--init must be one of {', '.join(INITIALIZERS)} or a .npy file of centers, "
+            f"got {init!r}"
+        )
+    centers = np.load(path, allow_pickle=False)
+    if centers.shape != (k, d):
+        raise ValueError(f"--init {init}: centers of shape {centers.shape}, expected ({k}, {d})")
+    return centers.astype(np.float64)
+
+
+def _check_resume_output(target: Path, checkpoint: Path, params: dict[str, Any]) -> bool:
+    """With ``--resume``: whether the fit is already complete (its output exists)."""
+    import zarr
+
+    if checkpoint.exists() or not target.exists():
+        return False
+    saved = dict(zarr.open_group(target, mode="r").attrs).get("params")
+    if json.loads(json.dumps(params)) != {**(saved or {}), "max_iter": params["max_iter"]}:
+        raise FileExistsError(
+            f"output {target} exists and is not this fit's; pass --overwrite to replace it"
+        )
+    return True
+
+
+@cli.command()
+@click.argument("input")
+@click.option("--k", "-k", "n_clusters", type=click.IntRange(1), required=True, help="Clusters.")
+@click.option("--output", "-o", required=True, help="The Zarr group to write.")
+@click.option(
+    "--method",
+    type=click.Choice(["exact", "sinkhorn"]),
+    default="exact",
+    show_default=True,
+    help="BalLOT (exact LP) or E-BalLOT (entropic).",
+)
+@click.option("--sizes", help="Exact sizes, comma-separated (default: equal).")
+@click.option("--size-min", help="Lower bound(s) on the sizes: one integer or k of them.")
+@click.option("--size-max", help="Upper bound(s) on the sizes: one integer or k of them.")
+@click.option(
+    "--init",
+    default="k-means++",
+    show_default=True,
+    help="k-means++, random, diameter, coupon, or a .npy file of centers.",
+)
+@click.option("--max-iter", type=click.IntRange(1), default=300, show_default=True)
+@click.option(
+    "--tol",
+    type=click.FloatRange(0),
+    default=1e-4,
+    show_default=True,
+    help="Relative center shift to stop at; 0: until the labels stop changing.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the init.")
+@click.option(
+    "--reg",
+    type=click.FloatRange(0, min_open=True),
+    default=1e-2,
+    show_default=True,
+    help="sinkhorn: relative regularisation.",
+)
+@click.option(
+    "--rounding",
+    type=click.Choice(["argmax", "exact"]),
+    default="argmax",
+    show_default=True,
+    help="sinkhorn: the paper's rounding or exact sizes.",
+)
+@click.option("--array", help="The array of a Zarr group INPUT (default: X).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted fit from its checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+@_cluster_options
+@_common
+def fit(
+    input: str,
+    n_clusters: int,
+    output: str,
+    method: str,
+    sizes: str | None,
+    size_min: str | None,
+    size_max: str | None,
+    init: str,
+    max_iter: int,
+    tol: float,
+    seed: int,
+    reg: float,
+    rounding: str,
+    array: str | None,
+    resume: bool,
+    overwrite: bool,
+    quiet: bool,
+    **cluster: Any,
+) -> None:
+    """Fit balanced k-means to INPUT (a Zarr array or group, or a .npy file) and write the
+    labels, centers, potentials, sizes and the fit's record to the Zarr group OUTPUT."""
+    from ..capacities import resolve_capacities
+    from ..checkpoint import checkpoint_path, load_state, save_state
+    from ..storage import atomic_output, check_output, open_input
+
+    if resume and overwrite:
+        raise ValueError("pass either --resume or --overwrite, not both")
+    target = check_output(output, overwrite=overwrite or resume)
+    checkpoint = checkpoint_path(target)
+    if checkpoint.exists() and not (resume or overwrite):
+        raise FileExistsError(
+            f"an interrupted fit left {checkpoint}; pass --resume to continue it or "
+            "--overwrite to start again"
+        )
+    X = open_input(input, array)
+    n, d = X.shape
+    if n_clusters > n:
+        raise ValueError(f"--k ({n_clusters}) must be at most the number of points ({n})")
+    capacity_args = {
+        "sizes": _int_list(sizes, "--sizes"),
+        "size_min": _int_list(size_min, "--size-min"),
+        "size_max": _int_list(size_max, "--size-max"),
+    }
+    try:
+        resolve_capacities(n, n_clusters, **capacity_args)
+    except ValueError as exc:
+        raise ValueError(f"infeasible sizes: {exc}") from exc
+    init_value = _read_init(init, n_clusters, d)
+    params = _fit_params(
+        input,
+        array,
+        X,
+        init_value,
+        {
+            "n_clusters": n_clusters,
+            "method": method,
+            **capacity_args,
+            "max_iter": max_iter,
+            "tol": tol,
+            "seed": seed,
+            "reg": reg,
+            "rounding": rounding,
+        },
+    )
+    state = None
+    if resume:
+        if _check_resume_output(target, checkpoint, params):
+            if not quiet:
+                click.echo(f"{target} is complete; nothing to resume")
+            return
+        if checkpoint.exists():
+            state = load_state(checkpoint, params)
+    created = not checkpoint.exists()
+    debug = bool(click.get_current_context().meta.get("ballot.debug"))
+
+    from ..estimator import BalancedKMeans
+
+    estimator = BalancedKMeans(
+        n_clusters,
+        method=method,  # type: ignore[arg-type]
+        init=init_value,
+        **capacity_args,
+        reg=reg,
+        rounding=rounding,  # type: ignore[arg-type]
+        max_iter=max_iter,
+        tol=tol,
+        random_state=seed,
+    )
+    start = time.perf_counter()
+    try:
+        with ExitStack() as stack:
+            client = stack.enter_context(_cluster(cluster, debug))
+            display = stack.enter_context(_reporting(quiet, client))
+            if state is not None and not quiet:
+                note = f"resuming after iteration {state.iteration} from {checkpoint}"
+                display.note(note) if display is not None else logger.info(note)
+
+            def on_iteration(current: Any) -> None:
+                save_state(checkpoint, current, params)
+                if display is not None:
+                    display(current)
+
+            estimator.fit(X, callback=on_iteration, resume=state)
+            elapsed = time.perf_counter() - start
+            attrs = _fit_record(estimator, params, elapsed, state)
+            with atomic_output(target, overwrite=True) as tmp:
+                _write_fit(tmp, estimator, attrs, _store_runner(quiet, client))
+    except KeyboardInterrupt:
+        if checkpoint.exists():
+            click.echo("interrupted; continue with the same command and --resume", err=True)
+        raise
+    except BaseException:
+        if created:
+            checkpoint.unlink(missing_ok=True)
+        raise
+    checkpoint.unlink(missing_ok=True)
+    if not quiet:
+        _summary(estimator, target, time.perf_counter() - start)
+
+
+def _fit_record(
+    estimator: Any, params: dict[str, Any], elapsed: float, state: Any
+) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    certificate = estimator.certificate_
+    return {
+        "params": json.loads(json.dumps(params)),
+        "n_iter": int(estimator.n_iter_),
+        "converged": bool(estimator.converged_),
+        "inertia": float(estimator.inertia_),
+        "objective_history": [float(x) for x in estimator.objective_history_],
+        "certificate": None
+        if certificate is None
+        else {
+            key: (bool(v) if isinstance(v, bool) else float(v) if isinstance(v, float) else int(v))
+            for key, v in asdict(certificate).items()
+        },
+        "passes": {key: int(v) for key, v in estimator.n_passes_.items()},
+        "resumed_from_iteration": None if state is None else int(state.iteration),
+        "seconds": round(elapsed, 3),
+        "versions": _versions(),
+    }
+
+
+def _write_fit(path: Path, estimator: Any, attrs: dict[str, Any], runner: Any = None) -> None:
+    from ..storage import write_arrays
+
+    write_arrays(
+        path,
+        {
+            "centers": estimator.cluster_centers_,
+            "potentials": estimator.potentials_,
+            "sizes": estimator.sizes_,
+        },
+        chunked={"labels": estimator.labels_},
+        attrs=attrs,
+        runner=runner,
+    )
+
+
+def _summary(estimator: Any, target: Path, elapsed: float) -> None:
+    sizes = estimator.sizes_
+    cert = estimator.certificate_
+    certificate = (
+        "none (sinkhorn)"
+        if cert is None
+        else f"optimal={cert.optimal} duality_gap={cert.duality_gap:.2g} "
+        f"violations={cert.violations}"
+    )
+    click.echo(
+        f"wrote {target}\n"
+        f"  iterations   {estimator.n_iter_} (converged: {estimator.converged_})\n"
+        f"  objective    {estimator.inertia_:.10g}\n"
+        f"  sizes        {int(sizes.min())}..{int(sizes.max())} over {sizes.size} clusters\n"
+        f"  certificate  {certificate}\n"
+        f"  passes       {estimator.n_passes_}\n"
+        f"  time         {elapsed:.2f} s"
+    )
