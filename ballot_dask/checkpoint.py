@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .lloyd import LloydState
+from .storage import remove_leftovers
 
 __all__ = ["checkpoint_path", "load_state", "save_state"]
 
@@ -43,7 +44,8 @@ def save_state(path: Path, state: LloydState, params: dict[str, Any]) -> None:
         "short_steps": int(state.short_steps),
         "passes": {key: int(value) for key, value in state.passes.items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_leftovers(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(

@@ -26,6 +26,7 @@ __all__ = [
     "is_url",
     "open_input",
     "read_model",
+    "remove_leftovers",
     "write_arrays",
 ]
 
@@ -126,21 +127,49 @@ def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
     return out
 
 
+def sibling(path: Path, kind: str) -> Path:
+    """A hidden name beside ``path`` for a temporary (``kind="tmp"``) or a replaced
+    (``"old"``) output, tagged with this process's id so that a later run can tell a leftover
+    of a killed process from a write in progress."""
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove the temporaries that killed processes left beside ``path``.
+
+    A replaced output whose successor never took its place (a kill between the two renames of
+    :func:`atomic_output`) is moved back to ``path`` rather than removed.
+    """
+    import psutil
+
+    for other in sorted(path.parent.glob(f".{path.name}.*-*-*")):
+        kind, _, rest = other.name[len(path.name) + 2 :].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind not in ("tmp", "old") or not pid.isdigit() or psutil.pid_exists(int(pid)):
+            continue
+        if kind == "old" and not path.exists():
+            os.replace(other, path)
+        else:
+            _remove(other)
+
+
 @contextmanager
 def atomic_output(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Write into a temporary directory beside ``path``; move it into place on success.
 
     On an exception the temporary directory is removed and ``path`` is untouched.  With
     ``overwrite`` an existing ``path`` is replaced only once the new output is complete.
+    Leftovers of killed runs beside ``path`` are removed first (:func:`remove_leftovers`).
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    remove_leftovers(path)
+    tmp = sibling(path, "tmp")
     try:
         yield tmp
         if path.exists():
             if not overwrite:
                 raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")
-            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            old = sibling(path, "old")
             os.replace(path, old)
             os.replace(tmp, path)
             _remove(old)
