@@ -75,15 +75,34 @@ def open_input(path: str | os.PathLike[str], array: str | None = None) -> da.Arr
 
 
 def _open_npy(path: str) -> da.Array:
+    """A ``.npy`` file as a Dask array whose tasks each read their rows from the file (the
+    graph holds the path, not the data: a memory map would be pickled whole)."""
     if is_url(path):
         raise ValueError(f"input {path}: a .npy input must be a local file; store it as Zarr")
+    local = str(_local(path).resolve())
     try:
-        data = np.load(_local(path), mmap_mode="r", allow_pickle=False)
+        data = np.load(local, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:  # numpy reports a corrupt header as "pickled data"
         raise ValueError(f"input {path}: not a readable .npy file") from exc
-    rows = max(1, NPY_CHUNK_BYTES // max(1, data.itemsize * int(np.prod(data.shape[1:]))))
-    chunks = (rows, *data.shape[1:]) if data.ndim > 1 else (rows,)
-    return da.from_array(data, chunks=chunks, name=f"npy-{uuid.uuid4().hex}")
+    if data.ndim != 2:
+        raise ValueError(
+            f"input {path} has shape {data.shape}; expected a 2-D array (n_samples, n_features)"
+        )
+    rows = max(1, NPY_CHUNK_BYTES // max(1, data.itemsize * data.shape[1]))
+    chunks = da.core.normalize_chunks((rows, data.shape[1]), data.shape)
+    return da.map_blocks(
+        _npy_rows,
+        local,
+        chunks=chunks,
+        dtype=data.dtype,
+        meta=np.empty((0, data.shape[1]), dtype=data.dtype),
+        token=f"npy-{uuid.uuid4().hex}",
+    )
+
+
+def _npy_rows(path: str, block_info: dict | None = None) -> np.ndarray:
+    (start, stop), _ = block_info[None]["array-location"]  # type: ignore[index]
+    return np.array(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
 
 
 def _open_zarr(path: str, array: str | None) -> tuple[da.Array, str]:

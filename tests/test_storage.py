@@ -75,3 +75,19 @@ def test_leftovers_of_killed_runs(tmp_path):
     remove_leftovers(out)
     assert not (tmp_path / f".out.zarr.old-{dead}-0d15ea5e").exists()
     assert (out / "data").read_text() == "replaced, successor never moved"
+
+
+def test_a_npy_input_is_read_by_its_tasks_not_shipped_in_the_graph(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    from ballot_dask.storage import open_input
+
+    data = np.random.default_rng(0).random((200_000, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", np.asfortranarray(data))
+    X = open_input(tmp_path / "x.npy")
+    assert X.shape == data.shape and X.dtype == np.float32
+    assert len(pickle.dumps(dict(X.__dask_graph__()))) < 10_000  # the data: 6.4 MB
+    np.testing.assert_array_equal(X.compute(), data)
+    np.testing.assert_array_equal(X[123_456:123_460].compute(), data[123_456:123_460])
