@@ -223,7 +223,10 @@ def fit(
             display = stack.enter_context(_reporting(quiet, client))
             if state is not None and not quiet:
                 note = f"resuming after iteration {state.iteration} from {checkpoint}"
-                display.note(note) if display is not None else logger.info(note)
+                if display is not None:
+                    display.note(note)
+                else:
+                    logger.info(note)
 
             def on_iteration(current: Any) -> None:
                 save_state(checkpoint, current, params)
@@ -233,7 +236,8 @@ def fit(
             estimator.fit(X, callback=on_iteration, resume=state)
             elapsed = time.perf_counter() - start
             attrs = _fit_record(estimator, params, elapsed, state)
-            with atomic_output(target, overwrite=True) as tmp:
+            # an output that appeared meanwhile is replaced only on request
+            with atomic_output(target, overwrite=overwrite or resume) as tmp:
                 _write_fit(tmp, estimator, attrs, _store_runner(quiet, client))
     except KeyboardInterrupt:
         if checkpoint.exists():
