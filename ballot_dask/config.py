@@ -22,6 +22,11 @@ Importing the package only registers these defaults; nothing is written to the u
     worker thread).
 ``ballot.init-sample``
     Rows sampled from a Dask array to choose the initial centers (at least 64 per cluster).
+``ballot.kernel-cache``
+    Where the compiled kernels are cached: ``"auto"`` (``NUMBA_CACHE_DIR`` if set, else a
+    directory private to the user under the system's temporary directory), a path, or
+    ``false`` (compile in every process).  Read when the kernels are first imported, so set
+    it in the environment (``DASK_BALLOT__KERNEL_CACHE``) or before importing the package.
 ``ballot.progress-after``
     Command line: seconds after which a running pass gets a Dask progress bar (on a terminal).
 ``ballot.cluster.*``
@@ -48,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "threads-per-task": 1,
         "init-sample": 65536,
         "progress-after": 2.0,
+        "kernel-cache": "auto",
         "cluster": {
             "scheduler-address": None,
             "scheduler-file": None,

@@ -151,6 +151,7 @@ def _chunk_labels(
 
 
 def _labels_block(k: int, seed: int, block_info: dict | None = None) -> np.ndarray:
+    assert block_info is not None  # given by map_blocks
     info = block_info[None]
     ((start, stop),) = info["array-location"]
     labels, _ = _chunk_labels(start, stop, k, seed, info["chunk-location"][0])
@@ -178,6 +179,7 @@ def _points_block(
     dtype: np.dtype,
     block_info: dict | None = None,
 ) -> np.ndarray:
+    assert block_info is not None  # given by map_blocks
     info = block_info[None]
     (start, stop), _ = info["array-location"]
     labels, rng = _chunk_labels(start, stop, centers.shape[0], seed, info["chunk-location"][0])

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
+from .jit import njit
+
 _LANE_ROWS = 4096
 _MAX_LANES = 64
 _PARALLEL_ROWS = 32768  # smaller blocks run on one thread: a parallel region costs more
@@ -52,7 +54,7 @@ def _threads_for(rows: int) -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-@numba.njit(parallel=True, cache=True, fastmath={"contract", "arcp", "reassoc"})
+@njit(parallel=True, fastmath={"contract", "arcp", "reassoc"})
 def _sqdist(X, centers, out):  # pragma: no cover - compiled
     m, d = X.shape
     k = centers.shape[0]
@@ -80,7 +82,7 @@ def cost_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray | None = None
     return out
 
 
-@numba.njit(inline="always", cache=True)
+@njit(inline="always")
 def _best_two(C, v, i):  # pragma: no cover - compiled
     """Row ``i``'s reduced-cost argmin (lowest index on ties), minimum and second minimum."""
     b1 = np.inf
@@ -94,7 +96,7 @@ def _best_two(C, v, i):  # pragma: no cover - compiled
     return a, b1, b2
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _top_two(C, v, labels, gaps, n_lanes):  # pragma: no cover - compiled
     m, k = C.shape
     counts = np.zeros((n_lanes, k), dtype=np.int64)
@@ -127,12 +129,12 @@ def reduced_cost_labels(C: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.nd
 _EXP_FLOOR = -700.0  # exp() below this is 0 for our sums; skipping it avoids slow denormals
 
 
-@numba.njit(inline="always", cache=True)
+@njit(inline="always")
 def _exp(x):  # pragma: no cover - compiled
     return math.exp(x) if x > _EXP_FLOOR else 0.0
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _entropic(C, v, eps, hessian, n_lanes):  # pragma: no cover - compiled
     m, k = C.shape
     value = np.zeros(n_lanes)
@@ -230,7 +232,7 @@ def combine_entropic(parts: list[tuple]) -> tuple[float, np.ndarray, np.ndarray 
     return value, logcol, (np.sum(hessians, axis=0) if hessians else None)
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _assignment(X, C, v, rows, fixed, n_lanes):  # pragma: no cover - compiled
     m, k = C.shape
     d = X.shape[1]
@@ -301,7 +303,7 @@ def assignment_terms(
     return counts.sum(axis=0), sums.sum(axis=0), slack.min(axis=0), float(obj.sum())
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _rounded(X, C, v, eps, scale, deficit, labels, n_lanes):  # pragma: no cover - compiled
     m, k = C.shape
     d = X.shape[1]

@@ -220,9 +220,10 @@ def write_arrays(
     import zarr
 
     group = zarr.open_group(group_path, mode="w")
-    for name, value in arrays.items():
-        group.create_array(name, data=np.asarray(value))
+    for name, small in arrays.items():
+        group.create_array(name, data=np.asarray(small))
     stores = []
+    value: Any
     for name, value in (chunked or {}).items():
         rows = value.chunks[0]
         if len(set(rows[:-1])) > 1 or (len(rows) > 1 and rows[-1] > rows[0]):
@@ -233,7 +234,7 @@ def write_arrays(
             chunks=(value.chunks[0][0], *value.shape[1:]),
             dtype=value.dtype,
         )
-        stores.append(da.store(value, target, lock=False, compute=False))
+        stores.append(da.store(value, target, lock=False, compute=False))  # type: ignore[arg-type]
     if stores:
         (runner or (lambda tasks: dask.compute(*tasks)))(stores)
     if attrs:
@@ -249,8 +250,8 @@ def read_model(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileNotFoundError(f"model {text}: no such Zarr group")
     try:
         group = zarr.open_group(_local(text) if not is_url(text) else text, mode="r")
-        centers = np.asarray(group["centers"][...])
-        potentials = np.asarray(group["potentials"][...])
+        centers = np.asarray(group["centers"][...])  # type: ignore[index]
+        potentials = np.asarray(group["potentials"][...])  # type: ignore[index]
         attrs = dict(group.attrs)
     except Exception as exc:
         raise ValueError(

@@ -71,7 +71,7 @@ def _check_resume_output(target: Path, checkpoint: Path, params: dict[str, Any])
 
     if checkpoint.exists() or not target.exists():
         return False
-    saved = dict(zarr.open_group(target, mode="r").attrs).get("params")
+    saved: Any = dict(zarr.open_group(target, mode="r").attrs).get("params")
     if json.loads(json.dumps(params)) != {**(saved or {}), "max_iter": params["max_iter"]}:
         raise FileExistsError(
             f"output {target} exists and is not this fit's; pass --overwrite to replace it"

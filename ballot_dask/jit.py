@@ -1,0 +1,92 @@
+"""The compiler of the per-chunk kernels: numba's ``njit``, with the cache in its own place.
+
+numba caches compiled functions beside their source (``ballot_dask/__pycache__``) by default.
+That is wrong for an installed package: site-packages may be read-only (a container's worker
+user), and cache files left in an installed package directory outlive ``pip uninstall`` and
+turn ``ballot_dask`` into a namespace package that shadows a later editable install.  The
+kernels are therefore cached in the directory :func:`cache_dir` names, chosen in this order:
+
+1. ``NUMBA_CACHE_DIR``, numba's own setting, when set;
+2. ``ballot.kernel-cache`` (``DASK_BALLOT__KERNEL_CACHE``): a path, or ``false`` for no cache;
+3. ``<temp dir>/ballot-dask-<uid>/kernels``, private to the user (mode 0700).
+
+Nothing is written to the package directory nor to the home directory.  A directory that is
+not the user's own, or that others may write to, is not used (a cache holds code that is
+loaded on import): the kernels are then compiled in every process.  The setting is read when
+:mod:`ballot_dask.kernels` is first imported (in every Dask worker too).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numba
+
+from . import config
+
+__all__ = ["cache_dir", "njit"]
+
+
+def _private_dir(path: str) -> bool:
+    """Create ``path`` (mode 0700) if needed; True when it is ours and no one else may write."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.stat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(info.st_mode):
+        return False
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return False
+    return not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def cache_dir() -> str | None:
+    """Where compiled kernels are cached (``None``: not cached); see the module docstring."""
+    if numba.config.CACHE_DIR:  # type: ignore[attr-defined]
+        return str(numba.config.CACHE_DIR)  # type: ignore[attr-defined]
+    value = config.get("kernel-cache")
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("false", "no")):
+        return None
+    if value in (None, "auto") or (isinstance(value, str) and not value.strip()):
+        user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+        base = os.path.join(tempfile.gettempdir(), f"ballot-dask-{user}")
+        path = os.path.join(base, "kernels")
+        if not (_private_dir(base) and _private_dir(path)):
+            warnings.warn(
+                f"the kernel cache {path} is not private to this user; the compiled kernels "
+                "are not cached (set ballot.kernel-cache or NUMBA_CACHE_DIR to a directory "
+                "of your own)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+        return path
+    return os.path.abspath(os.path.expanduser(str(value)))
+
+
+_CACHE = cache_dir()
+
+
+def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``numba.njit(**options)`` with the compiled code cached in :func:`cache_dir`."""
+
+    def compile_later(func: Callable[..., Any]) -> Any:
+        dispatcher = numba.njit(cache=False, **options)(func)
+        if _CACHE is not None:
+            # numba's locator for a user-chosen directory reads CACHE_DIR when the cache is
+            # created; every other function keeps numba's own choice
+            previous = numba.config.CACHE_DIR  # type: ignore[attr-defined]
+            numba.config.CACHE_DIR = _CACHE  # type: ignore[attr-defined]
+            try:
+                dispatcher.enable_caching()
+            finally:
+                numba.config.CACHE_DIR = previous  # type: ignore[attr-defined]
+        return dispatcher
+
+    return compile_later

@@ -1,0 +1,117 @@
+"""Where the compiled kernels are cached: never in the package directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ballot_dask
+
+PACKAGE = Path(ballot_dask.__file__).resolve().parent
+
+# compiles one small kernel and prints where the cache went
+SCRIPT = """
+import numpy as np
+from ballot_dask import kernels
+from ballot_dask.jit import cache_dir
+kernels.cost_block(np.ones((3, 2)), np.zeros((2, 2)))
+print(cache_dir())
+"""
+
+
+def _cache_files(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*") if p.suffix in (".nbi", ".nbc")]
+
+
+def _run(env: dict[str, str], user: list[str] | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_CACHE", "DASK_BALLOT"))}
+    return subprocess.run(
+        [*(user or []), sys.executable, "-c", SCRIPT],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_kernels_are_cached_in_the_configured_directory_not_the_package(tmp_path):
+    before = set(_cache_files(PACKAGE))
+    out = _run({"DASK_BALLOT__KERNEL_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(tmp_path / "cache")
+    assert _cache_files(tmp_path / "cache"), "nothing was cached"
+    assert set(_cache_files(PACKAGE)) == before
+
+
+def test_numba_cache_dir_wins_and_false_disables_the_cache(tmp_path):
+    out = _run({"NUMBA_CACHE_DIR": str(tmp_path / "numba"), "DASK_BALLOT__KERNEL_CACHE": "x"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(tmp_path / "numba")
+    assert _cache_files(tmp_path / "numba")
+    out = _run({"DASK_BALLOT__KERNEL_CACHE": "false", "TMPDIR": str(tmp_path / "tmp")})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "None"
+    assert not (tmp_path / "tmp").exists() or not _cache_files(tmp_path / "tmp")
+
+
+def test_default_cache_is_private_to_the_user_under_the_temp_dir(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out = _run({"TMPDIR": str(tmp)})
+    assert out.returncode == 0, out.stderr
+    where = Path(out.stdout.strip())
+    assert where.parent == tmp / f"ballot-dask-{os.getuid()}"
+    assert _cache_files(where)
+    assert (where.parent.stat().st_mode & 0o077) == 0
+
+
+def test_a_cache_directory_others_can_write_is_not_used(tmp_path):
+    tmp = tmp_path / "tmp"
+    shared = tmp / f"ballot-dask-{os.getuid()}"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)
+    out = _run({"TMPDIR": str(tmp)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "None"
+    assert "not private" in out.stderr
+    assert not _cache_files(shared)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root (to run as another user) and setpriv",
+)
+def test_another_user_with_a_read_only_package_directory_compiles_and_caches():
+    # a container's worker user: it cannot write to site-packages (here: the package
+    # directory, owned by root) and has a home it must not need
+    import pwd
+    import tempfile
+
+    nobody = pwd.getpwnam("nobody")
+    tmp = Path(tempfile.mkdtemp(prefix="ballot-jit-test-"))
+    tmp.chmod(0o1777)  # pytest's tmp_path is private to root
+    try:
+        _run_as_nobody(nobody, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_as_nobody(nobody, tmp: Path) -> None:
+    assert not os.access(PACKAGE, os.W_OK) or PACKAGE.stat().st_uid != nobody.pw_uid
+    before = set(_cache_files(PACKAGE))
+    out = _run(
+        {"TMPDIR": str(tmp), "HOME": "/nonexistent"},
+        user=["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"],
+    )
+    assert out.returncode == 0, out.stderr
+    where = Path(out.stdout.strip())
+    assert where.parent == tmp / f"ballot-dask-{nobody.pw_uid}"
+    assert _cache_files(where)
+    assert where.stat().st_uid == nobody.pw_uid
+    assert set(_cache_files(PACKAGE)) == before
