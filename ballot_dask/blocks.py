@@ -19,33 +19,76 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import psutil
 
 from .kernels import cost_block
 
 
 @dataclass
 class PassCounter:
-    """How often the data were read: passes over X, passes over the cost blocks, and the
-    collective rounds (one reduction each, a scheduler round trip on the Dask engine)."""
+    """How often the data were read: passes over X, passes over the cost blocks, the
+    collective rounds (one reduction each, a scheduler round trip on the Dask engine), and
+    the exact step's solves on the engine's row sample (no pass over the data)."""
 
     x: int = 0
     cost: int = 0
     rounds: int = 0
+    sample: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {"x": self.x, "cost": self.cost, "rounds": self.rounds}
 
 
+#: rows of the engine's sample for the exact step's first potentials, at least
+SAMPLE_ROWS = 1 << 16
+#: ... and at least this many per cluster
+SAMPLE_PER_CLUSTER = 64
+#: a nested sample smaller than this (or than 16 rows per cluster) is not worth solving
+_NESTED_MIN = 4096
+_NESTED_SEED = 0x5EED
+
+
 class Blocks(Protocol):
-    """What a solver may ask of an engine."""
+    """What a solver may ask of an engine: the contract every engine keeps.
+
+    ``set_centers(centers)``
+        Use the cost blocks ``C = ||x_i - mu_j||^2`` (float64) of ``centers`` from now on.
+    ``reduce(kernel, combine, *args, with_x=False, with_offset=False)``
+        One pass: ``combine`` of ``kernel([X_b,] C_b, *args[, offset_b])`` over the blocks, in
+        row order.  ``combine`` is closed (a list of parts in, one part out), so the engine
+        may apply it at any level of a tree.  ``X_b`` is passed when ``with_x``; ``offset_b``,
+        the global index of the block's first row, when ``with_offset``.
+    ``labels(labeler)``
+        ``labeler(C_b, offset_b)`` of every block, concatenated (an ndarray in memory, a dask
+        array with X's row chunks on Dask).
+    ``full_cost()``
+        The whole cost matrix (the ``emd`` reference solver only).
+    ``sample()``
+        A fixed row sample of X (rows of X, the same for the whole fit, at most about an
+        eighth of the rows), or ``None`` when the data are too few to need one.
+    ``band_budget()``
+        Bytes of rows the solver may gather from the blocks at once.
+    ``passes``
+        The :class:`PassCounter` every pass increments.
+    ``gather_is_free``
+        True when the blocks live in this process, so that gathering rows costs no transfer.
+    """
 
     passes: PassCounter
+    #: whether the blocks live in this process (gathering rows from them costs no transfer)
+    gather_is_free: bool
 
     @property
     def n_samples(self) -> int: ...
 
     @property
+    def n_features(self) -> int: ...
+
+    @property
     def dtype(self) -> np.dtype: ...
+
+    @property
+    def centers(self) -> np.ndarray: ...
 
     def set_centers(self, centers: np.ndarray) -> None: ...
 
@@ -61,6 +104,41 @@ class Blocks(Protocol):
     def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> Any: ...
 
     def full_cost(self) -> np.ndarray: ...
+
+    def sample(self) -> np.ndarray | None: ...
+
+    def band_budget(self) -> int: ...
+
+
+def sample_size(n_samples: int, n_clusters: int, requested: int = SAMPLE_ROWS) -> int:
+    """Rows of the sample a fit draws: ``requested`` and 64 per cluster at least."""
+    return max(int(requested), SAMPLE_PER_CLUSTER * int(n_clusters))
+
+
+def sampled_rows(offset: int, rows: int, stride: int, seed: int) -> np.ndarray:
+    """Whether each global row is in a seeded sample of about one row in ``stride``: a
+    multiplicative hash of the row index, so the sample does not depend on the chunking."""
+    if stride <= 1:
+        return np.ones(rows, dtype=bool)
+    index = np.arange(offset, offset + rows, dtype=np.uint64) + np.uint64(seed)
+    hashed = (index * np.uint64(0x9E3779B1)) & np.uint64(0xFFFFFFFF)
+    return hashed < np.uint64((1 << 32) // stride)
+
+
+def solver_sample(sample: np.ndarray, n_samples: int, n_clusters: int) -> np.ndarray | None:
+    """The rows the exact solver's first potentials come from: the fit's row sample, thinned
+    by hashed eighths until it holds at most a quarter of the rows; ``None`` when that leaves
+    fewer than 4096 rows or 16 per cluster (the whole problem is then as cheap)."""
+    while 4 * sample.shape[0] > n_samples:
+        sample = sample[sampled_rows(0, sample.shape[0], 8, _NESTED_SEED)]
+    if sample.shape[0] < max(_NESTED_MIN, 16 * n_clusters):
+        return None
+    return sample
+
+
+def sample_stride(n_samples: int, size: int) -> int:
+    """The stride of a sample of about ``size`` rows among ``n_samples`` (1: every row)."""
+    return max(1, n_samples // max(size, 1)) if n_samples > 2 * size else 1
 
 
 @dataclass
@@ -78,7 +156,11 @@ class RowBlocks:
     X: np.ndarray
     block_rows: int | None = None
     passes: PassCounter = field(default_factory=PassCounter)
+    gather_is_free: bool = field(default=True, init=False)
     _costs: list[np.ndarray] | None = field(default=None, init=False, repr=False)
+    _centers: np.ndarray | None = field(default=None, init=False, repr=False)
+    _sample: np.ndarray | None = field(default=None, init=False, repr=False)
+    _solver_sample: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = self.X.shape[0]
@@ -91,16 +173,55 @@ class RowBlocks:
         return int(self.X.shape[0])
 
     @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
     def dtype(self) -> np.dtype:
         return self.X.dtype
 
+    @property
+    def centers(self) -> np.ndarray:
+        if self._centers is None:
+            raise RuntimeError("set_centers() must be called first")
+        return self._centers
+
     def set_centers(self, centers: np.ndarray) -> None:
         """Build (and keep) the cost blocks for ``centers``: one pass over X."""
+        self._centers = np.array(centers, dtype=np.float64)
         reuse: list[np.ndarray | None] = [None] * len(self.blocks)
         if self._costs is not None:  # overwrite the previous cost blocks in place
             reuse = list(self._costs)
         self._costs = [cost_block(b, centers, c) for b, c in zip(self.blocks, reuse, strict=True)]
         self.passes.x += 1
+
+    def prepare(self, sample_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw the fit's row sample (the same rows as the Dask engine's, for any chunking)
+        and measure X's column means and variances: one pass.  Returns
+        ``(sample, mean, var)``."""
+        n = self.n_samples
+        keep = sampled_rows(0, n, sample_stride(n, sample_rows), seed)
+        self._sample = self.X if keep.all() else np.ascontiguousarray(self.X[keep])
+        self._solver_sample = None
+        self.passes.x += 1
+        return self._sample, np.mean(self.X, axis=0), np.var(self.X, axis=0)
+
+    def sample(self) -> np.ndarray | None:
+        """Rows for the exact solver's first potentials (:func:`solver_sample` of the fit's
+        sample from :meth:`prepare`, else of a hashed one); ``None`` for few rows."""
+        if self._sample is None:
+            n = self.n_samples
+            self._sample = self.X[sampled_rows(0, n, sample_stride(n, SAMPLE_ROWS), 0)]
+        if self._solver_sample is None:
+            self._solver_sample = solver_sample(self._sample, self.n_samples, self._centers_count())
+        return self._solver_sample
+
+    def _centers_count(self) -> int:
+        return 0 if self._centers is None else int(self._centers.shape[0])
+
+    def band_budget(self) -> int:
+        """In memory: a quarter of the machine's available memory."""
+        return int(psutil.virtual_memory().available) // 4
 
     @classmethod
     def from_cost(cls, C: np.ndarray) -> RowBlocks:

@@ -40,6 +40,14 @@ class Capacities:
         """``sum_j min(lower_j v_j, upper_j v_j)``: the capacity part of the dual objective."""
         return float(np.minimum(self.lower * v, self.upper * v).sum())
 
+    def scaled(self, ratio: float) -> Capacities:
+        """The bounds of a problem on a share ``ratio`` of the points (a row sample):
+        ``floor(lower * ratio) <= size <= ceil(upper * ratio)``, feasible whenever these are
+        (a sample of ``ratio * n`` points)."""
+        lower = np.floor(self.lower * ratio + 1e-9).astype(np.int64)
+        upper = np.ceil(self.upper * ratio - 1e-9).astype(np.int64)
+        return Capacities(lower, np.maximum(upper, lower))
+
     def target(self, counts: np.ndarray) -> np.ndarray:
         """The sizes (float) inside the bounds closest to ``counts``, summing to ``n``.
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .capacities import Capacities
+from .jit import njit
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,11 @@ class Certificate:
         constraint ``v_j - v_a <= W[a, j]`` fails by more than ``tolerance``, plus columns with
         a wrong-signed potential, plus columns outside their capacity.
     tolerance : float
-        Round-off allowance used in the check.
+        Round-off allowance per constraint used in the check (absolute, in cost units).
+    gap_tolerance : float
+        Largest ``duality_gap`` accepted as zero: ``1e-9 * max(objective, scale)`` when the
+        objective is known (``scale``: the largest slack plus the mean cost), else
+        ``tolerance``.
     """
 
     optimal: bool
@@ -52,6 +57,7 @@ class Certificate:
     max_violation: float
     violations: int
     tolerance: float
+    gap_tolerance: float = 0.0
 
 
 def _bellman_ford(weights: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -69,11 +75,47 @@ def _bellman_ford(weights: np.ndarray) -> tuple[np.ndarray, bool]:
     return dist, False
 
 
+@njit()
+def _min_mean_cycle(weights):  # pragma: no cover - compiled
+    """Karp's minimum mean cycle weight of a graph (``inf`` arcs absent; ``inf``: no cycle)."""
+    n = weights.shape[0]
+    walks = np.full((n + 1, n), np.inf)
+    walks[0, :] = 0.0  # walks may start anywhere
+    for s in range(1, n + 1):
+        for w in range(n):
+            best = np.inf
+            for u in range(n):
+                c = walks[s - 1, u] + weights[u, w]
+                if c < best:
+                    best = c
+            walks[s, w] = best
+    mean = np.inf
+    for w in range(n):
+        if walks[n, w] == np.inf:
+            continue
+        worst = -np.inf
+        for s in range(n):
+            if walks[s, w] < np.inf:
+                val = (walks[n, w] - walks[s, w]) / (n - s)
+                if val > worst:
+                    worst = val
+        if worst < mean:
+            mean = worst
+    return mean
+
+
+#: above this many clusters, the potentials are a midpoint of the feasible ones rather than
+#: the max-margin ones (Karp's algorithm is O(k^3))
+_MARGIN_MAX_K = 512
+
+
 def certify(
     slack: np.ndarray,
     counts: np.ndarray,
     capacities: Capacities,
     tolerance: float,
+    *,
+    objective: float | None = None,
 ) -> tuple[np.ndarray, Certificate]:
     """Potentials for a hard assignment and the certificate that they prove it optimal.
 
@@ -88,6 +130,9 @@ def certify(
         The size bounds the assignment must meet.
     tolerance : float
         Round-off allowance per constraint (absolute, in cost units).
+    objective : float, default=None
+        The labels' objective ``sum_i C_{i, l_i}``: the duality gap must then be within
+        ``1e-9 * max(objective, tolerance / 1e-12)`` for ``optimal``.
 
     Returns
     -------
@@ -109,10 +154,21 @@ def certify(
         if acyclic:
             break
     v = dist[:k] - dist[k]
-    if acyclic:
+    margin = 0.0
+    if acyclic and allowance == 0.0 and k <= _MARGIN_MAX_K:
+        # every constraint can hold with slack up to the minimum mean cycle weight: with half
+        # of it, no labelled point sits on a boundary of the power diagram of the result
+        mean = _min_mean_cycle(np.where(np.isfinite(weights), weights, np.inf))
+        if np.isfinite(mean) and mean > 0:
+            margin = 0.5 * float(mean)
+            shrunk, ok = _bellman_ford(weights - margin)
+            if ok:
+                v = shrunk[:k] - shrunk[k]
+            else:  # pragma: no cover - round-off at the margin
+                margin = 0.0
+    if acyclic and margin == 0.0:
         # the largest solution (above) and the smallest one (from the reversed graph) bound the
-        # feasible potentials; their midpoint leaves slack wherever any is possible, so that the
-        # power diagram of the result does not sit exactly on the labelled points
+        # feasible potentials; their midpoint leaves slack wherever any is possible
         low, _ = _bellman_ford(weights.T)
         v = 0.5 * (v - (low[:k] - low[k]))
     if not (above | below).any():
@@ -134,11 +190,17 @@ def certify(
     )
     limit = tolerance * (k + 1)  # a path of at most k + 1 edges, each allowed ``tolerance``
     violations = int(np.count_nonzero(pair > limit) + np.count_nonzero(sign > limit))
+    gap = max(gap, 0.0)
+    if objective is None:
+        gap_tolerance = float(tolerance)
+    else:  # relative 1e-9 of the objective, or of the cost scale behind ``tolerance``
+        gap_tolerance = 1e-9 * max(abs(float(objective)), float(tolerance) / 1e-12)
     certificate = Certificate(
-        optimal=bool(acyclic and not infeasible),
-        duality_gap=max(gap, 0.0),
+        optimal=bool(acyclic and not infeasible and gap <= gap_tolerance),
+        duality_gap=gap,
         max_violation=max_violation,
         violations=violations + infeasible,
         tolerance=float(tolerance),
+        gap_tolerance=gap_tolerance,
     )
     return v, certificate

@@ -31,7 +31,7 @@ import psutil
 from dask.delayed import Delayed, delayed
 
 from . import config
-from .blocks import PassCounter
+from .blocks import PassCounter, sample_stride, sampled_rows, solver_sample
 from .kernels import cost_block
 
 __all__ = ["DaskBlocks", "active_client", "cluster_memory", "observe_rounds", "row_chunked"]
@@ -178,16 +178,6 @@ def _combine_stats(parts: list[tuple]) -> tuple:
     return n, mean, m2, np.concatenate([p[3] for p in parts])
 
 
-def sampled_rows(offset: int, rows: int, stride: int, seed: int) -> np.ndarray:
-    """Whether each global row is in a seeded sample of about one row in ``stride``: a
-    multiplicative hash of the row index, so the sample does not depend on the chunking."""
-    if stride <= 1:
-        return np.ones(rows, dtype=bool)
-    index = np.arange(offset, offset + rows, dtype=np.uint64) + np.uint64(seed)
-    hashed = (index * np.uint64(0x9E3779B1)) & np.uint64(0xFFFFFFFF)
-    return hashed < np.uint64((1 << 32) // stride)
-
-
 def _label_task(shared: tuple, xb: Any, cb: Any, offset: int) -> np.ndarray:
     labeler, centers = shared
     with _kernel_threads():
@@ -213,6 +203,8 @@ class DaskBlocks:
         Keep X and the cost blocks in the cluster's memory; ``None``: ``ballot.persist``.
     """
 
+    gather_is_free = False  # gathered rows travel from the workers
+
     def __init__(self, X: da.Array, n_clusters: int, persist: bool | None = None) -> None:
         self.X = row_chunked(X)
         self.passes = PassCounter()
@@ -222,10 +214,11 @@ class DaskBlocks:
         self._costs: list[Delayed] | None = None  # the current cost blocks, persisted
         self._pending: list[Delayed] | None = None  # cost blocks to persist with the next pass
         self._checked = False
+        self._sample: np.ndarray | None = None
         mode = config.persist_mode() if persist is None else bool(persist)
         n, d = self.X.shape
         item = self.X.dtype.itemsize
-        self.cost_bytes = n * n_clusters * item
+        self.cost_bytes = n * n_clusters * 8  # cost blocks are float64
         budget = float(config.get("memory-fraction")) * cluster_memory()
         self.budget = budget
         if mode is None:
@@ -242,8 +235,32 @@ class DaskBlocks:
         return int(self.X.shape[0])
 
     @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
     def dtype(self) -> np.dtype:
         return self.X.dtype
+
+    @property
+    def centers(self) -> np.ndarray:
+        if self._centers is None:
+            raise RuntimeError("set_centers() must be called first")
+        return self._centers
+
+    def sample(self) -> np.ndarray | None:
+        """Rows for the exact solver's first potentials: :func:`solver_sample` of the row
+        sample drawn by :meth:`prepare` (``None`` before it, or for few rows)."""
+        if self._sample is None or self._centers is None:
+            return None
+        return solver_sample(self._sample, self.n_samples, self._centers.shape[0])
+
+    def band_budget(self) -> int:
+        """The smaller of ``ballot.band-memory`` and a quarter of ``ballot.memory-fraction`` of
+        the cluster's memory: the rows are first held by the workers, in pieces, then by the
+        client."""
+        fraction = float(config.get("memory-fraction"))
+        return min(config.band_memory(), int(fraction * cluster_memory() / 4))
 
     def set_centers(self, centers: np.ndarray) -> None:
         """Use the cost blocks of ``centers`` from now on.  Persisted, they are built in the
@@ -348,7 +365,7 @@ class DaskBlocks:
         sample of about ``sample_size`` rows (the same for any chunking); X is persisted in
         the same round when it fits.  Returns ``(sample, mean, var)``."""
         n = self.n_samples
-        stride = max(1, n // max(sample_size, 1)) if n > 2 * sample_size else 1
+        stride = sample_stride(n, sample_size)
         check = not self._checked
         source = self.X
         if self.persist_x:
@@ -368,7 +385,8 @@ class DaskBlocks:
         rows, mean, m2, sample = self._compute(root)
         self._checked = True
         self.passes.x += 1
-        return np.ascontiguousarray(sample), mean, m2 / max(rows, 1)
+        self._sample = np.ascontiguousarray(sample)
+        return self._sample, mean, m2 / max(rows, 1)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -440,7 +458,7 @@ def map_costs(X: da.Array, centers: np.ndarray) -> da.Array:
     """The cost blocks ``||x_i - mu_j||^2`` of a row-chunked dask array (lazy)."""
     k = centers.shape[0]
     mu = np.ascontiguousarray(centers, dtype=X.dtype)
-    return da.map_blocks(_costs_block, X, mu, chunks=(X.chunks[0], (k,)), dtype=X.dtype)
+    return da.map_blocks(_costs_block, X, mu, chunks=(X.chunks[0], (k,)), dtype=np.float64)
 
 
 def _power_labels(C: np.ndarray, v: np.ndarray) -> np.ndarray:

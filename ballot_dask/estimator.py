@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import config
 from ._validation import check_choice
 from .assign import solver_options
-from .blocks import RowBlocks
+from .blocks import RowBlocks, sample_size
 from .capacities import resolve_capacities
 from .dask_blocks import DaskBlocks, as_dask_data, map_chosen_costs, map_costs, map_labels
 from .initialization import INITIALIZERS, initial_centers
@@ -222,13 +222,12 @@ default="k-means++"
         )
         rng = check_random_state(self.random_state)
         init = self.init if isinstance(self.init, str) else np.asarray(self.init)
-        if isinstance(blocks, DaskBlocks):
-            # one pass: checks X, measures its variance, persists it when it fits and draws
-            # the row sample the named init strategies run on
-            seed = int(rng.randint(np.iinfo(np.int32).max))
-            sample, _, var = blocks.prepare(max(int(config.get("init-sample")), 64 * k), seed)
-        else:
-            sample, var = Xd, np.var(Xd, axis=0)
+        # one pass: measures X's variance and draws the row sample (a hash of the row index,
+        # so the same rows on every engine and chunking) that the named init strategies and
+        # the exact solver's first potentials run on; on Dask it also checks X and persists
+        # it when it fits
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        sample, _, var = blocks.prepare(sample_size(n, k, int(config.get("init-sample"))), seed)
         if resume is None:
             centers = initial_centers(sample, k, init, rng)
         else:
@@ -268,6 +267,10 @@ default="k-means++"
         return self.fit(X).labels_
 
     def _costs(self, X: ArrayLike) -> Any:
+        return self._costs_and_dtype(X)[0]
+
+    def _costs_and_dtype(self, X: ArrayLike) -> tuple[Any, np.dtype]:
+        """Float64 costs of X against the centers, and X's (validated) dtype."""
         check_is_fitted(self)
         if is_dask_collection(X):
             Xd = as_dask_data(X)  # type: ignore[arg-type]
@@ -276,9 +279,9 @@ default="k-means++"
                     f"X has {Xd.shape[1]} features, but {type(self).__name__} is expecting "
                     f"{self.n_features_in_} features as input."
                 )
-            return map_costs(Xd, self.cluster_centers_)
+            return map_costs(Xd, self.cluster_centers_), Xd.dtype
         Xv = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
-        return cost_block(Xv, self.cluster_centers_)
+        return cost_block(Xv, self.cluster_centers_), Xv.dtype
 
     def predict(self, X: ArrayLike, *, method: Literal["power", "nearest"] = "power") -> Any:
         """Label new points.
@@ -305,8 +308,10 @@ default="k-means++"
     def transform(self, X: ArrayLike) -> Any:
         """Euclidean distances to the centers, shape (n_samples, n_clusters) (a dask array
         for dask input)."""
-        C = self._costs(X)
-        return da.sqrt(C) if is_dask_collection(C) else np.sqrt(C)
+        C, dtype = self._costs_and_dtype(X)  # distances in X's dtype, as scikit-learn's
+        if is_dask_collection(C):
+            return da.sqrt(C).astype(dtype)
+        return np.sqrt(C).astype(dtype, copy=False)
 
     def score(
         self, X: ArrayLike, y: Any = None, *, method: Literal["power", "nearest"] = "power"

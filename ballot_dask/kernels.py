@@ -10,7 +10,10 @@ depend only on the block's row count (never on the thread count), so every sum i
 in the same order on every run: results do not depend on the thread count (the cost kernel may
 still vectorise a row's sum differently with a chunk's memory alignment: a last-bit effect).
 
-Cost blocks keep the dtype of X (float32 stays float32); every accumulation is float64.
+Cost blocks are float64 whatever the dtype of X: the centers are first rounded to X's dtype
+(the fitted centers are stored in it), then the distances are computed in float64 from those
+values, which float64 holds exactly.  The optimality certificate is therefore a statement
+about float64 costs, to round-off of order 1e-16 of the costs; every accumulation is float64.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -62,23 +66,47 @@ def _sqdist(X, centers, out):  # pragma: no cover - compiled
         for j in range(k):
             s = 0.0
             for t in range(d):
-                diff = X[i, t] - centers[j, t]
+                diff = np.float64(X[i, t]) - centers[j, t]
                 s += diff * diff
             out[i, j] = s
 
 
-def cost_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Squared Euclidean distances ``C_ij = ||x_i - mu_j||^2`` of one row block.
+#: above this many multiply-adds per row (k * d), costs go through BLAS
+_BLAS_WORK = 1 << 12
+#: rows per BLAS slab: bounds the float64 copy of a float32 block
+_BLAS_ROWS = 8192
 
-    Computed as sums of squared differences (no ``|x|^2 - 2 x.mu + |mu|^2`` cancellation), in
-    the dtype of ``X``.  ``out`` (shape (n, k), X's dtype) is reused when given: a fresh
-    array of this size costs page faults on every Lloyd iteration.
+
+def cost_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Squared Euclidean distances ``C_ij = ||x_i - mu_j||^2`` of one row block, float64.
+
+    The centers are rounded to the dtype of ``X`` first (the fitted centers are stored in it).
+    For small ``k * d`` the distances are sums of squared differences (exact zeros, no
+    cancellation); beyond, ``||x - m||^2 - 2 (x - m).(mu - m) + ||mu - m||^2`` by BLAS, with
+    ``m`` the mean of the centers (so that the expansion does not cancel far from the origin:
+    the absolute error stays about ``d`` roundings of the costs' own scale).  ``out`` (shape
+    (n, k), float64) is reused when given: a fresh array of this size costs page faults on
+    every Lloyd iteration.
     """
     shape = (X.shape[0], centers.shape[0])
-    if out is None or out.shape != shape or out.dtype != X.dtype:
-        out = np.empty(shape, dtype=X.dtype)
-    with _threads_for(X.shape[0]):
-        _sqdist(X, np.ascontiguousarray(centers, dtype=X.dtype), out)
+    if out is None or out.shape != shape or out.dtype != np.float64:
+        out = np.empty(shape, dtype=np.float64)
+    mu = np.asarray(centers, dtype=X.dtype).astype(np.float64)
+    if centers.shape[0] * X.shape[1] <= _BLAS_WORK or X.shape[0] == 0:
+        with _threads_for(X.shape[0]):
+            _sqdist(X, np.ascontiguousarray(mu), out)
+        return out
+    mean = mu.mean(axis=0)
+    mu = mu - mean
+    mu_sq = np.einsum("ij,ij->i", mu, mu)
+    for start in range(0, X.shape[0], _BLAS_ROWS):
+        xs = np.asarray(X[start : start + _BLAS_ROWS], dtype=np.float64) - mean
+        block = out[start : start + xs.shape[0]]
+        np.matmul(xs, mu.T, out=block)
+        block *= -2.0
+        block += np.einsum("ij,ij->i", xs, xs)[:, None]
+        block += mu_sq[None, :]
+        np.maximum(block, 0.0, out=block)
     return out
 
 
@@ -110,6 +138,92 @@ def _top_two(C, v, labels, gaps, n_lanes):  # pragma: no cover - compiled
             if write_labels:
                 labels[i] = a
     return counts
+
+
+@njit(parallel=True)
+def _top_two_pairs(C, v, labels, second, gaps):  # pragma: no cover - compiled
+    m, k = C.shape
+    for i in numba.prange(m):
+        b1 = np.inf
+        b2 = np.inf
+        a = 0
+        a2 = 0
+        for j in range(k):
+            r = C[i, j] - v[j]
+            if r < b1:
+                b2 = b1
+                a2 = a
+                b1 = r
+                a = j
+            elif r < b2:
+                b2 = r
+                a2 = j
+        labels[i] = a
+        second[i] = a2 if k > 1 else a
+        gaps[i] = b2 - b1
+
+
+@njit()
+def _boundary_band(labels, second, gaps, k, size):  # pragma: no cover - compiled
+    """Rows of a band of about ``size`` rows that reaches every cell boundary: the ``r``
+    smallest-gap rows of every (label, second label) pair, ``r`` the smallest rank that
+    gathers ``size`` rows in all."""
+    m = labels.shape[0]
+    pairs = k * k
+    counts = np.zeros(pairs, np.int64)
+    for i in range(m):
+        counts[labels[i] * k + second[i]] += 1
+    present = np.sort(counts[counts > 0])
+    # total(r) = sum(min(count, r)): find the smallest r with total(r) >= size
+    r = 0
+    below = 0  # sum of the counts smaller than the candidate r
+    t = 0
+    n_present = present.shape[0]
+    while t < n_present:
+        # with r at most present[t], every pair from t on gives r rows
+        need = size - below
+        full = n_present - t
+        if present[t] * full >= need:
+            r = max(1, -(-need // full))
+            break
+        below += present[t]
+        t += 1
+    if t == n_present:
+        r = m  # every row
+    # bucket the rows by pair, then keep the r smallest gaps of each bucket
+    starts = np.zeros(pairs + 1, np.int64)
+    for p in range(pairs):
+        starts[p + 1] = starts[p] + counts[p]
+    fill = starts[:-1].copy()
+    order = np.empty(m, np.int64)
+    for i in range(m):
+        p = labels[i] * k + second[i]
+        order[fill[p]] = i
+        fill[p] += 1
+    keep = np.zeros(m, np.bool_)
+    for p in range(pairs):
+        lo = starts[p]
+        hi = starts[p + 1]
+        if hi - lo <= r:
+            for q in range(lo, hi):
+                keep[order[q]] = True
+            continue
+        bucket = np.empty(hi - lo)
+        for q in range(lo, hi):
+            bucket[q - lo] = gaps[order[q]]
+        cut = np.partition(bucket, r - 1)[r - 1]
+        taken = 0
+        for q in range(lo, hi):  # below the cut, then ties with it up to r
+            if gaps[order[q]] < cut:
+                keep[order[q]] = True
+                taken += 1
+        for q in range(lo, hi):
+            if taken >= r:
+                break
+            if gaps[order[q]] == cut:
+                keep[order[q]] = True
+                taken += 1
+    return np.flatnonzero(keep)
 
 
 def reduced_cost_labels(C: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,6 +362,8 @@ def _assignment(X, C, v, rows, fixed, n_lanes):  # pragma: no cover - compiled
             if p < rows.shape[0] and rows[p] == i:
                 a = fixed[p]
                 p += 1
+                if a < 0:  # a band row: summarised elsewhere
+                    continue
             else:  # the power-diagram label, as reduced_cost_labels gives it
                 a = _best_two(C, v, i)[0]
             ca = C[i, a]
@@ -346,6 +462,108 @@ def _rounded(X, C, v, eps, scale, deficit, labels, n_lanes):  # pragma: no cover
                     for t in range(d):
                         sums[lane, j, t] += gj * X[i, t]
     return mass, sums, cost, hard, counts
+
+
+class BandPass(NamedTuple):
+    """One pass of the exact step over a block (or over every block, combined).
+
+    The *band* rows are the ones with the smallest top-two reduced-cost gaps under the
+    potentials ``v``, the only ones whose label may change; they are returned whole (costs
+    and coordinates).  Every other row is *fixed* at its label ``argmin_j (C_ij - v_j)`` and
+    enters only summaries: counts, coordinate sums, objective and slack matrix.
+    """
+
+    counts: np.ndarray  #: (k,) int64: fixed rows per cluster
+    sums: np.ndarray  #: (k, d) float64: their coordinate sums
+    objective: float  #: their costs, summed
+    slack: np.ndarray  #: (k, k) ``min over fixed i in a of (C_ib - C_ia)``, ``inf`` if none
+    rows: np.ndarray  #: (m,) int64: global indices of the band rows, increasing
+    labels: np.ndarray  #: (m,) int64: their labels ``argmin_j (C_ij - v_j)``
+    gaps: np.ndarray  #: (m,) float64: their top-two reduced-cost gaps
+    costs: np.ndarray  #: (m, k) float64: their cost rows
+    x: np.ndarray  #: (m, d): their coordinates (X's dtype)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Cluster sizes under the pass's labels (fixed and band rows)."""
+        return self.counts + np.bincount(self.labels, minlength=self.counts.shape[0])
+
+
+def band_pass(X: np.ndarray, C: np.ndarray, v: np.ndarray, size: int, offset: int = 0) -> BandPass:
+    """The exact step's pass over one block: a band of about ``size`` rows (the rows nearest
+    to every cell boundary: the smallest gaps of each pair of first and second choices, so
+    that a sparse boundary is reached as well as a dense one), the summaries of the others.
+    Reads the block twice (labels and gaps, then summaries), X once."""
+    m, k = C.shape
+    v = np.asarray(v, dtype=np.float64)
+    labels = np.empty(m, dtype=np.int64)
+    second = np.empty(m, dtype=np.int64)
+    gaps = np.empty(m, dtype=np.float64)
+    with _threads_for(m):
+        _top_two_pairs(C, v, labels, second, gaps)
+    if size >= m:
+        band = np.arange(m)
+    elif size <= 0:
+        band = np.zeros(0, dtype=np.int64)
+    else:
+        band = _boundary_band(labels, second, gaps, k, int(size))
+        if band.shape[0] > size:  # the last rank overshoots: drop its largest gaps
+            band = np.sort(band[np.argpartition(gaps[band], int(size) - 1)[: int(size)]])
+    whole = band.shape[0] == m  # nothing fixed, and no copies of the block
+    if whole:
+        counts = np.zeros((1, k), dtype=np.int64)
+        sums = np.zeros((1, k, X.shape[1]))
+        slack = np.full((1, k, k), np.inf)
+        obj = np.zeros(1)
+    else:
+        with _threads_for(m):
+            counts, sums, slack, obj = _assignment(
+                X,
+                C,
+                v,
+                band.astype(np.int64),
+                np.full(band.shape[0], -1, dtype=np.int64),
+                _n_lanes(m, k * k + k * X.shape[1]),
+            )
+    return BandPass(
+        counts=counts.sum(axis=0),
+        sums=sums.sum(axis=0),
+        objective=float(obj.sum()),
+        slack=slack.min(axis=0),
+        rows=band.astype(np.int64) + offset,
+        labels=labels if whole else labels[band],
+        gaps=gaps if whole else gaps[band],
+        costs=np.ascontiguousarray(C if whole else C[band], dtype=np.float64),
+        x=np.ascontiguousarray(X if whole else X[band]),
+    )
+
+
+def label_sums(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """``sums[j] = sum of the rows of X labelled j`` (k, d), float64."""
+    X64 = np.asarray(X, dtype=np.float64)
+    if X64.shape[0] == 0:
+        return np.zeros((k, X64.shape[1]))
+    return np.stack(
+        [np.bincount(labels, weights=X64[:, t], minlength=k) for t in range(X64.shape[1])],
+        axis=1,
+    ).reshape(k, X64.shape[1])
+
+
+def combine_band(parts: list[BandPass]) -> BandPass:
+    """Reduce :func:`band_pass` summaries (closed: a part in, a part out; parts in row order)."""
+    if len(parts) == 1:
+        return parts[0]
+    return BandPass(
+        counts=np.sum([p.counts for p in parts], axis=0),
+        sums=np.sum([p.sums for p in parts], axis=0),
+        objective=float(sum(p.objective for p in parts)),
+        slack=np.min([p.slack for p in parts], axis=0),
+        rows=np.concatenate([p.rows for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]),
+        gaps=np.concatenate([p.gaps for p in parts]),
+        costs=np.concatenate([p.costs for p in parts]),
+        x=np.concatenate([p.x for p in parts]),
+    )
 
 
 def rounded_plan_terms(

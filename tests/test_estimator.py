@@ -212,8 +212,10 @@ def test_inertia_is_the_objective_of_labels_and_centers(method, rounding):
 
 @pytest.mark.parametrize("k", [2, 4])
 def test_exact_centers_are_means_of_their_labels(k):
+    # run to the fixed point (tol=0: until the labels stop changing, Theorem 17)
     X = _blobs(1200, k, 0)
-    km = _fit((1200, k, 0), n_clusters=k, random_state=0)
+    km = _fit((1200, k, 0), n_clusters=k, random_state=0, tol=0.0)
+    assert km.converged_
     for j in range(k):
         np.testing.assert_allclose(
             km.cluster_centers_[j], X[km.labels_ == j].mean(axis=0), rtol=1e-10, atol=1e-10

@@ -117,14 +117,26 @@ def certified_summary(
     counts, sums, slack, objective = blocks.reduce(
         _hard_terms, _combine_hard, labeler, with_x=True, with_offset=True
     )
-    finite = slack[np.isfinite(slack)]
-    scale = float(np.abs(finite).max(initial=0.0)) + objective / max(blocks.n_samples, 1)
-    # round-off allowance: the costs' own precision, and no less than 1e-12 relative, the
-    # accuracy to which the network simplex (on costs rescaled to [0, 1]) settles exact ties
-    relative = max(256.0 * float(np.finfo(blocks.dtype).eps), 1e-12)
-    tolerance = relative * max(scale, 1e-300)
-    potentials, certificate = certify(slack, counts, capacities, tolerance)
+    potentials, certificate = certify_slack(slack, counts, capacities, objective, blocks.n_samples)
     return counts, sums, objective, potentials, certificate
+
+
+#: round-off allowance per constraint, relative to the cost scale: float64 costs carry about
+#: 1e-16 of it (d roundings through BLAS), and the network simplex of the ``emd`` reference
+#: (on costs rescaled to [0, 1]) settles exact ties to about 1e-12
+RELATIVE_TOLERANCE = 1e-12
+
+
+def certify_slack(
+    slack: np.ndarray, sizes: np.ndarray, capacities: Capacities, objective: float, n: int
+) -> tuple[np.ndarray, Certificate]:
+    """Potentials and certificate of a labelling from its slack matrix, sizes and objective
+    (the allowance is :data:`RELATIVE_TOLERANCE` of the cost scale: the largest slack plus
+    the mean cost)."""
+    finite = slack[np.isfinite(slack)]
+    scale = float(np.abs(finite).max(initial=0.0)) + objective / max(n, 1)
+    tolerance = RELATIVE_TOLERANCE * max(scale, 1e-300)
+    return certify(slack, sizes, capacities, tolerance, objective=objective)
 
 
 def hard_step(

@@ -1,114 +1,87 @@
 """BalLOT's assignment step, solved exactly (DESIGN section 3).
 
-1. *Potentials.*  From a cold start, Newton on the entropic semi-dual with ``e`` annealed
-   geometrically towards 0 (:mod:`.newton`), on a hashed sample of at most 2^17 rows; from a
-   warm start, the previous Lloyd iteration's potentials (re-sampled Newton only if they
-   misplace more than 5 % of the points).  Then a few semi-smooth Newton steps on all rows:
-   the gradient of the exact dual is ``target - counts`` (one counting pass), its generalised
-   Hessian the density of points on the cell boundaries, measured on the gathered rows.
-2. *Repair.*  Label every point by ``argmin_j (C_ij - v_j)``.  Only points whose top-two
-   reduced-cost gap is small can be wrong; gather the ``size`` smallest-gap points (a small
-   array), fix the others, and solve the gathered points' transport exactly with the capacity
-   left over: the network simplex (:func:`..band.solve_band`) for a small set, this same
-   method for a large one.
-3. *Certificate.*  One pass checks complementary slackness for every point through the k x k
-   slack matrix (:mod:`..certificate`).  If it fails, the band was too narrow: centre the next
-   one on the band's potentials, double it and repeat.  A band holding every point is the
-   whole LP, so the loop ends.
+1. *Potentials from a sample.*  The potentials of the transport problem depend on the
+   distribution of the points, not on their number, so the same problem on a fixed row sample
+   (held by the engine, capacities scaled to it) gives them up to the sampling error.  The
+   sample's problem is solved exactly by this same function, on its own nested sample first
+   (each level eight times smaller: the depth is bounded).  From a warm start (the previous
+   Lloyd iteration's potentials) the sample is used only when they misplace too many points.
+2. *One pass over the data* (:func:`~ballot_dask.kernels.band_pass`): every point is labelled
+   by ``argmin_j (C_ij - v_j)``; the points with the smallest top-two gaps (the *band*) are
+   gathered whole, the others are summarised (counts, centroid sums, objective, slack
+   matrix).
+3. *Exact repair*: successive shortest paths on the cluster graph
+   (:func:`.paths.successive_shortest_paths`) move band points until every size is within
+   its bounds, keeping complementary slackness with every point, fixed or not.  If a shortest
+   path needs a point outside the band, the band is widened (another pass, from the
+   potentials reached so far); a band holding every point needs none, so the loop ends.
+4. *Certificate*: the fixed points' slack matrix and the band's, combined, prove the labels
+   optimal (:mod:`ballot_dask.certificate`); no further pass is needed.
 
-Every step is a pass over the row blocks returning small summaries; nothing of size n is
-kept between passes.
+Nothing of size n is kept between passes: the band is bounded by the engine's memory budget
+(``ballot.band-memory`` on Dask) and by ``max_band``.
 """
 
 from __future__ import annotations
 
-import warnings
+import math
+from dataclasses import dataclass
 
 import numpy as np
 from dask.utils import format_bytes
 
-from .. import config
-from ..band import solve_band
 from ..blocks import Blocks, RowBlocks
 from ..capacities import Capacities
-from ..dask_blocks import cluster_memory as memory
-from .base import (
-    HardLabels,
-    SolverOptions,
-    StepOutcome,
-    certified_summary,
-    hard_step,
-    labels_of,
-)
-from .potentials import BandOverflow, approach, gather, imbalance
+from ..kernels import BandPass, band_pass, combine_band, label_sums
+from .base import HardLabels, SolverOptions, StepOutcome, certify_slack
+from .paths import DONE, WIDEN, successive_shortest_paths
 
-_MIN_BAND = 2048  # doubtful rows gathered at first
-_BY_RANK = 8192  # wider bands are gathered by a gap threshold
-_WARM_BAND = 8192  # ... from warm potentials: enough to absorb a Lloyd step's imbalance
-_LEAF = 2048  # doubtful sets up to this size go straight to the network simplex
-_PER_CLUSTER = 64  # doubtful rows gathered per cluster at first
+_MIN_BAND = 8192  # band rows gathered at least (a warm Lloyd step's imbalance fits easily)
+_PER_CLUSTER = 64  # ... and at least this many per cluster
+_WIDEN = 4  # a band too narrow for the shortest paths grows by this factor
+_WARM_SAMPLE = 0.02  # warm potentials misplacing more than this share go back to the sample
 
 
-def _solve_doubtful(
-    costs: np.ndarray,
-    capacities: Capacities,
-    options: SolverOptions,
+def imbalance(counts: np.ndarray, capacities: Capacities) -> int:
+    """Points to move before every size is within its bounds."""
+    over = np.maximum(counts - capacities.upper, 0)
+    under = np.maximum(capacities.lower - counts, 0)
+    return int(max(over.sum(), under.sum()))
+
+
+def _band_kernel(
+    X: np.ndarray,
+    C: np.ndarray,
     v: np.ndarray,
-    eps: float | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact labels of the gathered points under the capacity left to them, and the
-    potentials that certify them (for this sub-problem).
-
-    A small set goes to the network simplex; a large one (early Lloyd iterations, where the
-    centers move much) is itself a balanced transport problem, solved by this same method
-    warm-started at ``v``: network simplex time grows faster than linearly, this does not.
-    """
-    m, k = costs.shape
-    blocks = RowBlocks.from_cost(costs)
-    if m <= _LEAF or np.count_nonzero(capacities.upper) < 2:
-        labels = solve_band(costs, capacities.lower, capacities.upper)
-        every = HardLabels(np.zeros(k), np.arange(m), labels)
-        *_, potentials, _ = certified_summary(blocks, capacities, every)
-        return labels, potentials
-    step = solve_exact(blocks, capacities, options, potentials=v, eps=eps)
-    return labels_of(blocks, step.labeler), step.potentials
+    size: int,
+    total: int,
+    strict: bool,
+    offset: int,
+) -> BandPass:
+    """A block's share of a band of ``size`` rows among ``total``: all of it for one block,
+    else twice its share (rows are not spread evenly over the blocks) and a few, or exactly
+    its share when the band's size is a hard limit (``strict``)."""
+    m = C.shape[0]
+    if m >= total:
+        share = size
+    elif strict:
+        share = size * m // max(total, 1)
+    else:
+        share = min(m, math.ceil(2.0 * size * m / max(total, 1)) + 16)
+    return band_pass(X, C, v, share, offset)
 
 
-def _next_potentials(v: np.ndarray, v_band: np.ndarray, room: np.ndarray) -> np.ndarray:
-    """Potentials for the next, wider band: the band's own where it had room to assign.
+@dataclass
+class _Search:
+    """Where the search for the exact labels stands."""
 
-    A column with no capacity left in the band got no constraint there; it keeps its place
-    relative to the others (the two vectors are aligned by their median offset).
-    """
-    if not room.any():
-        return v
-    offset = float(np.median(v[room] - v_band[room]))
-    return np.where(room, v_band, v - offset)
-
-
-def _too_wide(
-    rows: int, limit: int, by_memory: int, budget: int, k: int, options: SolverOptions
-) -> RuntimeError:
-    """The error for a band of ``rows`` doubtful points when at most ``limit`` are allowed."""
-    if limit == by_memory:
-        return RuntimeError(
-            f"the exact repair needs {rows} or more doubtful points, more than the {limit} "
-            f"that fit its memory budget ({format_bytes(budget)} at k={k}: the smaller of "
-            "ballot.band-memory and a quarter of ballot.memory-fraction of the memory); "
-            "raise them (dask.config.set({'ballot.band-memory': '1 GiB'}) or "
-            "DASK_BALLOT__BAND_MEMORY), start from better centers, or use method='sinkhorn'"
-        )
-    if options.max_band is not None and limit == options.max_band:
-        return RuntimeError(
-            f"the exact repair needs more than max_band={options.max_band} doubtful "
-            "points; raise max_band or use method='sinkhorn'"
-        )
-    return RuntimeError(
-        f"the exact repair could not settle the assignment on a band of {limit} points "
-        "(the centers moved too far for one step, e.g. a start that splits well separated "
-        "clusters); start from better centers (another --seed or init) or use "
-        "method='sinkhorn'"
-    )
+    potentials: np.ndarray
+    size: int  # band rows asked for
+    limit: int  # band rows allowed
+    passes: int = 0
+    augmentations: int = 0
+    widenings: int = 0
+    sampled: bool = False
 
 
 def solve_exact(
@@ -118,96 +91,149 @@ def solve_exact(
     potentials: np.ndarray | None = None,
     eps: float | None = None,
 ) -> StepOutcome:
-    """An exact optimum of the balanced transport LP on the current cost blocks."""
+    """An exact optimum of the balanced transport LP on the current cost blocks, certified."""
     n, k = blocks.n_samples, capacities.n_clusters
-    limit = n if options.max_band is None else min(n, options.max_band)
-    # the gathered rows (k costs, row, gap, label: float64 / int64 each) must fit the budget
-    # ... and a small share of the memory the computation runs in (the rows are first held by
-    # the workers, in pieces, then by the client)
-    budget = min(config.band_memory(), int(float(config.get("memory-fraction")) * memory() / 4))
-    by_memory = budget // (8 * (k + 3))
-    limit = min(limit, max(by_memory, 1))
-    first = _WARM_BAND if potentials is not None and n >= 32 * _WARM_BAND else _MIN_BAND
-    size = min(limit, max(first, _PER_CLUSTER * k))
-    v, eps, steps, gathered = approach(blocks, capacities, potentials, eps, size)
-    counts, rows, gaps, labels, costs, _ = gathered
-    imbalance_now = imbalance(counts, capacities)
-
-    def wider(v: np.ndarray, target: int, quota: np.ndarray | None) -> tuple:
-        """About ``target`` doubtful rows around ``v``: by rank while few, beyond that by a
-        gap threshold scaled from the current band (the number of rows below a gap grows
-        about linearly with it near zero), so no chunk sends more than its share."""
-        width = float(gaps.max(initial=0.0))
-        if target <= _BY_RANK or not width > 0 or rows.shape[0] == 0:
-            return gather(blocks, v, target, 0, quota)
-        try:
-            return gather(blocks, v, limit, 0, quota, width * target / rows.shape[0])
-        except BandOverflow as exc:
-            raise _too_wide(exc.rows, limit, by_memory, budget, k, options) from None
-
-    retries = 0
-    recentred_at = quota_at = -1
-    quota = None
+    row_bytes = 8 * (k + blocks.n_features + 4)
+    budget = blocks.band_budget()
+    limit = min(n, max(budget // row_bytes, 1))
+    if options.max_band is not None:
+        limit = min(limit, options.max_band)
+    cold = potentials is None
+    v = np.zeros(k) if cold else np.asarray(potentials, dtype=np.float64)
+    # gathering rows costs nothing in memory: then the band is every row (no widening)
+    first = limit if blocks.gather_is_free else min(limit, max(_MIN_BAND, _PER_CLUSTER * k))
+    search = _Search(potentials=v, size=first, limit=limit)
+    sample = blocks.sample()
+    if cold and sample is not None:
+        _from_sample(search, blocks, sample, capacities, options)
     while True:
-        wanted = min(limit, max(size, 4 * imbalance_now + _PER_CLUSTER * k))
-        if wanted > size:
-            size = wanted
-            counts, rows, gaps, labels, costs, _ = wider(v, size, quota)
-        fixed = counts - np.bincount(labels, minlength=k)
-        lower = np.maximum(capacities.lower - fixed, 0)
-        upper = capacities.upper - fixed
-        m = rows.shape[0]
-        if np.any(upper < 0) and quota_at != size:
-            # over-full clusters have too few points among the smallest gaps (their boundary
-            # is far from the others'): gather their own smallest-gap points as well
-            excess = np.maximum(counts - capacities.upper, 0)
-            wanted_quota = np.where(excess > 0, 2 * excess + _PER_CLUSTER, 0)
-            if size + int(wanted_quota.sum()) <= limit:
-                quota, quota_at = wanted_quota, size
-                counts, rows, gaps, labels, costs, _ = wider(v, size, quota)
+        band = blocks.reduce(
+            _band_kernel,
+            combine_band,
+            search.potentials,
+            search.size,
+            n,
+            options.max_band is not None,
+            with_x=True,
+            with_offset=True,
+        )
+        search.passes += 1
+        off = imbalance(band.sizes, capacities)
+        gathered = band.rows.shape[0]
+        if not search.sampled and sample is not None and off > max(_WARM_SAMPLE * n, gathered / 4):
+            # warm potentials far off (the centers moved much): the sample first
+            _from_sample(search, blocks, sample, capacities, options)
+            continue
+        if 4 * off > gathered and gathered < min(n, search.limit):
+            search.size = min(search.limit, max(search.size, 4 * off + _PER_CLUSTER * k))
+            if search.size > gathered:
                 continue
-        v_next = v
-        if np.all(upper >= 0) and lower.sum() <= m <= upper.sum():
-            left = Capacities(lower, upper)
-            if m < n:
-                band_labels, v_band = _solve_doubtful(costs, left, options, v, eps)
-                v_next = _next_potentials(v, v_band, upper > 0)
-            else:  # the band is the whole problem: no recursion
-                band_labels = solve_band(costs, left.lower, left.upper)
-            labeler = HardLabels(v, rows, band_labels)  # v: the certified ones sit on ties
-            step = hard_step(
-                "exact",
-                blocks,
-                capacities,
-                labeler,
-                eps=float(eps) if eps is not None else 0.0,
-                n_iter=steps,
-                band_size=m,
-                retries=retries,
+        labels = band.labels.copy()
+        result = successive_shortest_paths(
+            band.costs,
+            labels,
+            capacities.lower,
+            capacities.upper,
+            search.potentials,
+            fixed_counts=band.counts,
+            fixed_slack=band.slack,
+        )
+        search.augmentations += result.augmentations
+        if result.status == DONE:
+            return _outcome(blocks, capacities, band, labels, result.slack, search, eps)
+        if result.status != WIDEN or gathered >= n:
+            raise RuntimeError(  # pragma: no cover - bounds are validated upstream
+                "the size bounds cannot be met (infeasible capacities)"
             )
-            certificate = step.certificate
-            assert certificate is not None
-            if certificate.optimal or size >= n or m >= n:
-                if not certificate.optimal:
-                    warnings.warn(
-                        f"the assignment could not be certified optimal "
-                        f"(max violation {certificate.max_violation:.3g})",
-                        RuntimeWarning,
-                        stacklevel=3,
-                    )
-                return step
-        if size >= limit or (m >= limit and limit < n):
-            raise _too_wide(limit + 1, limit, by_memory, budget, k, options)
-        # the band was too narrow: centre the next one on the band's potentials; widen it
-        # unless the re-centred band has not been tried at this size yet (the band's own
-        # potentials are often nearly right, and the points in doubt around them few)
-        retries += 1
-        moved = v_next is not v and not np.allclose(v_next, v, rtol=0, atol=0)
-        if not moved or recentred_at == size:
-            size = min(limit, 2 * size)
-        else:
-            recentred_at = size
-        v = v_next
-        imbalance_now = 0
-        quota = None
-        counts, rows, gaps, labels, costs, _ = wider(v, size, None)
+        if search.size >= search.limit:
+            raise _band_error(search, budget, k, options)
+        search.potentials = result.potentials
+        search.size = min(search.limit, _WIDEN * max(search.size, gathered))
+        search.widenings += 1
+
+
+def _from_sample(
+    search: _Search,
+    blocks: Blocks,
+    sample: np.ndarray,
+    capacities: Capacities,
+    options: SolverOptions,
+) -> None:
+    """Potentials from the sample (warm-started at the current ones unless cold), and a band
+    wide enough for what they misplace: about ``(n / 2) sqrt(k / s)`` points."""
+    n, k = blocks.n_samples, capacities.n_clusters
+    warm = search.potentials if search.passes else None
+    search.potentials = _sample_potentials(blocks, sample, capacities, options, warm)
+    search.sampled = True
+    expected = 0.5 * n * math.sqrt(k / sample.shape[0])
+    search.size = min(search.limit, max(search.size, int(4 * expected)))
+
+
+def _sample_potentials(
+    blocks: Blocks,
+    sample: np.ndarray,
+    capacities: Capacities,
+    options: SolverOptions,
+    potentials: np.ndarray | None,
+) -> np.ndarray:
+    """Exact potentials of the problem on the engine's row sample, capacities scaled to it."""
+    n, s = blocks.n_samples, sample.shape[0]
+    nested = RowBlocks(sample)
+    nested.set_centers(blocks.centers)
+    scaled = capacities.scaled(s / n)
+    unlimited = SolverOptions(max_band=None)
+    step = solve_exact(nested, scaled, unlimited, potentials)
+    blocks.passes.sample += 1
+    return step.potentials
+
+
+def _band_error(search: _Search, budget: int, k: int, options: SolverOptions) -> RuntimeError:
+    """The error for a band that needs more than ``search.limit`` rows."""
+    wanted = _WIDEN * search.limit
+    if options.max_band is not None and search.limit == options.max_band:
+        return RuntimeError(
+            f"the exact repair needs more than max_band={options.max_band} points in its "
+            "band; raise max_band or leave it unset"
+        )
+    return RuntimeError(
+        f"the exact repair needs a band of about {wanted} points, more than the "
+        f"{search.limit} that fit its memory budget ({format_bytes(budget)} at k={k}; it "
+        f"would need about {format_bytes(budget * wanted // max(search.limit, 1))}); raise "
+        "ballot.band-memory (dask.config.set({'ballot.band-memory': '1 GiB'}) or "
+        "DASK_BALLOT__BAND_MEMORY), or start from better centers"
+    )
+
+
+def _outcome(
+    blocks: Blocks,
+    capacities: Capacities,
+    band: BandPass,
+    labels: np.ndarray,
+    band_slack: np.ndarray,
+    search: _Search,
+    eps: float | None,
+) -> StepOutcome:
+    """The step's summaries: the fixed rows' and the band's, and the certificate."""
+    k = capacities.n_clusters
+    sizes = band.counts + np.bincount(labels, minlength=k)
+    sums = band.sums + label_sums(band.x, labels, k)
+    rows = np.arange(labels.shape[0])
+    objective = band.objective + float(band.costs[rows, labels].sum())
+    slack = np.minimum(band.slack, band_slack)
+    potentials, certificate = certify_slack(slack, sizes, capacities, objective, blocks.n_samples)
+    return StepOutcome(
+        method="exact",
+        potentials=potentials,
+        eps=float(eps) if eps is not None else 0.0,
+        mass=sizes.astype(np.float64),
+        sums=sums,
+        objective=objective,
+        sizes=sizes,
+        # the fixed rows' labels are minimisers under the pass's potentials (ties included)
+        labeler=HardLabels(search.potentials, band.rows, labels),
+        certificate=certificate,
+        n_iter=search.augmentations,
+        band_size=int(labels.shape[0]),
+        retries=search.widenings,
+        extra={"passes": float(search.passes), "sampled": float(search.sampled)},
+    )

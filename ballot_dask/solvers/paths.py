@@ -1,0 +1,406 @@
+"""Successive shortest paths on the cluster graph: the exact core of BalLOT's assignment step.
+
+The transport problem has n sources (the points) and k sinks (the clusters).  Given potentials
+``v`` under which every point's label minimises its reduced cost ``C_ij - v_j`` (complementary
+slackness), the only thing wrong with the labels is the sizes.  Moving a point ``i`` from
+cluster ``a`` to cluster ``b`` costs ``C_ib - C_ia``; the cheapest such move between two clusters
+is the slack matrix entry ``S[a, b] = min over i in a of (C_ib - C_ia)``, and the graph on the k
+clusters with arc lengths ``S[a, b] - v_b + v_a >= 0`` is all a min-cost flow needs:
+
+1. Dijkstra from the over-full clusters to the nearest under-full one (k nodes);
+2. raise the potentials by ``min(distance, D)`` (they stay dual-feasible: every arc keeps a
+   non-negative reduced cost, and the path becomes tight);
+3. move one point along every arc of the path (sizes change only at its ends), update the
+   slack matrix of the clusters that lost or gained a point, and repeat.
+
+Each augmentation removes one unit of imbalance, so the loop ends, with an exact optimum (the
+potentials certify it), whatever the data and the start: separated clusters, duplicated points
+(they move one at a time), any cost scale.  Its cost is the imbalance times a Dijkstra on k
+nodes and a scan of one cluster's points; the potentials that start it come from a cheaper
+approximation (a row sample), so the imbalance is small.
+
+*Bands.*  Only some points (the *band*: the ones closest to a cell boundary) are held here with
+their cost rows; the others are *fixed*, summarised by their counts and their own slack matrix.
+A fixed point cannot move, but its arcs still constrain the potentials, so they take part in
+Dijkstra: when the shortest path needs one, the band was too narrow and the caller gathers a
+wider one (status :data:`WIDEN`), starting from the potentials reached so far.
+
+*Intervals.*  Size bounds ``lower <= size <= upper`` add a node ``R`` with arcs ``j -> R`` (the
+cluster may take one point more, while below its upper bound) and ``R -> j`` (one fewer, while
+above its lower bound), of reduced costs ``v_j - v_R`` and ``v_R - v_j``: the sign conditions of
+the certificate (:mod:`ballot_dask.certificate`).  Equal bounds leave ``R`` without arcs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..jit import njit
+
+DONE = 0  #: every size within its bounds: an exact optimum
+WIDEN = 1  #: the next shortest path needs a point outside the band
+STUCK = 2  #: no path from a surplus to a deficit (infeasible bounds)
+
+#: the arcs' lists of cheapest moves hold at most this many entries in all (32 per arc, fewer
+#: for large k)
+_LIST_CELLS = 1 << 22
+
+
+class PathsResult(NamedTuple):
+    """What :func:`successive_shortest_paths` returns."""
+
+    potentials: np.ndarray  #: (k,) the final potentials, relative to ``R``
+    status: int  #: :data:`DONE`, :data:`WIDEN` or :data:`STUCK`
+    augmentations: int  #: points moved along shortest paths (path length counted once)
+    slack: np.ndarray  #: (k, k) slack matrix of the band's points under their final labels
+    fixed_arc: tuple[int, int]  #: the fixed arc a WIDEN path needed, ``(-1, -1)`` otherwise
+    settled: int = 0  #: nodes settled by the Dijkstra searches, in all (the work done)
+
+
+@njit()
+def _refill(costs, x, b, head, nxt, vals, rows, start, end, bound):  # pragma: no cover
+    """Rebuild arc ``x -> b``'s list: the ``L`` smallest ``C_ib - C_ix`` over the band points
+    of ``x``, sorted; ``bound`` becomes the smallest value left out (``inf``: none)."""
+    L = vals.shape[2]
+    kept = 0
+    left_out = np.inf
+    i = head[x]
+    while i >= 0:
+        r = costs[i, b] - costs[i, x]
+        if kept < L:
+            p = kept
+            kept += 1
+        elif r < vals[x, b, L - 1]:
+            if vals[x, b, L - 1] < left_out:
+                left_out = vals[x, b, L - 1]
+            p = L - 1
+        else:
+            if r < left_out:
+                left_out = r
+            i = nxt[i]
+            continue
+        while p > 0 and vals[x, b, p - 1] > r:  # sorted insertion
+            vals[x, b, p] = vals[x, b, p - 1]
+            rows[x, b, p] = rows[x, b, p - 1]
+            p -= 1
+        vals[x, b, p] = r
+        rows[x, b, p] = i
+        i = nxt[i]
+    start[x, b] = 0
+    end[x, b] = kept
+    bound[x, b] = left_out
+
+
+@njit()
+def _insert(x, b, r, i, vals, rows, start, end, bound):  # pragma: no cover - compiled
+    """A point joining ``x`` enters arc ``x -> b``'s list when it may be among the cheapest
+    (every band point of ``x`` left out of the list costs ``bound[x, b]`` or more)."""
+    if r >= bound[x, b]:
+        return
+    L = vals.shape[2]
+    s0 = start[x, b]
+    e0 = end[x, b]
+    if e0 == L and s0 > 0:  # compact the consumed head away
+        for t in range(s0, e0):
+            vals[x, b, t - s0] = vals[x, b, t]
+            rows[x, b, t - s0] = rows[x, b, t]
+        e0 -= s0
+        s0 = 0
+        start[x, b] = 0
+    if e0 == L:  # full: the largest is left out, and bounds what is left out
+        e0 -= 1
+        if vals[x, b, e0] < bound[x, b]:
+            bound[x, b] = vals[x, b, e0]
+    p = e0
+    while p > s0 and vals[x, b, p - 1] > r:
+        vals[x, b, p] = vals[x, b, p - 1]
+        rows[x, b, p] = rows[x, b, p - 1]
+        p -= 1
+    vals[x, b, p] = r
+    rows[x, b, p] = i
+    end[x, b] = e0 + 1
+
+
+@njit()
+def _cheapest(costs, labels, x, b, head, nxt, vals, rows, start, end, bound):  # pragma: no cover
+    """The cheapest band move ``x -> b``: ``(C_ib - C_ix, i)``, or ``(inf, -1)``."""
+    while True:
+        s0 = start[x, b]
+        while s0 < end[x, b] and labels[rows[x, b, s0]] != x:  # points that left x since
+            s0 += 1
+        start[x, b] = s0
+        if s0 < end[x, b]:
+            return vals[x, b, s0], rows[x, b, s0]
+        if bound[x, b] == np.inf:
+            return np.inf, -1
+        _refill(costs, x, b, head, nxt, vals, rows, start, end, bound)
+
+
+@njit()
+def _paths(
+    costs, labels, lower, upper, fixed_counts, fixed_slack, v_in, max_augment, L
+):  # pragma: no cover - compiled
+    m, k = costs.shape
+    R = k
+    v = np.zeros(k + 1)
+    v[:k] = v_in
+    # band members of every cluster, as doubly linked lists (O(1) moves)
+    head = -np.ones(k, np.int64)
+    nxt = -np.ones(m, np.int64)
+    prv = -np.ones(m, np.int64)
+    counts = fixed_counts.copy()
+    for i in range(m - 1, -1, -1):
+        a = labels[i]
+        nxt[i] = head[a]
+        if head[a] >= 0:
+            prv[head[a]] = i
+        head[a] = i
+        counts[a] += 1
+    # slack[x, b]: the cheapest band move x -> b, where[x, b] its point.  Every arc also
+    # keeps a sorted list of its L cheapest moves (built when first needed), so that moving
+    # points along one arc does not rescan the cluster each time
+    slack = np.full((k, k), np.inf)
+    where = -np.ones((k, k), np.int64)
+    for i in range(m):
+        a = labels[i]
+        ca = costs[i, a]
+        for b in range(k):
+            r = costs[i, b] - ca
+            if b != a and r < slack[a, b]:
+                slack[a, b] = r
+                where[a, b] = i
+    vals = np.empty((k, k, L))
+    rows = np.zeros((k, k, L), np.int64)
+    start = np.zeros((k, k), np.int64)
+    end = np.zeros((k, k), np.int64)
+    bound = np.full((k, k), -np.inf)  # -inf: the list is built on first use
+    for a in range(k):
+        for b in range(k):
+            if a == b or head[a] < 0:
+                bound[a, b] = np.inf  # no band point to move
+            else:  # the list starts with the known cheapest; the rest on first use
+                vals[a, b, 0] = slack[a, b]
+                rows[a, b, 0] = where[a, b]
+                end[a, b] = 1
+    # flow through R: every cluster's share of the sizes, chosen so that the arcs to and from
+    # R start dual-feasible (a cluster with v_j > v_R sits at its lower bound, and so on)
+    target = np.empty(k, np.int64)
+    excess = np.zeros(k + 1, np.int64)
+    for j in range(k):
+        if v[j] > 0.0:
+            target[j] = lower[j]
+        elif v[j] < 0.0:
+            target[j] = upper[j]
+        else:
+            target[j] = min(max(counts[j], lower[j]), upper[j])
+        excess[j] = counts[j] - target[j]
+        excess[R] += target[j]
+    excess[R] -= counts.sum()
+    dist = np.empty(k + 1)
+    settled = np.zeros(k + 1, np.bool_)
+    pred = np.empty(k + 1, np.int64)
+    fixed = np.zeros(k + 1, np.bool_)  # the arc into the node is a fixed point's
+    augmentations = 0
+    work = 0  # nodes settled by Dijkstra, in all
+    status = DONE
+    fixed_a = -1
+    fixed_b = -1
+    source = 0
+    while True:
+        # one source at a time, in turn: a search from every surplus at once would settle
+        # them all (k arcs each) before reaching any deficit
+        for step in range(k + 1):
+            if excess[(source + step) % (k + 1)] > 0:
+                source = (source + step) % (k + 1)
+                break
+        else:
+            break
+        if augmentations >= max_augment:
+            status = WIDEN
+            break
+        for x in range(k + 1):
+            dist[x] = np.inf
+            settled[x] = False
+            pred[x] = -1
+            fixed[x] = False
+        dist[source] = 0.0
+        sink = -1
+        D = 0.0
+        while True:
+            x = -1
+            dx = np.inf
+            for y in range(k + 1):
+                if not settled[y] and dist[y] < dx:
+                    dx = dist[y]
+                    x = y
+            if x < 0:
+                break
+            settled[x] = True
+            work += 1
+            if excess[x] < 0:
+                sink = x
+                D = dx
+                break
+            if x < k:
+                for b in range(k):
+                    if settled[b] or b == x:
+                        continue
+                    s_band = slack[x, b]
+                    s_fixed = fixed_slack[x, b]
+                    s = s_band if s_band <= s_fixed else s_fixed
+                    if s == np.inf:
+                        continue
+                    w = s - v[b] + v[x]
+                    if w < 0.0:
+                        w = 0.0  # round-off: the arc is tight
+                    if dx + w < dist[b]:
+                        dist[b] = dx + w
+                        pred[b] = x
+                        fixed[b] = s_band > s_fixed
+                if not settled[R] and target[x] < upper[x]:
+                    w = v[x] - v[R]
+                    if w < 0.0:
+                        w = 0.0
+                    if dx + w < dist[R]:
+                        dist[R] = dx + w
+                        pred[R] = x
+                        fixed[R] = False
+            else:
+                for b in range(k):
+                    if not settled[b] and target[b] > lower[b]:
+                        w = v[R] - v[b]
+                        if w < 0.0:
+                            w = 0.0
+                        if dx + w < dist[b]:
+                            dist[b] = dx + w
+                            pred[b] = R
+                            fixed[b] = False
+        if sink < 0:
+            status = STUCK
+            break
+        # dual update: every arc keeps a non-negative reduced cost, the path becomes tight
+        for x in range(k + 1):
+            v[x] += dist[x] if dist[x] < D else D
+        y = sink
+        while pred[y] >= 0:
+            if fixed[y]:
+                status = WIDEN
+                fixed_a = pred[y]
+                fixed_b = y
+                break
+            y = pred[y]
+        if status == WIDEN:
+            break
+        y = sink
+        while pred[y] >= 0:
+            x = pred[y]
+            if x < k and y < k:
+                i = where[x, y]
+                p = prv[i]
+                q = nxt[i]
+                if p >= 0:
+                    nxt[p] = q
+                else:
+                    head[x] = q
+                if q >= 0:
+                    prv[q] = p
+                labels[i] = y
+                nxt[i] = head[y]
+                prv[i] = -1
+                if head[y] >= 0:
+                    prv[head[y]] = i
+                head[y] = i
+                counts[x] -= 1
+                counts[y] += 1
+                for b in range(k):  # arcs out of x whose cheapest move was i
+                    if where[x, b] == i:
+                        slack[x, b], where[x, b] = _cheapest(
+                            costs, labels, x, b, head, nxt, vals, rows, start, end, bound
+                        )
+                cy = costs[i, y]
+                for b in range(k):  # arcs out of y: i may be their cheapest move now
+                    if b == y:
+                        continue
+                    r = costs[i, b] - cy
+                    if bound[y, b] == np.inf and head[y] == i and nxt[i] < 0:
+                        bound[y, b] = -np.inf  # y had no band point: its lists start now
+                        end[y, b] = 0
+                        start[y, b] = 0
+                    if bound[y, b] > -np.inf:
+                        _insert(y, b, r, i, vals, rows, start, end, bound)
+                    elif r < slack[y, b]:  # list not built yet: it starts at the cheapest
+                        vals[y, b, 0] = r
+                        rows[y, b, 0] = i
+                        start[y, b] = 0
+                        end[y, b] = 1
+                    if r < slack[y, b]:
+                        slack[y, b] = r
+                        where[y, b] = i
+            elif y == R:
+                target[x] += 1
+            else:
+                target[y] -= 1
+            y = x
+        excess[y] -= 1
+        excess[sink] += 1
+        augmentations += 1
+    out = np.empty(k)
+    for j in range(k):
+        out[j] = v[j] - v[R]
+    return out, status, augmentations, slack, fixed_a, fixed_b, work
+
+
+def successive_shortest_paths(
+    costs: np.ndarray,
+    labels: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    potentials: np.ndarray,
+    *,
+    fixed_counts: np.ndarray | None = None,
+    fixed_slack: np.ndarray | None = None,
+    max_augment: int | None = None,
+) -> PathsResult:
+    """Exact labels of the band's points, moving them along shortest paths until every size
+    is within its bounds.
+
+    Parameters
+    ----------
+    costs : ndarray of shape (m, k)
+        Cost rows of the band's points (float64).
+    labels : ndarray of shape (m,), int64
+        Their labels, each a minimiser of ``costs[i] - potentials``; updated in place.
+    lower, upper : ndarray of shape (k,), int64
+        Bounds on the sizes, counting the fixed points.
+    potentials : ndarray of shape (k,)
+        Dual potentials under which the labels (band and fixed) are minimisers.
+    fixed_counts : ndarray of shape (k,), default=None
+        Points per cluster outside the band (they do not move).
+    fixed_slack : ndarray of shape (k, k), default=None
+        Their slack matrix ``min over fixed i in a of (C_ib - C_ia)`` (``inf`` where none).
+    max_augment : int, default=None
+        Stop (with :data:`WIDEN`) after this many augmentations.
+
+    Returns
+    -------
+    PathsResult
+    """
+    k = costs.shape[1]
+    if fixed_counts is None:
+        fixed_counts = np.zeros(k, dtype=np.int64)
+    if fixed_slack is None:
+        fixed_slack = np.full((k, k), np.inf)
+    v, status, augmentations, slack, a, b, work = _paths(
+        np.ascontiguousarray(costs, dtype=np.float64),
+        labels,
+        np.asarray(lower, dtype=np.int64),
+        np.asarray(upper, dtype=np.int64),
+        np.asarray(fixed_counts, dtype=np.int64),
+        np.ascontiguousarray(fixed_slack, dtype=np.float64),
+        np.asarray(potentials, dtype=np.float64),
+        np.iinfo(np.int64).max if max_augment is None else int(max_augment),
+        int(max(4, min(32, _LIST_CELLS // (k * k)))),
+    )
+    return PathsResult(v, int(status), int(augmentations), slack, (int(a), int(b)), int(work))
