@@ -15,7 +15,7 @@ from . import config as config  # registers the ``ballot.*`` Dask settings
 if TYPE_CHECKING:  # pragma: no cover
     from .assign import AssignmentResult, balanced_assign
     from .capacities import Capacities, resolve_capacities
-    from .certificate import Certificate
+    from .certificate import Certificate, certify
     from .estimator import BalancedKMeans, balanced_kmeans
 
 try:
@@ -29,6 +29,7 @@ _LAZY = {
     "Capacities": ".capacities",
     "resolve_capacities": ".capacities",
     "Certificate": ".certificate",
+    "certify": ".certificate",
     "BalancedKMeans": ".estimator",
     "balanced_kmeans": ".estimator",
 }
@@ -41,6 +42,7 @@ __all__ = [
     "__version__",
     "balanced_assign",
     "balanced_kmeans",
+    "certify",
     "resolve_capacities",
 ]
 

@@ -19,11 +19,14 @@ duality gap is zero and the labels are an exact LP optimum, however they were ob
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .capacities import Capacities
 from .jit import njit
+from .kernels import assignment_terms, cost_block
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def _min_mean_cycle(weights):  # pragma: no cover - compiled
 _MARGIN_MAX_K = 512
 
 
-def certify(
+def certify_slack(
     slack: np.ndarray,
     counts: np.ndarray,
     capacities: Capacities,
@@ -204,3 +207,147 @@ def certify(
         gap_tolerance=gap_tolerance,
     )
     return v, certificate
+
+
+#: round-off allowance per constraint, relative to the cost scale: float64 costs carry about
+#: 1e-16 of it (d roundings through BLAS), and the network simplex of the ``emd`` reference
+#: (on costs rescaled to [0, 1]) settles exact ties to about 1e-12
+RELATIVE_TOLERANCE = 1e-12
+
+
+def certify_labels(
+    slack: np.ndarray, sizes: np.ndarray, capacities: Capacities, objective: float, n: int
+) -> tuple[np.ndarray, Certificate]:
+    """Potentials and certificate of a labelling from its slack matrix, sizes and objective
+    (the allowance is :data:`RELATIVE_TOLERANCE` of the cost scale: the largest slack plus
+    the mean cost)."""
+    finite = slack[np.isfinite(slack)]
+    scale = float(np.abs(finite).max(initial=0.0)) + objective / max(n, 1)
+    tolerance = RELATIVE_TOLERANCE * max(scale, 1e-300)
+    return certify_slack(slack, sizes, capacities, tolerance, objective=objective)
+
+
+def certify(
+    X: ArrayLike,
+    centers: ArrayLike,
+    labels: ArrayLike,
+    *,
+    sizes: ArrayLike | None = None,
+    size_min: ArrayLike | None = None,
+    size_max: ArrayLike | None = None,
+) -> Certificate:
+    """Prove (or disprove) that ``labels`` solve the balanced assignment LP for ``centers``.
+
+    Checks any labelling, however it was obtained (this package, another tool, by hand):
+    one pass over X computes the sizes, the objective ``sum_i ||x_i - mu_{l_i}||^2`` and the
+    k x k slack matrix in float64 (float32 input values are exact in float64), then a
+    negative-cycle test on k + 1 nodes decides whether potentials exist under which every
+    point's label minimises its reduced cost and every size meets its bound.
+
+    Parameters
+    ----------
+    X : array-like or dask array of shape (n_samples, n_features)
+        The points.
+    centers : array-like of shape (n_clusters, n_features)
+        The cluster centers ``mu`` (rounded to X's dtype, as the fitted centers are).
+    labels : array-like or dask array of shape (n_samples,)
+        The cluster of each point, integers in ``[0, n_clusters)``.
+    sizes, size_min, size_max :
+        The size request, as for :class:`~ballot_dask.BalancedKMeans` (default: equal sizes).
+
+    Returns
+    -------
+    Certificate
+        ``optimal`` is True when the labels are an exact optimum of the LP (to round-off:
+        ``tolerance`` per constraint, ``gap_tolerance`` on the duality gap).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ballot_dask import certify
+    >>> X = np.array([[0.0], [1.0], [9.0], [10.0]])
+    >>> certify(X, [[0.5], [9.5]], [0, 0, 1, 1]).optimal
+    True
+    >>> certify(X, [[0.5], [9.5]], [0, 1, 0, 1]).optimal
+    False
+    """
+    from dask.base import is_dask_collection
+
+    from ._validation import check_centers, check_data
+    from .capacities import resolve_capacities
+
+    data: Any = X
+    if is_dask_collection(data):
+        from .dask_blocks import as_dask_data
+
+        data = as_dask_data(data)
+    else:
+        data = check_data(data)
+    mu = check_centers(centers, data.shape[1])
+    n, k = int(data.shape[0]), mu.shape[0]
+    capacities = resolve_capacities(n, k, sizes=sizes, size_min=size_min, size_max=size_max)
+    labels_arr = _check_labels(labels, n, k)
+    if is_dask_collection(data):
+        counts, _, slack, objective = _dask_terms(data, mu, labels_arr)
+    else:
+        costs = cost_block(data, mu)
+        counts, _, slack, objective = assignment_terms(data, costs, labels_arr)
+    return certify_labels(slack, counts, capacities, objective, n)[1]
+
+
+def _check_labels(labels: Any, n: int, k: int) -> Any:
+    """Labels as int64 of shape (n,) in ``[0, k)`` (a dask array stays lazy)."""
+    from dask.base import is_dask_collection
+
+    if is_dask_collection(labels):
+        if labels.ndim != 1 or labels.shape[0] != n:
+            raise ValueError(f"labels must have shape ({n},) to match X, got {labels.shape}")
+        return labels.astype(np.int64)
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"labels must have shape ({n},) to match X, got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not (np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr))):
+            raise TypeError(f"labels must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= k):
+        raise ValueError(
+            f"labels must lie in [0, {k}) for {k} centers, got values in [{arr.min()}, {arr.max()}]"
+        )
+    return arr
+
+
+def _chunk_terms(xb: np.ndarray, lb: np.ndarray, mu: np.ndarray) -> tuple:
+    k = mu.shape[0]
+    lb = np.asarray(lb, dtype=np.int64)
+    if lb.size and (lb.min() < 0 or lb.max() >= k):
+        raise ValueError(f"labels must lie in [0, {k}) for {k} centers")
+    return assignment_terms(xb, cost_block(xb, mu), lb)
+
+
+def _combine_terms(parts: list[tuple]) -> tuple:
+    counts = np.sum([p[0] for p in parts], axis=0)
+    sums = np.sum([p[1] for p in parts], axis=0)
+    slack = np.min([p[2] for p in parts], axis=0)
+    return counts, sums, slack, float(sum(p[3] for p in parts))
+
+
+def _dask_terms(X: Any, mu: np.ndarray, labels: Any) -> tuple:
+    """:func:`assignment_terms` over the chunks of a dask array: one pass, one round."""
+    import dask
+    import dask.array as da
+    from dask import delayed
+
+    if not isinstance(labels, da.Array):
+        labels = da.from_array(np.asarray(labels), chunks=(X.chunks[0],))
+    labels = labels.rechunk((X.chunks[0],))
+    parts = [
+        delayed(_chunk_terms)(xb, lb, mu)
+        for xb, lb in zip(
+            X.to_delayed(optimize_graph=False).ravel(),
+            labels.to_delayed(optimize_graph=False).ravel(),
+            strict=True,
+        )
+    ]
+    (results,) = dask.compute(parts)
+    return _combine_terms(list(results))

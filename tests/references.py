@@ -25,8 +25,15 @@ def reference_cost(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
 def emd_optimum(C: np.ndarray, sizes: np.ndarray) -> tuple[float, np.ndarray]:
     """POT's network simplex with equality marginals: (optimal cost, plan)."""
     n = C.shape[0]
+    # the network simplex compares reduced costs with absolute thresholds: solve on costs
+    # brought to [0, 1] (same optimum), report the cost of the plan on the original ones
+    low, spread = float(C.min()), float(C.max() - C.min())
+    unit = (C - low) / spread if spread > 0 else np.zeros_like(C)
     P = ot.emd(
-        np.ones(n), np.asarray(sizes, dtype=np.float64), np.ascontiguousarray(C), numItermax=10**7
+        np.ones(n),
+        np.asarray(sizes, dtype=np.float64),
+        np.ascontiguousarray(unit),
+        numItermax=10**7,
     )
     np.testing.assert_allclose(P.sum(axis=0), sizes, atol=1e-9)  # emd converged
     return float((P * C).sum()), P

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..blocks import Blocks
 from ..capacities import Capacities
-from ..certificate import Certificate, certify
+from ..certificate import Certificate, certify_labels
 from ..kernels import assignment_terms, reduced_cost_labels, rounded_plan_terms
 
 
@@ -117,26 +117,8 @@ def certified_summary(
     counts, sums, slack, objective = blocks.reduce(
         _hard_terms, _combine_hard, labeler, with_x=True, with_offset=True
     )
-    potentials, certificate = certify_slack(slack, counts, capacities, objective, blocks.n_samples)
+    potentials, certificate = certify_labels(slack, counts, capacities, objective, blocks.n_samples)
     return counts, sums, objective, potentials, certificate
-
-
-#: round-off allowance per constraint, relative to the cost scale: float64 costs carry about
-#: 1e-16 of it (d roundings through BLAS), and the network simplex of the ``emd`` reference
-#: (on costs rescaled to [0, 1]) settles exact ties to about 1e-12
-RELATIVE_TOLERANCE = 1e-12
-
-
-def certify_slack(
-    slack: np.ndarray, sizes: np.ndarray, capacities: Capacities, objective: float, n: int
-) -> tuple[np.ndarray, Certificate]:
-    """Potentials and certificate of a labelling from its slack matrix, sizes and objective
-    (the allowance is :data:`RELATIVE_TOLERANCE` of the cost scale: the largest slack plus
-    the mean cost)."""
-    finite = slack[np.isfinite(slack)]
-    scale = float(np.abs(finite).max(initial=0.0)) + objective / max(n, 1)
-    tolerance = RELATIVE_TOLERANCE * max(scale, 1e-300)
-    return certify(slack, sizes, capacities, tolerance, objective=objective)
 
 
 def hard_step(

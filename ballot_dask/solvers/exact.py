@@ -32,8 +32,9 @@ from dask.utils import format_bytes
 
 from ..blocks import Blocks, RowBlocks
 from ..capacities import Capacities
+from ..certificate import certify_labels
 from ..kernels import BandPass, band_pass, combine_band, label_sums
-from .base import HardLabels, SolverOptions, StepOutcome, certify_slack
+from .base import HardLabels, SolverOptions, StepOutcome
 from .paths import DONE, WIDEN, successive_shortest_paths
 
 _MIN_BAND = 8192  # band rows gathered at least (a warm Lloyd step's imbalance fits easily)
@@ -220,7 +221,7 @@ def _outcome(
     rows = np.arange(labels.shape[0])
     objective = band.objective + float(band.costs[rows, labels].sum())
     slack = np.minimum(band.slack, band_slack)
-    potentials, certificate = certify_slack(slack, sizes, capacities, objective, blocks.n_samples)
+    potentials, certificate = certify_labels(slack, sizes, capacities, objective, blocks.n_samples)
     return StepOutcome(
         method="exact",
         potentials=potentials,

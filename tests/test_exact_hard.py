@@ -1,0 +1,253 @@
+"""The exact step on hard data, against POT: separated clusters from starts that split them,
+duplicated points, large k, float32 near-ties, and the band/widening path of the solver.
+
+Every case runs the solver's own algorithm (nested samples, one band pass, successive
+shortest paths; there is no hand-off to a reference solver at any size), and its objective is
+compared with ``ot.emd`` on the float64 costs of the same (float32-rounded) values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from references import check_exact, emd_optimum, lp_optimum, reference_cost
+from sklearn.cluster import kmeans_plusplus
+
+from ballot_dask import balanced_assign, certify, resolve_capacities
+from ballot_dask.blocks import RowBlocks
+from ballot_dask.capacities import Capacities
+from ballot_dask.kernels import cost_block
+from ballot_dask.solvers import SolverOptions
+from ballot_dask.solvers.exact import solve_exact
+from ballot_dask.solvers.paths import DONE, WIDEN, successive_shortest_paths
+
+
+def separated_mixture(n: int, d: int, k: int, sep: float, seed: int) -> np.ndarray:
+    """k unit Gaussians with means ``sep * N(0, I)``, equal sizes, rows in planted order."""
+    rng = np.random.default_rng(seed)
+    means = sep * rng.standard_normal((k, d))
+    return means[np.arange(n) % k] + rng.standard_normal((n, d))
+
+
+def ball_model(n: int, d: int, k: int, delta: float, seed: int) -> np.ndarray:
+    """The paper's stochastic ball model: unit balls whose centres lie on a line delta apart."""
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((k, d))
+    centres[:, 0] = delta * np.arange(k)
+    u = rng.standard_normal((n, d))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    r = rng.random(n) ** (1.0 / d)
+    return centres[np.arange(n) % k] + u * r[:, None]
+
+
+def random_start(X: np.ndarray, k: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return X[rng.choice(X.shape[0], k, replace=False)].copy()
+
+
+def plusplus_start(X: np.ndarray, k: int, seed: int) -> np.ndarray:
+    return kmeans_plusplus(X, k, random_state=seed)[0]
+
+
+def _equal(n: int, k: int) -> Capacities:
+    return resolve_capacities(n, k)
+
+
+def _check_against_emd(X: np.ndarray, centers: np.ndarray, **kwargs) -> None:
+    n, k = X.shape[0], centers.shape[0]
+    res = balanced_assign(X, centers, **kwargs)
+    cap = _equal(n, k)
+    C = reference_cost(X, np.asarray(centers, dtype=X.dtype))
+    if cap.is_equality:
+        opt, _ = emd_optimum(C, cap.lower)
+    else:  # floor/ceil sizes: the extra points go where the LP wants them; emd needs sizes
+        opt, _ = emd_optimum(C, res.sizes)
+    check_exact(res, X, np.asarray(centers, dtype=X.dtype), cap, opt, C=C)
+    assert res.n_iter > 0 or res.certificate.duality_gap == 0.0
+
+
+# --------------------------------------------------------------------------- hard data
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("start", [random_start, plusplus_start])
+def test_separated_mixture_from_any_start(start, seed: int) -> None:
+    # well separated clusters: a random start puts two centers in one blob and none in
+    # another, so the LP must move whole groups of points across empty space
+    X = separated_mixture(12_000, 8, 12, 6.0, seed)
+    _check_against_emd(X, start(X, 12, seed))
+
+
+@pytest.mark.parametrize("delta", [2.2, 3.0])
+def test_ball_model_with_a_start_that_splits_balls(delta: float) -> None:
+    k = 6
+    X = ball_model(9_000, 3, k, delta, 3)
+    # two centers in ball 0, two in ball 1, none in balls 4 and 5
+    centers = np.zeros((k, 3))
+    centers[:, 0] = [-0.3, 0.3, delta - 0.3, delta + 0.3, 2 * delta, 3 * delta]
+    _check_against_emd(X, centers)
+
+
+def test_duplicated_points_move_one_at_a_time() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((6_000, 2))
+    X[:2_500] = X[0]  # 2500 copies of one point: the optimum splits them
+    X[2_500:3_500] = X[2_500]
+    centers = np.array([[0.0, 0.0], [0.1, 0.0], [3.0, 3.0], [-3.0, 0.0]])
+    res = balanced_assign(X, centers)
+    _check_against_emd(X, centers)
+    assert len(np.unique(res.labels[:2_500])) > 1  # the copies were split
+
+
+@pytest.mark.parametrize("k, n, d", [(64, 12_800, 16), (256, 5_120, 32), (1024, 2_048, 8)])
+def test_large_k(k: int, n: int, d: int) -> None:
+    X = separated_mixture(n, d, k, 1.0, k)
+    _check_against_emd(X, plusplus_start(X, k, 0))
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e6])
+def test_tiny_and_huge_cost_scales(scale: float) -> None:
+    X = separated_mixture(8_000, 4, 8, 4.0, 11) * scale
+    _check_against_emd(X, random_start(X, 8, 11))
+
+
+def test_float32_near_ties_against_float64_emd() -> None:
+    # a grid of float32 points: many reduced costs tie to float32 precision, the LP is solved
+    # and certified on the float64 costs of the float32 values
+    rng = np.random.default_rng(7)
+    X = np.round(rng.uniform(0, 1, (6_000, 2)) * 64).astype(np.float32) / np.float32(64)
+    X += (rng.standard_normal(X.shape) * 1e-6).astype(np.float32)
+    centers = random_start(X.astype(np.float64), 10, 7)
+    _check_against_emd(X, centers)
+
+
+def test_interval_sizes_on_separated_data() -> None:
+    X = separated_mixture(5_000, 4, 5, 6.0, 13)
+    centers = random_start(X, 5, 13)
+    res = balanced_assign(X, centers, size_min=800, size_max=1_100)
+    cap = resolve_capacities(5_000, 5, size_min=800, size_max=1_100)
+    C = reference_cost(X, centers)
+    check_exact(res, X, centers, cap, lp_optimum(C, cap.lower, cap.upper)[0], C=C)
+
+
+# --------------------------------------------------------------------------- the band path
+
+
+class _Remote(RowBlocks):
+    """In-memory blocks that behave like a remote engine: gathering is not free, so the
+    solver works on a band of doubtful rows, widening it when a shortest path needs more."""
+
+    gather_is_free = False  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("move", [0.05, 0.5])
+@pytest.mark.parametrize("block_rows", [None, 1_999])
+def test_band_from_warm_potentials_reaches_the_optimum(block_rows, move: float) -> None:
+    # a Lloyd step's situation: the centers moved, the previous potentials are close
+    n, k = 30_000, 16
+    X = separated_mixture(n, 4, k, 1.5, 17)
+    before = plusplus_start(X, k, 17)
+    first = balanced_assign(X, before)
+    centers = before + move * np.random.default_rng(18).standard_normal(before.shape)
+    blocks = _Remote(X, block_rows=block_rows)
+    blocks.set_centers(centers)
+    cap = _equal(n, k)
+    step = solve_exact(blocks, cap, SolverOptions(), potentials=first.potentials)
+    assert step.certificate is not None and step.certificate.optimal
+    if move == 0.05:  # a band (about 8192 rows, twice that over many blocks), one pass
+        assert step.band_size < 0.6 * n and step.extra["passes"] == 1
+    else:  # the narrow first band was widened (here, as n is small, up to every row)
+        assert step.retries > 0 or step.extra["passes"] > 1
+    labels = blocks.labels(step.labeler)
+    C = reference_cost(X, centers)
+    opt, _ = emd_optimum(C, cap.lower)
+    assert float(C[np.arange(n), labels].sum()) == pytest.approx(opt, rel=1e-9)
+    np.testing.assert_array_equal(np.bincount(labels, minlength=k), cap.lower)
+    np.testing.assert_array_equal(labels, balanced_assign(X, centers).labels)
+
+
+def test_shortest_paths_report_a_needed_fixed_point() -> None:
+    # two clusters; every point of cluster 0 is fixed except one, and the band cannot move
+    # enough: the paths must ask for a wider band, with the potentials reached so far
+    rng = np.random.default_rng(19)
+    X = np.concatenate([rng.normal(0, 1, (60, 2)), rng.normal(8, 1, (40, 2))])
+    centers = np.array([[0.0, 0.0], [8.0, 8.0]])
+    C = cost_block(X, centers)
+    labels = np.argmin(C, axis=1)
+    band = np.flatnonzero(labels == 1)[:5]  # five points of cluster 1 only
+    fixed = np.setdiff1d(np.arange(100), band)
+    fixed_counts = np.bincount(labels[fixed], minlength=2)
+    fixed_slack = np.full((2, 2), np.inf)
+    for a in range(2):
+        rows = fixed[labels[fixed] == a]
+        for b in range(2):
+            if a != b and rows.size:
+                fixed_slack[a, b] = (C[rows, b] - C[rows, a]).min()
+    band_labels = labels[band].copy()
+    res = successive_shortest_paths(
+        C[band],
+        band_labels,
+        np.array([50, 50]),
+        np.array([50, 50]),
+        np.zeros(2),
+        fixed_counts=fixed_counts,
+        fixed_slack=fixed_slack,
+    )
+    assert res.status == WIDEN and res.fixed_arc == (0, 1)
+    # with every row in the band the same problem is solved exactly
+    all_labels = labels.copy()
+    whole = successive_shortest_paths(
+        C, all_labels, np.array([50, 50]), np.array([50, 50]), np.zeros(2)
+    )
+    assert whole.status == DONE and whole.augmentations == 10
+    np.testing.assert_array_equal(np.bincount(all_labels), [50, 50])
+    opt, _ = emd_optimum(reference_cost(X, centers), np.array([50, 50]))
+    assert float(C[np.arange(100), all_labels].sum()) == pytest.approx(opt, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- certify
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_certify_accepts_the_optimum_and_rejects_a_near_optimal_swap(dtype) -> None:
+    X = separated_mixture(4_000, 3, 4, 1.0, 23).astype(dtype)
+    centers = plusplus_start(X.astype(np.float64), 4, 23).astype(dtype)
+    res = balanced_assign(X, centers)
+    cert = certify(X, centers, res.labels)
+    assert cert.optimal and cert.violations == 0
+    # swap the two points of different clusters whose swap costs least: still balanced,
+    # objective higher by a hair (about 1e-7 relative or less)
+    C = reference_cost(X, centers)
+    labels = res.labels
+    best = (np.inf, 0, 0)
+    for a in range(4):
+        for b in range(a + 1, 4):
+            ia = np.flatnonzero(labels == a)
+            ib = np.flatnonzero(labels == b)
+            da = C[ia, b] - C[ia, a]
+            db = C[ib, a] - C[ib, b]
+            i, j = ia[np.argmin(da)], ib[np.argmin(db)]
+            if da.min() + db.min() < best[0]:
+                best = (da.min() + db.min(), i, j)
+    increase, i, j = best
+    assert 0 < increase < 1e-2 * res.objective
+    worse = labels.copy()
+    worse[i], worse[j] = labels[j], labels[i]
+    bad = certify(X, centers, worse)
+    assert not bad.optimal
+    assert bad.violations > 0
+    assert bad.duality_gap >= 0.5 * increase
+
+
+def test_certify_checks_its_arguments() -> None:
+    X = np.zeros((4, 2))
+    with pytest.raises(ValueError, match=r"labels must have shape \(4,\)"):
+        certify(X, np.zeros((2, 2)), [0, 1, 0])
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
+        certify(X, np.zeros((2, 2)), [0, 1, 2, 0])
+    with pytest.raises(TypeError, match="labels must be integers"):
+        certify(X, np.zeros((2, 2)), [0.5, 1, 0, 1])
+    with pytest.raises(ValueError, match="centers must have shape"):
+        certify(X, np.zeros((2, 3)), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="sizes must sum"):
+        certify(X, np.zeros((2, 2)), [0, 1, 0, 1], sizes=[1, 1])
