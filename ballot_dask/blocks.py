@@ -58,6 +58,9 @@ class Blocks(Protocol):
         row order.  ``combine`` is closed (a list of parts in, one part out), so the engine
         may apply it at any level of a tree.  ``X_b`` is passed when ``with_x``; ``offset_b``,
         the global index of the block's first row, when ``with_offset``.
+    ``reduce_x(kernel, combine, *args)``
+        One pass over X alone: ``combine`` of ``kernel(X_b, *args, offset_b)`` (no cost
+        blocks, no centers needed; e.g. the k-means|| initialisation).
     ``labels(labeler)``
         ``labeler(C_b, offset_b)`` of every block, concatenated (an ndarray in memory, a dask
         array with X's row chunks on Dask).
@@ -99,6 +102,10 @@ class Blocks(Protocol):
         *args: Any,
         with_x: bool = False,
         with_offset: bool = False,
+    ) -> Any: ...
+
+    def reduce_x(
+        self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
     ) -> Any: ...
 
     def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> Any: ...
@@ -258,6 +265,15 @@ class RowBlocks:
         self.passes.rounds += 1
         if with_x:
             self.passes.x += 1
+        return combine(parts)
+
+    def reduce_x(
+        self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
+    ) -> Any:
+        """``combine`` of ``kernel(X_b, *args, offset)`` over the blocks: one pass over X."""
+        parts = [kernel(xb, *args, off) for off, xb in zip(self.offsets, self.blocks, strict=True)]
+        self.passes.x += 1
+        self.passes.rounds += 1
         return combine(parts)
 
     def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:

@@ -140,6 +140,15 @@ def _pass_task(shared: tuple, kernel: Callable[..., Any], xb: Any, cb: Any, offs
         return kernel(*head, *args, *((offset,) if with_offset else ()))
 
 
+def _x_task(shared: tuple, kernel: Callable[..., Any], xb: np.ndarray, offset: int) -> Any:
+    """One block of a pass over X alone."""
+    args, check = shared
+    with _kernel_threads():
+        if check:
+            _require_finite(xb, offset)
+        return kernel(xb, *args, offset)
+
+
 def _combine_task(combine: Callable[[list[Any]], Any], *parts: Any) -> Any:
     return combine(list(parts))
 
@@ -317,6 +326,28 @@ class DaskBlocks:
             self.passes.x += 1
             self._checked = True
         return result
+
+    def reduce_x(
+        self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
+    ) -> Any:
+        """``combine`` of ``kernel(X_b, *args, offset)`` over the chunks: one pass over X,
+        one round, no cost blocks."""
+        check = not self._checked
+        shared = delayed((args, check), name=f"ballot-xargs-{_token()}", traverse=False)
+        parts = [
+            delayed(_x_task, pure=False)(shared, kernel, xb, off)
+            for xb, off in zip(self._x_parts, self.offsets, strict=True)
+        ]
+        combine_, level = self._tree(combine, parts)
+        runner = _ROUND_RUNNER.get()
+        if runner is None:
+            (results,) = dask.compute(level, optimize_graph=False)
+        else:
+            results = runner(level)
+        self.passes.rounds += 1
+        self.passes.x += 1
+        self._checked = True
+        return combine_(list(results))
 
     def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> da.Array:
         """The labels as a dask array with X's row chunks: persisted when the cost blocks are,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any, ClassVar, Literal
@@ -23,6 +24,7 @@ from .capacities import resolve_capacities
 from .dask_blocks import DaskBlocks, as_dask_data, map_chosen_costs, map_costs, map_labels
 from .initialization import INITIALIZERS, initial_centers
 from .kernels import cost_block, reduced_cost_labels
+from .kmeans_parallel import kmeans_parallel
 from .lloyd import LloydResult, LloydState, lloyd
 
 _PREDICT = ("power", "nearest")
@@ -51,10 +53,16 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         Number of clusters ``k``.
     method : {"exact", "sinkhorn"}, default="exact"
         Assignment solver: BalLOT (exact LP optimum) or E-BalLOT (entropic).
-    init : {"k-means++", "random", "diameter", "coupon"} or array of shape (k, n_features), \
-default="k-means++"
-        Initial centers.  ``"diameter"`` (k = 2) and ``"coupon"`` are the paper's Theorem 15
+    init : {"k-means++", "k-means||", "random", "diameter", "coupon"} or array of shape \
+(k, n_features), default="k-means++"
+        Initial centers.  ``"k-means++"``, ``"random"``, ``"diameter"`` and ``"coupon"`` run on
+        the fit's row sample (every row when there are few); ``"k-means||"`` (Bahmani et al.
+        2012) samples from all of X in a few passes (seven), for data whose sample would miss
+        small groups.  ``"diameter"`` (k = 2) and ``"coupon"`` are the paper's Theorem 15
         schemes with one-step recovery guarantees under the stochastic ball model.
+    n_init : int, default=1
+        Runs from different initial centers (scikit-learn's meaning); the run with the lowest
+        balanced objective is kept.  One run when ``init`` is an array.
     sizes : array-like of shape (n_clusters,), default=None
         Exact cluster sizes (non-negative integers summing to n).  Default: equal sizes, each
         ``floor(n / k)`` or ``ceil(n / k)`` when ``k`` does not divide ``n``, the LP choosing
@@ -120,7 +128,8 @@ default="k-means++"
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "method": [StrOptions({"exact", "sinkhorn"})],
-        "init": [StrOptions(set(INITIALIZERS)), "array-like"],
+        "init": [StrOptions({*INITIALIZERS, "k-means||"}), "array-like"],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
         "sizes": ["array-like", None],
         "size_min": [Interval(Integral, 0, None, closed="left"), "array-like", None],
         "size_max": [Interval(Integral, 0, None, closed="left"), "array-like", None],
@@ -141,6 +150,7 @@ default="k-means++"
         *,
         method: Literal["exact", "sinkhorn"] = "exact",
         init: str | ArrayLike = "k-means++",
+        n_init: int = 1,
         sizes: ArrayLike | None = None,
         size_min: ArrayLike | None = None,
         size_max: ArrayLike | None = None,
@@ -157,6 +167,7 @@ default="k-means++"
         self.n_clusters = n_clusters
         self.method = method
         self.init = init
+        self.n_init = n_init
         self.sizes = sizes
         self.size_min = size_min
         self.size_max = size_max
@@ -228,25 +239,44 @@ default="k-means++"
         # it when it fits
         seed = int(rng.randint(np.iinfo(np.int32).max))
         sample, _, var = blocks.prepare(sample_size(n, k, int(config.get("init-sample"))), seed)
-        if resume is None:
-            centers = initial_centers(sample, k, init, rng)
-        else:
+        runs = int(self.n_init)
+        if not isinstance(init, str) and runs > 1:
+            warnings.warn(
+                f"explicit initial centers were given: performing one run, not n_init={runs}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            runs = 1
+        if resume is not None:
+            if runs > 1:
+                raise ValueError("resume continues a single run: it needs n_init=1")
             _check_resume(resume, (k, int(Xd.shape[1])))
-            centers = np.asarray(resume.centers, dtype=np.float64)
         tol = self.tol * float(np.mean(var)) if self.tol > 0 else 0.0
-        result = lloyd(
-            blocks,
-            capacities,
-            centers,
-            method=self.method,
-            options=options,
-            max_iter=self.max_iter,
-            tol=tol,
-            verbose=bool(self.verbose),
-            callback=callback,
-            resume=resume,
-        )
-        self._store(result, Xd.dtype)
+        best: LloydResult | None = None
+        for _ in range(runs):
+            if resume is not None:
+                centers = np.asarray(resume.centers, dtype=np.float64)
+            elif isinstance(init, str) and init == "k-means||":
+                centers = kmeans_parallel(blocks, sample, k, rng)
+            else:
+                centers = initial_centers(sample, k, init, rng)
+            result = lloyd(
+                blocks,
+                capacities,
+                centers,
+                method=self.method,
+                options=options,
+                max_iter=self.max_iter,
+                tol=tol,
+                verbose=bool(self.verbose),
+                callback=callback,
+                resume=resume,
+            )
+            if best is None or result.inertia < best.inertia:  # scikit-learn keeps the best
+                best = result
+        assert best is not None
+        best.passes = blocks.passes.as_dict()  # every run's passes
+        self._store(best, Xd.dtype)
         return self
 
     def _store(self, result: LloydResult, dtype: np.dtype) -> None:

@@ -82,6 +82,26 @@ def test_exact_fit_equals_numpy(scheduler, chunks, dtype):
     assert km.n_features_in_ == D
 
 
+@pytest.mark.parametrize(
+    ("init", "k"),
+    [("k-means++", K), ("k-means||", K), ("random", K), ("coupon", K), ("diameter", 2)],
+)
+@pytest.mark.parametrize("chunks", [CHUNKINGS["even"], CHUNKINGS["odd"]], ids=["even", "odd"])
+@pytest.mark.parametrize("sample", [None, 1000], ids=["all-rows", "sampled"])
+def test_same_seed_same_answer_on_every_engine(scheduler, chunks, init, k, sample):
+    """``BalancedKMeans(k, random_state=s)`` with a named init: the same row sample (a hash
+    of the row index), the same initial centers, the same labels on NumPy and Dask."""
+    X = _data()
+    setting = {} if sample is None else {"ballot.init-sample": sample}  # 1000 of 6000 rows
+    with dask.config.set(setting):
+        ref = BalancedKMeans(k, init=init, random_state=3).fit(X)
+        km = BalancedKMeans(k, init=init, random_state=3).fit(_dask(X, chunks))
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-8, atol=1e-8)
+    assert km.n_iter_ == ref.n_iter_
+    assert km.certificate_.optimal and ref.certificate_.optimal
+
+
 def test_every_scheduler_gives_the_same_fit(scheduler):
     """The reductions combine the chunks in a fixed order: the scheduler does not matter.
 

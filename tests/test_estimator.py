@@ -541,3 +541,52 @@ def test_predict_rejects_nan():
     Y[0, 0] = np.nan
     with pytest.raises(ValueError, match="Input X contains NaN"):
         km.predict(Y)
+
+
+# --------------------------------------------------------------------------------------------
+# k-means|| and n_init
+# --------------------------------------------------------------------------------------------
+
+
+def test_kmeans_parallel_init_reads_every_row_and_is_seeded():
+    X = _gauss(11, 5000, 3)
+    a = BalancedKMeans(6, init="k-means||", random_state=4).fit(X)
+    b = BalancedKMeans(6, init="k-means||", random_state=4).fit(X)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.certificate_.optimal
+    # on the engine: a first pass for the cost, five sampling rounds, one for the weights
+    from ballot_dask.blocks import RowBlocks
+    from ballot_dask.kmeans_parallel import kmeans_parallel
+
+    blocks = RowBlocks(X, block_rows=777)
+    centers = kmeans_parallel(blocks, X[:100], 6, np.random.RandomState(0))
+    assert blocks.passes.x == 7
+    assert centers.shape == (6, 3) and len(np.unique(centers, axis=0)) == 6
+    # the candidates are rows of X; the centers are candidates
+    assert all((np.abs(X - c).sum(axis=1) == 0).any() for c in centers)
+
+
+def test_n_init_keeps_the_lowest_objective():
+    X, _ = make_blobs(3000, centers=9, cluster_std=2.5, random_state=2)
+    one = BalancedKMeans(9, init="random", random_state=0).fit(X)
+    many = BalancedKMeans(9, init="random", n_init=6, random_state=0).fit(X)
+    assert many.inertia_ <= one.inertia_  # the first run is the same
+    runs = [BalancedKMeans(9, init="random", random_state=s).fit(X).inertia_ for s in range(6)]
+    assert many.inertia_ <= max(runs)
+    assert many.certificate_.optimal
+
+
+def test_n_init_with_explicit_centers_runs_once_and_says_so():
+    X = _gauss(12, 300)
+    centers = X[:3]
+    with pytest.warns(RuntimeWarning, match="performing one run, not n_init=4"):
+        km = BalancedKMeans(3, init=centers, n_init=4).fit(X)
+    np.testing.assert_array_equal(km.labels_, BalancedKMeans(3, init=centers).fit(X).labels_)
+
+
+def test_resume_needs_a_single_run():
+    X = _gauss(13, 300)
+    states = []
+    BalancedKMeans(3, random_state=0).fit(X, callback=states.append)
+    with pytest.raises(ValueError, match="resume continues a single run: it needs n_init=1"):
+        BalancedKMeans(3, random_state=0, n_init=2).fit(X, resume=states[0])

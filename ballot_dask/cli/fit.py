@@ -51,13 +51,13 @@ def _read_init(init: str, k: int, d: int) -> Any:
 
     from ..initialization import INITIALIZERS
 
-    if init in INITIALIZERS:
+    names = [*INITIALIZERS, "k-means||"]
+    if init in names:
         return init
     path = Path(init)
     if path.suffix != ".npy" or not path.exists():
         raise ValueError(
-            f"--init must be one of {', '.join(INITIALIZERS)} or a .npy file of centers, "
-            f"got {init!r}"
+            f"--init must be one of {', '.join(names)} or a .npy file of centers, got {init!r}"
         )
     centers = np.load(path, allow_pickle=False)
     if centers.shape != (k, d):
@@ -97,7 +97,14 @@ def _check_resume_output(target: Path, checkpoint: Path, params: dict[str, Any])
     "--init",
     default="k-means++",
     show_default=True,
-    help="k-means++, random, diameter, coupon, or a .npy file of centers.",
+    help="k-means++, k-means||, random, diameter, coupon, or a .npy file of centers.",
+)
+@click.option(
+    "--n-init",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Runs from different initial centers; the lowest objective is kept.",
 )
 @click.option("--max-iter", type=click.IntRange(1), default=300, show_default=True)
 @click.option(
@@ -136,6 +143,7 @@ def fit(
     size_min: str | None,
     size_max: str | None,
     init: str,
+    n_init: int,
     max_iter: int,
     tol: float,
     seed: int,
@@ -155,6 +163,8 @@ def fit(
 
     if resume and overwrite:
         raise ValueError("pass either --resume or --overwrite, not both")
+    if resume and n_init > 1:
+        raise ValueError("--resume continues a single run: it needs --n-init 1")
     target = check_output(output, overwrite=overwrite or resume)
     checkpoint = checkpoint_path(target)
     if checkpoint.exists() and not (resume or overwrite):
@@ -185,6 +195,7 @@ def fit(
             "n_clusters": n_clusters,
             "method": method,
             **capacity_args,
+            "n_init": n_init,
             "max_iter": max_iter,
             "tol": tol,
             "seed": seed,
@@ -209,6 +220,7 @@ def fit(
         n_clusters,
         method=method,  # type: ignore[arg-type]
         init=init_value,
+        n_init=n_init,
         **capacity_args,
         reg=reg,
         rounding=rounding,  # type: ignore[arg-type]
