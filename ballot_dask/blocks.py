@@ -168,6 +168,7 @@ class RowBlocks:
     _centers: np.ndarray | None = field(default=None, init=False, repr=False)
     _sample: np.ndarray | None = field(default=None, init=False, repr=False)
     _solver_sample: np.ndarray | None = field(default=None, init=False, repr=False)
+    _stale: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = self.X.shape[0]
@@ -194,13 +195,10 @@ class RowBlocks:
         return self._centers
 
     def set_centers(self, centers: np.ndarray) -> None:
-        """Build (and keep) the cost blocks for ``centers``: one pass over X."""
+        """Use ``centers`` from now on; their cost blocks are built (one pass over X) by the
+        first pass that needs them (the exact step computes its costs inside its pass)."""
         self._centers = np.array(centers, dtype=np.float64)
-        reuse: list[np.ndarray | None] = [None] * len(self.blocks)
-        if self._costs is not None:  # overwrite the previous cost blocks in place
-            reuse = list(self._costs)
-        self._costs = [cost_block(b, centers, c) for b, c in zip(self.blocks, reuse, strict=True)]
-        self.passes.x += 1
+        self._stale = True
 
     def prepare(self, sample_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Draw the fit's row sample (the same rows as the Dask engine's, for any chunking)
@@ -239,8 +237,18 @@ class RowBlocks:
         return blocks
 
     def _require_costs(self) -> list[np.ndarray]:
-        if self._costs is None:
+        if self._centers is None and self._costs is None:
             raise RuntimeError("set_centers() must be called before a pass")
+        if self._stale:
+            reuse: list[np.ndarray | None] = [None] * len(self.blocks)
+            if self._costs is not None:  # overwrite the previous cost blocks in place
+                reuse = list(self._costs)
+            self._costs = [
+                cost_block(b, self.centers, c) for b, c in zip(self.blocks, reuse, strict=True)
+            ]
+            self.passes.x += 1
+            self._stale = False
+        assert self._costs is not None
         return self._costs
 
     def reduce(
@@ -277,10 +285,15 @@ class RowBlocks:
         return combine(parts)
 
     def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
-        """``labeler(C_b, offset)`` of every block, concatenated (one pass over the costs)."""
-        costs = self._require_costs()
-        parts = [labeler(cb, off) for off, cb in zip(self.offsets, costs, strict=True)]
-        self.passes.cost += 1
+        """``labeler(C_b, offset)`` of every block, concatenated (one pass over the costs);
+        ``labeler(X_b, offset)`` for a labeler with ``reads_x`` (one pass over X)."""
+        if getattr(labeler, "reads_x", False):
+            parts = [labeler(xb, off) for off, xb in zip(self.offsets, self.blocks, strict=True)]
+            self.passes.x += 1
+        else:
+            costs = self._require_costs()
+            parts = [labeler(cb, off) for off, cb in zip(self.offsets, costs, strict=True)]
+            self.passes.cost += 1
         self.passes.rounds += 1
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 

@@ -195,6 +195,11 @@ def _label_task(shared: tuple, xb: Any, cb: Any, offset: int) -> np.ndarray:
         return np.asarray(labeler(cb, offset), dtype=np.int64)
 
 
+def _x_label_task(labeler: Callable[[np.ndarray, int], np.ndarray], xb: Any, offset: int) -> Any:
+    with _kernel_threads():
+        return np.asarray(labeler(xb, offset), dtype=np.int64)
+
+
 def _token() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -223,6 +228,7 @@ class DaskBlocks:
         self._costs: list[Delayed] | None = None  # the current cost blocks, persisted
         self._pending: list[Delayed] | None = None  # cost blocks to persist with the next pass
         self._checked = False
+        self._stale = False
         self._sample: np.ndarray | None = None
         mode = config.persist_mode() if persist is None else bool(persist)
         n, d = self.X.shape
@@ -231,8 +237,10 @@ class DaskBlocks:
         budget = float(config.get("memory-fraction")) * cluster_memory()
         self.budget = budget
         if mode is None:
-            self.persist_costs = self.cost_bytes <= budget
-            self.persist_x = self.persist_costs and self.cost_bytes + n * d * item <= budget
+            # X is persisted when it fits (the exact step reads X alone); the cost blocks
+            # (for the other solvers' many passes) when they fit beside it
+            self.persist_x = n * d * item <= budget
+            self.persist_costs = self.persist_x and self.cost_bytes + n * d * item <= budget
         else:
             self.persist_costs = self.persist_x = mode
         self._x_parts = self._chunks(self.X)
@@ -272,11 +280,17 @@ class DaskBlocks:
         return min(config.band_memory(), int(fraction * cluster_memory() / 4))
 
     def set_centers(self, centers: np.ndarray) -> None:
-        """Use the cost blocks of ``centers`` from now on.  Persisted, they are built in the
-        next pass's round (one pass over X); streamed, every pass builds them again."""
+        """Use ``centers`` from now on.  Their cost blocks are made by the first pass that
+        reads cost blocks: persisted, built in that pass's round (one pass over X); streamed,
+        built again by every pass.  (The exact step reads X alone and never makes them.)"""
         self._centers = np.ascontiguousarray(centers, dtype=self.X.dtype)
         self._costs = None  # release the previous centers' blocks
         self._pending = None
+        self._stale = True
+
+    def _schedule_costs(self) -> None:
+        """The pending (to be persisted) cost blocks of the current centers."""
+        self._stale = False
         if self.persist_costs:
             token = _token()
             centers_key = delayed(self._centers, name=f"ballot-centers-{token}", traverse=False)
@@ -351,7 +365,10 @@ class DaskBlocks:
 
     def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> da.Array:
         """The labels as a dask array with X's row chunks: persisted when the cost blocks are,
-        otherwise lazy (computing them is one more pass over X)."""
+        otherwise lazy (computing them is one more pass over X).  A labeler with ``reads_x``
+        labels blocks of X itself (the exact step's): persisted when X is."""
+        if getattr(labeler, "reads_x", False):
+            return self._labels_from_x(labeler)
         costs = self._cost_parts()
         streamed = costs is None
         shared = delayed(
@@ -383,6 +400,24 @@ class DaskBlocks:
             self.passes.rounds += 1
             if streamed:
                 self.passes.x += 1
+        return labels
+
+    def _labels_from_x(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> da.Array:
+        shared = delayed(labeler, name=f"ballot-labeler-{_token()}", traverse=False)
+        blocks = [
+            da.from_delayed(
+                delayed(_x_label_task, pure=False)(shared, xb, off),
+                shape=(length,),
+                dtype=np.int64,
+                meta=np.zeros(0, dtype=np.int64),
+            )
+            for xb, off, length in zip(self._x_parts, self.offsets, self.lengths, strict=True)
+        ]
+        labels = da.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+        if self.persist_x:
+            (labels,) = dask.persist(labels, optimize_graph=False)
+            self.passes.x += 1
+            self.passes.rounds += 1
         return labels
 
     def full_cost(self) -> np.ndarray:
@@ -428,6 +463,8 @@ class DaskBlocks:
     def _cost_parts(self) -> list[Delayed] | None:
         if self._centers is None:
             raise RuntimeError("set_centers() must be called before a pass")
+        if self._stale:
+            self._schedule_costs()
         return self._pending if self._pending is not None else self._costs
 
     @staticmethod

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import NamedTuple
+from contextlib import ExitStack, contextmanager
 
 import numba
 import numpy as np
@@ -44,69 +43,110 @@ def _n_lanes(m: int, cells: int = 1) -> int:
 
 
 @contextmanager
-def _threads_for(rows: int) -> Iterator[None]:
+def _threads_for(rows: int, blas: bool = False) -> Iterator[None]:
     """One thread for a small block.  Starting a parallel region on a busy machine can cost
-    milliseconds (threads spin at its barrier), more than the work on a few thousand rows."""
-    if rows >= _PARALLEL_ROWS:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
+    milliseconds (threads spin at its barrier), more than the work on a few thousand rows.
 
+    With ``blas`` (the region calls BLAS from its threads), BLAS runs single-threaded inside
+    it: its own threads would contend with the region's (several times slower)."""
+    with ExitStack() as stack:
+        if blas and rows >= _PARALLEL_ROWS and numba.get_num_threads() > 1:
+            from threadpoolctl import threadpool_limits
 
-@njit(parallel=True, fastmath={"contract", "arcp", "reassoc"})
-def _sqdist(X, centers, out):  # pragma: no cover - compiled
-    m, d = X.shape
-    k = centers.shape[0]
-    for i in numba.prange(m):
-        for j in range(k):
-            s = 0.0
-            for t in range(d):
-                diff = np.float64(X[i, t]) - centers[j, t]
-                s += diff * diff
-            out[i, j] = s
+            stack.enter_context(threadpool_limits(1, user_api="blas"))
+        if rows >= _PARALLEL_ROWS:
+            yield
+            return
+        previous = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(previous)
 
 
 #: above this many multiply-adds per row (k * d), costs go through BLAS
-_BLAS_WORK = 1 << 12
-#: rows per BLAS slab: bounds the float64 copy of a float32 block
-_BLAS_ROWS = 8192
+_BLAS_WORK = 1 << 10
+#: a slab's float64 costs take at most this many cells
+_SLAB_CELLS = 1 << 16
+
+
+def slab_rows(k: int) -> int:
+    """Rows per slab of the cost computation for ``k`` clusters (a function of k only, so
+    every pass computes a row's costs with the same arithmetic)."""
+    return max(64, min(4096, _SLAB_CELLS // max(k, 1)))
+
+
+@njit()
+def slab_costs(X, lo, hi, mu, mu_c, mu_sq, mean, use_dot, out):  # pragma: no cover
+    """``out[:hi-lo] = ||x_i - mu_j||^2`` for rows ``lo <= i < hi`` of X, float64.
+
+    Small ``k * d``: sums of squared differences (exact zeros, no cancellation).  Beyond:
+    ``||x - m||^2 - 2 (x - m).(mu - m) + ||mu - m||^2`` by BLAS, ``m`` the centers' mean (the
+    expansion then does not cancel far from the origin: the error stays about ``d`` roundings
+    of the costs' own scale).
+    """
+    s = hi - lo
+    k, d = mu.shape
+    if use_dot:
+        xs = np.empty((s, d))
+        xsq = np.zeros(s)
+        for r in range(s):
+            for t in range(d):
+                z = np.float64(X[lo + r, t]) - mean[t]
+                xs[r, t] = z
+                xsq[r] += z * z
+        prod = np.dot(xs, mu_c.T)
+        for r in range(s):
+            for j in range(k):
+                c = xsq[r] - 2.0 * prod[r, j] + mu_sq[j]
+                out[r, j] = c if c > 0.0 else 0.0
+    else:
+        for r in range(s):
+            for j in range(k):
+                acc = 0.0
+                for t in range(d):
+                    diff = np.float64(X[lo + r, t]) - mu[j, t]
+                    acc += diff * diff
+                out[r, j] = acc
+
+
+def prepared_centers(X: np.ndarray, centers: np.ndarray) -> tuple:
+    """The centers as :func:`slab_costs` takes them: rounded to X's dtype then float64, their
+    mean, the mean-centred copy and its squared norms, and whether to use BLAS."""
+    mu = np.ascontiguousarray(np.asarray(centers, dtype=X.dtype), dtype=np.float64)
+    mean = mu.mean(axis=0) if mu.shape[0] else np.zeros(mu.shape[1])
+    mu_c = np.ascontiguousarray(mu - mean)
+    mu_sq = np.einsum("ij,ij->i", mu_c, mu_c)
+    use_dot = bool(mu.shape[0] * mu.shape[1] > _BLAS_WORK)
+    return mu, mu_c, mu_sq, mean, use_dot
+
+
+@njit(parallel=True)
+def _costs(X, mu, mu_c, mu_sq, mean, use_dot, out, slab):  # pragma: no cover - compiled
+    m = X.shape[0]
+    n_slabs = (m + slab - 1) // slab
+    for b in numba.prange(n_slabs):
+        lo = b * slab
+        hi = min(m, lo + slab)
+        slab_costs(X, lo, hi, mu, mu_c, mu_sq, mean, use_dot, out[lo:hi])
 
 
 def cost_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Squared Euclidean distances ``C_ij = ||x_i - mu_j||^2`` of one row block, float64.
 
-    The centers are rounded to the dtype of ``X`` first (the fitted centers are stored in it).
-    For small ``k * d`` the distances are sums of squared differences (exact zeros, no
-    cancellation); beyond, ``||x - m||^2 - 2 (x - m).(mu - m) + ||mu - m||^2`` by BLAS, with
-    ``m`` the mean of the centers (so that the expansion does not cancel far from the origin:
-    the absolute error stays about ``d`` roundings of the costs' own scale).  ``out`` (shape
-    (n, k), float64) is reused when given: a fresh array of this size costs page faults on
-    every Lloyd iteration.
+    The centers are rounded to the dtype of ``X`` first (the fitted centers are stored in
+    it); see :func:`slab_costs` for the arithmetic, shared by every pass of the package.
+    ``out`` (shape (n, k), float64) is reused when given: a fresh array of this size costs
+    page faults on every Lloyd iteration.
     """
     shape = (X.shape[0], centers.shape[0])
     if out is None or out.shape != shape or out.dtype != np.float64:
         out = np.empty(shape, dtype=np.float64)
-    mu = np.asarray(centers, dtype=X.dtype).astype(np.float64)
-    if centers.shape[0] * X.shape[1] <= _BLAS_WORK or X.shape[0] == 0:
-        with _threads_for(X.shape[0]):
-            _sqdist(X, np.ascontiguousarray(mu), out)
-        return out
-    mean = mu.mean(axis=0)
-    mu = mu - mean
-    mu_sq = np.einsum("ij,ij->i", mu, mu)
-    for start in range(0, X.shape[0], _BLAS_ROWS):
-        xs = np.asarray(X[start : start + _BLAS_ROWS], dtype=np.float64) - mean
-        block = out[start : start + xs.shape[0]]
-        np.matmul(xs, mu.T, out=block)
-        block *= -2.0
-        block += np.einsum("ij,ij->i", xs, xs)[:, None]
-        block += mu_sq[None, :]
-        np.maximum(block, 0.0, out=block)
+    if X.shape[0]:
+        mu, mu_c, mu_sq, mean, use_dot = prepared_centers(X, centers)
+        with _threads_for(X.shape[0], blas=use_dot):
+            _costs(X, mu, mu_c, mu_sq, mean, use_dot, out, slab_rows(centers.shape[0]))
     return out
 
 
@@ -138,92 +178,6 @@ def _top_two(C, v, labels, gaps, n_lanes):  # pragma: no cover - compiled
             if write_labels:
                 labels[i] = a
     return counts
-
-
-@njit(parallel=True)
-def _top_two_pairs(C, v, labels, second, gaps):  # pragma: no cover - compiled
-    m, k = C.shape
-    for i in numba.prange(m):
-        b1 = np.inf
-        b2 = np.inf
-        a = 0
-        a2 = 0
-        for j in range(k):
-            r = C[i, j] - v[j]
-            if r < b1:
-                b2 = b1
-                a2 = a
-                b1 = r
-                a = j
-            elif r < b2:
-                b2 = r
-                a2 = j
-        labels[i] = a
-        second[i] = a2 if k > 1 else a
-        gaps[i] = b2 - b1
-
-
-@njit()
-def _boundary_band(labels, second, gaps, k, size):  # pragma: no cover - compiled
-    """Rows of a band of about ``size`` rows that reaches every cell boundary: the ``r``
-    smallest-gap rows of every (label, second label) pair, ``r`` the smallest rank that
-    gathers ``size`` rows in all."""
-    m = labels.shape[0]
-    pairs = k * k
-    counts = np.zeros(pairs, np.int64)
-    for i in range(m):
-        counts[labels[i] * k + second[i]] += 1
-    present = np.sort(counts[counts > 0])
-    # total(r) = sum(min(count, r)): find the smallest r with total(r) >= size
-    r = 0
-    below = 0  # sum of the counts smaller than the candidate r
-    t = 0
-    n_present = present.shape[0]
-    while t < n_present:
-        # with r at most present[t], every pair from t on gives r rows
-        need = size - below
-        full = n_present - t
-        if present[t] * full >= need:
-            r = max(1, -(-need // full))
-            break
-        below += present[t]
-        t += 1
-    if t == n_present:
-        r = m  # every row
-    # bucket the rows by pair, then keep the r smallest gaps of each bucket
-    starts = np.zeros(pairs + 1, np.int64)
-    for p in range(pairs):
-        starts[p + 1] = starts[p] + counts[p]
-    fill = starts[:-1].copy()
-    order = np.empty(m, np.int64)
-    for i in range(m):
-        p = labels[i] * k + second[i]
-        order[fill[p]] = i
-        fill[p] += 1
-    keep = np.zeros(m, np.bool_)
-    for p in range(pairs):
-        lo = starts[p]
-        hi = starts[p + 1]
-        if hi - lo <= r:
-            for q in range(lo, hi):
-                keep[order[q]] = True
-            continue
-        bucket = np.empty(hi - lo)
-        for q in range(lo, hi):
-            bucket[q - lo] = gaps[order[q]]
-        cut = np.partition(bucket, r - 1)[r - 1]
-        taken = 0
-        for q in range(lo, hi):  # below the cut, then ties with it up to r
-            if gaps[order[q]] < cut:
-                keep[order[q]] = True
-                taken += 1
-        for q in range(lo, hi):
-            if taken >= r:
-                break
-            if gaps[order[q]] == cut:
-                keep[order[q]] = True
-                taken += 1
-    return np.flatnonzero(keep)
 
 
 def reduced_cost_labels(C: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -464,106 +418,20 @@ def _rounded(X, C, v, eps, scale, deficit, labels, n_lanes):  # pragma: no cover
     return mass, sums, cost, hard, counts
 
 
-class BandPass(NamedTuple):
-    """One pass of the exact step over a block (or over every block, combined).
-
-    The *band* rows are the ones with the smallest top-two reduced-cost gaps under the
-    potentials ``v``, the only ones whose label may change; they are returned whole (costs
-    and coordinates).  Every other row is *fixed* at its label ``argmin_j (C_ij - v_j)`` and
-    enters only summaries: counts, coordinate sums, objective and slack matrix.
-    """
-
-    counts: np.ndarray  #: (k,) int64: fixed rows per cluster
-    sums: np.ndarray  #: (k, d) float64: their coordinate sums
-    objective: float  #: their costs, summed
-    slack: np.ndarray  #: (k, k) ``min over fixed i in a of (C_ib - C_ia)``, ``inf`` if none
-    rows: np.ndarray  #: (m,) int64: global indices of the band rows, increasing
-    labels: np.ndarray  #: (m,) int64: their labels ``argmin_j (C_ij - v_j)``
-    gaps: np.ndarray  #: (m,) float64: their top-two reduced-cost gaps
-    costs: np.ndarray  #: (m, k) float64: their cost rows
-    x: np.ndarray  #: (m, d): their coordinates (X's dtype)
-
-    @property
-    def sizes(self) -> np.ndarray:
-        """Cluster sizes under the pass's labels (fixed and band rows)."""
-        return self.counts + np.bincount(self.labels, minlength=self.counts.shape[0])
-
-
-def band_pass(X: np.ndarray, C: np.ndarray, v: np.ndarray, size: int, offset: int = 0) -> BandPass:
-    """The exact step's pass over one block: a band of about ``size`` rows (the rows nearest
-    to every cell boundary: the smallest gaps of each pair of first and second choices, so
-    that a sparse boundary is reached as well as a dense one), the summaries of the others.
-    Reads the block twice (labels and gaps, then summaries), X once."""
-    m, k = C.shape
-    v = np.asarray(v, dtype=np.float64)
-    labels = np.empty(m, dtype=np.int64)
-    second = np.empty(m, dtype=np.int64)
-    gaps = np.empty(m, dtype=np.float64)
-    with _threads_for(m):
-        _top_two_pairs(C, v, labels, second, gaps)
-    if size >= m:
-        band = np.arange(m)
-    elif size <= 0:
-        band = np.zeros(0, dtype=np.int64)
-    else:
-        band = _boundary_band(labels, second, gaps, k, int(size))
-        if band.shape[0] > size:  # the last rank overshoots: drop its largest gaps
-            band = np.sort(band[np.argpartition(gaps[band], int(size) - 1)[: int(size)]])
-    whole = band.shape[0] == m  # nothing fixed, and no copies of the block
-    if whole:
-        counts = np.zeros((1, k), dtype=np.int64)
-        sums = np.zeros((1, k, X.shape[1]))
-        slack = np.full((1, k, k), np.inf)
-        obj = np.zeros(1)
-    else:
-        with _threads_for(m):
-            counts, sums, slack, obj = _assignment(
-                X,
-                C,
-                v,
-                band.astype(np.int64),
-                np.full(band.shape[0], -1, dtype=np.int64),
-                _n_lanes(m, k * k + k * X.shape[1]),
-            )
-    return BandPass(
-        counts=counts.sum(axis=0),
-        sums=sums.sum(axis=0),
-        objective=float(obj.sum()),
-        slack=slack.min(axis=0),
-        rows=band.astype(np.int64) + offset,
-        labels=labels if whole else labels[band],
-        gaps=gaps if whole else gaps[band],
-        costs=np.ascontiguousarray(C if whole else C[band], dtype=np.float64),
-        x=np.ascontiguousarray(X if whole else X[band]),
-    )
+@njit()
+def _label_sums(X, labels, sums):  # pragma: no cover - compiled
+    for i in range(X.shape[0]):
+        a = labels[i]
+        for t in range(X.shape[1]):
+            sums[a, t] += X[i, t]
 
 
 def label_sums(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """``sums[j] = sum of the rows of X labelled j`` (k, d), float64."""
-    X64 = np.asarray(X, dtype=np.float64)
-    if X64.shape[0] == 0:
-        return np.zeros((k, X64.shape[1]))
-    return np.stack(
-        [np.bincount(labels, weights=X64[:, t], minlength=k) for t in range(X64.shape[1])],
-        axis=1,
-    ).reshape(k, X64.shape[1])
-
-
-def combine_band(parts: list[BandPass]) -> BandPass:
-    """Reduce :func:`band_pass` summaries (closed: a part in, a part out; parts in row order)."""
-    if len(parts) == 1:
-        return parts[0]
-    return BandPass(
-        counts=np.sum([p.counts for p in parts], axis=0),
-        sums=np.sum([p.sums for p in parts], axis=0),
-        objective=float(sum(p.objective for p in parts)),
-        slack=np.min([p.slack for p in parts], axis=0),
-        rows=np.concatenate([p.rows for p in parts]),
-        labels=np.concatenate([p.labels for p in parts]),
-        gaps=np.concatenate([p.gaps for p in parts]),
-        costs=np.concatenate([p.costs for p in parts]),
-        x=np.concatenate([p.x for p in parts]),
-    )
+    sums = np.zeros((k, X.shape[1]))
+    if X.shape[0]:
+        _label_sums(X, np.asarray(labels, dtype=np.int64), sums)
+    return sums
 
 
 def rounded_plan_terms(
@@ -606,96 +474,3 @@ def rounded_plan_terms(
         float(hard.sum()),
         counts.sum(axis=0),
     )
-
-
-def doubtful_rows(
-    C: np.ndarray,
-    v: np.ndarray,
-    size: int,
-    offset: int = 0,
-    quota: np.ndarray | None = None,
-    cut: float | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Label one block by reduced cost and keep its ``size`` rows with the smallest gaps
-    (with ``cut``: its rows whose gap is at most ``cut``, ``size`` of them at most).
-
-    Returns the block's label ``counts`` (k,) and, for the kept rows, their global ``rows``
-    (block ``offset`` added), ``gaps``, ``labels`` and cost rows ``C[rows]`` (size x k).  Rows
-    tied with the last kept gap are all kept, so that the global choice made by
-    :func:`combine_doubtful` does not depend on how X is chunked.  ``quota`` (k,) also keeps,
-    for every cluster ``j``, the ``quota[j]`` smallest-gap rows labelled ``j``: an over-full
-    cluster whose boundary is far from every other one still has points to give up.
-    """
-    m = C.shape[0]
-    v = np.asarray(v, dtype=np.float64)
-    gaps = np.empty(m, dtype=np.float64)
-    per_label = quota is not None and bool(np.any(quota > 0))
-    with _threads_for(m):
-        all_labels = np.empty(m if per_label else 0, dtype=np.int64)
-        counts = _top_two(C, v, all_labels, gaps, _n_lanes(m)).sum(axis=0)
-    if cut is None:
-        keep = _smallest(gaps, size)
-    else:
-        keep = np.flatnonzero(gaps <= cut)
-        if keep.shape[0] > size:
-            keep = keep[_smallest(gaps[keep], size)]
-    if per_label:
-        assert quota is not None
-        extra = [
-            members[_smallest(gaps[members], int(q))]
-            for j, q in enumerate(quota)
-            if q > 0 and (members := np.flatnonzero(all_labels == j)).size
-        ]
-        keep = np.unique(np.concatenate([keep, *extra]))
-    costs = np.asarray(C[keep], dtype=np.float64)
-    labels = np.argmin(costs - v, axis=1) if keep.size else np.zeros(0, dtype=np.int64)
-    return counts, keep + offset, gaps[keep], labels, costs
-
-
-def _smallest(gaps: np.ndarray, size: int) -> np.ndarray:
-    """Indices of the ``size`` smallest gaps, with every gap tied with the last one.
-
-    A cut is first guessed from every 16th gap, a little above the wanted quantile, so that
-    the exact selection runs on a few times ``size`` values rather than on the whole block.
-    """
-    m = gaps.shape[0]
-    if size <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if size >= m:
-        return np.arange(m)
-    candidates = np.arange(m)
-    sample = gaps[::16]
-    q = int(sample.shape[0] * size / m * 1.5) + 16
-    if q < sample.shape[0]:
-        guess = np.flatnonzero(gaps <= np.partition(sample, q)[q])
-        if guess.shape[0] >= size:
-            candidates = guess
-    chosen = gaps[candidates]
-    cut = np.partition(chosen, size - 1)[size - 1]
-    return candidates[chosen <= cut]
-
-
-def combine_doubtful(parts: list[tuple], size: int, quota: np.ndarray | None = None) -> tuple:
-    """Reduce :func:`doubtful_rows` summaries: sum the counts, keep the ``size`` smallest gaps
-    (and the ``quota[j]`` smallest of every cluster ``j``).
-
-    Ties are broken by the global row index, so the result is the same for any chunking.
-    """
-    counts = sum(p[0] for p in parts)
-    rows = np.concatenate([p[1] for p in parts])
-    gaps = np.concatenate([p[2] for p in parts])
-    labels = np.concatenate([p[3] for p in parts])
-    costs = np.concatenate([p[4] for p in parts])
-    order = np.lexsort((rows, gaps))
-    chosen = order[:size]
-    if quota is not None and np.any(quota > 0):
-        ranked = labels[order]
-        # rank of every row among the rows of its own cluster, in (gap, row) order
-        first = np.zeros(ranked.shape[0], dtype=np.int64)
-        for j in np.unique(ranked):
-            where = np.flatnonzero(ranked == j)
-            first[where] = np.arange(where.shape[0])
-        within = first < np.asarray(quota)[ranked]
-        chosen = np.union1d(chosen, order[within])
-        chosen = chosen[np.lexsort((rows[chosen], gaps[chosen]))]
-    return counts, rows[chosen], gaps[chosen], labels[chosen], costs[chosen]

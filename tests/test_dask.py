@@ -255,12 +255,12 @@ def test_pass_counts_persisted(scheduler):
     km = BalancedKMeans(**_exact_params()).fit(_dask(_data(), CHUNKINGS["odd"]))
     passes, ref_passes = km.n_passes_, ref.n_passes_
     assert set(passes) == {"x", "cost", "rounds"}
-    # the same solver passes over the cost blocks; over X, one more: the first pass over a
-    # dask array checks its finiteness and samples it (persisting X and the cost blocks, the
-    # numpy engine's passes over X are the Dask engine's over the persisted copy)
-    assert passes["cost"] == ref_passes["cost"]
-    assert ref_passes["x"] <= passes["x"] <= ref_passes["x"] + 1
-    assert passes["rounds"] >= passes["cost"]
+    # the exact step computes its costs inside its pass over X: no cost block is ever built
+    assert passes["cost"] == ref_passes["cost"] == 0
+    # one read of X and one round per Lloyd iteration (the band held every point in doubt),
+    # plus the first pass (finiteness, variance, sample) and the labels, persisted
+    assert passes["x"] == ref_passes["x"] == km.n_iter_ + 2
+    assert passes["rounds"] == passes["x"]
 
 
 def test_passes_count_the_reads_of_x(threads):
@@ -288,16 +288,11 @@ def test_streaming_fit(scheduler):
     assert km.certificate_.optimal
     passes = km.n_passes_
     # streamed, the labels stay lazy: the fit makes every pass of the numpy fit but the
-    # labelling one (computing labels_ later is that pass)
-    assert passes["cost"] == ref.n_passes_["cost"] - 1
-    # Streaming, nothing is persisted: set_centers builds no cost block, and every pass over
-    # the cost blocks (the solver reductions) rebuilds them from X inside its tasks, so each
-    # reads X exactly once; the first pass (finiteness, variance, init sample) reads X once
-    # more.  Hence x == cost + 1, which is within "two
-    # passes over X per Lloyd iteration plus the solver's passes": x <= cost + n_iter + 2.
-    assert passes["x"] == passes["cost"] + 1
-    assert passes["x"] <= passes["cost"] + km.n_iter_ + 2
-    assert passes["rounds"] >= passes["cost"]
+    # labelling one (computing labels_ later is that pass); each Lloyd iteration reads the
+    # store once, in one round
+    assert passes["cost"] == 0
+    assert passes["x"] == ref.n_passes_["x"] - 1 == km.n_iter_ + 1
+    assert passes["rounds"] == passes["x"]
 
 
 # --------------------------------------------------------------------------------------------

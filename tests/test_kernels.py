@@ -12,11 +12,10 @@ import ot
 import pytest
 from scipy.special import log_softmax, logsumexp, softmax
 
+from ballot_dask.exact_pass import band_costs, combine_passes, exact_pass, power_labels
 from ballot_dask.kernels import (
     assignment_terms,
-    combine_doubtful,
     cost_block,
-    doubtful_rows,
     entropic_terms,
     reduced_cost_labels,
     rounded_plan_terms,
@@ -304,55 +303,6 @@ def test_rounded_plan_terms_tiny_eps_is_finite(eps: float) -> None:
     assert counts.sum() == m and labels.min() >= 0 and labels.max() < k
 
 
-# --------------------------------------------------------------------------- doubtful rows
-
-
-def test_combine_doubtful_keeps_smallest_gaps_with_index_tie_break() -> None:
-    k = 2
-
-    def part(rows, gaps):
-        rows = np.asarray(rows)
-        gaps = np.asarray(gaps, dtype=np.float64)
-        labels = rows % k
-        costs = np.column_stack([rows, -rows]).astype(np.float64)
-        return (np.array([1, 1]), rows, gaps, labels, costs)
-
-    parts = [part([10, 3, 7], [0.5, 0.2, 0.2]), part([1, 20, 5], [0.2, 0.1, 0.9])]
-    counts, rows, gaps, labels, costs = combine_doubtful(parts, 4)
-    np.testing.assert_array_equal(counts, [2, 2])
-    # smallest gap first (row 20), then the three tied at 0.2 in row order, 0.5 dropped
-    np.testing.assert_array_equal(rows, [20, 1, 3, 7])
-    np.testing.assert_array_equal(gaps, [0.1, 0.2, 0.2, 0.2])
-    np.testing.assert_array_equal(labels, rows % k)
-    np.testing.assert_array_equal(costs, np.column_stack([rows, -rows]))
-    # a cut through the ties keeps the smallest indices
-    _, rows, _, _, _ = combine_doubtful(parts, 2)
-    np.testing.assert_array_equal(rows, [20, 1])
-    # asking for more rows than there are returns them all, sorted
-    _, rows, gaps, _, _ = combine_doubtful(parts, 100)
-    np.testing.assert_array_equal(rows, [20, 1, 3, 7, 10, 5])
-    assert np.all(np.diff(gaps) >= 0)
-
-
-def test_doubtful_rows_keep_every_row_tied_with_the_cut() -> None:
-    C = np.array([[0.0, 1.0], [0.0, 3.0], [0.0, 1.0], [2.0, 0.0], [0.0, 1.0]])
-    counts, rows, gaps, labels, costs = doubtful_rows(C, np.zeros(2), 2, offset=100)
-    np.testing.assert_array_equal(counts, [4, 1])
-    # gaps are 1, 3, 1, 2, 1: the cut at the second smallest (1) keeps all three ties
-    np.testing.assert_array_equal(rows, [100, 102, 104])
-    np.testing.assert_array_equal(gaps, [1.0, 1.0, 1.0])
-    np.testing.assert_array_equal(labels, [0, 0, 0])
-    np.testing.assert_array_equal(costs, C[[0, 2, 4]])
-    assert costs.dtype == np.float64
-
-
-def test_doubtful_rows_size_zero_keeps_nothing() -> None:
-    C = np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 3.0]])
-    _, rows, gaps, labels, costs = doubtful_rows(C, np.zeros(2), 0)
-    assert rows.shape == gaps.shape == labels.shape == (0,)
-    assert costs.shape == (0, 2)
-
-
 # --------------------------------------------------------------------------- chunk additivity
 
 
@@ -399,15 +349,77 @@ def test_split_block_gives_the_same_summaries(dtype: type, split: int) -> None:
     assert parts[0][4] + parts[1][4] == pytest.approx(whole[4], rel=1e-12)
     np.testing.assert_array_equal(parts[0][5] + parts[1][5], whole[5])
 
-    # doubtful rows: the same global choice for any chunking
-    for size in (1, 100, 5000, m):
-        whole = combine_doubtful([doubtful_rows(C, v, size, 0)], size)
-        parts = [doubtful_rows(c, v, size, o) for _, c, o in halves]
-        combined = combine_doubtful(parts, size)
-        np.testing.assert_array_equal(combined[0], whole[0])
-        for got, want in zip(combined[1:], whole[1:], strict=True):
-            np.testing.assert_array_equal(got, want)
-        assert combined[1].shape == (size,)
-        # the kept rows are exactly those with the `size` smallest gaps (row-index tie-break)
-        order = np.lexsort((np.arange(m), whole_g))[:size]
-        np.testing.assert_array_equal(combined[1], order)
+    # the exact pass: fixed summaries add (slack: minimum), band rows concatenate, the
+    # histogram adds; the band is the same rows for any chunking (a threshold on the gap)
+    theta = float(np.quantile(whole_g, 0.1))
+    whole = exact_pass(X, centers, v, theta, m)
+    parts = [exact_pass(x, centers, v, theta, m, o) for x, _, o in halves]
+    combined = combine_passes(parts)
+    np.testing.assert_array_equal(combined.rows, whole.rows)
+    np.testing.assert_array_equal(combined.counts, whole.counts)
+    np.testing.assert_array_equal(combined.slack, whole.slack)
+    np.testing.assert_array_equal(combined.hist, whole.hist)
+    np.testing.assert_allclose(combined.sums, whole.sums, rtol=1e-12, atol=1e-9)
+    assert combined.objective == pytest.approx(whole.objective, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- the exact pass
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, k, d", [(500, 4, 3), (9000, 7, 2), (40000, 64, 24)])
+def test_exact_pass_matches_numpy(dtype: type, m: int, k: int, d: int) -> None:
+    """Band = rows whose top-two gap is at most theta; every other row summarised at its
+    power-diagram label: counts, sums, objective and slack matrix, against numpy."""
+    X, centers = _problem(m + k, m, k, d, dtype)
+    v = np.random.default_rng(m).normal(0, 0.5, k)
+    C = ot.dist(X.astype(np.float64), centers.astype(dtype).astype(np.float64))
+    R = C - v
+    labels = np.argmin(R, axis=1)
+    ordered = np.sort(R, axis=1)
+    gaps = ordered[:, 1] - ordered[:, 0]
+    theta = float(np.quantile(gaps, 0.2))
+    res = exact_pass(X, centers, v, theta, m)
+    band = np.flatnonzero(gaps <= theta)
+    np.testing.assert_array_equal(res.rows, band)
+    np.testing.assert_array_equal(res.x, X[band])
+    fixed = np.setdiff1d(np.arange(m), band)
+    lab = labels[fixed]
+    np.testing.assert_array_equal(res.counts, np.bincount(lab, minlength=k))
+    sums = np.zeros((k, d))
+    np.add.at(sums, lab, X[fixed].astype(np.float64))
+    np.testing.assert_allclose(res.sums, sums, rtol=1e-10, atol=1e-9)
+    assert res.objective == pytest.approx(C[fixed, lab].sum(), rel=1e-12)
+    slack = np.full((k, k), np.inf)
+    diff = C[fixed] - C[fixed, lab][:, None]
+    for a in range(k):
+        if np.any(lab == a):
+            slack[a] = diff[lab == a].min(axis=0)
+    np.testing.assert_allclose(res.slack, slack, rtol=0, atol=1e-9 * C.max())
+    assert res.hist.sum() == m
+    # the histogram: the smallest power of two below which the wanted rows lie
+    for wanted in (10, m // 3):
+        t = res.band_rows_below(wanted)
+        assert np.count_nonzero(gaps <= t) >= wanted > np.count_nonzero(gaps < t / 2)
+    # band costs: the pass's own arithmetic
+    np.testing.assert_allclose(band_costs(res.x, centers), C[band], rtol=1e-12, atol=1e-12)
+    # power labels with overrides reproduce the pass's fixed labels exactly
+    override = np.sort(np.random.default_rng(1).choice(m, 7, replace=False))
+    fixed_labels = (labels[override] + 1) % k
+    got = power_labels(X, centers, v, override, fixed_labels)
+    want = labels.copy()
+    want[override] = fixed_labels
+    np.testing.assert_array_equal(got, want)
+
+
+def test_exact_pass_cap_and_ties() -> None:
+    # identical rows tie exactly: they are always in the band (while it has room); beyond its
+    # cap the rest are fixed, and the summaries account for every row
+    X = np.zeros((300, 2))
+    X[150:] = 1.0
+    centers = np.array([[0.5, 0.5], [0.5, 0.5 + 1e-300], [3.0, 3.0]])
+    res = exact_pass(X, centers, np.zeros(3), 0.0, 100)
+    assert res.rows.shape[0] <= 100 + 64  # the cap (and a lane's slack)
+    assert res.counts.sum() + res.rows.shape[0] == 300
+    strict = exact_pass(X, centers, np.zeros(3), 0.0, 100, strict=True)
+    assert strict.rows.shape[0] == 100

@@ -10,6 +10,7 @@ import numpy as np
 from ..blocks import Blocks
 from ..capacities import Capacities
 from ..certificate import Certificate, certify_labels
+from ..exact_pass import power_labels
 from ..kernels import assignment_terms, reduced_cost_labels, rounded_plan_terms
 
 
@@ -49,6 +50,31 @@ class HardLabels:
 
 
 @dataclass
+class ExactLabels:
+    """The exact step's labels of a block of X: ``argmin_j (C_ij - v_j)`` under the pass's
+    potentials, overridden on the band's rows, with the pass's own cost arithmetic (so that
+    every fixed row gets the label it was counted with)."""
+
+    centers: np.ndarray
+    potentials: np.ndarray
+    rows: np.ndarray
+    labels: np.ndarray
+
+    #: the engine hands this labeler blocks of X (not cost blocks)
+    reads_x = True
+
+    def __post_init__(self) -> None:
+        order = np.argsort(self.rows, kind="stable")
+        self.rows, self.labels = self.rows[order], self.labels[order]
+
+    def __call__(self, X: np.ndarray, offset: int) -> np.ndarray:
+        lo, hi = np.searchsorted(self.rows, [offset, offset + X.shape[0]])
+        return power_labels(
+            X, self.centers, self.potentials, self.rows[lo:hi] - offset, self.labels[lo:hi]
+        )
+
+
+@dataclass
 class RoundedLabels:
     """Row argmax of the rounded Sinkhorn plan (E-BalLOT's labels)."""
 
@@ -79,7 +105,7 @@ class StepOutcome:
     sums: np.ndarray
     objective: float
     sizes: np.ndarray
-    labeler: HardLabels | RoundedLabels
+    labeler: HardLabels | ExactLabels | RoundedLabels
     certificate: Certificate | None = None
     plan_cost: float | None = None
     marginal_error: float | None = None
@@ -89,7 +115,7 @@ class StepOutcome:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def labels_of(blocks: Blocks, labeler: HardLabels | RoundedLabels) -> Any:
+def labels_of(blocks: Blocks, labeler: HardLabels | ExactLabels | RoundedLabels) -> Any:
     """The labels of every block (one pass over the cost blocks): an ndarray in memory, a
     dask array with X's row chunks on the Dask engine."""
     return blocks.labels(labeler)

@@ -4,22 +4,24 @@
    distribution of the points, not on their number, so the same problem on a fixed row sample
    (held by the engine, capacities scaled to it) gives them up to the sampling error.  The
    sample's problem is solved exactly by this same function, on its own nested sample first
-   (each level eight times smaller: the depth is bounded).  From a warm start (the previous
-   Lloyd iteration's potentials) the sample is used only when they misplace too many points.
-2. *One pass over the data* (:func:`~ballot_dask.kernels.band_pass`): every point is labelled
-   by ``argmin_j (C_ij - v_j)``; the points with the smallest top-two gaps (the *band*) are
-   gathered whole, the others are summarised (counts, centroid sums, objective, slack
-   matrix).
+   (each level at most a quarter of the one above: the depth is bounded).  From a warm start
+   (the previous Lloyd iteration's potentials) the sample is used only when they misplace
+   too many points.
+2. *One pass over X* (:func:`~ballot_dask.exact_pass.exact_pass`): every point is labelled by
+   ``argmin_j (C_ij - v_j)``; the points whose top-two gap is at most ``theta`` (the *band*) are
+   gathered, the others summarised (counts, centroid sums, objective, slack matrix).  Costs
+   are computed slab by slab inside the pass and never stored.
 3. *Exact repair*: successive shortest paths on the cluster graph
-   (:func:`.paths.successive_shortest_paths`) move band points until every size is within
-   its bounds, keeping complementary slackness with every point, fixed or not.  If a shortest
-   path needs a point outside the band, the band is widened (another pass, from the
-   potentials reached so far); a band holding every point needs none, so the loop ends.
-4. *Certificate*: the fixed points' slack matrix and the band's, combined, prove the labels
-   optimal (:mod:`ballot_dask.certificate`); no further pass is needed.
+   (:func:`.paths.successive_shortest_paths`) solve the band's own transport problem (the
+   capacity the fixed points leave) exactly.
+4. *Certificate*: the fixed points' slack matrix and the band's, combined, decide whether the
+   band's optimum is the whole problem's (:mod:`ballot_dask.certificate`), with no further
+   pass.  If not, a point beyond the band had to move: the band is widened (another pass);
+   a band holding every point is the whole problem, so the loop ends.
 
-Nothing of size n is kept between passes: the band is bounded by the engine's memory budget
-(``ballot.band-memory`` on Dask) and by ``max_band``.
+A warm Lloyd iteration is therefore one read of X.  The band threshold is carried from one
+iteration to the next (as the step's ``eps``): the next one picks, from the pass's histogram of
+gaps, the threshold that holds the band it wants.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ from dask.utils import format_bytes
 from ..blocks import Blocks, RowBlocks
 from ..capacities import Capacities
 from ..certificate import certify_labels
-from ..kernels import BandPass, band_pass, combine_band, label_sums
-from .base import HardLabels, SolverOptions, StepOutcome
-from .paths import DONE, WIDEN, successive_shortest_paths
+from ..exact_pass import ExactPass, band_costs, combine_passes, exact_pass, whole_block
+from ..kernels import label_sums, reduced_cost_labels
+from .base import ExactLabels, SolverOptions, StepOutcome
+from .paths import DONE, successive_shortest_paths
 
-_MIN_BAND = 8192  # band rows gathered at least (a warm Lloyd step's imbalance fits easily)
+_MIN_BAND = 8192  # band rows wanted at least (a warm Lloyd step's imbalance fits easily)
 _PER_CLUSTER = 64  # ... and at least this many per cluster
 _WIDEN = 4  # a band too narrow for the shortest paths grows by this factor
 _WARM_SAMPLE = 0.02  # warm potentials misplacing more than this share go back to the sample
@@ -50,26 +53,31 @@ def imbalance(counts: np.ndarray, capacities: Capacities) -> int:
     return int(max(over.sum(), under.sum()))
 
 
-def _band_kernel(
+def _pass_kernel(
     X: np.ndarray,
-    C: np.ndarray,
+    centers: np.ndarray,
     v: np.ndarray,
-    size: int,
+    theta: float,
+    cap: int,
     total: int,
     strict: bool,
     offset: int,
-) -> BandPass:
-    """A block's share of a band of ``size`` rows among ``total``: all of it for one block,
-    else twice its share (rows are not spread evenly over the blocks) and a few, or exactly
-    its share when the band's size is a hard limit (``strict``)."""
-    m = C.shape[0]
-    if m >= total:
-        share = size
-    elif strict:
-        share = size * m // max(total, 1)
-    else:
-        share = min(m, math.ceil(2.0 * size * m / max(total, 1)) + 16)
-    return band_pass(X, C, v, share, offset)
+) -> ExactPass:
+    """A block's share of a band of at most ``cap`` rows among ``total``: all of it for one
+    block, else twice its share (rows are not spread evenly over the blocks) and a few.
+
+    ``strict`` (a hard limit, ``max_band``): exactly the block's share, its smallest gaps
+    (the block's gaps are computed first to find the threshold that holds them)."""
+    m = X.shape[0]
+    share = cap if m >= total else min(m, math.ceil(2.0 * cap * m / max(total, 1)) + 16)
+    if strict:
+        share = cap if m >= total else cap * m // max(total, 1)
+        if 0 < share < m:
+            _, gaps = reduced_cost_labels(band_costs(X, centers), v)
+            theta = min(theta, float(np.partition(gaps, share - 1)[share - 1]))
+    if share >= m and theta == math.inf:  # every row: nothing to summarise, no costs here
+        return whole_block(X, centers.shape[0], offset)
+    return exact_pass(X, centers, v, theta, share, offset, strict=strict)
 
 
 @dataclass
@@ -77,7 +85,8 @@ class _Search:
     """Where the search for the exact labels stands."""
 
     potentials: np.ndarray
-    size: int  # band rows asked for
+    theta: float  # band threshold on the top-two gap
+    wanted: int  # band rows wanted
     limit: int  # band rows allowed
     passes: int = 0
     augmentations: int = 0
@@ -92,65 +101,93 @@ def solve_exact(
     potentials: np.ndarray | None = None,
     eps: float | None = None,
 ) -> StepOutcome:
-    """An exact optimum of the balanced transport LP on the current cost blocks, certified."""
+    """An exact optimum of the balanced transport LP for the blocks' centers, certified.
+
+    ``potentials`` and ``eps`` are the previous step's (a warm start): ``eps`` is the band
+    threshold it ended with.
+    """
     n, k = blocks.n_samples, capacities.n_clusters
+    # a gathered row: its coordinates, cost row and a few numbers; a pass may return up to
+    # about twice the rows it is asked for (see exact_pass), so ask for half the budget
     row_bytes = 8 * (k + blocks.n_features + 4)
     budget = blocks.band_budget()
-    limit = min(n, max(budget // row_bytes, 1))
+    limit = min(n, max(budget // (2 * row_bytes), 1))
     if options.max_band is not None:
         limit = min(limit, options.max_band)
     cold = potentials is None
-    v = np.zeros(k) if cold else np.asarray(potentials, dtype=np.float64)
-    # gathering rows costs nothing in memory: then the band is every row (no widening)
-    first = limit if blocks.gather_is_free else min(limit, max(_MIN_BAND, _PER_CLUSTER * k))
-    search = _Search(potentials=v, size=first, limit=limit)
+    wanted = min(limit, max(_MIN_BAND, _PER_CLUSTER * k))
+    search = _Search(
+        potentials=np.zeros(k) if cold else np.asarray(potentials, dtype=np.float64),
+        theta=math.inf if cold or not eps else float(eps),
+        wanted=wanted,
+        limit=limit,
+    )
     sample = blocks.sample()
     if cold and sample is not None:
         _from_sample(search, blocks, sample, capacities, options)
+    if cold and blocks.gather_is_free and limit >= n:
+        # in memory a cold start takes every row into the band: no widening
+        search.wanted, search.theta = n, math.inf
+    elif not cold and not eps and sample is not None:
+        # warm potentials without a threshold: the sample's gaps tell (else the first pass's
+        # histogram does, if its band of the first rows is not enough)
+        search.theta = _quantile_gap(sample, blocks.centers, search.potentials, wanted / n)
     while True:
-        band = blocks.reduce(
-            _band_kernel,
-            combine_band,
+        band = blocks.reduce_x(
+            _pass_kernel,
+            combine_passes,
+            blocks.centers,
             search.potentials,
-            search.size,
+            search.theta,
+            search.wanted,
             n,
             options.max_band is not None,
-            with_x=True,
-            with_offset=True,
         )
         search.passes += 1
-        off = imbalance(band.sizes, capacities)
         gathered = band.rows.shape[0]
-        if not search.sampled and sample is not None and off > max(_WARM_SAMPLE * n, gathered / 4):
+        costs = band_costs(band.x, blocks.centers)
+        labels, _ = reduced_cost_labels(costs, search.potentials)
+        off = imbalance(band.counts + np.bincount(labels, minlength=k), capacities)
+        if not search.sampled and sample is not None and off > _WARM_SAMPLE * n:
             # warm potentials far off (the centers moved much): the sample first
             _from_sample(search, blocks, sample, capacities, options)
             continue
-        if 4 * off > gathered and gathered < min(n, search.limit):
-            search.size = min(search.limit, max(search.size, 4 * off + _PER_CLUSTER * k))
-            if search.size > gathered:
-                continue
-        labels = band.labels.copy()
+        needed = min(search.limit, 4 * off + _PER_CLUSTER * k)
+        if search.theta == math.inf and gathered < n:
+            # no threshold yet and the band was cut at its size: take the boundary rows
+            search.wanted = max(search.wanted, needed)
+            search.theta = band.band_rows_below(search.wanted)
+            continue
+        if needed > gathered and gathered < search.limit and search.theta < math.inf:
+            # too narrow a band for this imbalance: the histogram says how wide to go
+            search.wanted = max(search.wanted, needed)
+            search.theta = band.band_rows_below(search.wanted)
+            search.widenings += 1
+            continue
         result = successive_shortest_paths(
-            band.costs,
+            costs,
             labels,
             capacities.lower,
             capacities.upper,
             search.potentials,
             fixed_counts=band.counts,
-            fixed_slack=band.slack,
         )
         search.augmentations += result.augmentations
         if result.status == DONE:
-            return _outcome(blocks, capacities, band, labels, result.slack, search, eps)
-        if result.status != WIDEN or gathered >= n:
-            raise RuntimeError(  # pragma: no cover - bounds are validated upstream
-                "the size bounds cannot be met (infeasible capacities)"
-            )
-        if search.size >= search.limit:
+            step = _outcome(blocks, capacities, band, costs, labels, result.slack, search)
+            assert step.certificate is not None
+            if step.certificate.optimal or gathered >= n:
+                return step
+        if gathered >= search.limit:
             raise _band_error(search, budget, k, options)
-        search.potentials = result.potentials
-        search.size = min(search.limit, _WIDEN * max(search.size, gathered))
+        # the band's optimum is not the whole problem's (a point beyond the band must move):
+        # widen it, from the same potentials (the band's own may misplace fixed rows)
         search.widenings += 1
+        if blocks.gather_is_free and search.limit >= n:
+            search.wanted, search.theta = n, math.inf  # in memory: every row, at no cost
+        else:
+            search.wanted = min(search.limit, _WIDEN * max(search.wanted, gathered))
+            search.theta = band.band_rows_below(search.wanted)
 
 
 def _from_sample(
@@ -161,31 +198,27 @@ def _from_sample(
     options: SolverOptions,
 ) -> None:
     """Potentials from the sample (warm-started at the current ones unless cold), and a band
-    wide enough for what they misplace: about ``(n / 2) sqrt(k / s)`` points."""
-    n, k = blocks.n_samples, capacities.n_clusters
+    wide enough for what they misplace: about ``(n / 2) sqrt(k / s)`` points, the rows whose
+    gap is below the matching quantile of the sample's gaps."""
+    n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
     warm = search.potentials if search.passes else None
-    search.potentials = _sample_potentials(blocks, sample, capacities, options, warm)
-    search.sampled = True
-    expected = 0.5 * n * math.sqrt(k / sample.shape[0])
-    search.size = min(search.limit, max(search.size, int(4 * expected)))
-
-
-def _sample_potentials(
-    blocks: Blocks,
-    sample: np.ndarray,
-    capacities: Capacities,
-    options: SolverOptions,
-    potentials: np.ndarray | None,
-) -> np.ndarray:
-    """Exact potentials of the problem on the engine's row sample, capacities scaled to it."""
-    n, s = blocks.n_samples, sample.shape[0]
     nested = RowBlocks(sample)
     nested.set_centers(blocks.centers)
-    scaled = capacities.scaled(s / n)
-    unlimited = SolverOptions(max_band=None)
-    step = solve_exact(nested, scaled, unlimited, potentials)
+    step = solve_exact(nested, capacities.scaled(s / n), SolverOptions(max_band=None), warm)
     blocks.passes.sample += 1
-    return step.potentials
+    search.potentials = step.potentials
+    search.sampled = True
+    expected = 0.5 * n * math.sqrt(k / s)
+    search.wanted = min(search.limit, max(search.wanted, int(4 * expected)))
+    search.theta = _quantile_gap(sample, blocks.centers, step.potentials, search.wanted / n)
+
+
+def _quantile_gap(sample: np.ndarray, centers: np.ndarray, v: np.ndarray, share: float) -> float:
+    """The top-two gap below which about ``share`` of the sample's rows lie under ``v``."""
+    if not sample.shape[0]:
+        return math.inf
+    _, gaps = reduced_cost_labels(band_costs(sample, centers), v)
+    return float(np.quantile(gaps, min(1.0, share)))
 
 
 def _band_error(search: _Search, budget: int, k: int, options: SolverOptions) -> RuntimeError:
@@ -208,30 +241,32 @@ def _band_error(search: _Search, budget: int, k: int, options: SolverOptions) ->
 def _outcome(
     blocks: Blocks,
     capacities: Capacities,
-    band: BandPass,
+    band: ExactPass,
+    costs: np.ndarray,
     labels: np.ndarray,
     band_slack: np.ndarray,
     search: _Search,
-    eps: float | None,
 ) -> StepOutcome:
     """The step's summaries: the fixed rows' and the band's, and the certificate."""
     k = capacities.n_clusters
     sizes = band.counts + np.bincount(labels, minlength=k)
     sums = band.sums + label_sums(band.x, labels, k)
-    rows = np.arange(labels.shape[0])
-    objective = band.objective + float(band.costs[rows, labels].sum())
+    objective = band.objective + float(costs[np.arange(labels.shape[0]), labels].sum())
     slack = np.minimum(band.slack, band_slack)
     potentials, certificate = certify_labels(slack, sizes, capacities, objective, blocks.n_samples)
+    # the next step's band: about as many rows as this one wanted, not fewer than the minimum
+    wanted = max(_MIN_BAND, _PER_CLUSTER * k)
+    next_theta = band.band_rows_below(min(search.limit, wanted))
     return StepOutcome(
         method="exact",
         potentials=potentials,
-        eps=float(eps) if eps is not None else 0.0,
+        eps=next_theta if math.isfinite(next_theta) else 0.0,
         mass=sizes.astype(np.float64),
         sums=sums,
         objective=objective,
         sizes=sizes,
         # the fixed rows' labels are minimisers under the pass's potentials (ties included)
-        labeler=HardLabels(search.potentials, band.rows, labels),
+        labeler=ExactLabels(blocks.centers, search.potentials, band.rows, labels),
         certificate=certificate,
         n_iter=search.augmentations,
         band_size=int(labels.shape[0]),

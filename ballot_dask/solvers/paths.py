@@ -7,7 +7,8 @@ cluster ``a`` to cluster ``b`` costs ``C_ib - C_ia``; the cheapest such move bet
 is the slack matrix entry ``S[a, b] = min over i in a of (C_ib - C_ia)``, and the graph on the k
 clusters with arc lengths ``S[a, b] - v_b + v_a >= 0`` is all a min-cost flow needs:
 
-1. Dijkstra from the over-full clusters to the nearest under-full one (k nodes);
+1. Dijkstra from an over-full cluster (each in turn) to the nearest under-full one (k nodes;
+   a search from every over-full cluster at once would settle them all first);
 2. raise the potentials by ``min(distance, D)`` (they stay dual-feasible: every arc keeps a
    non-negative reduced cost, and the path becomes tight);
 3. move one point along every arc of the path (sizes change only at its ends), update the
@@ -19,11 +20,12 @@ potentials certify it), whatever the data and the start: separated clusters, dup
 nodes and a scan of one cluster's points; the potentials that start it come from a cheaper
 approximation (a row sample), so the imbalance is small.
 
-*Bands.*  Only some points (the *band*: the ones closest to a cell boundary) are held here with
-their cost rows; the others are *fixed*, summarised by their counts and their own slack matrix.
-A fixed point cannot move, but its arcs still constrain the potentials, so they take part in
-Dijkstra: when the shortest path needs one, the band was too narrow and the caller gathers a
-wider one (status :data:`WIDEN`), starting from the potentials reached so far.
+*Bands.*  Only some points (the *band*: the ones closest to a cell boundary) may be held here
+with their cost rows; the others are *fixed*, counted in the sizes but never moved.  The paths
+then solve the band's own transport problem (the capacity left by the fixed points); whether
+that is an optimum of the whole problem is for the certificate to decide, with the fixed
+points' slack matrix (:mod:`ballot_dask.certificate`): any potentials satisfying every
+constraint prove it, not only the ones the paths ended with.
 
 *Intervals.*  Size bounds ``lower <= size <= upper`` add a node ``R`` with arcs ``j -> R`` (the
 cluster may take one point more, while below its upper bound) and ``R -> j`` (one fewer, while
@@ -39,9 +41,9 @@ import numpy as np
 
 from ..jit import njit
 
-DONE = 0  #: every size within its bounds: an exact optimum
-WIDEN = 1  #: the next shortest path needs a point outside the band
-STUCK = 2  #: no path from a surplus to a deficit (infeasible bounds)
+DONE = 0  #: every size within its bounds: an exact optimum of the band's problem
+LIMIT = 1  #: stopped at ``max_augment`` augmentations
+STUCK = 2  #: no path from a surplus to a deficit (the band cannot meet the bounds)
 
 #: the arcs' lists of cheapest moves hold at most this many entries in all (32 per arc, fewer
 #: for large k)
@@ -52,10 +54,9 @@ class PathsResult(NamedTuple):
     """What :func:`successive_shortest_paths` returns."""
 
     potentials: np.ndarray  #: (k,) the final potentials, relative to ``R``
-    status: int  #: :data:`DONE`, :data:`WIDEN` or :data:`STUCK`
+    status: int  #: :data:`DONE`, :data:`LIMIT` or :data:`STUCK`
     augmentations: int  #: points moved along shortest paths (path length counted once)
     slack: np.ndarray  #: (k, k) slack matrix of the band's points under their final labels
-    fixed_arc: tuple[int, int]  #: the fixed arc a WIDEN path needed, ``(-1, -1)`` otherwise
     settled: int = 0  #: nodes settled by the Dijkstra searches, in all (the work done)
 
 
@@ -140,7 +141,7 @@ def _cheapest(costs, labels, x, b, head, nxt, vals, rows, start, end, bound):  #
 
 @njit()
 def _paths(
-    costs, labels, lower, upper, fixed_counts, fixed_slack, v_in, max_augment, L
+    costs, labels, lower, upper, fixed_counts, v_in, max_augment, L
 ):  # pragma: no cover - compiled
     m, k = costs.shape
     R = k
@@ -201,12 +202,9 @@ def _paths(
     dist = np.empty(k + 1)
     settled = np.zeros(k + 1, np.bool_)
     pred = np.empty(k + 1, np.int64)
-    fixed = np.zeros(k + 1, np.bool_)  # the arc into the node is a fixed point's
     augmentations = 0
     work = 0  # nodes settled by Dijkstra, in all
     status = DONE
-    fixed_a = -1
-    fixed_b = -1
     source = 0
     while True:
         # one source at a time, in turn: a search from every surplus at once would settle
@@ -218,13 +216,12 @@ def _paths(
         else:
             break
         if augmentations >= max_augment:
-            status = WIDEN
+            status = LIMIT
             break
         for x in range(k + 1):
             dist[x] = np.inf
             settled[x] = False
             pred[x] = -1
-            fixed[x] = False
         dist[source] = 0.0
         sink = -1
         D = 0.0
@@ -245,20 +242,14 @@ def _paths(
                 break
             if x < k:
                 for b in range(k):
-                    if settled[b] or b == x:
+                    if settled[b] or b == x or slack[x, b] == np.inf:
                         continue
-                    s_band = slack[x, b]
-                    s_fixed = fixed_slack[x, b]
-                    s = s_band if s_band <= s_fixed else s_fixed
-                    if s == np.inf:
-                        continue
-                    w = s - v[b] + v[x]
+                    w = slack[x, b] - v[b] + v[x]
                     if w < 0.0:
                         w = 0.0  # round-off: the arc is tight
                     if dx + w < dist[b]:
                         dist[b] = dx + w
                         pred[b] = x
-                        fixed[b] = s_band > s_fixed
                 if not settled[R] and target[x] < upper[x]:
                     w = v[x] - v[R]
                     if w < 0.0:
@@ -266,7 +257,6 @@ def _paths(
                     if dx + w < dist[R]:
                         dist[R] = dx + w
                         pred[R] = x
-                        fixed[R] = False
             else:
                 for b in range(k):
                     if not settled[b] and target[b] > lower[b]:
@@ -276,23 +266,12 @@ def _paths(
                         if dx + w < dist[b]:
                             dist[b] = dx + w
                             pred[b] = R
-                            fixed[b] = False
         if sink < 0:
             status = STUCK
             break
         # dual update: every arc keeps a non-negative reduced cost, the path becomes tight
         for x in range(k + 1):
             v[x] += dist[x] if dist[x] < D else D
-        y = sink
-        while pred[y] >= 0:
-            if fixed[y]:
-                status = WIDEN
-                fixed_a = pred[y]
-                fixed_b = y
-                break
-            y = pred[y]
-        if status == WIDEN:
-            break
         y = sink
         while pred[y] >= 0:
             x = pred[y]
@@ -349,7 +328,7 @@ def _paths(
     out = np.empty(k)
     for j in range(k):
         out[j] = v[j] - v[R]
-    return out, status, augmentations, slack, fixed_a, fixed_b, work
+    return out, status, augmentations, slack, work
 
 
 def successive_shortest_paths(
@@ -360,7 +339,6 @@ def successive_shortest_paths(
     potentials: np.ndarray,
     *,
     fixed_counts: np.ndarray | None = None,
-    fixed_slack: np.ndarray | None = None,
     max_augment: int | None = None,
 ) -> PathsResult:
     """Exact labels of the band's points, moving them along shortest paths until every size
@@ -375,13 +353,11 @@ def successive_shortest_paths(
     lower, upper : ndarray of shape (k,), int64
         Bounds on the sizes, counting the fixed points.
     potentials : ndarray of shape (k,)
-        Dual potentials under which the labels (band and fixed) are minimisers.
+        Dual potentials under which the band's labels are minimisers.
     fixed_counts : ndarray of shape (k,), default=None
         Points per cluster outside the band (they do not move).
-    fixed_slack : ndarray of shape (k, k), default=None
-        Their slack matrix ``min over fixed i in a of (C_ib - C_ia)`` (``inf`` where none).
     max_augment : int, default=None
-        Stop (with :data:`WIDEN`) after this many augmentations.
+        Stop (with :data:`LIMIT`) after this many augmentations.
 
     Returns
     -------
@@ -390,17 +366,14 @@ def successive_shortest_paths(
     k = costs.shape[1]
     if fixed_counts is None:
         fixed_counts = np.zeros(k, dtype=np.int64)
-    if fixed_slack is None:
-        fixed_slack = np.full((k, k), np.inf)
-    v, status, augmentations, slack, a, b, work = _paths(
+    v, status, augmentations, slack, work = _paths(
         np.ascontiguousarray(costs, dtype=np.float64),
         labels,
         np.asarray(lower, dtype=np.int64),
         np.asarray(upper, dtype=np.int64),
         np.asarray(fixed_counts, dtype=np.int64),
-        np.ascontiguousarray(fixed_slack, dtype=np.float64),
         np.asarray(potentials, dtype=np.float64),
         np.iinfo(np.int64).max if max_augment is None else int(max_augment),
         int(max(4, min(32, _LIST_CELLS // (k * k)))),
     )
-    return PathsResult(v, int(status), int(augmentations), slack, (int(a), int(b)), int(work))
+    return PathsResult(v, int(status), int(augmentations), slack, int(work))

@@ -1,0 +1,297 @@
+"""The exact step's pass over one block of X: everything an iteration needs, in one read.
+
+Costs are computed slab by slab inside the pass (a few thousand rows at a time, float64:
+sums of squared differences for small ``k * d``, BLAS beyond) and never stored, so a task's
+memory is bounded by the slab, not by the block.  For every row, the labels under the
+potentials ``v`` and the top-two reduced-cost gap decide:
+
+- gap ``<= theta``: a *band* row, whose label may change; its index is kept (the caller gathers
+  its coordinates and recomputes its cost row, a few thousand rows);
+- otherwise a *fixed* row, summarised at its label ``argmin_j (C_ij - v_j)``: per-cluster
+  counts and coordinate sums (the centroid update), its cost (the objective) and its row of
+  the slack matrix ``min over fixed i in a of (C_ib - C_ia)`` (the certificate).
+
+A histogram of the gaps (by powers of two) tells the next pass which threshold
+gives the band it wants.  At most ``cap`` rows enter the band per block; the others are fixed
+(always allowed: fixing a row only narrows what the repair may move, and the shortest paths
+ask for a wider band when they need one).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from .jit import njit
+from .kernels import _n_lanes, _threads_for, cost_block, prepared_centers, slab_costs, slab_rows
+
+#: gaps below this share of a row's cost scale are ties
+_TIE = 1e-12
+#: histogram bins: bin 0 for a gap of 0, bin ``e + _EXP`` for a gap in ``[2^(e-1), 2^e)``
+_EXP = 1080
+_BINS = 2 * _EXP + 2
+
+
+class ExactPass(NamedTuple):
+    """One pass of the exact step over a block (or over every block, combined)."""
+
+    counts: np.ndarray  #: (k,) int64: fixed rows per cluster
+    sums: np.ndarray  #: (k, d) float64: their coordinate sums
+    objective: float  #: their costs, summed
+    slack: np.ndarray  #: (k, k) ``min over fixed i in a of (C_ib - C_ia)``, ``inf`` if none
+    rows: np.ndarray  #: (m,) int64: global indices of the band rows, increasing
+    x: np.ndarray  #: (m, d): their coordinates (X's dtype)
+    hist: np.ndarray  #: (_BINS,) int64: rows per gap bin (powers of two)
+    theta: float  #: the band threshold the pass used
+
+    def band_rows_below(self, wanted: int) -> float:
+        """A threshold that would have put at least ``wanted`` rows in the band (within a
+        factor two), from the pass's histogram of gaps."""
+        cumulative = np.cumsum(self.hist)
+        j = int(np.searchsorted(cumulative, wanted))
+        if j >= _BINS - 1:
+            return math.inf
+        return 0.0 if j == 0 else math.ldexp(1.0, j - _EXP)
+
+
+@njit(inline="always")
+def _bin(gap):  # pragma: no cover - compiled
+    """Histogram bin of a gap: 0 for 0, ``e + _EXP`` for ``2^(e-1) <= gap < 2^e``."""
+    if not gap > 0.0:
+        return 0
+    if gap == np.inf:
+        return _BINS - 1
+    e = math.frexp(gap)[1] + _EXP
+    return min(max(e, 1), _BINS - 1)
+
+
+@njit(parallel=True)
+def _exact_pass(
+    X, mu, mu_c, mu_sq, mean, use_dot, v, theta, cap, n_lanes, slab
+):  # pragma: no cover - compiled
+    m, d = X.shape
+    k = mu.shape[0]
+    counts = np.zeros((n_lanes, k), dtype=np.int64)
+    sums = np.zeros((n_lanes, k, d))
+    slack = np.full((n_lanes, k, k), np.inf)
+    obj = np.zeros(n_lanes)
+    band = np.empty((n_lanes, max(cap, 1)), dtype=np.int64)
+    taken = np.zeros(n_lanes, dtype=np.int64)
+    hist = np.zeros((n_lanes, _BINS), dtype=np.int64)
+    step = (m + n_lanes - 1) // n_lanes
+    for lane in numba.prange(n_lanes):
+        C = np.empty((slab, k))
+        lane_end = min(m, (lane + 1) * step)
+        for lo in range(lane * step, lane_end, slab):
+            hi = min(lo + slab, lane_end)
+            slab_costs(X, lo, hi, mu, mu_c, mu_sq, mean, use_dot, C)
+            for r in range(hi - lo):
+                b1 = np.inf
+                b2 = np.inf
+                a = 0
+                for j in range(k):
+                    red = C[r, j] - v[j]
+                    a = j if red < b1 else a
+                    b2 = min(b2, max(b1, red))
+                    b1 = min(b1, red)
+                gap = b2 - b1
+                hist[lane, _bin(gap)] += 1
+                # a gap at round-off level is a tie: always in the band, so that no fixed
+                # row's label hangs on the last bit of its costs
+                tie = gap <= _TIE * (abs(b1) + abs(v[a]) + C[r, a])
+                if (gap <= theta or tie) and taken[lane] < cap:
+                    band[lane, taken[lane]] = lo + r
+                    taken[lane] += 1
+                    continue
+                ca = C[r, a]
+                counts[lane, a] += 1
+                obj[lane] += ca
+                for t in range(d):
+                    sums[lane, a, t] += X[lo + r, t]
+                for j in range(k):
+                    red = C[r, j] - ca
+                    if red < slack[lane, a, j]:
+                        slack[lane, a, j] = red
+    return counts, sums, slack, obj, band, taken, hist
+
+
+def _lane_cap(cap: int, lanes: int) -> int:
+    """Band rows one lane may take: twice its share, and a few (rows in the band are not
+    spread evenly over the block); the block's total stays within about twice ``cap``."""
+    if lanes <= 1:
+        return cap
+    return min(cap, 2 * -(-cap // lanes) + 64)
+
+
+def exact_pass(
+    X: np.ndarray,
+    centers: np.ndarray,
+    v: np.ndarray,
+    theta: float,
+    cap: int,
+    offset: int = 0,
+    *,
+    strict: bool = False,
+) -> ExactPass:
+    """The exact step's pass over one block (see the module docstring).
+
+    Parameters
+    ----------
+    X : ndarray of shape (m, d)
+        The block's rows (float32 or float64).
+    centers : ndarray of shape (k, d)
+    v : ndarray of shape (k,)
+        The potentials the labels and gaps are taken under.
+    theta : float
+        Band threshold on the top-two gap (``inf``: every row, up to ``cap``).
+    cap : int
+        Band rows this block should return at most (about twice as many may come back when
+        they are unevenly spread over the block's lanes, unless ``strict``).
+    offset : int
+        Global index of the block's first row.
+    """
+    m = X.shape[0]
+    k = centers.shape[0]
+    mu, mu_c, mu_sq, mean, use_dot = prepared_centers(X, centers)
+    lanes = 1 if strict else _n_lanes(m, k * k + k * X.shape[1])  # strict: one global cap
+    with _threads_for(m, blas=use_dot):
+        counts, sums, slack, obj, band, taken, hist = _exact_pass(
+            X,
+            mu,
+            mu_c,
+            mu_sq,
+            mean,
+            use_dot,
+            np.asarray(v, dtype=np.float64),
+            float(theta),
+            _lane_cap(int(cap), lanes),
+            lanes,
+            slab_rows(k),
+        )
+    rows = np.concatenate([band[lane, : taken[lane]] for lane in range(lanes)])
+    return ExactPass(
+        counts=counts.sum(axis=0),
+        sums=sums.sum(axis=0),
+        objective=float(obj.sum()),
+        slack=slack.min(axis=0),
+        rows=rows.astype(np.int64) + offset,
+        x=np.ascontiguousarray(X[rows]),
+        hist=hist.sum(axis=0),
+        theta=float(theta),
+    )
+
+
+@njit(parallel=True)
+def _labels_pass(
+    X, mu, mu_c, mu_sq, mean, use_dot, v, rows, fixed, out, n_lanes, slab
+):  # pragma: no cover
+    m = X.shape[0]
+    k = mu.shape[0]
+    step = (m + n_lanes - 1) // n_lanes
+    for lane in numba.prange(n_lanes):
+        C = np.empty((slab, k))
+        lane_end = min(m, (lane + 1) * step)
+        p = np.searchsorted(rows, lane * step)
+        for lo in range(lane * step, lane_end, slab):
+            hi = min(lo + slab, lane_end)
+            slab_costs(X, lo, hi, mu, mu_c, mu_sq, mean, use_dot, C)
+            for r in range(hi - lo):
+                i = lo + r
+                if p < rows.shape[0] and rows[p] == i:
+                    out[i] = fixed[p]
+                    p += 1
+                    continue
+                b1 = np.inf
+                a = 0
+                for j in range(k):
+                    red = C[r, j] - v[j]
+                    if red < b1:
+                        b1 = red
+                        a = j
+                out[i] = a
+
+
+def power_labels(
+    X: np.ndarray,
+    centers: np.ndarray,
+    v: np.ndarray,
+    rows: np.ndarray | None = None,
+    fixed: np.ndarray | None = None,
+) -> np.ndarray:
+    """``argmin_j (C_ij - v_j)`` for a block (lowest index on ties), except on the block-local
+    ``rows`` (sorted), which take ``fixed``: the labels :func:`exact_pass` counted, from costs
+    computed with its own arithmetic and partition of the block."""
+    m, k = X.shape[0], centers.shape[0]
+    out = np.empty(m, dtype=np.int64)
+    if m == 0:
+        return out
+    mu, mu_c, mu_sq, mean, use_dot = prepared_centers(X, centers)
+    rows = np.zeros(0, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    fixed = np.zeros(0, dtype=np.int64) if fixed is None else np.asarray(fixed, dtype=np.int64)
+    with _threads_for(m, blas=use_dot):
+        _labels_pass(
+            X,
+            mu,
+            mu_c,
+            mu_sq,
+            mean,
+            use_dot,
+            np.asarray(v, dtype=np.float64),
+            rows,
+            fixed,
+            out,
+            _n_lanes(m, k * k + k * X.shape[1]),
+            slab_rows(k),
+        )
+    return out
+
+
+def whole_block(X: np.ndarray, k: int, offset: int = 0) -> ExactPass:
+    """The pass's summary when every row of the block is in the band (nothing to read)."""
+    m, d = X.shape
+    hist = np.zeros(_BINS, dtype=np.int64)
+    hist[-1] = m
+    return ExactPass(
+        counts=np.zeros(k, dtype=np.int64),
+        sums=np.zeros((k, d)),
+        objective=0.0,
+        slack=np.full((k, k), np.inf),
+        rows=np.arange(offset, offset + m, dtype=np.int64),
+        x=X,
+        hist=hist,
+        theta=np.inf,
+    )
+
+
+def combine_passes(parts: list[ExactPass]) -> ExactPass:
+    """Reduce :func:`exact_pass` summaries (closed; parts in row order)."""
+    if len(parts) == 1:
+        return parts[0]
+    return ExactPass(
+        counts=np.sum([p.counts for p in parts], axis=0),
+        sums=np.sum([p.sums for p in parts], axis=0),
+        objective=float(sum(p.objective for p in parts)),
+        slack=np.min([p.slack for p in parts], axis=0),
+        rows=np.concatenate([p.rows for p in parts]),
+        x=np.concatenate([p.x for p in parts]),
+        hist=np.sum([p.hist for p in parts], axis=0),
+        theta=parts[0].theta,
+    )
+
+
+def band_costs(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Cost rows of gathered band rows, with the pass's own arithmetic."""
+    return cost_block(x, centers)
+
+
+__all__ = [
+    "ExactPass",
+    "band_costs",
+    "combine_passes",
+    "exact_pass",
+    "power_labels",
+    "whole_block",
+]
