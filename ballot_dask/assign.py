@@ -13,10 +13,11 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._validation import METHODS, ROUNDINGS, check_centers, check_choice, check_data, check_positive
 from .blocks import Blocks, RowBlocks
-from .capacities import resolve_capacities
+from .capacities import Capacities, resolve_capacities
 from .certificate import Certificate
 from .dask_blocks import DaskBlocks, as_dask_data
 from .solvers import SOLVERS, SolverOptions, StepOutcome, labels_of
+from .solvers.base import interior_potentials
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,12 @@ def solver_options(
     )
 
 
-def result_from_step(blocks: Blocks, step: StepOutcome) -> AssignmentResult:
+def result_from_step(blocks: Blocks, step: StepOutcome, capacities: Capacities) -> AssignmentResult:
     """Materialise the labels of a solver step into an :class:`AssignmentResult`."""
     labels = labels_of(blocks, step.labeler)
     return AssignmentResult(
         labels=labels,
-        potentials=step.potentials,
+        potentials=interior_potentials(step, capacities, blocks.n_samples),
         objective=float(step.objective),
         sizes=np.asarray(step.sizes),
         certificate=step.certificate,
@@ -195,7 +196,7 @@ def balanced_assign(
     step = SOLVERS[method](blocks, capacities, options, v0, eps)
     short = step.marginal_error is not None and step.marginal_error > options.sinkhorn_tol
     warn_unconverged(step, options, int(short))
-    return result_from_step(blocks, step)
+    return result_from_step(blocks, step, capacities)
 
 
 def warn_unconverged(step: StepOutcome, options: SolverOptions, count: int) -> None:

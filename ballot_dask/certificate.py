@@ -119,6 +119,7 @@ def certify_slack(
     tolerance: float,
     *,
     objective: float | None = None,
+    interior: bool = False,
 ) -> tuple[np.ndarray, Certificate]:
     """Potentials for a hard assignment and the certificate that they prove it optimal.
 
@@ -136,6 +137,11 @@ def certify_slack(
     objective : float, default=None
         The labels' objective ``sum_i C_{i, l_i}``: the duality gap must then be within
         ``1e-9 * max(objective, tolerance / 1e-12)`` for ``optimal``.
+    interior : bool, default=False
+        Return the max-margin potentials (every constraint slack by half the minimum mean
+        cycle weight: no labelled point on a boundary of their power diagram), for k up to
+        512 (Karp's algorithm, O(k^3)); otherwise the midpoint of the largest and smallest
+        feasible potentials.
 
     Returns
     -------
@@ -158,7 +164,7 @@ def certify_slack(
             break
     v = dist[:k] - dist[k]
     margin = 0.0
-    if acyclic and allowance == 0.0 and k <= _MARGIN_MAX_K:
+    if interior and acyclic and allowance == 0.0 and k <= _MARGIN_MAX_K:
         # every constraint can hold with slack up to the minimum mean cycle weight: with half
         # of it, no labelled point sits on a boundary of the power diagram of the result
         mean = _min_mean_cycle(np.where(np.isfinite(weights), weights, np.inf))
@@ -216,7 +222,13 @@ RELATIVE_TOLERANCE = 1e-12
 
 
 def certify_labels(
-    slack: np.ndarray, sizes: np.ndarray, capacities: Capacities, objective: float, n: int
+    slack: np.ndarray,
+    sizes: np.ndarray,
+    capacities: Capacities,
+    objective: float,
+    n: int,
+    *,
+    interior: bool = False,
 ) -> tuple[np.ndarray, Certificate]:
     """Potentials and certificate of a labelling from its slack matrix, sizes and objective
     (the allowance is :data:`RELATIVE_TOLERANCE` of the cost scale: the largest slack plus
@@ -224,7 +236,9 @@ def certify_labels(
     finite = slack[np.isfinite(slack)]
     scale = float(np.abs(finite).max(initial=0.0)) + objective / max(n, 1)
     tolerance = RELATIVE_TOLERANCE * max(scale, 1e-300)
-    return certify_slack(slack, sizes, capacities, tolerance, objective=objective)
+    return certify_slack(
+        slack, sizes, capacities, tolerance, objective=objective, interior=interior
+    )
 
 
 def certify(

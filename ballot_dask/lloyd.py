@@ -20,6 +20,7 @@ from .blocks import Blocks
 from .capacities import Capacities
 from .certificate import Certificate
 from .solvers import SOLVERS, SolverOptions, StepOutcome, labels_of
+from .solvers.base import interior_potentials
 
 logger = logging.getLogger("ballot_dask")
 
@@ -159,6 +160,7 @@ def lloyd(
         potentials = step.potentials
     warn_unconverged(step, options, short)
     labels = labels_of(blocks, step.labeler)
+    potentials = interior_potentials(step, capacities, blocks.n_samples)
     inertia = step.objective  # sum_i ||x_i - centers[labels_i]||^2 at the final centers
     return LloydResult(
         centers=centers,

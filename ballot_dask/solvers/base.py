@@ -107,12 +107,23 @@ class StepOutcome:
     sizes: np.ndarray
     labeler: HardLabels | ExactLabels | RoundedLabels
     certificate: Certificate | None = None
+    slack: np.ndarray | None = None  # (k, k) slack matrix of hard labels (the certificate's)
     plan_cost: float | None = None
     marginal_error: float | None = None
     n_iter: int = 0
     band_size: int = 0
     retries: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+
+
+def interior_potentials(step: StepOutcome, capacities: Capacities, n: int) -> np.ndarray:
+    """The step's potentials, moved to the max-margin point of the certified ones when the
+    step has hard labels (so that its power diagram puts no labelled point on a boundary:
+    ``predict(method="power")`` then gives the training labels back)."""
+    if step.slack is None or step.certificate is None or not step.certificate.optimal:
+        return step.potentials
+    v, _ = certify_labels(step.slack, step.sizes, capacities, step.objective, n, interior=True)
+    return v
 
 
 def labels_of(blocks: Blocks, labeler: HardLabels | ExactLabels | RoundedLabels) -> Any:
@@ -133,25 +144,15 @@ def _combine_hard(parts: list[tuple]) -> tuple:
     return counts, sums, slack, float(sum(p[3] for p in parts))
 
 
-def certified_summary(
-    blocks: Blocks, capacities: Capacities, labeler: HardLabels
-) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, Certificate]:
-    """One pass: sizes, centroid sums, objective and the optimality certificate of ``labeler``.
-
-    Returns ``(counts, sums, objective, potentials, certificate)``.
-    """
-    counts, sums, slack, objective = blocks.reduce(
-        _hard_terms, _combine_hard, labeler, with_x=True, with_offset=True
-    )
-    potentials, certificate = certify_labels(slack, counts, capacities, objective, blocks.n_samples)
-    return counts, sums, objective, potentials, certificate
-
-
 def hard_step(
     method: str, blocks: Blocks, capacities: Capacities, labeler: HardLabels, **extra: Any
 ) -> StepOutcome:
-    """The :class:`StepOutcome` of hard labels, from one certified summary pass."""
-    sizes, sums, objective, potentials, certificate = certified_summary(blocks, capacities, labeler)
+    """The :class:`StepOutcome` of hard labels, from one certified summary pass (sizes,
+    centroid sums, objective and slack matrix)."""
+    sizes, sums, slack, objective = blocks.reduce(
+        _hard_terms, _combine_hard, labeler, with_x=True, with_offset=True
+    )
+    potentials, certificate = certify_labels(slack, sizes, capacities, objective, blocks.n_samples)
     return StepOutcome(
         method=method,
         potentials=potentials,
@@ -162,6 +163,7 @@ def hard_step(
         sizes=sizes,
         labeler=labeler,
         certificate=certificate,
+        slack=slack,
         **extra,
     )
 

@@ -268,6 +268,7 @@ def _outcome(
         # the fixed rows' labels are minimisers under the pass's potentials (ties included)
         labeler=ExactLabels(blocks.centers, search.potentials, band.rows, labels),
         certificate=certificate,
+        slack=slack,
         n_iter=search.augmentations,
         band_size=int(labels.shape[0]),
         retries=search.widenings,
