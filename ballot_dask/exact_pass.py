@@ -70,10 +70,10 @@ def _bin(gap):  # pragma: no cover - compiled
 
 @njit(parallel=True)
 def _exact_pass(
-    X, mu, mu_c, mu_sq, mean, use_dot, v, theta, cap, n_lanes, slab
+    X, mu_t, mu_ct, mu_sq, mean, use_dot, v, theta, cap, n_lanes, slab
 ):  # pragma: no cover - compiled
     m, d = X.shape
-    k = mu.shape[0]
+    k = mu_t.shape[1]
     counts = np.zeros((n_lanes, k), dtype=np.int64)
     sums = np.zeros((n_lanes, k, d))
     slack = np.full((n_lanes, k, k), np.inf)
@@ -87,7 +87,7 @@ def _exact_pass(
         lane_end = min(m, (lane + 1) * step)
         for lo in range(lane * step, lane_end, slab):
             hi = min(lo + slab, lane_end)
-            slab_costs(X, lo, hi, mu, mu_c, mu_sq, mean, use_dot, C)
+            slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, use_dot, C)
             for r in range(hi - lo):
                 b1 = np.inf
                 b2 = np.inf
@@ -155,13 +155,13 @@ def exact_pass(
     """
     m = X.shape[0]
     k = centers.shape[0]
-    mu, mu_c, mu_sq, mean, use_dot = prepared_centers(X, centers)
+    mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
     lanes = 1 if strict else _n_lanes(m, k * k + k * X.shape[1])  # strict: one global cap
     with _threads_for(m, blas=use_dot):
         counts, sums, slack, obj, band, taken, hist = _exact_pass(
             X,
-            mu,
-            mu_c,
+            mu_t,
+            mu_ct,
             mu_sq,
             mean,
             use_dot,
@@ -186,10 +186,10 @@ def exact_pass(
 
 @njit(parallel=True)
 def _labels_pass(
-    X, mu, mu_c, mu_sq, mean, use_dot, v, rows, fixed, out, n_lanes, slab
+    X, mu_t, mu_ct, mu_sq, mean, use_dot, v, rows, fixed, out, n_lanes, slab
 ):  # pragma: no cover
     m = X.shape[0]
-    k = mu.shape[0]
+    k = mu_t.shape[1]
     step = (m + n_lanes - 1) // n_lanes
     for lane in numba.prange(n_lanes):
         C = np.empty((slab, k))
@@ -197,7 +197,7 @@ def _labels_pass(
         p = np.searchsorted(rows, lane * step)
         for lo in range(lane * step, lane_end, slab):
             hi = min(lo + slab, lane_end)
-            slab_costs(X, lo, hi, mu, mu_c, mu_sq, mean, use_dot, C)
+            slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, use_dot, C)
             for r in range(hi - lo):
                 i = lo + r
                 if p < rows.shape[0] and rows[p] == i:
@@ -228,14 +228,14 @@ def power_labels(
     out = np.empty(m, dtype=np.int64)
     if m == 0:
         return out
-    mu, mu_c, mu_sq, mean, use_dot = prepared_centers(X, centers)
+    mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
     rows = np.zeros(0, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
     fixed = np.zeros(0, dtype=np.int64) if fixed is None else np.asarray(fixed, dtype=np.int64)
     with _threads_for(m, blas=use_dot):
         _labels_pass(
             X,
-            mu,
-            mu_c,
+            mu_t,
+            mu_ct,
             mu_sq,
             mean,
             use_dot,
