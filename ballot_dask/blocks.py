@@ -134,10 +134,11 @@ def sampled_rows(offset: int, rows: int, stride: int, seed: int) -> np.ndarray:
 
 def solver_sample(sample: np.ndarray, n_samples: int, n_clusters: int) -> np.ndarray | None:
     """The rows the exact solver's first potentials come from: the fit's row sample, thinned
-    by hashed eighths until it holds at most a quarter of the rows; ``None`` when that leaves
-    fewer than 4096 rows or 16 per cluster (the whole problem is then as cheap)."""
-    while 4 * sample.shape[0] > n_samples:
-        sample = sample[sampled_rows(0, sample.shape[0], 8, _NESTED_SEED)]
+    (hashed) to at most a quarter of the rows; ``None`` when that leaves fewer than 4096 rows
+    or 16 per cluster (the whole problem is then as cheap)."""
+    if 4 * sample.shape[0] > n_samples:
+        stride = -(-4 * sample.shape[0] // max(n_samples, 1))
+        sample = sample[sampled_rows(0, sample.shape[0], stride, _NESTED_SEED)]
     if sample.shape[0] < max(_NESTED_MIN, 16 * n_clusters):
         return None
     return sample

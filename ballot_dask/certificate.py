@@ -63,13 +63,15 @@ class Certificate:
     gap_tolerance: float = 0.0
 
 
-def _bellman_ford(weights: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Shortest distances from a virtual source joined to every node by a 0 edge.
+def _bellman_ford(weights: np.ndarray, start: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """Shortest distances from a virtual source joined to every node ``j`` by an edge of
+    length ``start[j]`` (0 by default): the largest solution of the difference constraints
+    ``dist_b - dist_a <= weights[a, b]`` that is at most ``start``.
 
     Returns ``(dist, ok)``; ``ok`` is False when a negative cycle exists.
     """
     n = weights.shape[0]
-    dist = np.zeros(n)
+    dist = np.zeros(n) if start is None else np.array(start, dtype=np.float64)
     for _ in range(n + 1):
         new = np.minimum(dist, (dist[:, None] + weights).min(axis=0))
         if np.array_equal(new, dist):
@@ -120,6 +122,7 @@ def certify_slack(
     *,
     objective: float | None = None,
     interior: bool = False,
+    near: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Certificate]:
     """Potentials for a hard assignment and the certificate that they prove it optimal.
 
@@ -142,6 +145,10 @@ def certify_slack(
         cycle weight: no labelled point on a boundary of their power diagram), for k up to
         512 (Karp's algorithm, O(k^3)); otherwise the midpoint of the largest and smallest
         feasible potentials.
+    near : ndarray of shape (k,), default=None
+        Instead, the largest feasible potentials at most ``near`` (relative to the pinned
+        node): the certified potentials closest to a solver's own, the best warm start for
+        the next step (a midpoint can lie far from where the next optimum will be).
 
     Returns
     -------
@@ -175,7 +182,11 @@ def certify_slack(
                 v = shrunk[:k] - shrunk[k]
             else:  # pragma: no cover - round-off at the margin
                 margin = 0.0
-    if acyclic and margin == 0.0:
+    if acyclic and margin == 0.0 and near is not None:
+        close, ok = _bellman_ford(weights, np.append(np.asarray(near, dtype=np.float64), 0.0))
+        if ok:
+            v = close[:k] - close[k]
+    elif acyclic and margin == 0.0:
         # the largest solution (above) and the smallest one (from the reversed graph) bound the
         # feasible potentials; their midpoint leaves slack wherever any is possible
         low, _ = _bellman_ford(weights.T)
@@ -229,6 +240,7 @@ def certify_labels(
     n: int,
     *,
     interior: bool = False,
+    near: np.ndarray | None = None,
 ) -> tuple[np.ndarray, Certificate]:
     """Potentials and certificate of a labelling from its slack matrix, sizes and objective
     (the allowance is :data:`RELATIVE_TOLERANCE` of the cost scale: the largest slack plus
@@ -237,7 +249,7 @@ def certify_labels(
     scale = float(np.abs(finite).max(initial=0.0)) + objective / max(n, 1)
     tolerance = RELATIVE_TOLERANCE * max(scale, 1e-300)
     return certify_slack(
-        slack, sizes, capacities, tolerance, objective=objective, interior=interior
+        slack, sizes, capacities, tolerance, objective=objective, interior=interior, near=near
     )
 
 

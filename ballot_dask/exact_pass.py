@@ -169,7 +169,7 @@ def exact_pass(
             float(theta),
             _lane_cap(int(cap), lanes),
             lanes,
-            slab_rows(k),
+            slab_rows(k, use_dot),
         )
     rows = np.concatenate([band[lane, : taken[lane]] for lane in range(lanes)])
     return ExactPass(
@@ -244,7 +244,7 @@ def power_labels(
             fixed,
             out,
             _n_lanes(m, k * k + k * X.shape[1]),
-            slab_rows(k),
+            slab_rows(k, use_dot),
         )
     return out
 

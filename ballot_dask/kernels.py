@@ -65,17 +65,19 @@ def _threads_for(rows: int, blas: bool = False) -> Iterator[None]:
             numba.set_num_threads(previous)
 
 
-#: above this many multiply-adds per row (k * d), costs go through BLAS (measured here: the
-#: direct loop, vectorised over the centers, is as fast up to k = 1024, d = 64)
-_BLAS_WORK = 1 << 17
+#: from this many multiply-adds per row (k * d), costs go through BLAS (measured here: the
+#: direct loop, vectorised over the centers, is as fast below k = 64, d = 64)
+_BLAS_WORK = (1 << 12) - 1
 #: a slab's float64 costs take at most this many cells
 _SLAB_CELLS = 1 << 16
 
 
-def slab_rows(k: int) -> int:
-    """Rows per slab of the cost computation for ``k`` clusters (a function of k only, so
-    every pass computes a row's costs with the same arithmetic)."""
-    return max(64, min(4096, _SLAB_CELLS // max(k, 1)))
+def slab_rows(k: int, blas: bool = False) -> int:
+    """Rows per slab of the cost computation for ``k`` clusters (a function of the shapes
+    only, so every pass computes a row's costs with the same arithmetic); BLAS wants tall
+    slabs."""
+    low = 1024 if blas else 64
+    return max(low, min(4096, _SLAB_CELLS // max(k, 1)))
 
 
 @njit()
@@ -151,7 +153,7 @@ def cost_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray | None = None
     if X.shape[0]:
         mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
         with _threads_for(X.shape[0], blas=use_dot):
-            _costs(X, mu_t, mu_ct, mu_sq, mean, use_dot, out, slab_rows(centers.shape[0]))
+            _costs(X, mu_t, mu_ct, mu_sq, mean, use_dot, out, slab_rows(centers.shape[0], use_dot))
     return out
 
 

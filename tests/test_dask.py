@@ -257,9 +257,9 @@ def test_pass_counts_persisted(scheduler):
     assert set(passes) == {"x", "cost", "rounds"}
     # the exact step computes its costs inside its pass over X: no cost block is ever built
     assert passes["cost"] == ref_passes["cost"] == 0
-    # one read of X and one round per Lloyd iteration (the band held every point in doubt),
-    # plus the first pass (finiteness, variance, sample) and the labels, persisted
-    assert passes["x"] == ref_passes["x"] == km.n_iter_ + 2
+    # about one read of X and one round per Lloyd iteration (a second when the band must
+    # widen), plus the first pass (finiteness, variance, sample) and the labels, persisted
+    assert km.n_iter_ + 2 <= passes["x"] <= 1.3 * km.n_iter_ + 2
     assert passes["rounds"] == passes["x"]
 
 
@@ -291,7 +291,7 @@ def test_streaming_fit(scheduler):
     # labelling one (computing labels_ later is that pass); each Lloyd iteration reads the
     # store once, in one round
     assert passes["cost"] == 0
-    assert passes["x"] == ref.n_passes_["x"] - 1 == km.n_iter_ + 1
+    assert km.n_iter_ + 1 <= passes["x"] <= 1.3 * km.n_iter_ + 1
     assert passes["rounds"] == passes["x"]
 
 

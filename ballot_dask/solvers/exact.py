@@ -174,7 +174,9 @@ def solve_exact(
         )
         search.augmentations += result.augmentations
         if result.status == DONE:
-            step = _outcome(blocks, capacities, band, costs, labels, result.slack, search)
+            step = _outcome(
+                blocks, capacities, band, costs, labels, result.slack, result.potentials, search
+            )
             assert step.certificate is not None
             if step.certificate.optimal or gathered >= n:
                 return step
@@ -215,9 +217,14 @@ def _from_sample(
 
 def _quantile_gap(sample: np.ndarray, centers: np.ndarray, v: np.ndarray, share: float) -> float:
     """The top-two gap below which about ``share`` of the sample's rows lie under ``v``."""
-    if not sample.shape[0]:
+    return _quantile_of_gaps(band_costs(sample, centers), v, share)
+
+
+def _quantile_of_gaps(costs: np.ndarray, v: np.ndarray, share: float) -> float:
+    """The top-two reduced-cost gap below which about ``share`` of these rows lie."""
+    if not costs.shape[0] or costs.shape[1] < 2:
         return math.inf
-    _, gaps = reduced_cost_labels(band_costs(sample, centers), v)
+    _, gaps = reduced_cost_labels(costs, v)
     return float(np.quantile(gaps, min(1.0, share)))
 
 
@@ -245,18 +252,25 @@ def _outcome(
     costs: np.ndarray,
     labels: np.ndarray,
     band_slack: np.ndarray,
+    band_potentials: np.ndarray,
     search: _Search,
 ) -> StepOutcome:
-    """The step's summaries: the fixed rows' and the band's, and the certificate."""
-    k = capacities.n_clusters
+    """The step's summaries: the fixed rows' and the band's, the certificate, and the warm
+    start of the next step (the certified potentials nearest the shortest paths' own, and
+    the gap threshold that holds the band it will want)."""
+    n, k = blocks.n_samples, capacities.n_clusters
     sizes = band.counts + np.bincount(labels, minlength=k)
     sums = band.sums + label_sums(band.x, labels, k)
     objective = band.objective + float(costs[np.arange(labels.shape[0]), labels].sum())
     slack = np.minimum(band.slack, band_slack)
-    potentials, certificate = certify_labels(slack, sizes, capacities, objective, blocks.n_samples)
-    # the next step's band: about as many rows as this one wanted, not fewer than the minimum
-    wanted = max(_MIN_BAND, _PER_CLUSTER * k)
-    next_theta = band.band_rows_below(min(search.limit, wanted))
+    potentials, certificate = certify_labels(
+        slack, sizes, capacities, objective, n, near=band_potentials
+    )
+    wanted = min(search.limit, max(_MIN_BAND, _PER_CLUSTER * k))
+    if labels.shape[0] >= n:  # every row was in the band: their own gaps tell
+        next_theta = _quantile_of_gaps(costs, potentials, wanted / n)
+    else:
+        next_theta = band.band_rows_below(wanted)
     return StepOutcome(
         method="exact",
         potentials=potentials,
