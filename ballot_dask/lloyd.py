@@ -3,8 +3,9 @@
 Alternate (1) the assignment step, a balanced transport problem solved by one of
 :data:`~ballot_dask.solvers.SOLVERS` and warm-started from the previous potentials, and (2) the
 update step ``mu_j = sum_i F_ij x_i / sum_i F_ij``.  For BalLOT the objective never increases
-and the labels stop changing after finitely many steps (the paper's Theorem 17); with
-``tol=0`` the loop runs until they do (centers bitwise unchanged) or ``max_iter``.
+and the labels stop changing after finitely many steps (the paper's Theorem 17); the loop
+stops when the center shift is at most ``tol``, when the objective stops decreasing (the
+labels stopped changing, or moved between tied optima), or at ``max_iter``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from .solvers import SOLVERS, SolverOptions, StepOutcome, labels_of
 from .solvers.base import interior_potentials
 
 logger = logging.getLogger("ballot_dask")
+
+#: an objective that decreased by less than this share of itself did not decrease
+_ROUND_OFF = 1e-12
 
 
 @dataclass
@@ -135,6 +139,13 @@ def lloyd(
             print(message)
         previous, centers = centers, new_centers
         converged = bool(np.array_equal(new_centers, previous) or shift <= tol)
+        stalled = len(history) > 1 and history[-1] >= history[-2] - _ROUND_OFF * abs(history[-2])
+        if stalled and method != "sinkhorn":  # E-BalLOT's objective need not decrease
+            # the objective stopped decreasing: the labels stopped changing (up to the order
+            # in which the centroid sums were added), or they moved between equally good
+            # assignments (tied, e.g. duplicated points); either way a fixed point of
+            # Theorem 17's descent
+            converged = True
         if callback is not None:
             callback(
                 LloydState(
