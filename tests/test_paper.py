@@ -10,6 +10,7 @@ collapse on ``rho * delta`` of Experiments 13 and 14; Theorems 8 and 15(b) in Ex
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import math
@@ -136,6 +137,23 @@ def test_experiment3_ballot_and_lloyd_grow_near_linearly(exp03: Ran) -> None:
 def test_experiment3_hungarian_grows_super_linearly(exp03: Ran) -> None:
     slope = _slope(exp03, "Hungarian")
     assert slope > 1.5, (slope, exp03.record["summary"]["Hungarian"])
+
+
+def test_experiment3_full_setting_path_fits_zarr_stores_on_a_local_cluster() -> None:
+    """The full setting's largest sizes come from Zarr stores fitted on a LocalCluster: the
+    same code at 2^10 and 2^11 points."""
+    module = importlib.import_module("experiment_03")
+    params = module.Parameters(
+        (10, 11), trials=1, cap=60.0, fit_floor=0.0, fit_span=2, zarr_from=11, chunk_rows=2**9
+    )
+    params = dataclasses.replace(params, zarr_trials=2)
+    rows, schedule = module.run(params, 0)
+    assert schedule.active == list(module.METHODS)  # nothing near the cap
+    assert all(r["completed"] and r["n_iter"] >= 1 for r in rows)
+    assert {(r["method"], r["source"]) for r in rows if r["n"] == 2**11} == {
+        (m, "zarr") for m in module.METHODS
+    }
+    assert len([r for r in rows if r["source"] == "zarr"]) == 2 * len(module.METHODS)
 
 
 # --------------------------------------------------------------------------------------------
