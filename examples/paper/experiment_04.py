@@ -43,7 +43,7 @@ class Parameters:
 
 
 SETTINGS = {
-    "full": Parameters(draws=20, starts=20),
+    "full": Parameters(draws=10, starts=20),
     "quick": Parameters(draws=5, starts=10),
     "tiny": Parameters(draws=3, starts=4),
 }
@@ -103,6 +103,10 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+# BalLOT and E-BalLOT often land on the same spot: the larger marker around the smaller
+_MARKER_SIZE = {"BalLOT": 150, "E-BalLOT": 45, "Lloyd": 70}
+
+
 def plot(
     rows: Sequence[dict[str, Any]], worst: dict[str, Any], params: Parameters, path: Path
 ) -> None:
@@ -118,7 +122,7 @@ def plot(
             left.scatter(
                 c[:, 0],
                 c[:, 1],
-                s=60,
+                s=_MARKER_SIZE[method],
                 marker=style["marker"],
                 facecolors="none" if method != "Lloyd" else style["color"],
                 edgecolors=style["color"],

@@ -47,7 +47,7 @@ def _grid(start: float, stop: float, step: float) -> tuple[float, ...]:
 
 
 SETTINGS = {
-    "full": Parameters(_grid(2.0, 6.0, 0.1), _grid(0.0, 3.0, 0.1), trials=50),
+    "full": Parameters(_grid(2.0, 6.0, 0.1), _grid(0.0, 3.0, 0.1), trials=20),
     "quick": Parameters(_grid(2.0, 6.0, 0.25), _grid(0.0, 3.0, 0.25), trials=10),
     "tiny": Parameters(_grid(2.0, 6.0, 0.5), _grid(0.0, 3.0, 0.5), trials=4),
 }

@@ -53,7 +53,9 @@ SETTINGS = {
         10,
         20,
     ),
-    "quick": Parameters(tuple(range(4, 41, 4)), (2.0, 3.0, 4.0, 6.0), (0.5, 1.0, 1.5), 5, 5),
+    "quick": Parameters(
+        tuple(range(4, 41, 4)), (2.0, 3.0, 4.0, 6.0), (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75), 5, 5
+    ),
     "tiny": Parameters((4, 12, 20, 28), (2.0, 4.0), (0.5, 1.0, 1.5), 3, 3, n=4_000),
 }
 
@@ -145,15 +147,22 @@ def summarize(rows: Sequence[dict[str, Any]], params: Parameters) -> dict[str, A
         "experiment_14": {
             "products": list(params.products),
             "median_rate_by_delta": by_delta,
-            "max_ratio_across_delta": (spread.max(axis=0) / np.maximum(spread.min(axis=0), 1e-300))
-            .round(3)
-            .tolist(),
+            "max_ratio_across_delta": [
+                round(float(hi / lo), 3) if lo > 0 else None
+                for hi, lo in zip(spread.max(axis=0), spread.min(axis=0), strict=True)
+            ],
         },
     }
 
 
 def _floored(rates: np.ndarray, floor: float) -> np.ndarray:
     return np.maximum(rates, floor)
+
+
+def _mark_zero(ax: Any, floor: float, needed: bool) -> None:
+    """The line where trials without a misclustered point are drawn (log axis)."""
+    if needed:
+        ax.axhline(floor, color="0.5", linestyle=":", linewidth=1.2, label="none misclustered")
 
 
 def plot_13(rows: Sequence[dict[str, Any]], params: Parameters, path: Path) -> None:
@@ -195,6 +204,7 @@ def plot_13(rows: Sequence[dict[str, Any]], params: Parameters, path: Path) -> N
                 linewidth=2,
                 label=f"fit to the medians: $e^{{-{rate:.3f}\\,d}}$",
             )
+        _mark_zero(ax, floor, any(np.any(x <= floor) for x in data))
         ax.set_yscale("log")
         ax.set_xticks(dims)
         ax.set_xlabel("dimension d")
@@ -252,6 +262,8 @@ def plot_14(rows: Sequence[dict[str, Any]], params: Parameters, path: Path) -> N
             linewidth=2.5,
             label=r"Theorem 11(b): $e^{-d(\rho\Delta)^2/16}$",
         )
+        zeros = any(r["rate"] == 0 for r in rows if r["experiment"] == 14)
+        _mark_zero(ax, floor, zeros)
         ax.set_yscale("log")
         ax.set_xlabel(r"$\rho\Delta$ (cosine similarity $\times$ separation)")
         ax.set_ylabel("one-step misclustering rate")
