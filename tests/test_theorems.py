@@ -29,7 +29,7 @@ SETTINGS = settings(max_examples=40, deadline=None, database=None, derandomize=T
 
 
 # --------------------------------------------------------------------------------------------
-# helpers
+# the LP's optimal face, and data for the theorems' hypotheses
 # --------------------------------------------------------------------------------------------
 
 

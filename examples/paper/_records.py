@@ -93,7 +93,9 @@ def choose(settings: Mapping[str, P], run: Run) -> P:
 def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> None:
     """Write ``rows`` (mappings with exactly ``fields``) as CSV; floats with 17 digits."""
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(fields), extrasaction="raise")
+        writer = csv.DictWriter(
+            handle, fieldnames=list(fields), extrasaction="raise", lineterminator="\n"
+        )
         writer.writeheader()
         for row in rows:
             writer.writerow({key: _cell(row[key]) for key in fields})

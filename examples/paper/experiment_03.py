@@ -402,6 +402,7 @@ def summarize(
 
 
 def plot(rows: Sequence[dict[str, Any]], params: Parameters, path: Path) -> None:
+    killed = False
     with _figures.figure(width=8.6, height=4.8) as (fig, (ax,)):
         for method in METHODS:
             sizes, times = medians(rows, method)
@@ -419,14 +420,44 @@ def plot(rows: Sequence[dict[str, Any]], params: Parameters, path: Path) -> None
                 ax.loglog(
                     xs, np.exp(const) * xs**b, color=style["color"], linestyle=":", linewidth=1.5
                 )
+            stopped = [r for r in rows if r["method"] == method and not r["completed"]]
+            if stopped:  # the killed trial's limit: a lower bound on its time
+                n_stop = stopped[0]["n"]
+                ax.loglog(
+                    [sizes[-1], n_stop],
+                    [times[-1], stopped[0]["seconds"]],
+                    color=style["color"],
+                    linestyle="--",
+                    linewidth=1.5,
+                )
+                ax.loglog(
+                    [n_stop],
+                    [stopped[0]["seconds"]],
+                    marker=r"$\uparrow$",
+                    markersize=14,
+                    color=style["color"],
+                    linestyle="none",
+                )
+                killed = True
+        if killed:
+            ax.plot(
+                [],
+                [],
+                color="0.3",
+                marker=r"$\uparrow$",
+                markersize=12,
+                linestyle="--",
+                label=f"trial stopped at {_HARD_LIMIT_CAPS:g} caps\n(a lower bound)",
+            )
         ax.axhline(params.cap, color="grey", linestyle="--", linewidth=1.2)
         ax.annotate(
             f"time cap {params.cap:g} s",
             (1.0, params.cap),
             xycoords=("axes fraction", "data"),
-            xytext=(-4, 4),
+            xytext=(-4, -4),
             textcoords="offset points",
             ha="right",
+            va="top",
             color="dimgrey",
         )
         ax.set_xscale("log", base=2)
