@@ -182,12 +182,6 @@ def test_theorem17_objective_falls_by_the_centroid_move_until_termination(
     assert again.objective == pytest.approx(km.inertia_, rel=1e-9, abs=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with duplicated points the exact step alternates between equally optimal "
-    "labellings; the centres then differ in their last bits (shift ~1e-35) and a tol=0 fit "
-    "runs to max_iter",
-)
 def test_theorem17_fit_with_duplicated_points_terminates() -> None:
     """Theorem 17 holds regardless of the data: BalLOT terminates. Three distinct values,
     each three or four times, two clusters."""
