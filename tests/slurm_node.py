@@ -48,7 +48,8 @@ ReturnToService=2
 InactiveLimit=0
 MinJobAge=60
 KillWait=5
-NodeName=localhost NodeHostname=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=8000 State=UNKNOWN
+NodeName=localhost NodeHostname=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=8000 \
+State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -139,9 +140,7 @@ def start(root: Path, cpus: int = 4) -> SlurmNode:
     node = SlurmNode(root)
     for sub in ("state", "spool"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    conf = CONF.format(
-        root=root, cpus=cpus, ctld_port=_free_port(), slurmd_port=_free_port()
-    )
+    conf = CONF.format(root=root, cpus=cpus, ctld_port=_free_port(), slurmd_port=_free_port())
     (root / "slurm.conf").write_text(conf)
     env = {**os.environ, **node.env}
     try:

@@ -113,8 +113,11 @@ def _make_data(
     with ExitStack() as stack:
         runner = None
         if _asks_for_cluster(cluster):
+            from ..clusters import describe
+
             client = stack.enter_context(_cluster(cluster, debug))
             runner = _store_runner(quiet, client)
+            attrs["cluster"] = describe(client)
         else:
             stack.enter_context(dask.config.set(scheduler="threads"))
             if not quiet and _is_tty():

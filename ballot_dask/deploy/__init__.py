@@ -15,7 +15,11 @@ dependencies are imported only when a cluster of that kind is asked for: ``pip i
 
 from __future__ import annotations
 
-__all__ = ["missing_extra"]
+import importlib
+import sys
+from types import ModuleType
+
+__all__ = ["import_without_config_files", "missing_extra"]
 
 
 def missing_extra(module: str, extra: str, what: str) -> ImportError:
@@ -23,3 +27,33 @@ def missing_extra(module: str, extra: str, what: str) -> ImportError:
     return ImportError(
         f"{what} needs the Python package {module!r}: pip install 'ballot-dask[{extra}]'"
     )
+
+
+def import_without_config_files(name: str) -> ModuleType:
+    """Import ``name`` (``dask_jobqueue``, ``dask_kubernetes``) without its side effects on
+    the importing process.
+
+    - Both copy their YAML defaults into ``~/.config/dask`` on first import
+      (``dask.config.ensure_file``); this project writes nothing to the user's home.  The
+      defaults themselves are registered as usual (``dask.config.update_defaults``).
+    - ``dask_jobqueue`` replaces the SIGINT handler with ``sys.exit()`` (status 0) on import
+      (for its ``runner`` module); Ctrl-C must stay an interruption (status 130) that
+      cancels the jobs.
+    """
+    if name in sys.modules:
+        return sys.modules[name]
+    import signal
+    import threading
+
+    import dask.config
+
+    original = dask.config.ensure_file
+    main = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main else None
+    dask.config.ensure_file = lambda *args, **kwargs: None  # type: ignore[assignment]
+    try:
+        return importlib.import_module(name)
+    finally:
+        dask.config.ensure_file = original
+        if main and sigint is not None:
+            signal.signal(signal.SIGINT, sigint)

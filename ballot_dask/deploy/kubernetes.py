@@ -21,7 +21,7 @@ from typing import Any
 import dask.config
 from dask.utils import parse_bytes
 
-from . import missing_extra
+from . import import_without_config_files, missing_extra
 from .waiting import wait_for_workers
 
 __all__ = ["DEFAULT_IMAGE", "cluster_spec", "kubernetes_cluster", "parse_env"]
@@ -98,6 +98,7 @@ def cluster_spec(
         The resource, ``None`` values removed.
     """
     try:
+        import_without_config_files("dask_kubernetes")
         from dask_kubernetes.operator import make_cluster_spec
     except ImportError as exc:
         raise missing_extra("dask_kubernetes", "kubernetes", "--cluster kubernetes") from exc
@@ -192,6 +193,7 @@ def kubernetes_cluster(
     """Create the ``DaskCluster`` ``spec``, wait for its workers, yield ``(cluster, client)``;
     the resource is deleted on exit unless ``keep``."""
     try:
+        import_without_config_files("dask_kubernetes")
         from dask_kubernetes.operator import KubeCluster
     except ImportError as exc:
         raise missing_extra("dask_kubernetes", "kubernetes", "--cluster kubernetes") from exc

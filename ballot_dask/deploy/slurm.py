@@ -23,7 +23,7 @@ from typing import Any
 import dask.config
 from dask.utils import parse_bytes
 
-from . import missing_extra
+from . import import_without_config_files, missing_extra
 from .waiting import wait_for_workers
 
 __all__ = ["Submissions", "cluster_kwargs", "job_states", "slurm_cluster"]
@@ -88,6 +88,7 @@ def cluster_kwargs(
 
 def _job_class() -> type:
     try:
+        import_without_config_files("dask_jobqueue")
         from dask_jobqueue.slurm import SLURMJob
         from distributed.core import Status
     except ImportError as exc:
