@@ -121,10 +121,16 @@ def connect(
                 client = stack.enter_context(
                     Client(address=scheduler, scheduler_file=scheduler_file, security=joining)
                 )
-            except OSError as exc:
-                raise ConnectionError(
-                    f"cannot reach the Dask scheduler at {scheduler or scheduler_file}: {exc}"
-                ) from exc
+            except (OSError, TypeError) as exc:
+                where = scheduler or scheduler_file
+                if isinstance(exc, TypeError) and "ssl_context" not in str(exc):
+                    raise
+                if isinstance(exc, TypeError):  # distributed's word for "no TLS settings"
+                    raise ConnectionError(
+                        f"cannot reach the Dask scheduler at {where}: it requires TLS; pass "
+                        "--tls-ca-file, --tls-cert and --tls-key (or set distributed.comm.tls.*)"
+                    ) from exc
+                raise ConnectionError(f"cannot reach the Dask scheduler at {where}: {exc}") from exc
         elif cluster == "slurm":
             from .deploy.slurm import slurm_cluster
 
@@ -172,7 +178,28 @@ def connect(
                 )
             )
             client = stack.enter_context(Client(local))
+            if quiet_logs:
+                client.register_plugin(_quiet_unclosed_sessions(), name="ballot-quiet-sessions")
         yield client
+
+
+class _UnclosedSessionFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Unclosed client session", "Unclosed connector"))
+
+
+def _quiet_unclosed_sessions() -> Any:
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class QuietUnclosedSessions(WorkerPlugin):  # type: ignore[misc]
+        """A worker plugin for the embedded cluster, whose workers print to the command's
+        stderr: the HTTP sessions of s3fs (aiohttp) are not closed when a worker exits, and
+        asyncio reports each on the way out; the command's output keeps to its results."""
+
+        def setup(self, worker: Any) -> None:
+            logging.getLogger("asyncio").addFilter(_UnclosedSessionFilter())
+
+    return QuietUnclosedSessions()
 
 
 def _slurm_job_id() -> str | None:

@@ -322,9 +322,10 @@ def read_model(path: str | os.PathLike[str]) -> dict[str, Any]:
     text = str(path)
     if not is_url(text) and not _local(text).exists():
         raise FileNotFoundError(f"model {text}: no such Zarr group")
+    if is_url(text):
+        _refuse_incomplete(text, "model")
     try:
         if is_url(text):
-            _refuse_incomplete(text, "model")
             group = zarr.open_group(text, mode="r", storage_options=_storage_options())
         else:
             group = zarr.open_group(_local(text), mode="r")
