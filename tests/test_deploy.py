@@ -82,11 +82,28 @@ OPTION_ERRORS = {
 def test_cluster_option_errors_are_one_line_and_write_nothing(case, small, tmp_path):
     args, message = OPTION_ERRORS[case]
     result = run("fit", small, "--k", 2, "-o", tmp_path / "o.zarr", *args)
+    _check_one_line(result, message, tmp_path)
+
+
+def test_slurm_without_sbatch_says_so(small, tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = CliRunner().invoke(
+        cli,
+        ["fit", str(small), "--k", "2", "-o", str(tmp_path / "o.zarr"), "--cluster", "slurm",
+         "--cores", "1", "--memory", "1GB"],
+        env={"PATH": str(empty)},
+        catch_exceptions=False,
+    )  # fmt: skip
+    _check_one_line(result, "--cluster slurm submits worker jobs with sbatch, which is not on "
+                    "the PATH", tmp_path, ignore={"bin"})  # fmt: skip
+
+
+def _check_one_line(result, message: str, where: Path, ignore: set[str] = frozenset()) -> None:
     assert result.exit_code == 1
-    assert result.stderr == f"error: {message}\n" or (
-        result.stderr.startswith(f"error: {message}") and result.stderr.count("\n") == 1
-    ), result.stderr
-    assert list(tmp_path.iterdir()) == []
+    assert result.stderr.startswith(f"error: {message}"), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert {p.name for p in where.iterdir()} == set(ignore)
 
 
 def test_make_data_runs_on_threads_unless_a_cluster_is_asked_for(small, tmp_path):

@@ -243,6 +243,11 @@ def slurm_cluster(
     from distributed import Client
 
     kwargs = cluster_kwargs(**overrides)
+    if shutil.which("sbatch") is None:
+        raise FileNotFoundError(
+            "--cluster slurm submits worker jobs with sbatch, which is not on the PATH: run on "
+            "a SLURM login node (or load its slurm module)"
+        )
     job_cls = _job_class()
     from dask_jobqueue import SLURMCluster
 
