@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from importlib.metadata import entry_points, version
 from pathlib import Path
@@ -231,14 +232,21 @@ def test_a_worker_as_the_image_runs_it_non_root_without_a_home(tmp_path):
             env = {k: v for k, v in os.environ.items()
                    if not k.startswith(("NUMBA_CACHE", "DASK_BALLOT"))}  # fmt: skip
             env.update(HOME="/nonexistent", TMPDIR=str(tmp))
-            worker = subprocess.Popen(
-                ["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups",
-                 sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
-                 "--nthreads", "1", "--no-nanny", "--local-directory", str(tmp)],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            log = tmp_path / "worker.log"
+            with open(log, "wb") as out:
+                worker = subprocess.Popen(
+                    ["setpriv", f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups",
+                     sys.executable, "-m", "distributed.cli.dask_worker",
+                     cluster.scheduler_address, "--nthreads", "1", "--no-nanny",
+                     "--local-directory", str(tmp)],
+                    env=env, stdout=out, stderr=subprocess.STDOUT,
+                )  # fmt: skip
             with Client(cluster) as client:
-                client.wait_for_workers(1, timeout=120)
+                deadline = time.monotonic() + 120
+                while not client.scheduler_info()["workers"]:
+                    assert worker.poll() is None, log.read_text()[-2000:]
+                    assert time.monotonic() < deadline, "the worker did not join"
+                    time.sleep(0.2)
                 X = da.from_array(np.random.default_rng(0).random((4000, 2)), chunks=1000)
                 result = balanced_assign(X, np.array([[0.2, 0.2], [0.8, 0.8]]))
                 assert np.bincount(np.asarray(result.labels)).tolist() == [2000, 2000]
