@@ -42,7 +42,29 @@ def test_fit_on_an_embedded_tls_cluster(data, tmp_path):
     assert np.bincount(group["labels"][:], minlength=K).tolist() == [N // K] * K
 
 
-def test_a_client_without_credentials_is_refused():
+# a client in its own process (as another user's would be), with the given credentials
+STRANGER = """
+import sys
+import distributed
+address, kind, ca = sys.argv[1:4]
+security = {
+    "none": distributed.Security(),
+    "no certificate": distributed.Security(tls_ca_file=ca, require_encryption=True),
+    "another CA": distributed.Security.temporary(),
+}[kind]
+try:
+    distributed.Client(address, security=security, timeout=3)
+except (OSError, TimeoutError, TypeError) as exc:
+    print("refused", type(exc).__name__)
+    sys.exit(0)
+print("joined")
+"""
+
+
+def test_a_client_without_credentials_is_refused(tmp_path):
+    import subprocess
+    import sys
+
     with (
         dask.config.set({"distributed.comm.timeouts.connect": "3s"}),
         connect(cluster="local", tls=True, n_workers=1, threads_per_worker=1) as client,
@@ -50,25 +72,27 @@ def test_a_client_without_credentials_is_refused():
         address = client.scheduler.address
         assert address.startswith("tls://")
         assert client.submit(sum, [1, 2]).result() == 3
-        ca = client.security.tls_ca_file
-        strangers = {
+        ca = tmp_path / "ca.pem"
+        ca.write_text(client.security.tls_ca_file)
+        attempts = [
             # no credentials at all: distributed will not even try
-            "none": distributed.Security(),
+            ("none", address),
             # the cluster's CA but no client certificate: the scheduler asks for one
-            "no certificate": distributed.Security(tls_ca_file=ca, require_encryption=True),
+            ("no certificate", address),
             # a certificate the cluster's CA did not sign
-            "another CA": distributed.Security.temporary(),
-        }
-        for name, security in strangers.items():
-            with pytest.raises((OSError, TimeoutError, TypeError)):
-                distributed.Client(address, security=security, timeout=3)
-                pytest.fail(f"a client with {name} joined")
-        # nor over plain TCP on the same port
-        with pytest.raises((OSError, TimeoutError)):
-            distributed.Client(address.replace("tls://", "tcp://"), timeout=3)
+            ("another CA", address),
+            # plain TCP on the same port
+            ("none", address.replace("tls://", "tcp://")),
+        ]
+        for kind, where in attempts:
+            out = subprocess.run(
+                [sys.executable, "-c", STRANGER, where, kind, str(ca)],
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            assert out.returncode == 0, out.stderr[-2000:]
+            assert out.stdout.startswith("refused"), (kind, where, out.stdout)
         # the cluster's own credentials still work
-        with distributed.Client(address, security=client.security, timeout=10) as other:
-            assert other.submit(sum, [3, 4]).result() == 7
+        assert client.submit(sum, [3, 4]).result() == 7
 
 
 def _write_credentials(security, where: Path) -> dict[str, Path]:
