@@ -260,6 +260,8 @@ def test_tls_between_the_scheduler_and_the_worker_jobs(slurm, env, data, referen
 def test_the_sbatch_scripts_run_a_fit(slurm, env, data, reference, tmp_path):
     """Both routes of deploy/slurm/README.md, submitted with ``sbatch --wait`` (together)."""
     runs = {}
+    home = tmp_path / "home"  # nothing is written to the home directory
+    home.mkdir()
     for script, extra in (("fit-jobqueue.sbatch", {}), ("fit-srun.sbatch", {"INTERFACE": "lo"})):
         where = tmp_path / script.split(".")[0]
         where.mkdir()
@@ -271,7 +273,7 @@ def test_the_sbatch_scripts_run_a_fit(slurm, env, data, reference, tmp_path):
             out,
             subprocess.Popen(
                 ["sbatch", "--wait", script, str(data), str(out), str(K), *map(str, FIT[2:])],
-                cwd=where, env={**env, **extra, "DASK_CONFIG": ""},
+                cwd=where, env={**env, **extra, "DASK_CONFIG": "", "HOME": str(home)},
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             ),
         )  # fmt: skip
@@ -290,3 +292,4 @@ def test_the_sbatch_scripts_run_a_fit(slurm, env, data, reference, tmp_path):
             assert group.attrs["cluster"]["workers"] == 2
         assert not list(where.glob("ballot-scheduler-*.json"))
     assert wait_for_empty_queue(slurm) == []
+    assert list(home.rglob("*")) == []
