@@ -8,6 +8,7 @@ takes the same steps as the uninterrupted fit; it is refused when the arguments 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .lloyd import LloydState
-from .storage import remove_leftovers
+from .storage import is_url, remove_leftovers
 
 __all__ = ["checkpoint_path", "load_state", "save_state"]
 
@@ -26,12 +27,24 @@ _FORMAT = 1
 RESUMABLE = frozenset({"max_iter"})
 
 
-def checkpoint_path(output: Path) -> Path:
-    """Where the checkpoint of a fit writing ``output`` lives: beside it."""
+def checkpoint_path(output: Path | str) -> Any:
+    """Where the checkpoint of a fit writing ``output`` lives: beside it (an object beside
+    an output in an object store)."""
+    if isinstance(output, str) and is_url(output):
+        return output.rstrip("/") + ".checkpoint.npz"
+    output = Path(output)
     return output.with_name(output.name + ".checkpoint.npz")
 
 
-def save_state(path: Path, state: LloydState, params: dict[str, Any]) -> None:
+def _save_remote(url: str, arrays: dict[str, np.ndarray]) -> None:
+    from .objectstore import put_bytes
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    put_bytes(url, buffer.getvalue())  # one object, replaced at once
+
+
+def save_state(path: Path | str, state: LloydState, params: dict[str, Any]) -> None:
     """Write ``state`` and the fit's ``params`` to ``path`` atomically."""
     record = {
         "format": _FORMAT,
@@ -44,18 +57,22 @@ def save_state(path: Path, state: LloydState, params: dict[str, Any]) -> None:
         "short_steps": int(state.short_steps),
         "passes": {key: int(value) for key, value in state.passes.items()},
     }
+    arrays = {
+        "centers": state.centers,
+        "previous": state.previous,
+        "potentials": state.potentials,
+        "objective_history": np.asarray(state.objective_history, dtype=np.float64),
+        "record": np.frombuffer(json.dumps(record).encode(), dtype=np.uint8),
+    }
+    if isinstance(path, str) and is_url(path):
+        _save_remote(path, arrays)
+        return
+    path = Path(path)
     remove_leftovers(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-")
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(
-                handle,
-                centers=state.centers,
-                previous=state.previous,
-                potentials=state.potentials,
-                objective_history=np.asarray(state.objective_history, dtype=np.float64),
-                record=np.frombuffer(json.dumps(record).encode(), dtype=np.uint8),
-            )
+            np.savez(handle, **arrays)  # type: ignore[arg-type]
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -64,10 +81,16 @@ def save_state(path: Path, state: LloydState, params: dict[str, Any]) -> None:
         raise
 
 
-def load_state(path: Path, params: dict[str, Any]) -> LloydState:
+def load_state(path: Path | str, params: dict[str, Any]) -> LloydState:
     """The state saved at ``path``, checked to come from a fit with the same ``params``."""
     try:
-        with np.load(path, allow_pickle=False) as data:
+        if isinstance(path, str) and is_url(path):
+            from .objectstore import get_bytes
+
+            source: Any = io.BytesIO(get_bytes(path))
+        else:
+            source = path
+        with np.load(source, allow_pickle=False) as data:
             record = json.loads(bytes(data["record"]).decode())
             arrays = {key: np.array(data[key]) for key in data.files if key != "record"}
     except (OSError, ValueError, KeyError) as exc:

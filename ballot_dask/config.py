@@ -35,6 +35,16 @@ Importing the package only registers these defaults; nothing is written to the u
     embedded ``LocalCluster`` is started with ``n-workers`` worker processes (``null``: one per
     core), ``threads-per-worker`` threads each and a ``memory-limit`` per worker (``auto``: the
     machine's memory shared among them).  For instance ``DASK_BALLOT__CLUSTER__N_WORKERS=4``.
+    ``kind`` is the cluster started when ``--cluster`` is not given (``local``, ``slurm``,
+    ``kubernetes``); ``jobs`` the SLURM worker jobs (``--jobs``); ``wait-workers`` how long
+    a SLURM or Kubernetes cluster's workers are waited for (``--wait-workers``).  The job
+    and pod settings themselves are dask-jobqueue's ``jobqueue.slurm.*`` and
+    dask-kubernetes' ``kubernetes.*`` keys.
+``ballot.storage-options``
+    Command line: options of the fsspec file system of ``s3://`` (or other URL) inputs and
+    outputs, e.g. ``{"endpoint_url": "http://127.0.0.1:9000"}``; ``--storage-options``
+    overrides them.  Credentials come the standard way (for S3: the AWS environment
+    variables, including ``AWS_ENDPOINT_URL``, and config files).
 """
 
 from __future__ import annotations
@@ -60,7 +70,11 @@ DEFAULTS: dict[str, Any] = {
             "n-workers": None,
             "threads-per-worker": None,
             "memory-limit": "auto",
+            "kind": "local",
+            "jobs": 1,
+            "wait-workers": "10 minutes",
         },
+        "storage-options": {},
     }
 }
 

@@ -2,9 +2,11 @@
 
 Inputs are opened lazily as row-chunked Dask arrays (a Zarr array, an array of a Zarr group, a
 ``.npy`` file memory-mapped; Zarr also through fsspec URLs such as ``s3://...``).  Outputs are
-local Zarr groups written *atomically*: into a temporary directory beside the target, moved
+Zarr groups written *atomically*: into a temporary directory beside the target, moved
 into place only once complete, so that a failed or killed run leaves nothing half-written and an
-existing output is replaced only on request.
+existing output is replaced only on request.  Outputs in object stores (URLs), which have no
+atomic rename, are written under a temporary prefix and published with the group's root
+metadata last (:mod:`ballot_dask.objectstore`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import numpy as np
 __all__ = [
     "atomic_output",
     "check_output",
+    "exists",
     "is_url",
     "open_input",
     "read_model",
+    "remove",
     "remove_leftovers",
     "write_arrays",
 ]
@@ -109,7 +113,15 @@ def _open_zarr(path: str, array: str | None) -> tuple[da.Array, str]:
     import zarr
 
     try:
-        node = zarr.open(_local(path) if not is_url(path) else path, mode="r")
+        if is_url(path):
+            _refuse_incomplete(path, "input")
+            node = zarr.open(path, mode="r", storage_options=_storage_options())
+        else:
+            node = zarr.open(_local(path), mode="r")
+    except ImportError as exc:
+        raise ImportError(
+            f"input {path}: {exc}; for s3:// URLs: pip install 'ballot-dask[s3]'"
+        ) from exc
     except Exception as exc:  # zarr raises several types for "not a store"
         raise ValueError(
             f"input {path}: not a readable Zarr array or group, nor a .npy file ({exc})"
@@ -130,20 +142,71 @@ def _open_zarr(path: str, array: str | None) -> tuple[da.Array, str]:
     return da.from_zarr(node), path
 
 
-def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """The local output path, refusing an existing one unless ``overwrite``."""
+def _storage_options() -> dict[str, Any]:
+    import dask.config
+
+    return dict(dask.config.get("ballot.storage-options") or {})
+
+
+def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path | str:
+    """The output: a local path, or a URL (returned as a string), refusing an existing one
+    (in an object store: complete or not) unless ``overwrite``."""
     text = str(path)
     if is_url(text):
-        raise ValueError(
-            f"output {text}: outputs are written atomically and must be local paths; "
-            "copy the result afterwards"
-        )
+        return _check_remote_output(text, overwrite)
     out = _local(text)
     if out.exists() and not overwrite:
         raise FileExistsError(f"output {out} exists; pass --overwrite to replace it")
     if not out.parent.exists():
         raise FileNotFoundError(f"output {out}: the directory {out.parent} does not exist")
     return out
+
+
+def _refuse_incomplete(url: str, what: str) -> None:
+    from .objectstore import state
+
+    if state(url) == "incomplete":
+        raise ValueError(
+            f"{what} {url} is incomplete (a run was stopped while writing it); write it again"
+        )
+
+
+def _check_remote_output(url: str, overwrite: bool) -> str:
+    from .objectstore import filesystem, state
+
+    found = state(url)
+    if found == "complete" and not overwrite:
+        raise FileExistsError(f"output {url} exists; pass --overwrite to replace it")
+    if found == "incomplete" and not overwrite:
+        raise FileExistsError(
+            f"output {url} is incomplete (a run was stopped while writing it); pass "
+            "--overwrite to replace it"
+        )
+    fs, where = filesystem(url)
+    root = where.split("/", 1)[0]
+    if "/" in where and not fs.exists(root):
+        raise FileNotFoundError(f"output {url}: the bucket {root} does not exist")
+    return url
+
+
+def exists(path: Path | str) -> bool:
+    """Whether a file (a local path, or an object at a URL) exists."""
+    if isinstance(path, str) and is_url(path):
+        from .objectstore import filesystem
+
+        fs, where = filesystem(path)
+        return bool(fs.exists(where))
+    return Path(path).exists()
+
+
+def remove(path: Path | str) -> None:
+    """Remove a file (a local path, or an object at a URL) if it exists."""
+    if isinstance(path, str) and is_url(path):
+        from .objectstore import remove as remove_remote
+
+        remove_remote(path)
+    else:
+        Path(path).unlink(missing_ok=True)
 
 
 def sibling(path: Path, kind: str) -> Path:
@@ -173,13 +236,21 @@ def remove_leftovers(path: Path) -> None:
 
 
 @contextmanager
-def atomic_output(path: Path, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_output(path: Path | str, *, overwrite: bool = False) -> Iterator[Any]:
     """Write into a temporary directory beside ``path``; move it into place on success.
 
     On an exception the temporary directory is removed and ``path`` is untouched.  With
     ``overwrite`` an existing ``path`` is replaced only once the new output is complete.
     Leftovers of killed runs beside ``path`` are removed first (:func:`remove_leftovers`).
+    A URL is written under a temporary prefix and published
+    (:func:`ballot_dask.objectstore.atomic_remote_output`).
     """
+    if isinstance(path, str) and is_url(path):
+        from .objectstore import atomic_remote_output
+
+        with atomic_remote_output(path, overwrite=overwrite) as tmp_url:
+            yield tmp_url
+        return
     path = Path(path)
     remove_leftovers(path)
     tmp = sibling(path, "tmp")
@@ -206,7 +277,7 @@ def _remove(path: Path) -> None:
 
 
 def write_arrays(
-    group_path: Path,
+    group_path: Path | str,
     arrays: dict[str, np.ndarray],
     *,
     chunked: dict[str, da.Array] | None = None,
@@ -219,7 +290,10 @@ def write_arrays(
     import dask
     import zarr
 
-    group = zarr.open_group(group_path, mode="w")
+    if isinstance(group_path, str) and is_url(group_path):
+        group = zarr.open_group(group_path, mode="w", storage_options=_storage_options())
+    else:
+        group = zarr.open_group(group_path, mode="w")
     for name, small in arrays.items():
         group.create_array(name, data=np.asarray(small))
     stores = []
@@ -248,8 +322,13 @@ def read_model(path: str | os.PathLike[str]) -> dict[str, Any]:
     text = str(path)
     if not is_url(text) and not _local(text).exists():
         raise FileNotFoundError(f"model {text}: no such Zarr group")
+    if is_url(text):
+        _refuse_incomplete(text, "model")
     try:
-        group = zarr.open_group(_local(text) if not is_url(text) else text, mode="r")
+        if is_url(text):
+            group = zarr.open_group(text, mode="r", storage_options=_storage_options())
+        else:
+            group = zarr.open_group(_local(text), mode="r")
         centers = np.asarray(group["centers"][...])  # type: ignore[index]
         potentials = np.asarray(group["potentials"][...])  # type: ignore[index]
         attrs = dict(group.attrs)

@@ -210,7 +210,7 @@ ERRORS = {
     "bounds": (["fit", "{root}/small.npy", "--k", "2", "--size-max", "2"], "infeasible sizes"),
     "bad sizes": (["fit", "{root}/small.npy", "--k", "2", "--sizes", "a,b"], "--sizes must be"),
     "init": (["fit", "{root}/small.npy", "--k", "2", "--init", "best"], "--init must be one"),
-    "slurm": (["fit", "{root}/small.npy", "--k", "2", "--cluster", "slurm"], "not available yet"),
+    "slurm": (["fit", "{root}/small.npy", "--k", "2", "--cluster", "slurm"], "one or the other"),
     "both": (["fit", "{root}/small.npy", "--k", "2", "--resume", "--overwrite"], "not both"),
     "memory": (
         ["fit", "{root}/small.npy", "--k", "2", "--memory-limit", "lots", "--scheduler", ""],

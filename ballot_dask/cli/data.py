@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import nullcontext
 from typing import Any
 
 import click
 
 from .. import config
 from .base import (
+    _asks_for_cluster,
+    _cluster,
+    _cluster_options,
     _common,
     _is_tty,
+    _storage_config,
+    _storage_options,
+    _store_runner,
     _versions,
     cli,
 )
@@ -41,6 +46,8 @@ from .base import (
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@_storage_options
+@_cluster_options
 @_common
 def make_data(
     out: str,
@@ -53,10 +60,33 @@ def make_data(
     dtype: str,
     seed: int,
     overwrite: bool,
+    storage_options: str | None,
     quiet: bool,
+    **cluster: Any,
 ) -> None:
     """Write a balanced synthetic dataset to the Zarr group OUT (arrays X and labels_true),
-    chunk by chunk."""
+    chunk by chunk: with this process's threads, or on the cluster the cluster options
+    name.  OUT is a path or a URL such as s3://bucket/points.zarr."""
+    with _storage_config(storage_options):
+        _make_data(out, n, d, k, model, delta, chunks, dtype, seed, overwrite, quiet, cluster)
+
+
+def _make_data(
+    out: str,
+    n: int,
+    d: int,
+    k: int,
+    model: str,
+    delta: float,
+    chunks: int,
+    dtype: str,
+    seed: int,
+    overwrite: bool,
+    quiet: bool,
+    cluster: dict[str, Any],
+) -> None:
+    from contextlib import ExitStack
+
     import dask
     import numpy as np
 
@@ -79,18 +109,29 @@ def make_data(
         "seed": seed,
         "versions": _versions(),
     }
-    bar: Any = nullcontext()
-    if not quiet and _is_tty():
-        from dask.diagnostics import ProgressBar
+    debug = bool(click.get_current_context().meta.get("ballot.debug"))
+    with ExitStack() as stack:
+        runner = None
+        if _asks_for_cluster(cluster):
+            from ..clusters import describe
 
-        bar = ProgressBar(minimum=float(config.get("progress-after")), out=sys.stderr)
-    with (
-        dask.config.set(scheduler="threads"),
-        bar,
-        atomic_output(target, overwrite=overwrite) as tmp,
-    ):
+            client = stack.enter_context(_cluster(cluster, debug))
+            runner = _store_runner(quiet, client)
+            attrs["cluster"] = describe(client)
+        else:
+            stack.enter_context(dask.config.set(scheduler="threads"))
+            if not quiet and _is_tty():
+                from dask.diagnostics import ProgressBar
+
+                after = float(config.get("progress-after"))
+                stack.enter_context(ProgressBar(minimum=after, out=sys.stderr))
+        tmp = stack.enter_context(atomic_output(target, overwrite=overwrite))
         write_arrays(
-            tmp, {"centers": centers}, chunked={"X": X, "labels_true": labels}, attrs=attrs
+            tmp,
+            {"centers": centers},
+            chunked={"X": X, "labels_true": labels},
+            attrs=attrs,
+            runner=runner,
         )
     if not quiet:
         click.echo(

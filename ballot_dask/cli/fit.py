@@ -19,6 +19,8 @@ from .base import (
     _common,
     _int_list,
     _reporting,
+    _storage_config,
+    _storage_options,
     _store_runner,
     _versions,
     cli,
@@ -65,13 +67,25 @@ def _read_init(init: str, k: int, d: int) -> Any:
     return centers.astype(np.float64)
 
 
-def _check_resume_output(target: Path, checkpoint: Path, params: dict[str, Any]) -> bool:
+def _check_resume_output(target: Path | str, checkpoint: Any, params: dict[str, Any]) -> bool:
     """With ``--resume``: whether the fit is already complete (its output exists)."""
     import zarr
 
-    if checkpoint.exists() or not target.exists():
+    from ..storage import exists, is_url
+
+    if exists(checkpoint):
         return False
-    saved: Any = dict(zarr.open_group(target, mode="r").attrs).get("params")
+    if isinstance(target, str) and is_url(target):
+        from ..objectstore import is_complete
+
+        if not is_complete(target):
+            return False
+        group = zarr.open_group(target, mode="r", storage_options=_storage_options_now())
+    elif not Path(target).exists():
+        return False
+    else:
+        group = zarr.open_group(target, mode="r")
+    saved: Any = dict(group.attrs).get("params")
     if json.loads(json.dumps(params)) != {**(saved or {}), "max_iter": params["max_iter"]}:
         raise FileExistsError(
             f"output {target} exists and is not this fit's; pass --overwrite to replace it"
@@ -132,6 +146,7 @@ def _check_resume_output(target: Path, checkpoint: Path, params: dict[str, Any])
 @click.option("--array", help="The array of a Zarr group INPUT (default: X).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+@_storage_options
 @_cluster_options
 @_common
 def fit(
@@ -152,14 +167,48 @@ def fit(
     array: str | None,
     resume: bool,
     overwrite: bool,
+    storage_options: str | None,
     quiet: bool,
     **cluster: Any,
 ) -> None:
     """Fit balanced k-means to INPUT (a Zarr array or group, or a .npy file) and write the
-    labels, centers, potentials, sizes and the fit's record to the Zarr group OUTPUT."""
+    labels, centers, potentials, sizes and the fit's record to the Zarr group OUTPUT (a
+    path, or a URL such as s3://bucket/fit.zarr)."""
+    with _storage_config(storage_options):
+        _fit(input, n_clusters, output, method, sizes, size_min, size_max, init, max_iter,
+             tol, seed, reg, rounding, array, resume, overwrite, quiet, cluster)  # fmt: skip
+
+
+def _storage_options_now() -> dict[str, Any]:
+    import dask.config
+
+    return dict(dask.config.get("ballot.storage-options") or {})
+
+
+def _fit(
+    input: str,
+    n_clusters: int,
+    output: str,
+    method: str,
+    sizes: str | None,
+    size_min: str | None,
+    size_max: str | None,
+    init: str,
+    max_iter: int,
+    tol: float,
+    seed: int,
+    reg: float,
+    rounding: str,
+    array: str | None,
+    resume: bool,
+    overwrite: bool,
+    quiet: bool,
+    cluster: dict[str, Any],
+) -> None:
     from ..capacities import resolve_capacities
     from ..checkpoint import checkpoint_path, load_state, save_state
-    from ..storage import atomic_output, check_output, open_input
+    from ..clusters import describe
+    from ..storage import atomic_output, check_output, exists, open_input, remove
 
     if resume and overwrite:
         raise ValueError("pass either --resume or --overwrite, not both")
@@ -167,7 +216,7 @@ def fit(
         raise ValueError("--resume continues a single run: it needs --n-init 1")
     target = check_output(output, overwrite=overwrite or resume)
     checkpoint = checkpoint_path(target)
-    if checkpoint.exists() and not (resume or overwrite):
+    if exists(checkpoint) and not (resume or overwrite):
         raise FileExistsError(
             f"an interrupted fit left {checkpoint}; pass --resume to continue it or "
             "--overwrite to start again"
@@ -209,9 +258,9 @@ def fit(
             if not quiet:
                 click.echo(f"{target} is complete; nothing to resume")
             return
-        if checkpoint.exists():
+        if exists(checkpoint):
             state = load_state(checkpoint, params)
-    created = not checkpoint.exists()
+    created = not exists(checkpoint)
     debug = bool(click.get_current_context().meta.get("ballot.debug"))
 
     from ..estimator import BalancedKMeans
@@ -248,18 +297,19 @@ def fit(
             estimator.fit(X, callback=on_iteration, resume=state)
             elapsed = time.perf_counter() - start
             attrs = _fit_record(estimator, params, elapsed, state)
+            attrs["cluster"] = describe(client)
             # an output that appeared meanwhile is replaced only on request
             with atomic_output(target, overwrite=overwrite or resume) as tmp:
                 _write_fit(tmp, estimator, attrs, _store_runner(quiet, client))
     except KeyboardInterrupt:
-        if checkpoint.exists():
+        if exists(checkpoint):
             click.echo("interrupted; continue with the same command and --resume", err=True)
         raise
     except BaseException:
         if created:
-            checkpoint.unlink(missing_ok=True)
+            remove(checkpoint)
         raise
-    checkpoint.unlink(missing_ok=True)
+    remove(checkpoint)
     if not quiet:
         _summary(estimator, target, time.perf_counter() - start)
 
@@ -289,7 +339,7 @@ def _fit_record(
     }
 
 
-def _write_fit(path: Path, estimator: Any, attrs: dict[str, Any], runner: Any = None) -> None:
+def _write_fit(path: Path | str, estimator: Any, attrs: dict[str, Any], runner: Any = None) -> None:
     from ..storage import write_arrays
 
     write_arrays(
@@ -305,7 +355,7 @@ def _write_fit(path: Path, estimator: Any, attrs: dict[str, Any], runner: Any = 
     )
 
 
-def _summary(estimator: Any, target: Path, elapsed: float) -> None:
+def _summary(estimator: Any, target: Path | str, elapsed: float) -> None:
     sizes = estimator.sizes_
     cert = estimator.certificate_
     certificate = (

@@ -14,6 +14,8 @@ from .base import (
     _cluster_options,
     _common,
     _reporting,
+    _storage_config,
+    _storage_options,
     _store_runner,
     _versions,
     cli,
@@ -33,6 +35,7 @@ from .base import (
 )
 @click.option("--array", help="The array of a Zarr group INPUT (default: X).")
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+@_storage_options
 @_cluster_options
 @_common
 def predict(
@@ -42,14 +45,30 @@ def predict(
     method: str,
     array: str | None,
     overwrite: bool,
+    storage_options: str | None,
     quiet: bool,
     **cluster: Any,
 ) -> None:
     """Label INPUT with the fit saved in MODEL (the output of 'fit'); write the labels and
-    sizes to the Zarr group OUTPUT."""
+    sizes to the Zarr group OUTPUT (a path, or a URL such as s3://bucket/labels.zarr)."""
+    with _storage_config(storage_options):
+        _predict(model, input, output, method, array, overwrite, quiet, cluster)
+
+
+def _predict(
+    model: str,
+    input: str,
+    output: str,
+    method: str,
+    array: str | None,
+    overwrite: bool,
+    quiet: bool,
+    cluster: dict[str, Any],
+) -> None:
     import dask.array as da
     import numpy as np
 
+    from ..clusters import describe
     from ..estimator import BalancedKMeans
     from ..storage import atomic_output, check_output, open_input, read_model, write_arrays
 
@@ -83,14 +102,19 @@ def predict(
                     "array": array,
                     "method": method,
                     "versions": _versions(),
+                    "cluster": describe(client),
                 },
                 runner=_store_runner(quiet, client),
             )
+            import dask.config
             import zarr
 
-            stored = da.from_zarr(zarr.open_array(tmp / "labels", mode="r"))
+            remote = isinstance(tmp, str)  # a URL
+            options = dict(dask.config.get("ballot.storage-options")) if remote else None
+            group = zarr.open_group(tmp, mode="r+", storage_options=options)
+            stored = da.from_zarr(group["labels"])
             sizes = da.bincount(stored, minlength=k).compute()
-            zarr.open_group(tmp, mode="r+").create_array("sizes", data=np.asarray(sizes))
+            group.create_array("sizes", data=np.asarray(sizes))
     if not quiet:
         click.echo(
             f"wrote {target}: {X.shape[0]} labels ({method}), sizes "
