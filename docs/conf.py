@@ -62,7 +62,6 @@ nitpick_ignore_regex = [
 autosummary_generate = True
 autosummary_imported_members = True
 autodoc_typehints = "none"  # types are in the numpydoc sections, as in scikit-learn
-autodoc_default_options = {"members": False}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_attributes_as_param_list = True
@@ -97,7 +96,17 @@ html_theme_options = {
     "footer_end": ["sphinx-version"],
     "secondary_sidebar_items": ["page-toc"],
 }
-html_sidebars = {"index": [], "install": [], "quickstart": [], "changelog": []}
+# top-level pages without sub-pages: no empty navigation column
+_SINGLE_PAGES = (
+    "index",
+    "install",
+    "quickstart",
+    "paper",
+    "benchmarks",
+    "development",
+    "changelog",
+)
+html_sidebars = {page: [] for page in _SINGLE_PAGES}
 
 # -- this project's extensions -------------------------------------------------------------
 ballot_repository_root = str(ROOT)

@@ -78,7 +78,7 @@ def _autosummary(module: str, names: list[str]) -> list[str]:
             lines += [
                 ".. autosummary::",
                 "   :toctree: generated/",
-                f"   :template: {template}.rst",
+                f"   :template: autosummary/{template}.rst",
             ]
             lines += [""] + [f"   {name}" for name in chosen] + [""]
     return lines
@@ -124,7 +124,20 @@ def write_api_page(app: Sphinx, config: Config) -> None:
         target.write_text(text)
 
 
+def skip_foreign_members(
+    app: Sphinx, what: str, name: str, obj: Any, skip: bool, options: Any
+) -> bool | None:
+    """Members a class inherits or receives from scikit-learn (``get_params``, the metadata
+    routing ``set_*_request`` methods) are scikit-learn's to document, not this project's."""
+    if what == "class":
+        module = getattr(getattr(obj, "fget", obj), "__module__", None)
+        if module and not module.startswith("ballot_dask"):
+            return True
+    return None
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("autodoc-skip-member", skip_foreign_members)
     # config-inited: before Sphinx lists the source files and autosummary scans them
     app.connect("config-inited", write_api_page)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
