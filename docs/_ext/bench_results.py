@@ -35,16 +35,13 @@ def num(value: Any, digits: int = 4) -> str:
     if isinstance(value, int):
         return f"{value:,}".replace(",", " ")
     if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if abs(value) >= 1e5 or abs(value) < 1e-3:
-            return f"{value:.{digits - 1}e}"
-        return f"{value:.{digits}g}"
+        return "0" if value == 0 else f"{value:.{digits}g}"
     return str(value)
 
 
 def seconds(value: Any) -> str:
-    return "n/a" if value is None else f"{num(value, 3)} s"
+    text = num(value, 3)
+    return text if text == "n/a" else f"{text} s"
 
 
 def sizes(stats: Any) -> str:
@@ -273,8 +270,8 @@ def render_dask(results: list[Result], out: Path, web: str) -> list[str]:
     lines: list[str] = []
     for result in results:
         for key, title in (
-            ("rows", "fixed iterations (``tol=0``)"),
-            ("rows_tol", "default stopping"),
+            ("rows", "Fixed number of iterations (tol = 0)"),
+            ("rows_tol", f"Default stopping (tol = {num(result['params'].get('tol'))})"),
         ):
             if not result.get(key):
                 continue
@@ -345,7 +342,7 @@ def render_scaling(results: list[Result], out: Path, web: str) -> list[str]:
                 seconds(r["time_fit"]),
                 seconds(r["time_per_iter"]),
                 seconds(r["time_per_iter_warm"]),
-                num(1e9 * r["time_per_iter_warm"] / r["n"], 3),
+                f"{1e9 * r['time_per_iter_warm'] / r['n']:.0f}",
                 passes(r.get("passes_per_iter_warm")),
                 certificate(r.get("certificate")),
             ]
@@ -443,12 +440,12 @@ def headline(results: list[Result]) -> list[str]:
             for key, value in (result.get(section) or {}).items():
                 if isinstance(value, dict | list):
                     text = (
-                        ", ".join(f"{k}: {num(v, 3)}" for k, v in value.items())
+                        ", ".join(f"{k}: {num(v, 4)}" for k, v in value.items())
                         if isinstance(value, dict)
-                        else ", ".join(num(v, 3) for v in value)
+                        else ", ".join(num(v, 4) for v in value)
                     )
                 else:
-                    text = num(value, 4)
+                    text = num(value, 6)
                 lines.append(
                     f"   * - ``{key}``"
                     + (" (default stopping)" if section == "headline_tol" else "")
@@ -457,7 +454,7 @@ def headline(results: list[Result]) -> list[str]:
     if not lines:
         return []
     title = ".. list-table:: Headline figures, as the script printed them"
-    return [title, "   :class: bench-table", "", *lines, ""]
+    return [title, "   :class: bench-headline", "", *lines, ""]
 
 
 def load(results_dir: Path) -> dict[str, list[Result]]:

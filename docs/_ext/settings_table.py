@@ -72,12 +72,11 @@ def table_lines(defaults: dict[str, Any], doc: str) -> tuple[list[str], list[str
     lines = [
         ".. list-table::",
         "   :header-rows: 1",
-        "   :widths: 25 12 28 35",
+        "   :widths: 38 12 50",
         "   :class: settings-table",
         "",
-        "   * - key",
+        "   * - key and environment variable",
         "     - default",
-        "     - environment variable",
         "     - meaning",
     ]
     missing = []
@@ -92,8 +91,9 @@ def table_lines(defaults: dict[str, Any], doc: str) -> tuple[list[str], list[str
                 text = f"See ``{group}*`` below the table."
         lines += [
             f"   * - ``{key}``",
+            "",
+            f"       ``{env_var(key)}``",
             f"     - {literal(value)}",
-            f"     - ``{env_var(key)}``",
             f"     - {text}",
         ]
     lines.append("")
@@ -109,6 +109,7 @@ class SettingsTable(SphinxDirective):
         from ballot_dask import config
 
         self.env.note_dependency(config.__file__)
+        self.env.note_dependency(__file__)
         lines, missing = table_lines(config.DEFAULTS, config.__doc__ or "")
         for key in missing:
             logger.warning(
