@@ -1,7 +1,7 @@
 """The API reference page, written from ``ballot_dask.__all__`` when the build starts.
 
 ``reference/api.rst`` (generated, not in git) lists every public name of the package, grouped by
-kind (estimators, functions, result and helper classes), plus the public names of the modules in
+kind (estimators, functions, result and capacity classes), plus the public names of the modules in
 ``EXTRA_MODULES``; autosummary then writes one page per name from its docstring.  A name added
 to ``__all__`` appears without editing the documentation.
 """
