@@ -79,7 +79,8 @@ import doctest as _doctest  # noqa: E402
 doctest_default_flags = _doctest.ELLIPSIS | _doctest.NORMALIZE_WHITESPACE
 
 # -- MyST (the changelog and the paper gallery are Markdown) -------------------------------
-myst_enable_extensions = ["colon_fence", "dollarmath", "html_image"]  # <img> tags of the paper README
+# html_image: the <img> tags of the paper README become images copied into the site
+myst_enable_extensions = ["colon_fence", "dollarmath", "html_image"]
 myst_heading_anchors = 3
 
 # -- HTML ----------------------------------------------------------------------------------
