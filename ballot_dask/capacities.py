@@ -41,9 +41,19 @@ class Capacities:
         return float(np.minimum(self.lower * v, self.upper * v).sum())
 
     def scaled(self, ratio: float) -> Capacities:
-        """The bounds of a problem on a share ``ratio`` of the points (a row sample):
-        ``floor(lower * ratio) <= size <= ceil(upper * ratio)``, feasible whenever these are
-        (a sample of ``ratio * n`` points)."""
+        """The bounds of the same request on a share of the points (a row sample).
+
+        Parameters
+        ----------
+        ratio : float
+            Rows of the sample over rows of the data, in ``(0, 1]``.
+
+        Returns
+        -------
+        Capacities
+            ``floor(lower * ratio) <= size <= ceil(upper * ratio)``: feasible for a sample of
+            ``ratio * n`` points whenever these bounds are for ``n``.
+        """
         lower = np.floor(self.lower * ratio + 1e-9).astype(np.int64)
         upper = np.ceil(self.upper * ratio - 1e-9).astype(np.int64)
         return Capacities(lower, np.maximum(upper, lower))
