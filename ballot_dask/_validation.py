@@ -9,6 +9,7 @@ from sklearn.utils import check_array
 
 METHODS = ("exact", "sinkhorn", "emd")
 ROUNDINGS = ("argmax", "exact")
+SINKHORN_ALGORITHMS = ("newton", "sinkhorn")
 
 
 def check_data(X: Any, name: str = "X") -> np.ndarray:

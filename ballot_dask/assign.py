@@ -11,7 +11,15 @@ from dask.base import is_dask_collection
 from numpy.typing import ArrayLike
 from sklearn.exceptions import ConvergenceWarning
 
-from ._validation import METHODS, ROUNDINGS, check_centers, check_choice, check_data, check_positive
+from ._validation import (
+    METHODS,
+    ROUNDINGS,
+    SINKHORN_ALGORITHMS,
+    check_centers,
+    check_choice,
+    check_data,
+    check_positive,
+)
 from .blocks import Blocks, RowBlocks
 from .capacities import Capacities, resolve_capacities
 from .certificate import Certificate
@@ -70,12 +78,14 @@ def solver_options(
     sinkhorn_max_iter: int,
     rounding: str,
     max_band: int | None,
+    sinkhorn_algorithm: str = "newton",
 ) -> SolverOptions:
     """Validated :class:`SolverOptions`."""
     check_positive(reg, "reg")
     check_positive(sinkhorn_tol, "sinkhorn_tol")
     check_positive(sinkhorn_max_iter, "sinkhorn_max_iter", integer=True)
     check_choice(rounding, "rounding", ROUNDINGS)
+    check_choice(sinkhorn_algorithm, "sinkhorn_algorithm", SINKHORN_ALGORITHMS)
     if max_band is not None:
         check_positive(max_band, "max_band", integer=True)
     return SolverOptions(
@@ -84,6 +94,7 @@ def solver_options(
         sinkhorn_max_iter=int(sinkhorn_max_iter),
         rounding=rounding,  # type: ignore[arg-type]
         max_band=None if max_band is None else int(max_band),
+        sinkhorn_algorithm=sinkhorn_algorithm,  # type: ignore[arg-type]
     )
 
 
@@ -118,6 +129,7 @@ def balanced_assign(
     sinkhorn_tol: float = 1e-3,
     sinkhorn_max_iter: int = 1000,
     rounding: Literal["argmax", "exact"] = "argmax",
+    sinkhorn_algorithm: Literal["newton", "sinkhorn"] = "newton",
     max_band: int | None = None,
     block_rows: int | None = None,
 ) -> AssignmentResult:
@@ -150,10 +162,15 @@ def balanced_assign(
     sinkhorn_tol : float, default=1e-3
         ``sinkhorn``: stop when the column-marginal error (1-norm) is below this times n.
     sinkhorn_max_iter : int, default=1000
-        ``sinkhorn``: iteration cap.
+        ``sinkhorn``: cap on the passes over the data (Newton steps or Sinkhorn iterations).
     rounding : {"argmax", "exact"}, default="argmax"
         ``sinkhorn``: labels by row argmax of the rounded plan (the paper), or exactly
         balanced labels from the exact repair warm-started at the Sinkhorn potentials.
+    sinkhorn_algorithm : {"newton", "sinkhorn"}, default="newton"
+        ``sinkhorn``: how the entropic plan is reached (it is the same plan): Newton's method
+        on the semi-dual with the regularisation scaled down (a few passes), or Sinkhorn's
+        iterations, step for step as in the paper (one pass each).  Size ranges and k above
+        512 always use Sinkhorn's iterations.
     max_band : int, default=None
         Largest number of doubtful points the exact repair may gather; beyond it a
         ``RuntimeError`` is raised.  ``None``: no limit.
@@ -177,7 +194,9 @@ def balanced_assign(
     Xv: Any = as_dask_data(X) if is_dask_collection(X) else check_data(X)  # type: ignore[arg-type]
     mu = check_centers(centers, Xv.shape[1])
     check_choice(method, "method", METHODS)
-    options = solver_options(reg, sinkhorn_tol, sinkhorn_max_iter, rounding, max_band)
+    options = solver_options(
+        reg, sinkhorn_tol, sinkhorn_max_iter, rounding, max_band, sinkhorn_algorithm
+    )
     capacities = resolve_capacities(
         Xv.shape[0], mu.shape[0], sizes=sizes, size_min=size_min, size_max=size_max
     )
@@ -195,17 +214,18 @@ def balanced_assign(
     eps = None
     step = SOLVERS[method](blocks, capacities, options, v0, eps)
     short = step.marginal_error is not None and step.marginal_error > options.sinkhorn_tol
-    warn_unconverged(step, options, int(short))
+    warn_unconverged(options, int(short), step.marginal_error or 0.0)
     return result_from_step(blocks, step, capacities)
 
 
-def warn_unconverged(step: StepOutcome, options: SolverOptions, count: int) -> None:
-    """A ``ConvergenceWarning`` when Sinkhorn stopped short of ``sinkhorn_tol``."""
-    if count and step.marginal_error is not None:
+def warn_unconverged(options: SolverOptions, count: int, worst: float) -> None:
+    """A ``ConvergenceWarning`` when Sinkhorn stopped short of ``sinkhorn_tol`` in ``count``
+    steps (``worst``: the largest column error among them)."""
+    if count:
         warnings.warn(
             f"Sinkhorn reached sinkhorn_max_iter={options.sinkhorn_max_iter} before the "
             f"column-marginal error fell below sinkhorn_tol={options.sinkhorn_tol:g} in "
-            f"{count} assignment step(s) (last error {step.marginal_error:.3g}); raise "
+            f"{count} assignment step(s) (largest error {worst:.3g}); raise "
             "sinkhorn_max_iter or reg, or loosen sinkhorn_tol",
             ConvergenceWarning,
             stacklevel=3,

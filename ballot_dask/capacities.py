@@ -32,6 +32,13 @@ class Capacities:
         return int(self.lower.shape[0])
 
     @property
+    def is_equal_shares(self) -> bool:
+        """True for the default request: every size ``floor(n / k)`` or ``ceil(n / k)`` (the
+        entropic problem then takes ``n / k`` for every column, fractional)."""
+        lo, hi = self.lower, self.upper
+        return bool(np.all(lo == lo[0]) and np.all(hi == hi[0]) and hi[0] - lo[0] <= 1)
+
+    @property
     def is_equality(self) -> bool:
         """True when every size is fixed (``lower == upper``)."""
         return bool(np.array_equal(self.lower, self.upper))

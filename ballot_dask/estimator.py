@@ -74,10 +74,16 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     sinkhorn_tol : float, default=1e-3
         ``sinkhorn``: column-marginal error (1-norm, per point) at which Sinkhorn stops.
     sinkhorn_max_iter : int, default=1000
-        ``sinkhorn``: Sinkhorn iterations per assignment step, at most.
+        ``sinkhorn``: passes over the data per assignment step (Newton steps or Sinkhorn
+        iterations), at most.
     rounding : {"argmax", "exact"}, default="argmax"
         ``sinkhorn``: labels by row argmax of the rounded plan (the paper), or exactly
         balanced labels (exact repair from the Sinkhorn potentials).
+    sinkhorn_algorithm : {"newton", "sinkhorn"}, default="newton"
+        ``sinkhorn``: how the entropic plan is reached (the same plan either way): Newton's
+        method on the semi-dual with the regularisation scaled down (a few passes over the
+        data per step), or Sinkhorn's iterations, step for step as in the paper (a pass each).
+        Size ranges and k above 512 use Sinkhorn's iterations.
     max_iter : int, default=300
         Lloyd iterations, at most.
     tol : float, default=1e-4
@@ -137,6 +143,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         "sinkhorn_tol": [Interval(Real, 0, None, closed="neither")],
         "sinkhorn_max_iter": [Interval(Integral, 1, None, closed="left")],
         "rounding": [StrOptions({"argmax", "exact"})],
+        "sinkhorn_algorithm": [StrOptions({"newton", "sinkhorn"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_band": [Interval(Integral, 1, None, closed="left"), None],
@@ -158,6 +165,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         sinkhorn_tol: float = 1e-3,
         sinkhorn_max_iter: int = 1000,
         rounding: Literal["argmax", "exact"] = "argmax",
+        sinkhorn_algorithm: Literal["newton", "sinkhorn"] = "newton",
         max_iter: int = 300,
         tol: float = 1e-4,
         max_band: int | None = None,
@@ -175,6 +183,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.sinkhorn_tol = sinkhorn_tol
         self.sinkhorn_max_iter = sinkhorn_max_iter
         self.rounding = rounding
+        self.sinkhorn_algorithm = sinkhorn_algorithm
         self.max_iter = max_iter
         self.tol = tol
         self.max_band = max_band
@@ -229,7 +238,12 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             n, k, sizes=self.sizes, size_min=self.size_min, size_max=self.size_max
         )
         options = solver_options(
-            self.reg, self.sinkhorn_tol, self.sinkhorn_max_iter, self.rounding, self.max_band
+            self.reg,
+            self.sinkhorn_tol,
+            self.sinkhorn_max_iter,
+            self.rounding,
+            self.max_band,
+            self.sinkhorn_algorithm,
         )
         rng = check_random_state(self.random_state)
         init = self.init if isinstance(self.init, str) else np.asarray(self.init)

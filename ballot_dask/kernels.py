@@ -202,6 +202,9 @@ def reduced_cost_labels(C: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 _EXP_FLOOR = -700.0  # exp() below this is 0 for our sums; skipping it avoids slow denormals
+#: plan entries below this are left out of the Newton Hessian (not of the gradient): a row's
+#: support then holds a few columns, and the k x k outer product costs far less than k^2
+_HESSIAN_FLOOR = 1e-6
 
 
 @njit(inline="always")
@@ -251,11 +254,10 @@ def _entropic(C, v, eps, hessian, n_lanes):  # pragma: no cover - compiled
                     elif lp > top + _EXP_FLOOR:
                         lse_sum[lane, j] += math.exp(lp - top)
             if hessian:
-                # only the row's non-negligible entries: at small eps a row of the plan has
-                # a handful, so the k x k outer product costs far less than k^2
+                # only the row's non-negligible entries (see _HESSIAN_FLOOR)
                 nnz = 0
                 for j in range(k):
-                    if p[j] > 1e-17:
+                    if p[j] > _HESSIAN_FLOOR:
                         support[nnz] = j
                         nnz += 1
                 for x in range(nnz):

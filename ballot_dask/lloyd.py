@@ -110,6 +110,7 @@ def lloyd(
     step: StepOutcome | None = None
     n_iter = 0
     short = 0  # Sinkhorn steps that stopped at sinkhorn_max_iter
+    worst = 0.0  # ... and the largest column error among them
     previous = centers
     if resume is not None:
         centers = np.array(resume.centers, dtype=np.float64)
@@ -123,6 +124,7 @@ def lloyd(
         step = solve(blocks, capacities, options, potentials, eps)
         if step.marginal_error is not None and step.marginal_error > options.sinkhorn_tol:
             short += 1
+            worst = max(worst, step.marginal_error)
         potentials, eps = step.potentials, step.eps
         new_centers = _update(centers, step)
         moved = new_centers - centers
@@ -169,7 +171,10 @@ def lloyd(
         blocks.set_centers(centers)
         step = solve(blocks, capacities, options, potentials, eps)
         potentials = step.potentials
-    warn_unconverged(step, options, short)
+        if step.marginal_error is not None and step.marginal_error > options.sinkhorn_tol:
+            short += 1
+            worst = max(worst, step.marginal_error)
+    warn_unconverged(options, short, worst)
     labels = labels_of(blocks, step.labeler)
     potentials = interior_potentials(step, capacities, blocks.n_samples)
     inertia = step.objective  # sum_i ||x_i - centers[labels_i]||^2 at the final centers

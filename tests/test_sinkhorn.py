@@ -184,3 +184,55 @@ def test_sinkhorn_capped_by_max_iter_warns() -> None:
         warnings.simplefilter("error", ConvergenceWarning)
         res = balanced_assign(X, centers, method="sinkhorn", reg=1e-1, sinkhorn_max_iter=5000)
     assert res.marginal_error <= 1e-3
+
+
+# --------------------------------------------------------------------------- Newton
+
+
+@pytest.mark.parametrize("reg", [1e-2, 1e-3, 1e-4])
+@pytest.mark.parametrize("n", [6_000, 6_001])  # k divides n, or not (shares n / k)
+def test_newton_reaches_the_entropic_plan_in_few_passes(reg: float, n: int) -> None:
+    """Newton on the semi-dual reaches the entropic plan to the paper's criterion (column
+    error in the 1-norm) in at most 30 passes from a cold start, down to reg = 1e-4,
+    where Sinkhorn's iterations need thousands: the same plan (its cost, its rounding)."""
+    X, _ = make_blobs(n_samples=n, n_features=3, centers=6, cluster_std=1.5, random_state=4)
+    centers = X[np.random.default_rng(4).choice(n, 6, replace=False)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converged: no ConvergenceWarning
+        newton = balanced_assign(
+            X, centers, method="sinkhorn", reg=reg, sinkhorn_tol=1e-4, sinkhorn_max_iter=30
+        )
+    assert newton.marginal_error <= 1e-4
+    if reg < 1e-2 or n % 6:
+        # Sinkhorn's iterations do not get there in reasonable time; with n = 6001 they
+        # solve the problem with sizes in [1000, 1001], Newton the one with shares n / k
+        return
+    iterations = balanced_assign(
+        X,
+        centers,
+        method="sinkhorn",
+        reg=reg,
+        sinkhorn_tol=1e-4,
+        sinkhorn_algorithm="sinkhorn",
+        sinkhorn_max_iter=200_000,
+    )
+    assert iterations.marginal_error <= 1e-4
+    assert newton.n_iter <= 30 < iterations.n_iter  # passes over the data
+    # both plans meet the criterion; their rounded costs differ by the rounding of that error
+    assert newton.plan_cost == pytest.approx(iterations.plan_cost, rel=1e-3)
+    assert np.mean(newton.labels == iterations.labels) > 0.999
+
+
+def test_newton_warm_start_needs_a_pass_or_two() -> None:
+    X, _ = make_blobs(n_samples=5_000, n_features=2, centers=5, random_state=6)
+    centers = X[:5]
+    first = balanced_assign(X, centers, method="sinkhorn", reg=1e-3)
+    again = balanced_assign(X, centers, method="sinkhorn", reg=1e-3, potentials=first.potentials)
+    assert again.n_iter <= 2
+    np.testing.assert_array_equal(again.labels, first.labels)
+
+
+def test_sinkhorn_algorithm_is_validated() -> None:
+    X = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="sinkhorn_algorithm must be one of"):
+        balanced_assign(X, X[:2], method="sinkhorn", sinkhorn_algorithm="auction")

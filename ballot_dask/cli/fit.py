@@ -175,8 +175,9 @@ def fit(
     labels, centers, potentials, sizes and the fit's record to the Zarr group OUTPUT (a
     path, or a URL such as s3://bucket/fit.zarr)."""
     with _storage_config(storage_options):
-        _fit(input, n_clusters, output, method, sizes, size_min, size_max, init, max_iter,
-             tol, seed, reg, rounding, array, resume, overwrite, quiet, cluster)  # fmt: skip
+        _fit(input, n_clusters, output, method, sizes, size_min, size_max, init, n_init,
+             max_iter, tol, seed, reg, rounding, array, resume, overwrite, quiet,
+             cluster)  # fmt: skip
 
 
 def _storage_options_now() -> dict[str, Any]:
@@ -194,6 +195,7 @@ def _fit(
     size_min: str | None,
     size_max: str | None,
     init: str,
+    n_init: int,
     max_iter: int,
     tol: float,
     seed: int,

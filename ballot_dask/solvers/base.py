@@ -23,6 +23,7 @@ class SolverOptions:
     sinkhorn_max_iter: int = 1000
     rounding: Literal["argmax", "exact"] = "argmax"
     max_band: int | None = None
+    sinkhorn_algorithm: Literal["newton", "sinkhorn"] = "newton"
 
 
 @dataclass

@@ -1,8 +1,11 @@
-"""E-BalLOT's assignment step: log-domain Sinkhorn in semi-dual form, then rounding.
+"""E-BalLOT's assignment step: the entropic plan in semi-dual form, then rounding.
 
-As in the paper (Experiment 2): Sinkhorn iterations until the plan is within ``delta`` of the
+As in the paper (Experiment 2): the entropic plan until it is within ``delta`` of the
 transport polytope in the entrywise 1-norm, then the rounding of Altschuler, Weed & Rigollet
 (2017, Alg. 2) onto the polytope, centroids from the rounded plan and labels by row argmax.
+The plan is reached by Newton's method on the semi-dual (:mod:`.newton`, a few passes: the
+default) or by Sinkhorn's iterations, step for step as in the paper
+(``sinkhorn_algorithm="sinkhorn"``, a pass each); it is the same plan.
 
 The row potentials are never stored: each pass recomputes ``u_i`` from ``v`` inside its block,
 so the rows of the plan are exact and only the column error is tracked.  A pass returns the
@@ -25,6 +28,10 @@ from ..capacities import Capacities
 from ..kernels import combine_entropic, entropic_terms, rounded_plan_terms
 from .base import RoundedLabels, SolverOptions, StepOutcome, cost_scale
 from .exact import solve_exact
+from .newton import entropic_potentials
+
+#: above this many clusters the Newton system (k x k per block) gives way to Sinkhorn
+_NEWTON_MAX_K = 512
 
 
 def _column_logsums(blocks: Blocks, v: np.ndarray, eps: float) -> np.ndarray:
@@ -51,29 +58,42 @@ def solve_sinkhorn(
     potentials: np.ndarray | None = None,
     eps: float | None = None,
 ) -> StepOutcome:
-    """E-BalLOT's step: Sinkhorn to ``sinkhorn_tol * n`` column error, then rounding."""
+    """E-BalLOT's step: the entropic plan to ``sinkhorn_tol * n`` column error, rounded.
+
+    The regularisation is ``reg`` times the mean cost at the current centers (one pass).
+    The plan's potentials come from Newton's method on the
+    semi-dual (:mod:`.newton`, a few rounds) or, with ``sinkhorn_algorithm="sinkhorn"`` and
+    for size ranges or k above 512, from Sinkhorn's iterations (a round each).
+    """
     n, k = blocks.n_samples, capacities.n_clusters
-    mean_cost, _ = cost_scale(blocks)
+    cold = potentials is None
+    mean_cost, spread = cost_scale(blocks)  # reg is relative to the current mean cost
     eps = options.reg * max(mean_cost, 1e-300)
-    lower = capacities.lower.astype(np.float64)
-    upper = capacities.upper.astype(np.float64)
-    v = np.zeros(k) if potentials is None else np.array(potentials, dtype=np.float64)
+    v = np.zeros(k) if cold else np.array(potentials, dtype=np.float64)
     delta = options.sinkhorn_tol * n
-    iters = 0
-    while True:
-        logcol = _column_logsums(blocks, v, eps)
-        with np.errstate(under="ignore"):  # an empty column's mass is 0, not an error
-            col = np.exp(logcol)
-        error = float(np.abs(col - np.clip(col, lower, upper)).sum())
-        if error <= delta or iters >= options.sinkhorn_max_iter:
-            break
-        # exact maximisation of the dual in v_j: the column sum moves to its interval
-        log_free = logcol - v / eps  # log column sum at v_j = 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            v = eps * (np.clip(log_free, np.log(lower), np.log(upper)) - log_free)
-        v = np.where(np.isnan(v), 0.0, v)  # -inf - (-inf): a column with no mass and no room
-        v = np.maximum(v, -1e300)  # an empty cluster (upper = 0) gets a huge, finite penalty
-        iters += 1
+    newton = options.sinkhorn_algorithm == "newton" and k <= _NEWTON_MAX_K
+    newton = newton and (capacities.is_equality or capacities.is_equal_shares)
+    if newton:
+        # equal shares: n / k for every column (fractional when k does not divide n)
+        target = capacities.lower.astype(np.float64)
+        if not capacities.is_equality:
+            target = np.full(k, n / k)
+        # cold: from where a row of the plan spreads over many columns (the typical gap
+        # between a point's mean and nearest cost): Newton converges from anywhere there
+        # (warm: potentials of the previous centers, checked first)
+        v, col, iters = entropic_potentials(
+            blocks,
+            target,
+            v,
+            eps,
+            start=max(spread, eps),
+            tol=delta,
+            max_passes=options.sinkhorn_max_iter,
+            warm=not cold,
+        )
+        error = float(np.abs(col - target).sum())
+    else:
+        v, col, error, iters = _sinkhorn_iterations(blocks, capacities, options, v, eps)
     target = capacities.target(col)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(col > 0, np.minimum(target / col, 1.0), 1.0)
@@ -98,9 +118,40 @@ def solve_sinkhorn(
         n_iter=iters,
     )
     if options.rounding == "exact":
+        # the plan's fractional rows are about those within eps of a boundary: a band
         exact = solve_exact(blocks, capacities, options, potentials=v, eps=eps)
-        exact.method, exact.n_iter = "sinkhorn", iters
+        exact.method, exact.n_iter, exact.eps = "sinkhorn", iters, eps
         exact.plan_cost, exact.marginal_error = plan_cost, error / n
         exact.mass, exact.sums = mass, sums  # E-BalLOT's centroids stay those of the plan
         return exact
     return outcome
+
+
+def _sinkhorn_iterations(
+    blocks: Blocks,
+    capacities: Capacities,
+    options: SolverOptions,
+    v: np.ndarray,
+    eps: float,
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Sinkhorn's iterations in the semi-dual (one pass each), to ``sinkhorn_tol * n``
+    column error or ``sinkhorn_max_iter``.  Returns ``(v, column_sums, error, iterations)``."""
+    n = blocks.n_samples
+    lower = capacities.lower.astype(np.float64)
+    upper = capacities.upper.astype(np.float64)
+    delta = options.sinkhorn_tol * n
+    iters = 0
+    while True:
+        logcol = _column_logsums(blocks, v, eps)
+        with np.errstate(under="ignore"):  # an empty column's mass is 0, not an error
+            col = np.exp(logcol)
+        error = float(np.abs(col - np.clip(col, lower, upper)).sum())
+        if error <= delta or iters >= options.sinkhorn_max_iter:
+            return v, col, error, iters
+        # exact maximisation of the dual in v_j: the column sum moves to its interval
+        log_free = logcol - v / eps  # log column sum at v_j = 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = eps * (np.clip(log_free, np.log(lower), np.log(upper)) - log_free)
+        v = np.where(np.isnan(v), 0.0, v)  # -inf - (-inf): a column with no mass and no room
+        v = np.maximum(v, -1e300)  # an empty cluster (upper = 0) gets a huge, finite penalty
+        iters += 1
