@@ -26,9 +26,11 @@ from .kernels import cost_block
 
 @dataclass
 class PassCounter:
-    """How often the data were read: passes over X, passes over the cost blocks, the
-    collective rounds (one reduction each, a scheduler round trip on the Dask engine), and
-    the exact step's solves on the engine's row sample (no pass over the data)."""
+    """How often the data were read: passes over X (in memory, the input's validation
+    included), passes over the cost blocks, the collective rounds (one reduction each, a
+    scheduler round trip on the Dask engine), and passes over the fit's row sample held by
+    the client (the named initialisations, ``k`` for k-means++, and the exact step's solves
+    on it; in memory with at most ``2 * ballot.init-sample`` rows the sample is X itself)."""
 
     x: int = 0
     cost: int = 0
@@ -36,7 +38,7 @@ class PassCounter:
     sample: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"x": self.x, "cost": self.cost, "rounds": self.rounds}
+        return {"x": self.x, "cost": self.cost, "rounds": self.rounds, "sample": self.sample}
 
 
 #: rows of the engine's sample for the exact step's first potentials, at least
@@ -46,6 +48,7 @@ SAMPLE_PER_CLUSTER = 64
 #: a nested sample smaller than this (or than 16 rows per cluster) is not worth solving
 _NESTED_MIN = 4096
 _NESTED_SEED = 0x5EED
+_PREPARE_ROWS = 1 << 14  # rows per slab of the in-memory engine's first pass
 
 
 class Blocks(Protocol):
@@ -117,9 +120,40 @@ class Blocks(Protocol):
     def band_budget(self) -> int: ...
 
 
-def sample_size(n_samples: int, n_clusters: int, requested: int = SAMPLE_ROWS) -> int:
-    """Rows of the sample a fit draws: ``requested`` and 64 per cluster at least."""
-    return max(int(requested), SAMPLE_PER_CLUSTER * int(n_clusters))
+def sample_size(
+    n_samples: int,
+    n_clusters: int,
+    requested: int = SAMPLE_ROWS,
+    *,
+    row_bytes: int = 0,
+    budget: int | None = None,
+) -> int:
+    """Rows of the sample a fit draws: ``requested`` and 64 per cluster at least.
+
+    The sample is gathered on the client: with ``row_bytes`` (bytes of one row of X) and
+    ``budget`` (bytes; the Dask engine's gather budget) it is cut to what the budget holds
+    (every row when ``n_samples`` is at most twice the size, so the bound is on the gathered
+    rows), and a ``ValueError`` names the settings when not even 64 rows per cluster fit.
+    """
+    size = max(int(requested), SAMPLE_PER_CLUSTER * int(n_clusters))
+    if not row_bytes or budget is None:
+        return size
+    gathered = n_samples if n_samples <= 2 * size else size
+    if gathered * row_bytes <= budget:
+        return size
+    fits = int(budget // row_bytes)
+    least = SAMPLE_PER_CLUSTER * int(n_clusters)
+    if fits < least:
+        from dask.utils import format_bytes
+
+        raise ValueError(
+            f"the initial sample needs {least} rows (64 per cluster) of {row_bytes} bytes, "
+            f"{format_bytes(least * row_bytes)}, more than the gather budget "
+            f"({format_bytes(budget)}: ballot.band-memory, at most half of "
+            "ballot.memory-fraction of the cluster's memory) allows; raise ballot.band-memory "
+            "(e.g. dask.config.set({'ballot.band-memory': '1 GiB'}))"
+        )
+    return max(fits // 2, least) if n_samples <= 2 * fits else fits
 
 
 def sampled_rows(offset: int, rows: int, stride: int, seed: int) -> np.ndarray:
@@ -206,11 +240,28 @@ class RowBlocks:
         and measure X's column means and variances: one pass.  Returns
         ``(sample, mean, var)``."""
         n = self.n_samples
-        keep = sampled_rows(0, n, sample_stride(n, sample_rows), seed)
-        self._sample = self.X if keep.all() else np.ascontiguousarray(self.X[keep])
+        stride = sample_stride(n, sample_rows)
+        picked, count = [], 0
+        mean = np.zeros(self.n_features)
+        m2 = np.zeros(self.n_features)
+        for start in range(0, n, _PREPARE_ROWS):
+            # one read: each slab's rows, mean and squared deviations while it is in cache,
+            # combined as Chan et al. (1979) do (no cancellation in the variance)
+            slab = self.X[start : start + _PREPARE_ROWS]
+            rows = slab.shape[0]
+            keep = sampled_rows(start, rows, stride, seed)
+            picked.append(slab if keep.all() else slab[keep])
+            slab_mean = slab.mean(axis=0, dtype=np.float64)
+            slab_m2 = np.square(slab - slab_mean, dtype=np.float64).sum(axis=0)
+            delta = slab_mean - mean
+            total = count + rows
+            mean = mean + delta * (rows / total)
+            m2 = m2 + slab_m2 + delta**2 * (count * rows / total)
+            count = total
+        self._sample = self.X if stride <= 1 else np.ascontiguousarray(np.concatenate(picked))
         self._solver_sample = None
         self.passes.x += 1
-        return self._sample, np.mean(self.X, axis=0), np.var(self.X, axis=0)
+        return self._sample, mean, m2 / max(count, 1)
 
     def sample(self) -> np.ndarray | None:
         """Rows for the exact solver's first potentials (:func:`solver_sample` of the fit's

@@ -273,11 +273,11 @@ class DaskBlocks:
         return solver_sample(self._sample, self.n_samples, self._centers.shape[0])
 
     def band_budget(self) -> int:
-        """The smaller of ``ballot.band-memory`` and a quarter of ``ballot.memory-fraction`` of
+        """The smaller of ``ballot.band-memory`` and half of ``ballot.memory-fraction`` of
         the cluster's memory: the rows are first held by the workers, in pieces, then by the
         client."""
         fraction = float(config.get("memory-fraction"))
-        return min(config.band_memory(), int(fraction * cluster_memory() / 4))
+        return min(config.band_memory(), int(fraction * cluster_memory() / 2))
 
     def set_centers(self, centers: np.ndarray) -> None:
         """Use ``centers`` from now on.  Their cost blocks are made by the first pass that

@@ -22,7 +22,7 @@ from .assign import solver_options
 from .blocks import RowBlocks, sample_size
 from .capacities import resolve_capacities
 from .dask_blocks import DaskBlocks, as_dask_data, map_chosen_costs, map_costs, map_labels
-from .initialization import INITIALIZERS, initial_centers
+from .initialization import INITIALIZERS, init_passes, initial_centers
 from .kernels import cost_block, reduced_cost_labels
 from .kmeans_parallel import kmeans_parallel
 from .lloyd import LloydResult, LloydState, lloyd
@@ -115,8 +115,11 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     certificate_ : Certificate or None
         Optimality proof of the last assignment step (``exact``).
     n_passes_ : dict
-        ``{"x": ..., "cost": ..., "rounds": ...}``: passes over X and over the cost blocks
-        during the fit, and collective rounds (a scheduler round trip each on Dask).
+        ``{"x": ..., "cost": ..., "rounds": ..., "sample": ...}``: passes over X (the
+        validation of in-memory input included) and over the cost blocks during the fit,
+        collective rounds (a scheduler round trip each on Dask), and passes over the fit's row
+        sample on the client (k for k-means++; in memory, with at most twice
+        ``ballot.init-sample`` rows, the sample is X itself).
     n_features_in_ : int
 
     Examples
@@ -231,6 +234,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         else:
             Xd = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
             blocks = RowBlocks(Xd)
+            blocks.passes.x += 1  # the validation read X (its finiteness)
         n, k = Xd.shape[0], self.n_clusters
         if k > n:
             raise ValueError(f"n_samples={n} should be >= n_clusters={k}")
@@ -252,7 +256,14 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         # the exact solver's first potentials run on; on Dask it also checks X and persists
         # it when it fits
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        sample, _, var = blocks.prepare(sample_size(n, k, int(config.get("init-sample"))), seed)
+        size = sample_size(
+            n,
+            k,
+            int(config.get("init-sample")),
+            row_bytes=blocks.n_features * Xd.dtype.itemsize,
+            budget=None if blocks.gather_is_free else blocks.band_budget(),
+        )
+        sample, _, var = blocks.prepare(size, seed)
         runs = int(self.n_init)
         if not isinstance(init, str) and runs > 1:
             warnings.warn(
@@ -274,6 +285,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 centers = kmeans_parallel(blocks, sample, k, rng)
             else:
                 centers = initial_centers(sample, k, init, rng)
+                blocks.passes.sample += init_passes(init, k)
             result = lloyd(
                 blocks,
                 capacities,

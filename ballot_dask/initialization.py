@@ -165,6 +165,16 @@ INITIALIZERS: dict[str, Callable[[np.ndarray, int, np.random.RandomState], np.nd
 }
 
 
+def init_passes(init: str | np.ndarray, n_clusters: int) -> int:
+    """Passes over the sample a strategy makes: k-means++ one per center drawn, ``random``
+    none (it reads k rows), ``coupon`` one, ``diameter`` its centring and sweeps and at least
+    one brute-force pass over the candidates (a lower bound: the candidates depend on the
+    data); explicit centers none."""
+    if not isinstance(init, str):
+        return 0
+    return {"k-means++": n_clusters, "random": 0, "diameter": 2 * _N_SWEEPS + 2}.get(init, 1)
+
+
 def initial_centers(
     X: np.ndarray,
     n_clusters: int,

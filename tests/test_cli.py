@@ -405,3 +405,18 @@ def test_fsspec_url_input(data, tmp_path, address):
     group = zarr.open_group(out, mode="r")
     assert group.attrs["params"]["input"] == f"local://{data}"
     assert np.bincount(group["labels"][:], minlength=K).tolist() == [N // K] * K
+
+
+def test_saved_passes_count_the_label_write():
+    from ballot_dask.cli.fit import _passes_with_label_write
+
+    X = np.random.default_rng(2).standard_normal((4000, 2))
+    lazy = BalancedKMeans(4, random_state=0, max_iter=3).fit(da.from_array(X, chunks=1000))
+    saved = _passes_with_label_write(lazy)
+    # the labels of a Dask fit are computed from X when written: one more pass, one more round
+    assert saved == {**lazy.n_passes_, "x": lazy.n_passes_["x"] + 1,
+                     "rounds": lazy.n_passes_["rounds"] + 1}  # fmt: skip
+    eager = BalancedKMeans(4, random_state=0, max_iter=3).fit(X)
+    assert _passes_with_label_write(eager) == eager.n_passes_
+    assert eager.n_passes_["x"] >= 2  # the validation and the first pass read X
+    assert eager.n_passes_["sample"] >= 4  # k-means++ on the sample (X itself here)

@@ -254,7 +254,7 @@ def test_pass_counts_persisted(scheduler):
     ref = _numpy_fit()
     km = BalancedKMeans(**_exact_params()).fit(_dask(_data(), CHUNKINGS["odd"]))
     passes, ref_passes = km.n_passes_, ref.n_passes_
-    assert set(passes) == {"x", "cost", "rounds"}
+    assert set(passes) == {"x", "cost", "rounds", "sample"}
     # the exact step computes its costs inside its pass over X: no cost block is ever built
     assert passes["cost"] == ref_passes["cost"] == 0
     # about one read of X and one round per Lloyd iteration (a second when the band must
@@ -356,7 +356,7 @@ def test_balanced_assign_equals_numpy(scheduler, case):
     np.testing.assert_array_equal(res.sizes, ref.sizes)
     assert res.objective == pytest.approx(ref.objective, rel=1e-9)
     assert res.certificate.optimal and res.certificate.violations == 0
-    assert set(res.passes) == {"x", "cost", "rounds"}
+    assert set(res.passes) == {"x", "cost", "rounds", "sample"}
     assert res.passes["cost"] == ref.passes["cost"]
     # and an optimum of the LP: the reference solvers' (POT's network simplex, HiGHS)
     cap = resolve_capacities(n, K, **capacities)

@@ -131,9 +131,27 @@ def test_band_memory_budget(scheduler):
         balanced_assign(data, centers)
     with (
         dask.config.set({"ballot.band-memory": "1 KiB"}),
-        pytest.raises(RuntimeError, match=r"ballot\.band-memory"),
+        # refused before anything is gathered: the fit's row sample does not fit either
+        pytest.raises(ValueError, match=r"initial sample needs 320 rows.*ballot\.band-memory"),
     ):
         BalancedKMeans(K, init=centers, max_iter=3).fit(data)
+
+
+def test_every_gather_counts_against_the_budget(scheduler):
+    X = np.random.default_rng(3).standard_normal((42_000, 2))
+    data = _dask(X, (10_500, 2))
+    # the fit's row sample: every row of X here (n <= 2 x init-sample), 672 kB; 300 kB of
+    # budget cut it to the rows that fit, and the fit goes on (same sizes, certified)
+    with dask.config.set({"ballot.band-memory": "300 kB"}):
+        km = BalancedKMeans(3, random_state=0, max_iter=3).fit(data)
+    assert km.certificate_.optimal
+    np.testing.assert_array_equal(km.sizes_, [14_000] * 3)
+    # method="emd" gathers the whole cost matrix: 42000 x 3 float64 = 1 MB
+    with (
+        dask.config.set({"ballot.band-memory": "300 kB"}),
+        pytest.raises(ValueError, match=r"method='emd' gathers the whole 42000 x 3 cost matrix"),
+    ):
+        balanced_assign(data, X[:3], method="emd")
 
 
 def test_in_memory_data_is_always_certified_whatever_the_band_budget():

@@ -334,11 +334,23 @@ def _fit_record(
             key: (bool(v) if isinstance(v, bool) else float(v) if isinstance(v, float) else int(v))
             for key, v in asdict(certificate).items()
         },
-        "passes": {key: int(v) for key, v in estimator.n_passes_.items()},
+        "passes": _passes_with_label_write(estimator),
         "resumed_from_iteration": None if state is None else int(state.iteration),
         "seconds": round(elapsed, 3),
         "versions": _versions(),
     }
+
+
+def _passes_with_label_write(estimator: Any) -> dict[str, int]:
+    """The fit's passes and the label write's: lazy (Dask) labels are computed from X while
+    they are written, one more pass over X in one more round."""
+    from dask import is_dask_collection
+
+    passes = {key: int(v) for key, v in estimator.n_passes_.items()}
+    if is_dask_collection(estimator.labels_):
+        passes["x"] += 1
+        passes["rounds"] += 1
+    return passes
 
 
 def _write_fit(path: Path | str, estimator: Any, attrs: dict[str, Any], runner: Any = None) -> None:
@@ -372,6 +384,6 @@ def _summary(estimator: Any, target: Path | str, elapsed: float) -> None:
         f"  objective    {estimator.inertia_:.10g}\n"
         f"  sizes        {int(sizes.min())}..{int(sizes.max())} over {sizes.size} clusters\n"
         f"  certificate  {certificate}\n"
-        f"  passes       {estimator.n_passes_}\n"
+        f"  passes       {_passes_with_label_write(estimator)}\n"
         f"  time         {elapsed:.2f} s"
     )

@@ -7,6 +7,7 @@ the same pass as the exact solver's.
 from __future__ import annotations
 
 import numpy as np
+from dask.utils import format_bytes
 
 from ..band import solve_band
 from ..blocks import Blocks
@@ -23,6 +24,14 @@ def solve_emd(
 ) -> StepOutcome:
     """Solve the whole assignment LP with ``ot.emd``."""
     n, k = blocks.n_samples, capacities.n_clusters
+    if not blocks.gather_is_free and 8 * n * k > blocks.band_budget():
+        raise ValueError(
+            f"method='emd' gathers the whole {n} x {k} cost matrix on the client "
+            f"({format_bytes(8 * n * k)}), more than the gather budget "
+            f"({format_bytes(blocks.band_budget())}: ballot.band-memory, at most half of "
+            "ballot.memory-fraction of the cluster's memory); use method='exact' (the same "
+            "optimum, certified) or raise ballot.band-memory"
+        )
     C = np.asarray(blocks.full_cost(), dtype=np.float64)
     labels = solve_band(C, capacities.lower, capacities.upper)
     labeler = HardLabels(np.zeros(k), np.arange(n), labels)

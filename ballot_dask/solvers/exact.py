@@ -38,12 +38,15 @@ from ..certificate import certify_labels
 from ..exact_pass import ExactPass, band_costs, combine_passes, exact_pass, whole_block
 from ..kernels import label_sums, reduced_cost_labels
 from .base import ExactLabels, SolverOptions, StepOutcome
+from .newton import entropic_potentials
 from .paths import DONE, successive_shortest_paths
 
 _MIN_BAND = 8192  # band rows wanted at least (a warm Lloyd step's imbalance fits easily)
 _PER_CLUSTER = 64  # ... and at least this many per cluster
 _WIDEN = 4  # a band too narrow for the shortest paths grows by this factor
 _WARM_SAMPLE = 0.02  # warm potentials misplacing more than this share go back to the sample
+_MAX_RECENTRED = 4  # potentials refined for a full band before giving up
+_REFINE_PASSES = 12  # passes of one refinement, at most
 
 
 def imbalance(counts: np.ndarray, capacities: Capacities) -> int:
@@ -91,6 +94,7 @@ class _Search:
     passes: int = 0
     augmentations: int = 0
     widenings: int = 0
+    recentred: int = 0
     sampled: bool = False
 
 
@@ -181,7 +185,31 @@ def solve_exact(
             if step.certificate.optimal or gathered >= n:
                 return step
         if gathered >= search.limit:
-            raise _band_error(search, budget, k, options)
+            if search.recentred >= _MAX_RECENTRED or sample is None:
+                raise _band_error(search, budget, k, options)
+            # the widest band the budget allows cannot settle these potentials: bring them
+            # nearer the optimum with a few passes that need no band (Newton on the entropic
+            # semi-dual, at a temperature whose fuzzy zone is a fraction of that band), then
+            # cut a band of the same size around them
+            search.recentred += 1
+            theta = _quantile_gap(sample, blocks.centers, search.potentials, search.limit / n)
+            counts = band.counts + np.bincount(labels, minlength=k)
+            target = capacities.target(counts.astype(np.float64))
+            search.potentials, _, used = entropic_potentials(
+                blocks,
+                target,
+                search.potentials,
+                max(theta, 1e-300) / 8,
+                start=max(theta, 1e-300),
+                tol=search.limit / 8,
+                max_passes=_REFINE_PASSES,
+            )
+            search.passes += used
+            search.wanted = search.limit
+            search.theta = _quantile_gap(
+                sample, blocks.centers, search.potentials, search.limit / (2 * n)
+            )
+            continue
         # the band's optimum is not the whole problem's (a point beyond the band must move):
         # widen it, from the same potentials (the band's own may misplace fixed rows)
         search.widenings += 1
