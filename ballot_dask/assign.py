@@ -148,7 +148,8 @@ def balanced_assign(
     sizes : array-like of shape (n_clusters,), default=None
         Exact sizes summing to ``n_samples``.  Default: equal sizes; when ``n_clusters`` does
         not divide ``n_samples`` each size is the floor or the ceiling of the ratio, and the LP
-        picks which clusters get the extra point.
+        picks which clusters get the extra point.  Equal sizes need ``n_clusters <=
+        n_samples``; explicit sizes and bounds may leave clusters empty.
     size_min, size_max : int or array-like of shape (n_clusters,), default=None
         Size bounds instead of exact sizes.
     method : {"exact", "sinkhorn", "emd"}, default="exact"

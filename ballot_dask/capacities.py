@@ -15,6 +15,7 @@ equality column is the special case ``lower_j == upper_j``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -122,7 +123,8 @@ def resolve_capacities(
     n_samples : int
         Number of points ``n``.
     n_clusters : int
-        Number of clusters ``k`` (``1 <= k <= n``).
+        Number of clusters ``k``, at least 1, and at most ``n`` for equal sizes (explicit
+        ``sizes`` or bounds may leave clusters empty, so may have more clusters than points).
     sizes : array-like of shape (n_clusters,), default=None
         Exact cluster sizes, non-negative integers summing to ``n_samples``.
     size_min, size_max : int or array-like of shape (n_clusters,), default=None
@@ -135,8 +137,6 @@ def resolve_capacities(
     n, k = int(n_samples), int(n_clusters)
     if k < 1:
         raise ValueError(f"n_clusters must be at least 1, got {k}")
-    if k > n:
-        raise ValueError(f"n_clusters={k} is larger than the number of samples n_samples={n}")
     if sizes is not None:
         if size_min is not None or size_max is not None:
             raise ValueError("give either sizes or size_min/size_max, not both")
@@ -147,6 +147,11 @@ def resolve_capacities(
             )
         return Capacities(exact, exact.copy())
     if size_min is None and size_max is None:
+        if k > n:
+            raise ValueError(
+                f"n_clusters={k} is larger than the number of samples n_samples={n}: equal "
+                "sizes would leave clusters empty; give sizes or size_min/size_max to allow it"
+            )
         q, r = divmod(n, k)
         return Capacities(np.full(k, q, np.int64), np.full(k, q + (r > 0), np.int64))
     lower = _as_sizes(0 if size_min is None else size_min, "size_min", k)
@@ -165,3 +170,42 @@ def resolve_capacities(
             f"< n_samples={n}; raise them"
         )
     return Capacities(lower, np.minimum(upper, n))
+
+
+def apportion(weights: ArrayLike, n_samples: int) -> np.ndarray:
+    """Whole sizes proportional to ``weights`` that sum to ``n_samples`` (largest remainders).
+
+    Each cluster first gets the floor of its quota ``n_samples * w_j / sum(w)``; the points
+    left over go one each to the clusters with the largest fractional parts (Hamilton's
+    method), the lowest index first among equal parts.  The quotas are computed in exact
+    rational arithmetic, so integer weights (such as fitted sizes) are scaled without
+    rounding error.
+
+    Parameters
+    ----------
+    weights : array-like of shape (n_clusters,)
+        Non-negative, finite numbers with a positive sum (counts, or proportions).
+    n_samples : int
+        Total of the sizes, ``>= 0``.
+
+    Returns
+    -------
+    sizes : ndarray of shape (n_clusters,), int64
+        ``floor(quota_j)`` or ``ceil(quota_j)`` each, summing to ``n_samples``.
+
+    Examples
+    --------
+    >>> from ballot_dask.capacities import apportion
+    >>> apportion([500, 300, 200], 7).tolist()
+    [4, 2, 1]
+    """
+    parts = [Fraction(w) for w in np.asarray(weights).tolist()]
+    total = sum(parts, Fraction(0))
+    if total <= 0:
+        raise ValueError("weights must have a positive sum")
+    quotas = [w * n_samples / total for w in parts]
+    sizes = np.array([q.numerator // q.denominator for q in quotas], dtype=np.int64)
+    left = int(n_samples - sizes.sum())
+    by_remainder = sorted(range(len(quotas)), key=lambda j: (int(sizes[j]) - quotas[j], j))
+    sizes[by_remainder[:left]] += 1
+    return sizes

@@ -32,7 +32,7 @@ from dask.delayed import Delayed, delayed
 
 from . import config
 from .blocks import PassCounter, sample_stride, sampled_rows, solver_sample
-from .kernels import cost_block
+from .kernels import cost_block, plan_rows
 
 __all__ = ["DaskBlocks", "active_client", "cluster_memory", "observe_rounds", "row_chunked"]
 
@@ -549,3 +549,8 @@ def _chosen_costs(C: np.ndarray, v: np.ndarray) -> np.ndarray:
 def map_chosen_costs(costs: da.Array, v: np.ndarray) -> da.Array:
     """Each row's cost ``C_i,l_i`` under the labels ``argmin_j (C_ij - v_j)`` (lazy)."""
     return da.map_blocks(_chosen_costs, costs, v, drop_axis=1, dtype=np.float64)
+
+
+def map_plan_rows(costs: da.Array, v: np.ndarray, eps: float) -> da.Array:
+    """:func:`~ballot_dask.kernels.plan_rows` per chunk (lazy), with the rows' chunks."""
+    return da.map_blocks(plan_rows, costs, v, eps, dtype=np.float64)

@@ -18,16 +18,31 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import config
 from ._validation import check_choice
-from .assign import solver_options
+from .assign import AssignmentResult, balanced_assign, solver_options
 from .blocks import RowBlocks, sample_size
 from .capacities import resolve_capacities
-from .dask_blocks import DaskBlocks, as_dask_data, map_chosen_costs, map_costs, map_labels
+from .dask_blocks import (
+    DaskBlocks,
+    as_dask_data,
+    map_chosen_costs,
+    map_costs,
+    map_labels,
+    map_plan_rows,
+)
 from .initialization import INITIALIZERS, init_passes, initial_centers
-from .kernels import cost_block, reduced_cost_labels
+from .kernels import cost_block, plan_rows, reduced_cost_labels
 from .kmeans_parallel import kmeans_parallel
 from .lloyd import LloydResult, LloydState, lloyd
-
-_PREDICT = ("power", "nearest")
+from .prediction import (
+    PREDICT_RULES,
+    PredictRule,
+    Proportions,
+    batch_capacities,
+    check_proportions_unused,
+    check_temperature,
+    fit_temperature,
+    mean_cost,
+)
 
 
 class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -41,11 +56,17 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     X may be a NumPy array or a Dask array chunked by rows.  A Dask array is fitted chunk by
     chunk on the active Dask scheduler (threads, a ``LocalCluster``, a remote scheduler: the
     estimator never creates one), with the same kernels and the same answer as in memory;
-    ``labels_``, ``predict`` and ``transform`` are then Dask arrays with X's row chunks, while
-    ``cluster_centers_`` and ``potentials_`` stay NumPy.  The named ``init`` strategies run on
-    a seeded row sample of a Dask array (``ballot.init-sample`` rows, 65536 by default, at
-    least 64 per cluster; chosen by a hash of the row index, so the same for any chunking),
-    drawn in the first pass, which also checks X for NaN/inf and measures its variance.
+    ``labels_``, ``predict``, ``predict_proba`` and ``transform`` are then Dask arrays with X's
+    row chunks, while ``cluster_centers_`` and ``potentials_`` stay NumPy.  The named ``init``
+    strategies run on a seeded row sample of a Dask array (``ballot.init-sample`` rows, 65536
+    by default, at least 64 per cluster; chosen by a hash of the row index, so the same for
+    any chunking), drawn in the first pass, which also checks X for NaN/inf and measures its
+    variance.
+
+    New data is labelled by the fitted power diagram (keeps the fitted proportions, point by
+    point), the nearest center, or exact sizes for the batch (``predict(X,
+    method="balanced")``); :meth:`predict_proba` gives soft memberships, the rows of the
+    entropic transport plan.
 
     Parameters
     ----------
@@ -108,12 +129,23 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     inertia_ : float
         Balanced objective: ``sum_i ||x_i - cluster_centers_[labels_i]||^2``.
     sizes_ : ndarray of shape (n_clusters,)
+        Points per cluster under ``labels_`` (the proportions of ``predict(X,
+        method="balanced", proportions="fitted")``).
     n_iter_ : int
     converged_ : bool
     objective_history_ : list of float
         Objective after each iteration (non-increasing for ``exact``, Theorem 17).
     certificate_ : Certificate or None
         Optimality proof of the last assignment step (``exact``).
+    reg_ : float
+        ``sinkhorn``: the absolute entropic regularisation of the last assignment step,
+        ``reg`` times the mean squared distance between the points and the centers.
+        ``exact``: the threshold on the reduced-cost gap of the doubtful points that the
+        last step passed on to the next (an internal warm start).
+    temperature_ : float
+        Default temperature of :meth:`predict_proba`: ``reg_`` for ``sinkhorn``; for
+        ``exact``, the regularisation E-BalLOT would take at the fitted centers, ``reg`` times
+        the mean squared distance between the training points and the fitted centers.
     n_passes_ : dict
         ``{"x": ..., "cost": ..., "rounds": ..., "sample": ...}``: passes over X (the
         validation of in-memory input included) and over the cost blocks during the fit,
@@ -263,7 +295,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             row_bytes=blocks.n_features * Xd.dtype.itemsize,
             budget=None if blocks.gather_is_free else blocks.band_budget(),
         )
-        sample, _, var = blocks.prepare(size, seed)
+        sample, mean, var = blocks.prepare(size, seed)
         runs = int(self.n_init)
         if not isinstance(init, str) and runs > 1:
             warnings.warn(
@@ -303,6 +335,8 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         assert best is not None
         best.passes = blocks.passes.as_dict()  # every run's passes
         self._store(best, Xd.dtype)
+        training_cost = mean_cost(mean, var, self.cluster_centers_)
+        self.temperature_ = fit_temperature(self.method, self.reg, self.reg_, training_cost)
         return self
 
     def _store(self, result: LloydResult, dtype: np.dtype) -> None:
@@ -322,11 +356,9 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """Fit and return ``labels_`` (the balanced labels of the training data)."""
         return self.fit(X).labels_
 
-    def _costs(self, X: ArrayLike) -> Any:
-        return self._costs_and_dtype(X)[0]
-
-    def _costs_and_dtype(self, X: ArrayLike) -> tuple[Any, np.dtype]:
-        """Float64 costs of X against the centers, and X's (validated) dtype."""
+    def _checked(self, X: ArrayLike) -> Any:
+        """X checked against the fit: a row-chunked dask array, or a C-contiguous float32 or
+        float64 ndarray."""
         check_is_fitted(self)
         if is_dask_collection(X):
             Xd = as_dask_data(X)  # type: ignore[arg-type]
@@ -335,46 +367,190 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                     f"X has {Xd.shape[1]} features, but {type(self).__name__} is expecting "
                     f"{self.n_features_in_} features as input."
                 )
-            return map_costs(Xd, self.cluster_centers_), Xd.dtype
-        Xv = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
-        return cost_block(Xv, self.cluster_centers_), Xv.dtype
+            return Xd
+        return validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
 
-    def predict(self, X: ArrayLike, *, method: Literal["power", "nearest"] = "power") -> Any:
+    def _costs(self, X: Any) -> Any:
+        """Float64 costs ``||x_i - mu_j||^2`` of (checked) X against the centers."""
+        if is_dask_collection(X):
+            return map_costs(X, self.cluster_centers_)
+        return cost_block(X, self.cluster_centers_)
+
+    def _balanced(self, X: ArrayLike, proportions: Proportions) -> AssignmentResult:
+        """The batch's balanced transport problem, solved exactly (the ``balanced`` rule)."""
+        shape = np.shape(X)  # type: ignore[arg-type]
+        if len(shape) == 2 and shape[0] == 0:
+            raise ValueError("X is empty: method='balanced' needs at least one sample")
+        Xv = self._checked(X)
+        capacities = batch_capacities(
+            Xv.shape[0],
+            self.cluster_centers_.shape[0],
+            proportions,
+            getattr(self, "sizes_", None),
+        )
+        return balanced_assign(
+            Xv,
+            self.cluster_centers_,
+            size_min=capacities.lower,
+            size_max=capacities.upper,
+            method="exact",
+            max_band=self.max_band,
+        )
+
+    def predict(
+        self, X: ArrayLike, *, method: PredictRule = "power", proportions: Proportions = "equal"
+    ) -> Any:
         """Label new points.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-        method : {"power", "nearest"}, default="power"
+        X : array-like or dask array of shape (n_samples, n_features)
+            New points.  A dask array gives dask labels with X's row chunks.
+        method : {"power", "nearest", "balanced"}, default="power"
             ``power``: the learned power diagram ``argmin_j ||x - mu_j||^2 - potentials_j``,
-            which keeps the fitted balance on data from the same distribution.
-            ``nearest``: the nearest center (sizes are then not controlled).
+            point by point, which keeps the fitted proportions on data from the same
+            distribution (up to sampling error).  ``nearest``: the nearest center (sizes are
+            then not controlled).  ``balanced``: exact sizes for this batch, by solving its
+            own balanced transport problem with the fit's exact solver
+            (:func:`~ballot_dask.balanced_assign`); a point's label then depends on the rest
+            of the batch.  The training size constraints (``sizes``, ``size_min``,
+            ``size_max``) never apply to new data.
+        proportions : {"equal", "fitted"} or array-like of shape (n_clusters,), \
+default="equal"
+            ``balanced`` only: the sizes of the batch.  ``"equal"``: ``floor(m / k)`` or
+            ``ceil(m / k)`` points each for a batch of ``m`` (the solver choosing which
+            clusters get the extra points; with fewer points than clusters, some clusters get
+            none).  ``"fitted"``: the fitted ``sizes_`` scaled to the batch, or an array: these
+            weights scaled to the batch; scaled sizes are rounded by largest remainders, so
+            they sum to ``m``.
 
         Returns
         -------
-        labels : ndarray of shape (n_samples,)
+        labels : ndarray or dask array of shape (n_samples,)
+            Cluster of each point (int64).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ballot_dask import BalancedKMeans
+        >>> X = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2]])
+        >>> km = BalancedKMeans(n_clusters=2, random_state=0).fit(X)
+        >>> batch = np.array([[0.0], [0.2], [0.3], [4.9]])
+        >>> int(np.bincount(km.predict(batch), minlength=2).max())
+        3
+        >>> np.bincount(km.predict(batch, method="balanced")).tolist()
+        [2, 2]
         """
-        check_choice(method, "method", _PREDICT)
-        C = self._costs(X)
+        check_choice(method, "method", PREDICT_RULES)
+        if method == "balanced":
+            return self._balanced(X, proportions).labels
+        check_proportions_unused(proportions, method)
+        C = self._costs(self._checked(X))
         v = self.potentials_ if method == "power" else np.zeros(self.n_clusters)
         if is_dask_collection(C):
             return map_labels(C, v)
         return reduced_cost_labels(C, v)[0]
 
-    def transform(self, X: ArrayLike) -> Any:
-        """Euclidean distances to the centers, shape (n_samples, n_clusters) (a dask array
-        for dask input)."""
-        C, dtype = self._costs_and_dtype(X)  # distances in X's dtype, as scikit-learn's
+    def predict_proba(self, X: ArrayLike, *, temperature: float | None = None) -> Any:
+        """Soft cluster memberships: the rows of the entropic transport plan.
+
+        ``P_ij = softmax_j((potentials_j - ||x_i - mu_j||^2) / temperature)``: row ``i`` of
+        the entropic plan at the fitted potentials, normalised to sum to one.  Its argmax is
+        :meth:`predict`'s ``power`` label (up to exact ties); a smaller temperature gives
+        harder memberships.  Computed in the log domain (the row maximum subtracted first), so
+        no temperature > 0 overflows or gives NaN.
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+            New points.  A dask array gives a dask array with X's row chunks.
+        temperature : float, default=None
+            Entropic regularisation ``> 0``, in units of squared distance.  Default:
+            ``temperature_``, the fit's own (``reg_`` for ``method="sinkhorn"``; for
+            ``method="exact"``, ``reg`` times the mean squared distance between the training
+            points and the fitted centers).
+
+        Returns
+        -------
+        proba : ndarray or dask array of shape (n_samples, n_clusters)
+            Memberships, float64, each row summing to one.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ballot_dask import BalancedKMeans
+        >>> X = np.array([[0.0], [1.0], [4.0], [5.0]])
+        >>> km = BalancedKMeans(n_clusters=2, init=[[0.5], [4.5]]).fit(X)
+        >>> P = km.predict_proba([[0.5], [2.5], [4.5]], temperature=1.0)
+        >>> P.round(3).tolist()
+        [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
+        >>> P.argmax(axis=1).tolist() == km.predict([[0.5], [2.5], [4.5]]).tolist()
+        True
+        """
+        check_is_fitted(self)
+        if temperature is None:
+            temperature = getattr(self, "temperature_", None)
+            if temperature is None:
+                raise ValueError(
+                    "temperature: the model has no temperature_ (it was not fitted by fit()); "
+                    "pass a temperature > 0"
+                )
+        eps = check_temperature(temperature)
+        C = self._costs(self._checked(X))
         if is_dask_collection(C):
-            return da.sqrt(C).astype(dtype)
-        return np.sqrt(C).astype(dtype, copy=False)
+            return map_plan_rows(C, self.potentials_, eps)
+        return plan_rows(C, self.potentials_, eps)
+
+    def transform(self, X: ArrayLike) -> Any:
+        """Euclidean distances to the centers.
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+            New points.
+
+        Returns
+        -------
+        distances : ndarray or dask array of shape (n_samples, n_clusters)
+            ``||x_i - mu_j||`` in X's dtype (a dask array with X's row chunks for dask input).
+        """
+        Xv = self._checked(X)
+        C = self._costs(Xv)  # distances in X's dtype, as scikit-learn's
+        if is_dask_collection(C):
+            return da.sqrt(C).astype(Xv.dtype)
+        return np.sqrt(C).astype(Xv.dtype, copy=False)
 
     def score(
-        self, X: ArrayLike, y: Any = None, *, method: Literal["power", "nearest"] = "power"
+        self,
+        X: ArrayLike,
+        y: Any = None,
+        *,
+        method: PredictRule = "power",
+        proportions: Proportions = "equal",
     ) -> float:
-        """Opposite of the k-means objective of X under :meth:`predict` labels."""
-        check_choice(method, "method", _PREDICT)
-        C = self._costs(X)
+        """Opposite of the k-means objective of X under :meth:`predict` labels.
+
+        Parameters
+        ----------
+        X : array-like or dask array of shape (n_samples, n_features)
+            New points.
+        y : Ignored
+        method : {"power", "nearest", "balanced"}, default="power"
+            The labels: :meth:`predict`'s rule.
+        proportions : {"equal", "fitted"} or array-like of shape (n_clusters,), \
+default="equal"
+            ``balanced`` only: the sizes of the batch, as in :meth:`predict`.
+
+        Returns
+        -------
+        score : float
+            ``-sum_i ||x_i - mu_{l_i}||^2`` for the labels ``l`` of ``predict(X, method=...)``.
+        """
+        check_choice(method, "method", PREDICT_RULES)
+        if method == "balanced":
+            return -float(self._balanced(X, proportions).objective)
+        check_proportions_unused(proportions, method)
+        C = self._costs(self._checked(X))
         v = self.potentials_ if method == "power" else np.zeros(self.n_clusters)
         if is_dask_collection(C):
             return -float(map_chosen_costs(C, v).sum().compute())

@@ -291,6 +291,25 @@ def entropic_terms(
     return float(value.sum()), logcol, (ptp.sum(axis=0) if hessian else None)
 
 
+def plan_rows(C: np.ndarray, v: np.ndarray, eps: float) -> np.ndarray:
+    """Rows of the entropic plan, each normalised to sum to one (soft labels), float64.
+
+    ``P_ij = softmax_j((v_j - C_ij) / eps)``: the plan of :func:`entropic_terms` with its row
+    potentials recomputed from ``v``, divided by the row mass.  The row maximum is subtracted
+    before the division by ``eps``, so every exponent is ``<= 0`` with one ``0`` per row: no
+    overflow, and the row sum is at least one whatever ``eps`` (a tiny ``eps`` gives the
+    one-hot labels of :func:`reduced_cost_labels`, ties split evenly).
+    """
+    P = np.subtract(np.asarray(v, dtype=np.float64), C, dtype=np.float64)
+    if P.size:
+        P -= P.max(axis=1, keepdims=True)
+        with np.errstate(over="ignore", under="ignore"):  # -inf then 0: the intended limit
+            P /= eps
+            np.exp(P, out=P)
+        P /= P.sum(axis=1, keepdims=True)
+    return P
+
+
 def _merge_lse(lmax: np.ndarray, lsum: np.ndarray) -> np.ndarray:
     top = lmax.max(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):

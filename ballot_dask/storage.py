@@ -316,7 +316,8 @@ def write_arrays(
 
 
 def read_model(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The fitted model saved by ``ballot-dask fit``: centers, potentials and attributes."""
+    """The fitted model saved by ``ballot-dask fit``: centers, potentials, sizes (``None`` when
+    the group has none) and attributes."""
     import zarr
 
     text = str(path)
@@ -331,6 +332,7 @@ def read_model(path: str | os.PathLike[str]) -> dict[str, Any]:
             group = zarr.open_group(_local(text), mode="r")
         centers = np.asarray(group["centers"][...])  # type: ignore[index]
         potentials = np.asarray(group["potentials"][...])  # type: ignore[index]
+        sizes = np.asarray(group["sizes"][...]) if "sizes" in group else None  # type: ignore[index]
         attrs = dict(group.attrs)
     except Exception as exc:
         raise ValueError(
@@ -341,4 +343,6 @@ def read_model(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(
             f"model {text}: centers {centers.shape} and potentials {potentials.shape} disagree"
         )
-    return {"centers": centers, "potentials": potentials, "attrs": attrs}
+    if sizes is not None and sizes.shape != centers.shape[:1]:
+        raise ValueError(f"model {text}: centers {centers.shape} and sizes {sizes.shape} disagree")
+    return {"centers": centers, "potentials": potentials, "sizes": sizes, "attrs": attrs}

@@ -41,6 +41,18 @@ def test_k_equals_n_is_an_assignment_problem() -> None:
     assert cap.is_equality
 
 
+def test_more_clusters_than_points_with_explicit_sizes_or_bounds() -> None:
+    # equal sizes need a point per cluster; explicit sizes and bounds may leave some empty
+    cap = resolve_capacities(3, 5, sizes=[1, 0, 1, 1, 0])
+    _check_interval(cap, 3, 5)
+    np.testing.assert_array_equal(cap.lower, [1, 0, 1, 1, 0])
+    cap = resolve_capacities(3, 5, size_min=0, size_max=1)
+    _check_interval(cap, 3, 5)
+    np.testing.assert_array_equal(cap.upper, np.ones(5))
+    with pytest.raises(ValueError, match="size_max is infeasible"):
+        resolve_capacities(3, 5, size_max=[1, 1, 0, 0, 0])
+
+
 @pytest.mark.parametrize(
     "sizes", [[3, 5, 2], (3, 5, 2), np.array([3, 5, 2]), np.array([3.0, 5.0, 2.0]), [0, 10, 0]]
 )

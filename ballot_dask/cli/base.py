@@ -55,6 +55,19 @@ class _Group(click.Group):
             ctx.exit(_EXIT_ERROR)
 
 
+class _Choice(click.Choice):
+    """A choice whose wrong value fails as every other bad input does: one line, status 1
+    (click's own failure prints the usage as well)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            name = param.opts[0] if param is not None and param.opts else "the value"
+            allowed = ", ".join(str(choice) for choice in self.choices)
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}") from None
+
+
 def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     ctx.meta["ballot.debug"] = bool(value)
 

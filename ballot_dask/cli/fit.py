@@ -327,6 +327,7 @@ def _fit_record(
         "n_iter": int(estimator.n_iter_),
         "converged": bool(estimator.converged_),
         "inertia": float(estimator.inertia_),
+        "temperature": float(estimator.temperature_),
         "objective_history": [float(x) for x in estimator.objective_history_],
         "certificate": None
         if certificate is None

@@ -1,0 +1,148 @@
+"""Labels of new data from a fitted model: the rules of ``BalancedKMeans.predict`` and the
+temperature of its soft memberships (``predict_proba``).
+
+Three rules label a batch of new points with the fitted centers ``mu`` and potentials ``v``:
+
+- ``power``: the fitted power diagram, ``argmin_j ||x - mu_j||^2 - v_j``, point by point.  It
+  keeps the fitted proportions on data from the training distribution, up to sampling error.
+- ``nearest``: the nearest center, point by point; the sizes are not controlled.
+- ``balanced``: the batch's own balanced transport problem, solved exactly by the assignment
+  step of the fit (:func:`~ballot_dask.balanced_assign`, ``method="exact"``).  The sizes are
+  exact: equal shares of the batch, or the fitted proportions scaled to it
+  (:func:`batch_capacities`).  A point's label then depends on the rest of the batch.
+
+The training size constraints never apply to a batch: ``power`` and ``nearest`` have none, and
+``balanced`` takes sizes of the batch's own, feasible for any batch of at least one point.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ._validation import check_choice, check_positive
+from .capacities import Capacities, apportion
+
+#: the rules of ``predict(method=...)`` and ``score(method=...)``
+PREDICT_RULES = ("power", "nearest", "balanced")
+#: the named size requests of ``predict(method="balanced", proportions=...)``
+PROPORTIONS = ("equal", "fitted")
+
+PredictRule = Literal["power", "nearest", "balanced"]
+Proportions = Literal["equal", "fitted"] | ArrayLike
+
+
+def batch_capacities(
+    n_samples: int,
+    n_clusters: int,
+    proportions: Proportions = "equal",
+    fitted_sizes: np.ndarray | None = None,
+) -> Capacities:
+    """The sizes a batch of ``n_samples`` points is given by the ``balanced`` rule.
+
+    Parameters
+    ----------
+    n_samples : int
+        Points in the batch, at least 1.
+    n_clusters : int
+        Number of clusters ``k``.
+    proportions : {"equal", "fitted"} or array-like of shape (n_clusters,), default="equal"
+        ``"equal"``: ``floor(n / k)`` or ``ceil(n / k)`` points each, the transport problem
+        choosing which clusters get the extra points (as the fit's default); with fewer points
+        than clusters, every cluster takes 0 or 1 point.  ``"fitted"``: ``fitted_sizes``
+        scaled to the batch.  An array: these weights (non-negative, positive sum) scaled to
+        the batch.  Scaled weights are rounded by largest remainders
+        (:func:`~ballot_dask.capacities.apportion`), so the sizes sum to ``n_samples``.
+    fitted_sizes : ndarray of shape (n_clusters,), default=None
+        The fit's ``sizes_``, for ``proportions="fitted"``.
+
+    Returns
+    -------
+    Capacities
+        Bounds ``lower <= size <= upper`` (equal for scaled weights), feasible for the batch.
+
+    Examples
+    --------
+    >>> from ballot_dask.prediction import batch_capacities
+    >>> cap = batch_capacities(10, 4)
+    >>> cap.lower.tolist(), cap.upper.tolist()
+    ([2, 2, 2, 2], [3, 3, 3, 3])
+    >>> batch_capacities(10, 3, "fitted", fitted_sizes=[500, 300, 200]).lower.tolist()
+    [5, 3, 2]
+    """
+    n, k = int(n_samples), int(n_clusters)
+    if n < 1:
+        raise ValueError(f"n_samples must be at least 1, got {n}")
+    if isinstance(proportions, str):
+        check_choice(proportions, "proportions", PROPORTIONS)
+        if proportions == "equal":
+            q, r = divmod(n, k)
+            return Capacities(np.full(k, q, np.int64), np.full(k, q + (r > 0), np.int64))
+        if fitted_sizes is None:
+            raise ValueError(
+                "proportions='fitted' needs the fitted sizes_ (a model fitted by fit())"
+            )
+        weights = _weights(fitted_sizes, k, "sizes_")
+    else:
+        weights = _weights(proportions, k, "proportions")
+    sizes = apportion(weights, n)
+    return Capacities(sizes, sizes.copy())
+
+
+def _weights(value: Any, k: int, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{name} must be 'equal', 'fitted' or {k} non-negative weights, got {value!r}"
+        ) from exc
+    if arr.shape != (k,):
+        raise ValueError(
+            f"{name} must be 'equal', 'fitted' or one weight per cluster (shape ({k},)), "
+            f"got shape {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0) or arr.sum() <= 0:
+        raise ValueError(
+            f"{name} must be finite and non-negative with a positive sum, got {arr.tolist()}"
+        )
+    return arr  # whole numbers below 2**53 stay exact, and apportion() is exact from there
+
+
+def check_proportions_unused(proportions: Any, method: str) -> None:
+    """``proportions`` is for the ``balanced`` rule only: refuse a request another rule would
+    ignore."""
+    if not (isinstance(proportions, str) and proportions == "equal"):
+        raise ValueError(
+            f"proportions applies to method='balanced' only, not method={method!r} (which "
+            "labels each point on its own; 'power' keeps the fitted proportions)"
+        )
+
+
+def mean_cost(mean: ArrayLike, var: ArrayLike, centers: np.ndarray) -> float:
+    """``mean_ij ||x_i - mu_j||^2`` from X's column means and (population) variances.
+
+    ``(1/n) sum_i ||x_i - mu||^2 = sum(var) + ||mean - mu||^2`` for every center ``mu``.
+    """
+    centred = np.asarray(centers, dtype=np.float64) - np.asarray(mean, dtype=np.float64)
+    spread = np.einsum("ij,ij->i", centred, centred)
+    return float(np.sum(np.asarray(var, dtype=np.float64)) + spread.mean())
+
+
+def fit_temperature(method: str, reg: float, reg_: float, training_cost: float) -> float:
+    """The default temperature of ``predict_proba`` for a fit (``temperature_``).
+
+    A Sinkhorn fit: its entropic regularisation ``reg_``.  An exact fit: the regularisation
+    E-BalLOT would use at the fitted centers, ``reg`` times the mean squared distance between
+    the training points and the centers (``training_cost``).  A function of the fit alone, so
+    a point's memberships do not depend on the batch it comes in.
+    """
+    if method == "sinkhorn" and reg_ > 0:
+        return float(reg_)
+    return float(reg) * max(float(training_cost), 1e-300)
+
+
+def check_temperature(temperature: Any) -> float:
+    """A finite temperature ``> 0``, or ``ValueError``/``TypeError`` naming it."""
+    return float(check_positive(temperature, "temperature"))
