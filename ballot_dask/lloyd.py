@@ -81,6 +81,21 @@ def _update(centers: np.ndarray, step: StepOutcome) -> np.ndarray:
     return new
 
 
+def carried(
+    potentials: np.ndarray | None, centers: np.ndarray, previous: np.ndarray
+) -> np.ndarray | None:
+    """The previous step's potentials moved to the new centers: ``v_j - ||mu_j' - mu_j||^2``.
+
+    Moving center j by ``delta_j`` changes a point's cost by ``-2 (x - mu_j) . delta_j +
+    ||delta_j||^2``, which averages ``-||delta_j||^2`` over the points the step gave to j (the
+    new center is their mean).  Lowering ``v_j`` as much keeps their reduced costs where they
+    were on average, so the warm start misplaces fewer points than the raw potentials.
+    """
+    if potentials is None:
+        return None
+    return np.asarray(potentials, dtype=np.float64) - ((centers - previous) ** 2).sum(axis=1)
+
+
 def lloyd(
     blocks: Blocks,
     capacities: Capacities,
@@ -121,7 +136,7 @@ def lloyd(
     while not converged and n_iter < max_iter:
         n_iter += 1
         blocks.set_centers(centers)
-        step = solve(blocks, capacities, options, potentials, eps)
+        step = solve(blocks, capacities, options, carried(potentials, centers, previous), eps)
         if step.marginal_error is not None and step.marginal_error > options.sinkhorn_tol:
             short += 1
             worst = max(worst, step.marginal_error)

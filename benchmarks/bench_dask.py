@@ -72,6 +72,8 @@ NAME = "bench_dask"
 RATIO_TARGET = 1.5
 NUMPY = "ballot_dask numpy"
 DASK = "ballot_dask dask"
+ENTROPIC = "ballot_dask dask sinkhorn"
+ENTROPIC_TARGET = 2.0  # E-BalLOT's fit on the cluster <= 2x the exact fit's
 DASKML = "dask-ml KMeans"
 SKLEARN = "sklearn KMeans"
 
@@ -91,6 +93,7 @@ def parse_args() -> Any:
     )
     parser.add_argument("--tol-max-iter", type=int, default=300, help="max_iter with --tol")
     parser.add_argument("--no-dask-ml", action="store_true", help="skip the dask-ml peer")
+    parser.add_argument("--no-sinkhorn", action="store_true", help="skip the E-BalLOT row")
     add_data_args(parser, data="blobs", separation=4.0)
     args = parse_with_small(parser, n=100_000, chunk_rows=25_000, iters=5)
     if args.iters < 2:
@@ -107,7 +110,14 @@ def factories(
     def ours() -> BalancedKMeans:
         return BalancedKMeans(k, init=init, max_iter=max_iter, tol=tol, random_state=seed)
 
+    def entropic() -> BalancedKMeans:
+        return BalancedKMeans(
+            k, method="sinkhorn", init=init, max_iter=max_iter, tol=tol, random_state=seed
+        )
+
     out: dict[str, tuple[Callable[[], Any], bool]] = {NUMPY: (ours, False), DASK: (ours, True)}
+    if not args.no_sinkhorn:
+        out[ENTROPIC] = (entropic, True)
     if not args.no_dask_ml:
         from dask_ml.cluster import KMeans as DaskKMeans
 
@@ -161,7 +171,7 @@ def measure(
 ) -> dict[str, Any]:
     """Time the fits of one method; the row of the table (labels/centers kept under ``_``)."""
     clock = None
-    if name in (NUMPY, DASK):
+    if name in (NUMPY, DASK, ENTROPIC):
         clock = ballot_clock()
     elif name == DASKML:
         clock = LogClock("dask_ml.cluster.k_means", r"^Finished Lloyd loop\s*(\d+)\.")
@@ -313,6 +323,18 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
             f"final step + labels {r.get('time_after_last_iter', float('nan')):.3f} s"
         )
     print(f"numpy (ours) / sklearn per iteration: {headline['ratio_numpy_sklearn_per_iter']:.2f}")
+    if ENTROPIC in by:
+        ent = by[ENTROPIC]
+        headline["ratio_sinkhorn_exact_dask"] = ent["time_fit"] / ours_dk["time_fit"]
+        headline["sinkhorn_rounds_per_iter"] = ent["passes_per_iter"]["rounds"]
+        print(
+            f"E-BalLOT (sinkhorn, Newton) on the cluster: fit {ent['time_fit']:.2f} s, "
+            f"{headline['ratio_sinkhorn_exact_dask']:.2f}x the exact fit (target <= "
+            f"{ENTROPIC_TARGET:g}: "
+            f"{'met' if headline['ratio_sinkhorn_exact_dask'] <= ENTROPIC_TARGET else 'NOT met'}"
+            f"), {headline['sinkhorn_rounds_per_iter']:.1f} rounds per iteration, sizes "
+            f"{ent['size_stats']['min']}..{ent['size_stats']['max']}"
+        )
     if DASKML in by:
         dml = by[DASKML]
         headline["ratio_daskml_sklearn_per_iter"] = dml["time_per_iter"] / ref["time_per_iter"]

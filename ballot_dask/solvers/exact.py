@@ -129,8 +129,8 @@ def solve_exact(
     sample = blocks.sample()
     if cold and sample is not None:
         _from_sample(search, blocks, sample, capacities, options)
-    if cold and blocks.gather_is_free and limit >= n:
-        # in memory a cold start takes every row into the band: no widening
+    if cold and sample is None and blocks.gather_is_free and limit >= n:
+        # in memory with no sample (few rows): a cold start takes every row into the band
         search.wanted, search.theta = n, math.inf
     elif not cold and not eps and sample is not None:
         # warm potentials without a threshold: the sample's gaps tell (else the first pass's
@@ -213,11 +213,8 @@ def solve_exact(
         # the band's optimum is not the whole problem's (a point beyond the band must move):
         # widen it, from the same potentials (the band's own may misplace fixed rows)
         search.widenings += 1
-        if blocks.gather_is_free and search.limit >= n:
-            search.wanted, search.theta = n, math.inf  # in memory: every row, at no cost
-        else:
-            search.wanted = min(search.limit, _WIDEN * max(search.wanted, gathered))
-            search.theta = band.band_rows_below(search.wanted)
+        search.wanted = min(search.limit, _WIDEN * max(search.wanted, gathered))
+        search.theta = band.band_rows_below(search.wanted)
 
 
 def _from_sample(
