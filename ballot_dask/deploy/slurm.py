@@ -151,7 +151,9 @@ def _report(submissions: Submissions, log_directory: str | None) -> str:
         return "SLURM accepted no worker job yet"
     states = job_states(submissions.job_ids)
     parts = []
-    for job_id in submissions.job_ids:
+    # in job-id order (jobs are submitted concurrently, so the order they were recorded in
+    # is not the order SLURM numbered them)
+    for job_id in sorted(submissions.job_ids, key=lambda j: (len(j), j)):
         state, reason = states.get(job_id, ("gone from the queue", ""))
         parts.append(
             f"job {job_id} {state}" + (f" ({reason})" if reason not in ("", "None") else "")
