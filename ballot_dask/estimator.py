@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import config
-from ._validation import check_choice
+from ._validation import check_choice, check_sparse_kind
 from .assign import solver_options
 from .blocks import RowBlocks, sample_size
 from .capacities import resolve_capacities
@@ -26,6 +26,7 @@ from .initialization import INITIALIZERS, initial_centers
 from .kernels import cost_block, reduced_cost_labels
 from .kmeans_parallel import kmeans_parallel
 from .lloyd import LloydResult, LloydState, lloyd
+from .sparse import as_csr, is_sparse
 
 _PREDICT = ("power", "nearest")
 
@@ -38,7 +39,9 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     it exactly at every iteration and proves it (:attr:`certificate_`); ``method="sinkhorn"``
     is the paper's entropic variant E-BalLOT (Sinkhorn, then Altschuler-Weed-Rigollet rounding).
 
-    X may be a NumPy array or a Dask array chunked by rows.  A Dask array is fitted chunk by
+    X may be a NumPy array, a ``scipy.sparse`` matrix (CSR; other formats are converted), or a
+    Dask array chunked by rows (of NumPy or CSR chunks).  Sparse data are never densified: the
+    costs come from the rows' nonzeros, the centers stay dense.  A Dask array is fitted chunk by
     chunk on the active Dask scheduler (threads, a ``LocalCluster``, a remote scheduler: the
     estimator never creates one), with the same kernels and the same answer as in memory;
     ``labels_``, ``predict`` and ``transform`` are then Dask arrays with X's row chunks, while
@@ -193,6 +196,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = True
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -208,8 +212,10 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; float32 is kept as float32 in the cost blocks.
+        X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
+            Training data; float32 is kept as float32 in the cost blocks.  A scipy.sparse
+            matrix is used as CSR (other formats are converted) and never densified; a Dask
+            array may have scipy.sparse CSR chunks, each holding whole rows.
         y : Ignored
         callback : callable, default=None
             Called with a :class:`~ballot_dask.lloyd.LloydState` after every Lloyd iteration
@@ -229,7 +235,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             self.n_features_in_ = int(Xd.shape[1])
             blocks: Any = DaskBlocks(Xd, self.n_clusters)
         else:
-            Xd = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
+            Xd = _validated(self, X, reset=True)
             blocks = RowBlocks(Xd)
         n, k = Xd.shape[0], self.n_clusters
         if k > n:
@@ -324,7 +330,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                     f"{self.n_features_in_} features as input."
                 )
             return map_costs(Xd, self.cluster_centers_), Xd.dtype
-        Xv = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
+        Xv = _validated(self, X, reset=False)
         return cost_block(Xv, self.cluster_centers_), Xv.dtype
 
     def predict(self, X: ArrayLike, *, method: Literal["power", "nearest"] = "power") -> Any:
@@ -368,6 +374,16 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             return -float(map_chosen_costs(C, v).sum().compute())
         labels = reduced_cost_labels(C, v)[0]
         return -float(np.take_along_axis(C, labels[:, None], axis=1).sum(dtype=np.float64))
+
+
+def _validated(estimator: BalancedKMeans, X: Any, reset: bool) -> Any:
+    """X checked as scikit-learn does (``reset``: record its number of features): a finite
+    float32/float64 array, or a scipy.sparse matrix as CSR without duplicate entries."""
+    check_sparse_kind(X)
+    Xv = validate_data(
+        estimator, X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C", reset=reset
+    )
+    return as_csr(Xv) if is_sparse(Xv) else Xv
 
 
 def _check_resume(state: LloydState, shape: tuple[int, ...]) -> None:
