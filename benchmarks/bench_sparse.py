@@ -22,6 +22,7 @@ dense / sparse peak memory, both measured in the same run.
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue as queue_module
 import threading
 import time
 from typing import Any
@@ -45,7 +46,7 @@ NAME = "bench_sparse"
 def parse_args() -> Any:
     """Command-line options."""
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=50_000, help="documents (rows)")
+    parser.add_argument("--n", type=int, default=30_000, help="documents (rows)")
     parser.add_argument("--d", type=int, default=20_000, help="vocabulary (columns)")
     parser.add_argument("--density", type=float, default=1e-3, help="word draws per row / d")
     parser.add_argument("--k", type=int, default=20, help="clusters")
@@ -130,6 +131,14 @@ class PeakRSS:
 
 
 def _fit_child(kind: str, params: dict[str, Any], C0: np.ndarray, queue: Any) -> None:
+    """:func:`_fit` in a child process; an exception is reported, not raised."""
+    try:
+        queue.put(_fit(kind, params, C0))
+    except Exception as exc:  # reported in the table (e.g. a memory budget exceeded)
+        queue.put({"kind": kind, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def _fit(kind: str, params: dict[str, Any], C0: np.ndarray) -> dict[str, Any]:
     """Build the data, (densify,) fit ``repeats`` times; report times, memory and the fit."""
     from ballot_dask import BalancedKMeans
 
@@ -157,18 +166,26 @@ def _fit_child(kind: str, params: dict[str, Any], C0: np.ndarray, queue: Any) ->
         passes=km.n_passes_,
         certificate=certificate_summary(km.certificate_),
     )
-    queue.put(result)
+    return result
 
 
 def run_fit(kind: str, params: dict[str, Any], C0: np.ndarray) -> dict[str, Any]:
-    """One variant's fits in a fresh process."""
+    """One variant's fits in a fresh process (``error`` set if it failed or died)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     child = ctx.Process(target=_fit_child, args=(kind, params, C0, queue))
     child.start()
-    result = queue.get()
+    while True:
+        try:
+            result = queue.get(timeout=5.0)
+            break
+        except queue_module.Empty:
+            if not child.is_alive():  # killed (out of memory?) before reporting
+                result = {"kind": kind, "error": f"the process died (exit {child.exitcode})"}
+                break
     child.join()
-    result["median_seconds"] = float(np.median(result["seconds"]))
+    if "error" not in result:
+        result["median_seconds"] = float(np.median(result["seconds"]))
     return result
 
 
@@ -203,9 +220,11 @@ def main() -> None:
     warm_centers = start_centers(make_tfidf(**warm["data"]), args.k, args.seed)
     for kind in ("sparse", "dense"):
         run_fit(kind, warm, warm_centers)
-    rows = [run_fit("sparse", params, C0)]
+    fits = [run_fit("sparse", params, C0)]
     if not args.no_dense:
-        rows.append(run_fit("dense", params, C0))
+        fits.append(run_fit("dense", params, C0))
+    failed = [r for r in fits if "error" in r]
+    rows = [r for r in fits if "error" not in r]
     for r in rows:
         r["peak_mib"] = r["peak_bytes"] / 2**20
         r["optimal"] = None if r["certificate"] is None else r["certificate"]["optimal"]
@@ -221,6 +240,8 @@ def main() -> None:
         ("certified", lambda r: r["optimal"]),
     ]
     print(table(columns, rows))
+    for r in failed:
+        print(f"{r['kind']} fit failed: {r['error']}")
     headline: dict[str, Any] = {"density": density}
     if len(rows) == 2:
         sparse_fit, dense_fit = rows
@@ -248,7 +269,8 @@ def main() -> None:
         )
     for r in rows:
         del r["labels"], r["centers"]
-    path = write_results(NAME, args, info, {"rows": rows, "headline": headline})
+    results = {"rows": rows, "failed": failed, "headline": headline}
+    path = write_results(NAME, args, info, results)
     print(f"results: {path}")
 
 
