@@ -44,7 +44,9 @@ def check_sparse_kind(X: Any, name: str = "X") -> None:
 
 
 def check_centers(centers: Any, n_features: int, name: str = "centers") -> np.ndarray:
-    """Centers as a finite float64 array of shape (k, n_features)."""
+    """Centers as a finite float64 array of shape (k, n_features) (sparse ones densified)."""
+    if sp.issparse(centers):
+        centers = centers.toarray()
     try:
         arr = np.array(centers, dtype=np.float64, copy=True)
     except (TypeError, ValueError) as exc:

@@ -137,7 +137,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "method": [StrOptions({"exact", "sinkhorn"})],
-        "init": [StrOptions({*INITIALIZERS, "k-means||"}), "array-like"],
+        "init": [StrOptions({*INITIALIZERS, "k-means||"}), "array-like", "sparse matrix"],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "sizes": ["array-like", None],
         "size_min": [Interval(Integral, 0, None, closed="left"), "array-like", None],
@@ -252,7 +252,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             self.sinkhorn_algorithm,
         )
         rng = check_random_state(self.random_state)
-        init = self.init if isinstance(self.init, str) else np.asarray(self.init)
+        init = self.init if isinstance(self.init, str) else _dense(self.init)
         # one pass: measures X's variance and draws the row sample (a hash of the row index,
         # so the same rows on every engine and chunking) that the named init strategies and
         # the exact solver's first potentials run on; on Dask it also checks X and persists
@@ -384,6 +384,11 @@ def _validated(estimator: BalancedKMeans, X: Any, reset: bool) -> Any:
         estimator, X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C", reset=reset
     )
     return as_csr(Xv) if is_sparse(Xv) else Xv
+
+
+def _dense(centers: Any) -> np.ndarray:
+    """Explicit centers as an array (sparse ones densified: they are k x d)."""
+    return np.asarray(centers.toarray() if is_sparse(centers) else centers)
 
 
 def _check_resume(state: LloydState, shape: tuple[int, ...]) -> None:

@@ -152,6 +152,17 @@ def test_other_scipy_formats_are_fitted_as_csr(convert):
     _assert_same_fit(km, ref, km.labels_)
 
 
+def test_sparse_centers_are_taken_as_dense():
+    X = _sparse()
+    start = _centers(X)
+    km = BalancedKMeans(K, init=sp.csr_matrix(start), max_iter=3).fit(X)
+    ref = BalancedKMeans(K, init=start, max_iter=3).fit(X)
+    _assert_same_fit(km, ref, km.labels_)
+    res = balanced_assign(X, sp.csr_matrix(start))
+    np.testing.assert_array_equal(res.labels, balanced_assign(X, start).labels)
+    assert certify(X, sp.csr_matrix(start), res.labels).optimal
+
+
 def test_duplicate_entries_are_summed_not_squared_apart():
     # a CSR matrix holding column entries twice (valid scipy, not canonical): the squared
     # norms must square the sums, as the dense copy does
