@@ -5,18 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils import check_array
+
+from .sparse import as_csr
 
 METHODS = ("exact", "sinkhorn", "emd")
 ROUNDINGS = ("argmax", "exact")
 SINKHORN_ALGORITHMS = ("newton", "sinkhorn")
 
 
-def check_data(X: Any, name: str = "X") -> np.ndarray:
-    """A 2-D, finite, C-contiguous float32/float64 array (other dtypes become float64)."""
+def check_data(X: Any, name: str = "X") -> Any:
+    """A 2-D, finite, C-contiguous float32/float64 array (other dtypes become float64), or a
+    ``scipy.sparse`` matrix as CSR without duplicate entries (other formats are converted)."""
+    check_sparse_kind(X, name)
     try:
         arr = check_array(
             X,
+            accept_sparse="csr",
             dtype=[np.float64, np.float32],
             order="C",
             ensure_all_finite=True,
@@ -24,11 +30,23 @@ def check_data(X: Any, name: str = "X") -> np.ndarray:
         )
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from exc
-    return arr
+    return as_csr(arr) if sp.issparse(arr) else arr
+
+
+def check_sparse_kind(X: Any, name: str = "X") -> None:
+    """A ``TypeError`` for sparse data that are not ``scipy.sparse`` (e.g. the ``sparse``
+    package's arrays), which scikit-learn's checks would try to densify."""
+    if not sp.issparse(X) and hasattr(X, "todense") and not isinstance(X, np.ndarray):
+        raise TypeError(
+            f"{name} is a {type(X).__module__}.{type(X).__name__}, a sparse type that is not "
+            f"supported: pass a scipy.sparse matrix ({name}.tocsr()) or a NumPy array"
+        )
 
 
 def check_centers(centers: Any, n_features: int, name: str = "centers") -> np.ndarray:
-    """Centers as a finite float64 array of shape (k, n_features)."""
+    """Centers as a finite float64 array of shape (k, n_features) (sparse ones densified)."""
+    if sp.issparse(centers):
+        centers = centers.toarray()
     try:
         arr = np.array(centers, dtype=np.float64, copy=True)
     except (TypeError, ValueError) as exc:

@@ -140,9 +140,11 @@ def balanced_assign(
 
     Parameters
     ----------
-    X : array-like or dask array of shape (n_samples, n_features)
-        Points (float32 stays float32 in the cost blocks).  A dask array is processed chunk
-        by chunk on the active Dask scheduler and gives dask labels.
+    X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
+        Points (float32 stays float32 in the cost blocks).  A scipy.sparse matrix is used as
+        CSR and never densified.  A dask array (of NumPy or scipy.sparse CSR chunks holding
+        whole rows) is processed chunk by chunk on the active Dask scheduler and gives dask
+        labels.
     centers : array-like of shape (n_clusters, n_features)
         Cluster centers ``mu``.
     sizes : array-like of shape (n_clusters,), default=None

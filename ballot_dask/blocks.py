@@ -22,6 +22,7 @@ import numpy as np
 import psutil
 
 from .kernels import cost_block
+from .sparse import column_stats, is_sparse, nbytes
 
 
 @dataclass
@@ -74,6 +75,9 @@ class Blocks(Protocol):
         eighth of the rows), or ``None`` when the data are too few to need one.
     ``band_budget()``
         Bytes of rows the solver may gather from the blocks at once.
+    ``row_bytes()``
+        Bytes of one row of X gathered on the client (its coordinates; for a sparse X, its
+        nonzeros on average), to size the exact repair's band.
     ``passes``
         The :class:`PassCounter` every pass increments.
     ``gather_is_free``
@@ -115,9 +119,11 @@ class Blocks(Protocol):
 
     def full_cost(self) -> np.ndarray: ...
 
-    def sample(self) -> np.ndarray | None: ...
+    def sample(self) -> Any: ...
 
     def band_budget(self) -> int: ...
+
+    def row_bytes(self) -> int: ...
 
 
 def sample_size(
@@ -189,13 +195,14 @@ class RowBlocks:
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
-        The data, C-contiguous float32 or float64.
+    X : ndarray or scipy.sparse CSR matrix of shape (n_samples, n_features)
+        The data, float32 or float64: C-contiguous, or CSR without duplicate entries
+        (:func:`~ballot_dask.sparse.as_csr`).
     block_rows : int or None, default=None
         Rows per block; ``None`` is one block.  Results do not depend on it (tested).
     """
 
-    X: np.ndarray
+    X: Any
     block_rows: int | None = None
     passes: PassCounter = field(default_factory=PassCounter)
     gather_is_free: bool = field(default=True, init=False)
@@ -240,6 +247,13 @@ class RowBlocks:
         and measure X's column means and variances: one pass.  Returns
         ``(sample, mean, var)``."""
         n = self.n_samples
+        if is_sparse(self.X):
+            keep = sampled_rows(0, n, sample_stride(n, sample_rows), seed)
+            self._solver_sample = None
+            self.passes.x += 1
+            self._sample = self.X if keep.all() else self.X[keep]
+            mean, m2 = column_stats(self.X)
+            return self._sample, mean, m2 / max(n, 1)
         stride = sample_stride(n, sample_rows)
         picked, count = [], 0
         mean = np.zeros(self.n_features)
@@ -263,7 +277,7 @@ class RowBlocks:
         self.passes.x += 1
         return self._sample, mean, m2 / max(count, 1)
 
-    def sample(self) -> np.ndarray | None:
+    def sample(self) -> Any:
         """Rows for the exact solver's first potentials (:func:`solver_sample` of the fit's
         sample from :meth:`prepare`, else of a hashed one); ``None`` for few rows."""
         if self._sample is None:
@@ -279,6 +293,12 @@ class RowBlocks:
     def band_budget(self) -> int:
         """In memory: a quarter of the machine's available memory."""
         return int(psutil.virtual_memory().available) // 4
+
+    def row_bytes(self) -> int:
+        """A gathered row's bytes: 8 per feature (a sparse X: its arrays' bytes per row)."""
+        if is_sparse(self.X):
+            return -(-nbytes(self.X) // max(self.n_samples, 1))
+        return 8 * self.n_features
 
     @classmethod
     def from_cost(cls, C: np.ndarray) -> RowBlocks:

@@ -272,8 +272,9 @@ def certify(
 
     Parameters
     ----------
-    X : array-like or dask array of shape (n_samples, n_features)
-        The points.
+    X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
+        The points: dense, scipy.sparse (used as CSR, never densified), or a dask array of
+        NumPy or CSR chunks.
     centers : array-like of shape (n_clusters, n_features)
         The cluster centers ``mu`` (rounded to X's dtype, as the fitted centers are).
     labels : array-like or dask array of shape (n_samples,)

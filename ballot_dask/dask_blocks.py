@@ -12,6 +12,11 @@ block of a chunk from X inside the task that uses it (streaming), so that a Zarr
 than the cluster's memory is read chunk by chunk.  The cost blocks of new centers are built and
 persisted in the same round as the first pass over them.  The finiteness of X is checked inside
 the first pass that reads it, never in a pass of its own.
+
+Chunks may be ``scipy.sparse`` CSR matrices (one chunk over the columns): the kernels take them
+as they come (:mod:`.sparse`).  Their size is not known from the array's shape, so the first
+pass over a sparse X counts its bytes, to decide what to persist and to size the exact repair's
+band by the rows' nonzeros.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dask.delayed import Delayed, delayed
 from . import config
 from .blocks import PassCounter, sample_stride, sampled_rows, solver_sample
 from .kernels import cost_block, plan_rows
+from .sparse import as_csr, column_stats, is_sparse, nbytes, nonfinite_row, stack_rows
 
 __all__ = ["DaskBlocks", "active_client", "cluster_memory", "observe_rounds", "row_chunked"]
 
@@ -89,6 +95,13 @@ def row_chunked(X: da.Array, name: str = "X") -> da.Array:
     if any(math.isnan(c) for c in X.chunks[0]) or any(math.isnan(c) for c in X.chunks[1]):
         raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
     if len(X.chunks[1]) > 1:
+        if is_sparse(X._meta):
+            raise ValueError(
+                f"{name} has scipy.sparse chunks split along its columns "
+                f"({len(X.chunks[1])} column chunks); each chunk must hold whole rows: make "
+                f"it with one chunk over the columns (chunks=(rows, {X.shape[1]})), or "
+                f"rechunk and persist it first ({name}.rechunk({{1: -1}}).persist())"
+            )
         X = X.rechunk({1: -1})
     return X
 
@@ -106,7 +119,15 @@ def _kernel_threads() -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
-def _require_finite(xb: np.ndarray, offset: int) -> None:
+def _require_finite(xb: Any, offset: int) -> None:
+    if is_sparse(xb):
+        row = nonfinite_row(xb.tocsr())
+        if row is not None:
+            raise ValueError(
+                f"Input X contains NaN or infinity (first at row {row + offset}); remove or "
+                "impute those rows before clustering"
+            )
+        return
     if not np.isfinite(xb).all():
         bad = int(np.flatnonzero(~np.isfinite(xb).all(axis=1))[0]) + offset
         raise ValueError(
@@ -115,10 +136,12 @@ def _require_finite(xb: np.ndarray, offset: int) -> None:
         )
 
 
-def _checked_block(xb: np.ndarray, check: bool, block_info: Any = None) -> np.ndarray:
+def _checked_block(xb: Any, check: bool, block_info: Any = None) -> Any:
+    """A chunk as it is persisted: checked, and a sparse one as canonical CSR (every pass
+    then reads it as it is)."""
     if check:
         _require_finite(xb, block_info[0]["array-location"][0][0] if block_info else 0)
-    return xb
+    return as_csr(xb) if is_sparse(xb) else xb
 
 
 def _cost_task(xb: np.ndarray, centers: np.ndarray, offset: int, check: bool) -> np.ndarray:
@@ -153,14 +176,18 @@ def _combine_task(combine: Callable[[list[Any]], Any], *parts: Any) -> Any:
     return combine(list(parts))
 
 
-def _stats_task(xb: np.ndarray, offset: int, check: bool, seed: int, stride: int) -> tuple:
+def _stats_task(xb: Any, offset: int, check: bool, seed: int, stride: int) -> tuple:
     """Rows, mean and sum of squared deviations of a chunk, and its rows in the sample.
 
     Float64 work arrays are a slab of rows at a time, so a worker never holds a float64 copy
-    of a whole chunk."""
+    of a whole chunk (a sparse chunk's are the size of its nonzeros)."""
     if check:
         _require_finite(xb, offset)
     m, d = xb.shape
+    if is_sparse(xb):
+        xb = as_csr(xb)
+        mean, m2 = column_stats(xb)
+        return m, mean, m2, xb[sampled_rows(offset, m, stride, seed)]
     mean = xb.sum(axis=0, dtype=np.float64) / max(m, 1)
     m2 = np.zeros(d)
     for start in range(0, m, _SLAB):
@@ -184,7 +211,7 @@ def _combine_stats(parts: list[tuple]) -> tuple:
         mean = mean + delta * (m / total)
         m2 = m2 + m2_b + delta**2 * (n * m / total)
         n = total
-    return n, mean, m2, np.concatenate([p[3] for p in parts])
+    return n, mean, m2, stack_rows([p[3] for p in parts])
 
 
 def _label_task(shared: tuple, xb: Any, cb: Any, offset: int) -> np.ndarray:
@@ -210,11 +237,16 @@ class DaskBlocks:
     Parameters
     ----------
     X : dask.array.Array of shape (n_samples, n_features)
-        float32 or float64, chunked by rows (columns are rechunked into one).
+        float32 or float64, chunked by rows (columns are rechunked into one).  Its chunks may
+        be ``scipy.sparse`` CSR matrices, one chunk over the columns (:func:`as_dask_data`).
     n_clusters : int
         k, to size the cost blocks when deciding what to persist.
     persist : bool or None, default=None
         Keep X and the cost blocks in the cluster's memory; ``None``: ``ballot.persist``.
+
+    The size of a sparse X is not known before its chunks are read: the engine counts their
+    bytes in a round of its own (a pass over X, which also checks it for NaN and inf) when it
+    must decide what to persist, or size the exact repair's band.
     """
 
     gather_is_free = False  # gathered rows travel from the workers
@@ -229,21 +261,24 @@ class DaskBlocks:
         self._pending: list[Delayed] | None = None  # cost blocks to persist with the next pass
         self._checked = False
         self._stale = False
-        self._sample: np.ndarray | None = None
+        self._sample: Any = None
+        self.sparse = is_sparse(self.X._meta)
         mode = config.persist_mode() if persist is None else bool(persist)
         n, d = self.X.shape
         item = self.X.dtype.itemsize
         self.cost_bytes = n * n_clusters * 8  # cost blocks are float64
         budget = float(config.get("memory-fraction")) * cluster_memory()
         self.budget = budget
+        self._x_parts = self._chunks(self.X)
+        self._x_bytes: int | None = None if self.sparse else n * d * item
         if mode is None:
             # X is persisted when it fits (the exact step reads X alone); the cost blocks
             # (for the other solvers' many passes) when they fit beside it
-            self.persist_x = n * d * item <= budget
-            self.persist_costs = self.persist_x and self.cost_bytes + n * d * item <= budget
+            x_bytes = self.x_bytes()
+            self.persist_x = x_bytes <= budget
+            self.persist_costs = self.persist_x and self.cost_bytes + x_bytes <= budget
         else:
             self.persist_costs = self.persist_x = mode
-        self._x_parts = self._chunks(self.X)
 
     # -- the Blocks interface -------------------------------------------------------------
 
@@ -265,12 +300,25 @@ class DaskBlocks:
             raise RuntimeError("set_centers() must be called first")
         return self._centers
 
-    def sample(self) -> np.ndarray | None:
+    def sample(self) -> Any:
         """Rows for the exact solver's first potentials: :func:`solver_sample` of the row
         sample drawn by :meth:`prepare` (``None`` before it, or for few rows)."""
         if self._sample is None or self._centers is None:
             return None
         return solver_sample(self._sample, self.n_samples, self._centers.shape[0])
+
+    def x_bytes(self) -> int:
+        """Bytes of X: known from its shape, or for sparse chunks counted in a round of its
+        own the first time they are asked for (a pass over X)."""
+        if self._x_bytes is None:
+            self._x_bytes = int(self.reduce_x(_chunk_bytes, sum))
+        return self._x_bytes
+
+    def row_bytes(self) -> int:
+        """A gathered row's bytes: 8 per feature (sparse chunks: X's bytes per row)."""
+        if self.sparse:
+            return -(-self.x_bytes() // max(self.n_samples, 1))
+        return 8 * self.n_features
 
     def band_budget(self) -> int:
         """The smaller of ``ballot.band-memory`` and half of ``ballot.memory-fraction`` of
@@ -436,7 +484,12 @@ class DaskBlocks:
         source = self.X
         if self.persist_x:
             source = da.map_blocks(
-                _checked_block, self.X, check, dtype=self.X.dtype, name=f"ballot-x-{_token()}"
+                _checked_block,
+                self.X,
+                check,
+                dtype=self.X.dtype,
+                meta=self.X._meta,
+                name=f"ballot-x-{_token()}",
             )
         parts = [
             delayed(_stats_task, pure=False)(xb, off, check and not self.persist_x, seed, stride)
@@ -451,7 +504,7 @@ class DaskBlocks:
         rows, mean, m2, sample = self._compute(root)
         self._checked = True
         self.passes.x += 1
-        self._sample = np.ascontiguousarray(sample)
+        self._sample = sample if self.sparse else np.ascontiguousarray(sample)
         return self._sample, mean, m2 / max(rows, 1)
 
     # -- plumbing -------------------------------------------------------------------------
@@ -495,6 +548,10 @@ class DaskBlocks:
         return combine(list(results))
 
 
+def _chunk_bytes(xb: Any, offset: int) -> int:
+    return nbytes(xb.tocsr()) if is_sparse(xb) else int(xb.nbytes)
+
+
 def _identity(C: np.ndarray) -> np.ndarray:
     return np.asarray(C, dtype=np.float64)
 
@@ -507,15 +564,32 @@ def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
 
 
 def as_dask_data(X: da.Array, name: str = "X") -> da.Array:
-    """A row-chunked float32/float64 dask array (other numeric dtypes become float64)."""
+    """A row-chunked float32/float64 dask array (other numeric dtypes become float64).
+
+    Chunks may be NumPy arrays or ``scipy.sparse`` matrices (other formats than CSR are
+    converted chunk by chunk); sparse chunks must hold whole rows (one chunk over the
+    columns)."""
     if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
         raise TypeError(f"{name} must hold real numbers, got a dask array of dtype {X.dtype}")
+    meta: Any = getattr(X, "_meta", None)
+    if not is_sparse(meta) and hasattr(meta, "todense"):
+        raise TypeError(
+            f"{name} has chunks of type {type(meta).__module__}.{type(meta).__name__}, which "
+            "are not supported; convert them to scipy.sparse CSR matrices "
+            f"({name}.map_blocks(lambda b: b.tocsr(), dtype={name}.dtype)) or to NumPy arrays"
+        )
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
+    if is_sparse(meta) and meta.format != "csr":
+        X = da.map_blocks(_to_csr, X, dtype=X.dtype, meta=_to_csr(X._meta))
     return row_chunked(X, name)
 
 
-def _costs_block(xb: np.ndarray, centers: np.ndarray, block_info: Any = None) -> np.ndarray:
+def _to_csr(xb: Any) -> Any:
+    return xb.tocsr()
+
+
+def _costs_block(xb: Any, centers: np.ndarray, block_info: Any = None) -> np.ndarray:
     offset = block_info[0]["array-location"][0][0] if block_info else 0
     with _kernel_threads():
         _require_finite(xb, offset)
@@ -526,7 +600,14 @@ def map_costs(X: da.Array, centers: np.ndarray) -> da.Array:
     """The cost blocks ``||x_i - mu_j||^2`` of a row-chunked dask array (lazy)."""
     k = centers.shape[0]
     mu = np.ascontiguousarray(centers, dtype=X.dtype)
-    return da.map_blocks(_costs_block, X, mu, chunks=(X.chunks[0], (k,)), dtype=np.float64)
+    return da.map_blocks(
+        _costs_block,
+        X,
+        mu,
+        chunks=(X.chunks[0], (k,)),
+        dtype=np.float64,
+        meta=np.empty((0, 0), dtype=np.float64),
+    )
 
 
 def _power_labels(C: np.ndarray, v: np.ndarray) -> np.ndarray:

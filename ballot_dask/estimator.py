@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import config
-from ._validation import check_choice
+from ._validation import check_choice, check_sparse_kind
 from .assign import AssignmentResult, balanced_assign, solver_options
 from .blocks import RowBlocks, sample_size
 from .capacities import resolve_capacities
@@ -43,6 +43,7 @@ from .prediction import (
     fit_temperature,
     mean_cost,
 )
+from .sparse import as_csr, is_sparse
 
 
 class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -53,7 +54,9 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     it exactly at every iteration and proves it (:attr:`certificate_`); ``method="sinkhorn"``
     is the paper's entropic variant E-BalLOT (Sinkhorn, then Altschuler-Weed-Rigollet rounding).
 
-    X may be a NumPy array or a Dask array chunked by rows.  A Dask array is fitted chunk by
+    X may be a NumPy array, a ``scipy.sparse`` matrix (CSR; other formats are converted), or a
+    Dask array chunked by rows (of NumPy or CSR chunks).  Sparse data are never densified: the
+    costs come from the rows' nonzeros, the centers stay dense.  A Dask array is fitted chunk by
     chunk on the active Dask scheduler (threads, a ``LocalCluster``, a remote scheduler: the
     estimator never creates one), with the same kernels and the same answer as in memory;
     ``labels_``, ``predict``, ``predict_proba`` and ``transform`` are then Dask arrays with X's
@@ -169,7 +172,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "method": [StrOptions({"exact", "sinkhorn"})],
-        "init": [StrOptions({*INITIALIZERS, "k-means||"}), "array-like"],
+        "init": [StrOptions({*INITIALIZERS, "k-means||"}), "array-like", "sparse matrix"],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "sizes": ["array-like", None],
         "size_min": [Interval(Integral, 0, None, closed="left"), "array-like", None],
@@ -228,6 +231,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = True
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -243,8 +247,10 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; float32 is kept as float32 in the cost blocks.
+        X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
+            Training data; float32 is kept as float32 in the cost blocks.  A scipy.sparse
+            matrix is used as CSR (other formats are converted) and never densified; a Dask
+            array may have scipy.sparse CSR chunks, each holding whole rows.
         y : Ignored
         callback : callable, default=None
             Called with a :class:`~ballot_dask.lloyd.LloydState` after every Lloyd iteration
@@ -264,7 +270,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             self.n_features_in_ = int(Xd.shape[1])
             blocks: Any = DaskBlocks(Xd, self.n_clusters)
         else:
-            Xd = validate_data(self, X, dtype=[np.float64, np.float32], order="C")
+            Xd = _validated(self, X, reset=True)
             blocks = RowBlocks(Xd)
             blocks.passes.x += 1  # the validation read X (its finiteness)
         n, k = Xd.shape[0], self.n_clusters
@@ -282,7 +288,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             self.sinkhorn_algorithm,
         )
         rng = check_random_state(self.random_state)
-        init = self.init if isinstance(self.init, str) else np.asarray(self.init)
+        init = self.init if isinstance(self.init, str) else _dense(self.init)
         # one pass: measures X's variance and draws the row sample (a hash of the row index,
         # so the same rows on every engine and chunking) that the named init strategies and
         # the exact solver's first potentials run on; on Dask it also checks X and persists
@@ -292,7 +298,9 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             n,
             k,
             int(config.get("init-sample")),
-            row_bytes=blocks.n_features * Xd.dtype.itemsize,
+            row_bytes=blocks.row_bytes()  # sparse chunks: their bytes per row
+            if getattr(blocks, "sparse", False)
+            else blocks.n_features * Xd.dtype.itemsize,
             budget=None if blocks.gather_is_free else blocks.band_budget(),
         )
         sample, mean, var = blocks.prepare(size, seed)
@@ -368,7 +376,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                     f"{self.n_features_in_} features as input."
                 )
             return Xd
-        return validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
+        return _validated(self, X, reset=False)
 
     def _costs(self, X: Any) -> Any:
         """Float64 costs ``||x_i - mu_j||^2`` of (checked) X against the centers."""
@@ -556,6 +564,21 @@ default="equal"
             return -float(map_chosen_costs(C, v).sum().compute())
         labels = reduced_cost_labels(C, v)[0]
         return -float(np.take_along_axis(C, labels[:, None], axis=1).sum(dtype=np.float64))
+
+
+def _validated(estimator: BalancedKMeans, X: Any, reset: bool) -> Any:
+    """X checked as scikit-learn does (``reset``: record its number of features): a finite
+    float32/float64 array, or a scipy.sparse matrix as CSR without duplicate entries."""
+    check_sparse_kind(X)
+    Xv = validate_data(
+        estimator, X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C", reset=reset
+    )
+    return as_csr(Xv) if is_sparse(Xv) else Xv
+
+
+def _dense(centers: Any) -> np.ndarray:
+    """Explicit centers as an array (sparse ones densified: they are k x d)."""
+    return np.asarray(centers.toarray() if is_sparse(centers) else centers)
 
 
 def _check_resume(state: LloydState, shape: tuple[int, ...]) -> None:

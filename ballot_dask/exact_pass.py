@@ -15,15 +15,20 @@ A histogram of the gaps (by powers of two) tells the next pass which threshold
 gives the band it wants.  At most ``cap`` rows enter the band per block; the others are fixed
 (always allowed: fixing a row only narrows what the repair may move, and the shortest paths
 ask for a wider band when they need one).
+
+A sparse (CSR) block runs the same pass (:func:`ballot_dask.sparse.exact_pass_csr`): its cost
+slabs come from the rows' nonzeros and feed the same per-row step (:func:`_settle`); only the
+centroid sums read X again, nonzero by nonzero.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
+from scipy.sparse import issparse
 
 from .jit import njit
 from .kernels import _n_lanes, _threads_for, cost_block, prepared_centers, slab_costs, slab_rows
@@ -43,7 +48,7 @@ class ExactPass(NamedTuple):
     objective: float  #: their costs, summed
     slack: np.ndarray  #: (k, k) ``min over fixed i in a of (C_ib - C_ia)``, ``inf`` if none
     rows: np.ndarray  #: (m,) int64: global indices of the band rows, increasing
-    x: np.ndarray  #: (m, d): their coordinates (X's dtype)
+    x: Any  #: (m, d): their coordinates (X's dtype; CSR rows for a sparse X)
     hist: np.ndarray  #: (_BINS,) int64: rows per gap bin (powers of two)
     theta: float  #: the band threshold the pass used
 
@@ -68,6 +73,41 @@ def _bin(gap):  # pragma: no cover - compiled
     return min(max(e, 1), _BINS - 1)
 
 
+@njit(inline="always")
+def _settle(
+    C, r, i, v, theta, cap, lane, counts, slack, obj, band, taken, hist
+):  # pragma: no cover - compiled
+    """Row ``i`` of the block, whose costs are ``C[r]``: into the lane's band (returns -1), or
+    fixed at its label ``a`` (returns ``a``) with its count, cost and slack-matrix row added.
+    The caller adds its coordinates to the centroid sums (the only use of X)."""
+    k = C.shape[1]
+    b1 = np.inf
+    b2 = np.inf
+    a = 0
+    for j in range(k):
+        red = C[r, j] - v[j]
+        a = j if red < b1 else a
+        b2 = min(b2, max(b1, red))
+        b1 = min(b1, red)
+    gap = b2 - b1
+    hist[lane, _bin(gap)] += 1
+    # a gap at round-off level is a tie: always in the band, so that no fixed row's label
+    # hangs on the last bit of its costs
+    tie = gap <= _TIE * (abs(b1) + abs(v[a]) + C[r, a])
+    if (gap <= theta or tie) and taken[lane] < cap:
+        band[lane, taken[lane]] = i
+        taken[lane] += 1
+        return -1
+    ca = C[r, a]
+    counts[lane, a] += 1
+    obj[lane] += ca
+    for j in range(k):
+        red = C[r, j] - ca
+        if red < slack[lane, a, j]:
+            slack[lane, a, j] = red
+    return a
+
+
 @njit(parallel=True)
 def _exact_pass(
     X, mu_t, mu_ct, mu_sq, mean, use_dot, v, theta, cap, n_lanes, slab
@@ -89,32 +129,11 @@ def _exact_pass(
             hi = min(lo + slab, lane_end)
             slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, use_dot, C)
             for r in range(hi - lo):
-                b1 = np.inf
-                b2 = np.inf
-                a = 0
-                for j in range(k):
-                    red = C[r, j] - v[j]
-                    a = j if red < b1 else a
-                    b2 = min(b2, max(b1, red))
-                    b1 = min(b1, red)
-                gap = b2 - b1
-                hist[lane, _bin(gap)] += 1
-                # a gap at round-off level is a tie: always in the band, so that no fixed
-                # row's label hangs on the last bit of its costs
-                tie = gap <= _TIE * (abs(b1) + abs(v[a]) + C[r, a])
-                if (gap <= theta or tie) and taken[lane] < cap:
-                    band[lane, taken[lane]] = lo + r
-                    taken[lane] += 1
-                    continue
-                ca = C[r, a]
-                counts[lane, a] += 1
-                obj[lane] += ca
-                for t in range(d):
-                    sums[lane, a, t] += X[lo + r, t]
-                for j in range(k):
-                    red = C[r, j] - ca
-                    if red < slack[lane, a, j]:
-                        slack[lane, a, j] = red
+                i = lo + r
+                a = _settle(C, r, i, v, theta, cap, lane, counts, slack, obj, band, taken, hist)
+                if a >= 0:
+                    for t in range(d):
+                        sums[lane, a, t] += X[i, t]
     return counts, sums, slack, obj, band, taken, hist
 
 
@@ -152,7 +171,14 @@ def exact_pass(
         they are unevenly spread over the block's lanes, unless ``strict``).
     offset : int
         Global index of the block's first row.
+
+    A sparse (CSR) block goes to :func:`~ballot_dask.sparse.exact_pass_csr`, the same pass
+    with the costs from the rows' nonzeros.
     """
+    if issparse(X):
+        from .sparse import exact_pass_csr
+
+        return exact_pass_csr(X, centers, v, theta, cap, offset, strict=strict)
     m = X.shape[0]
     k = centers.shape[0]
     mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
@@ -184,6 +210,28 @@ def exact_pass(
     )
 
 
+@njit(inline="always")
+def _label_slab(C, lo, hi, v, rows, fixed, p, out):  # pragma: no cover - compiled
+    """``out[i]`` for the rows ``lo <= i < hi`` (costs ``C[i - lo]``): ``argmin_j (C_ij -
+    v_j)``, or ``fixed[p]`` where ``rows[p] == i``.  Returns the next ``p``."""
+    k = C.shape[1]
+    for r in range(hi - lo):
+        i = lo + r
+        if p < rows.shape[0] and rows[p] == i:
+            out[i] = fixed[p]
+            p += 1
+            continue
+        b1 = np.inf
+        a = 0
+        for j in range(k):
+            red = C[r, j] - v[j]
+            if red < b1:
+                b1 = red
+                a = j
+        out[i] = a
+    return p
+
+
 @njit(parallel=True)
 def _labels_pass(
     X, mu_t, mu_ct, mu_sq, mean, use_dot, v, rows, fixed, out, n_lanes, slab
@@ -198,20 +246,7 @@ def _labels_pass(
         for lo in range(lane * step, lane_end, slab):
             hi = min(lo + slab, lane_end)
             slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, use_dot, C)
-            for r in range(hi - lo):
-                i = lo + r
-                if p < rows.shape[0] and rows[p] == i:
-                    out[i] = fixed[p]
-                    p += 1
-                    continue
-                b1 = np.inf
-                a = 0
-                for j in range(k):
-                    red = C[r, j] - v[j]
-                    if red < b1:
-                        b1 = red
-                        a = j
-                out[i] = a
+            p = _label_slab(C, lo, hi, v, rows, fixed, p, out)
 
 
 def power_labels(
@@ -225,12 +260,16 @@ def power_labels(
     ``rows`` (sorted), which take ``fixed``: the labels :func:`exact_pass` counted, from costs
     computed with its own arithmetic and partition of the block."""
     m, k = X.shape[0], centers.shape[0]
+    rows = np.zeros(0, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    fixed = np.zeros(0, dtype=np.int64) if fixed is None else np.asarray(fixed, dtype=np.int64)
+    if issparse(X):
+        from .sparse import power_labels_csr
+
+        return power_labels_csr(X, centers, v, rows, fixed)
     out = np.empty(m, dtype=np.int64)
     if m == 0:
         return out
     mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
-    rows = np.zeros(0, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    fixed = np.zeros(0, dtype=np.int64) if fixed is None else np.asarray(fixed, dtype=np.int64)
     with _threads_for(m, blas=use_dot):
         _labels_pass(
             X,
@@ -276,10 +315,19 @@ def combine_passes(parts: list[ExactPass]) -> ExactPass:
         objective=float(sum(p.objective for p in parts)),
         slack=np.min([p.slack for p in parts], axis=0),
         rows=np.concatenate([p.rows for p in parts]),
-        x=np.concatenate([p.x for p in parts]),
+        x=_stack([p.x for p in parts]),
         hist=np.sum([p.hist for p in parts], axis=0),
         theta=parts[0].theta,
     )
+
+
+def _stack(parts: list) -> Any:
+    """Band rows of several blocks, in order (sparse rows stay sparse)."""
+    if issparse(parts[0]):
+        from .sparse import stack_rows
+
+        return stack_rows(parts)
+    return np.concatenate(parts)
 
 
 def band_costs(x: np.ndarray, centers: np.ndarray) -> np.ndarray:

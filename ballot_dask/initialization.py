@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.cluster.hierarchy import cut_tree, fcluster, linkage
 from sklearn.cluster import kmeans_plusplus
+
+from .sparse import dense_rows, is_sparse
 
 __all__ = ["INITIALIZERS", "initial_centers"]
 
@@ -26,7 +29,9 @@ _BLOCK_ELEMENTS = 1 << 22
 _MAX_BLOCK_ROWS = 2048
 
 
-def _as_centers(X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def _as_centers(X: Any, rows: np.ndarray) -> np.ndarray:
+    if is_sparse(X):
+        return dense_rows(X, rows)
     return np.ascontiguousarray(X[rows], dtype=np.float64)
 
 
@@ -43,7 +48,62 @@ def _random(X: np.ndarray, n_clusters: int, random_state: np.random.RandomState)
     return _as_centers(X, random_state.choice(X.shape[0], n_clusters, replace=False))
 
 
-def _diameter_pair(X: np.ndarray) -> tuple[int, int]:
+class _Dense:
+    """The distances the diameter search needs, on a dense X centred at its mean (centring
+    shrinks norms, hence rounding in the expansion of the Gram blocks)."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        self.X = X
+        self.Xc = X - X.mean(axis=0)
+        self.sq = np.einsum("ij,ij->i", self.Xc, self.Xc)  # squared distances to the mean
+        self.scale = float(self.sq.max())  # of the squared norms the Gram blocks expand
+
+    def to_row(self, a: int) -> np.ndarray:
+        diff = self.Xc - self.Xc[a]
+        return np.einsum("ij,ij->i", diff, diff)
+
+    def pair(self, a: int, b: int) -> float:
+        return float(np.sum((self.X[a] - self.X[b]) ** 2))  # on X, like the blocks
+
+    def gram(self, P: np.ndarray, Q: np.ndarray) -> np.ndarray:
+        return self.Xc[P] @ self.Xc[Q].T
+
+    def pairs(self, pi: np.ndarray, qj: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->i", self.X[pi] - self.X[qj], self.X[pi] - self.X[qj])
+
+
+class _Sparse:
+    """:class:`_Dense`'s distances on a sparse X, never densified: centring is folded into
+    the products (``(x - m).(y - m) = x.y - x.m - y.m + m.m``), so the rounding scale is that
+    of the uncentred norms."""
+
+    def __init__(self, X: Any) -> None:
+        self.X = X.astype(np.float64)
+        self.mean = np.asarray(self.X.mean(axis=0)).ravel()
+        self.xm = np.asarray(self.X @ self.mean).ravel()
+        self.xsq = np.asarray(self.X.multiply(self.X).sum(axis=1)).ravel()
+        self.msq = float(self.mean @ self.mean)
+        self.sq = np.maximum(self.xsq - 2.0 * self.xm + self.msq, 0.0)
+        self.scale = float(self.xsq.max()) + self.msq
+
+    def to_row(self, a: int) -> np.ndarray:
+        xa = self.X[[a]].toarray().ravel()
+        dot = np.asarray(self.X @ xa).ravel()
+        return np.maximum(self.xsq - 2.0 * dot + float(xa @ xa), 0.0)
+
+    def pair(self, a: int, b: int) -> float:
+        return float(self.pairs(np.array([a]), np.array([b]))[0])
+
+    def gram(self, P: np.ndarray, Q: np.ndarray) -> np.ndarray:
+        inner = np.asarray((self.X[P] @ self.X[Q].T).toarray())
+        return inner - self.xm[P, None] - self.xm[None, Q] + self.msq
+
+    def pairs(self, pi: np.ndarray, qj: np.ndarray) -> np.ndarray:
+        diff = self.X[pi] - self.X[qj]
+        return np.asarray(diff.multiply(diff).sum(axis=1)).ravel()
+
+
+def _diameter_pair(X: Any) -> tuple[int, int]:
     """Exact farthest pair ``(i, j)``, ``i < j``; ties go to the lexicographically smallest pair.
 
     A lower bound ``D_lb`` comes from double sweeps. Each anchor ``a`` (the centroid and the
@@ -52,10 +112,11 @@ def _diameter_pair(X: np.ndarray) -> tuple[int, int]:
     forced in row blocks, in decreasing order of their bound so the loop can stop early. For
     well-separated clusters only the far caps survive; the worst case (all points on a sphere)
     keeps every point: O(n^2 d) time, O(block * n) memory with block * n <= 2**22 entries.
+    A sparse X stays sparse (its Gram blocks are sparse products).
     """
     n, d = X.shape
-    Xc = X - X.mean(axis=0)  # centring shrinks norms, hence rounding in the expansion below
-    sq = np.einsum("ij,ij->i", Xc, Xc)
+    geometry = _Sparse(X) if is_sparse(X) else _Dense(X)
+    sq = geometry.sq
     anchor_dists = [np.sqrt(sq)]
     best = (0.0, 0, 1)  # (squared distance, i, j)
 
@@ -68,11 +129,10 @@ def _diameter_pair(X: np.ndarray) -> tuple[int, int]:
     # Sweep chain: a -> farthest b -> farthest from b ...; stops on a mutually farthest pair.
     a, prev = int(np.argmax(sq)), -1
     for _ in range(2 * _N_SWEEPS):
-        diff = Xc - Xc[a]
-        da2 = np.einsum("ij,ij->i", diff, diff)
+        da2 = geometry.to_row(a)
         anchor_dists.append(np.sqrt(da2))
         b = int(np.argmax(da2))
-        offer(float(np.sum((X[a] - X[b]) ** 2)), a, b)  # score on X, like the blocks
+        offer(geometry.pair(a, b), a, b)
         if b == prev:
             break
         a, prev = b, a
@@ -80,7 +140,7 @@ def _diameter_pair(X: np.ndarray) -> tuple[int, int]:
         return 0, 1  # all points coincide, every pair ties
 
     # Slack keeps tight triangle bounds (anchor = endpoint) alive despite rounding.
-    tol = 1e-9 * (math.sqrt(best[0]) + math.sqrt(float(sq.max())))
+    tol = 1e-9 * (math.sqrt(best[0]) + math.sqrt(geometry.scale))
     alive = np.ones(n, dtype=bool)
     while True:  # bounds only use alive partners, so shrinking the set tightens them
         ub = np.min([da + da[alive].max() for da in anchor_dists], axis=0)
@@ -92,7 +152,7 @@ def _diameter_pair(X: np.ndarray) -> tuple[int, int]:
     order = order[np.argsort(-ub[order], kind="stable")]
     neg_ub = -ub[order]
     # Bound on rounding error of ||a||^2 - 2 a.b + ||b||^2 relative to direct differences.
-    tol2 = 8.0 * (d + 2) * np.finfo(np.float64).eps * float(sq.max())
+    tol2 = 8.0 * (d + 2) * np.finfo(np.float64).eps * geometry.scale
 
     start = 0
     while start < order.size:
@@ -103,7 +163,7 @@ def _diameter_pair(X: np.ndarray) -> tuple[int, int]:
         rows = max(1, min(_MAX_BLOCK_ROWS, _BLOCK_ELEMENTS // max(stop - start, 1)))
         P, Q = order[start : start + rows], order[start:stop]
         # Pairs with an earlier-ranked point were already seen when that point was a row.
-        approx = Xc[P] @ Xc[Q].T
+        approx = geometry.gram(P, Q)
         approx *= -2.0  # in place: the block is the only large temporary
         approx += sq[P, None]
         approx += sq[None, Q]
@@ -112,7 +172,7 @@ def _diameter_pair(X: np.ndarray) -> tuple[int, int]:
         keep = pi != qj
         pi, qj = np.minimum(pi[keep], qj[keep]), np.maximum(pi[keep], qj[keep])
         if pi.size:  # re-score near-maximal pairs by direct differences, as pdist would
-            exact = np.einsum("ij,ij->i", X[pi] - X[qj], X[pi] - X[qj])
+            exact = geometry.pairs(pi, qj)
             w = np.lexsort((qj, pi, -exact))[0]
             offer(float(exact[w]), int(pi[w]), int(qj[w]))
         start += rows
@@ -127,7 +187,7 @@ def _diameter(X: np.ndarray, n_clusters: int, random_state: np.random.RandomStat
             f"init='diameter' needs n_clusters=2, got n_clusters={n_clusters}; "
             "use init='coupon' or init='k-means++' instead."
         )
-    i, j = _diameter_pair(np.asarray(X, dtype=np.float64))
+    i, j = _diameter_pair(X if is_sparse(X) else np.asarray(X, dtype=np.float64))
     return _as_centers(X, np.array([i, j]))
 
 
@@ -139,7 +199,7 @@ def _coupon(X: np.ndarray, n_clusters: int, random_state: np.random.RandomState)
     idx = random_state.choice(n, m, replace=False)
     if k == 1 or m == k:
         return _as_centers(X, idx)
-    protos = np.asarray(X[idx], dtype=np.float64)
+    protos = _as_centers(X, idx)
     # The paper joins proto-means closer than a model-dependent threshold and keeps one per
     # clique. Under its hypothesis the cliques are the k single-linkage groups for any
     # threshold between intra- and inter-cluster distances, so no threshold is needed here.

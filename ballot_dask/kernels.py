@@ -14,6 +14,10 @@ Cost blocks are float64 whatever the dtype of X: the centers are first rounded t
 (the fitted centers are stored in it), then the distances are computed in float64 from those
 values, which float64 holds exactly.  The optimality certificate is therefore a statement
 about float64 costs, to round-off of order 1e-16 of the costs; every accumulation is float64.
+
+The kernels that read X (:func:`cost_block`, :func:`assignment_terms`, :func:`label_sums`,
+:func:`rounded_plan_terms`) take a ``scipy.sparse`` CSR block too: they hand it to their twin in
+:mod:`ballot_dask.sparse`, which reads the block's nonzeros and never densifies it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from contextlib import ExitStack, contextmanager
 
 import numba
 import numpy as np
+from scipy.sparse import issparse
 
 from .jit import njit
 
@@ -145,8 +150,13 @@ def cost_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray | None = None
     The centers are rounded to the dtype of ``X`` first (the fitted centers are stored in
     it); see :func:`slab_costs` for the arithmetic, shared by every pass of the package.
     ``out`` (shape (n, k), float64) is reused when given: a fresh array of this size costs
-    page faults on every Lloyd iteration.
+    page faults on every Lloyd iteration.  A sparse block goes to
+    :func:`~ballot_dask.sparse.cost_block_csr`.
     """
+    if issparse(X):
+        from .sparse import cost_block_csr
+
+        return cost_block_csr(X, centers, out)
     shape = (X.shape[0], centers.shape[0])
     if out is None or out.shape != shape or out.dtype != np.float64:
         out = np.empty(shape, dtype=np.float64)
@@ -389,6 +399,16 @@ def assignment_terms(
     elif rows is None:
         rows, labels = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     assert labels is not None
+    if issparse(X):
+        from .sparse import assignment_terms_csr
+
+        return assignment_terms_csr(
+            X,
+            C,
+            np.asarray(labels, dtype=np.int64),
+            np.asarray(potentials, dtype=np.float64),
+            np.asarray(rows, dtype=np.int64),
+        )
     with _threads_for(m):
         counts, sums, slack, obj = _assignment(
             X,
@@ -399,6 +419,32 @@ def assignment_terms(
             _n_lanes(m, k * k + k * X.shape[1]),
         )
     return counts.sum(axis=0), sums.sum(axis=0), slack.min(axis=0), float(obj.sum())
+
+
+@njit(inline="always")
+def _rounded_row(C, v, eps, scale, deficit, i, g):  # pragma: no cover - compiled
+    """Row ``i`` of the rounded plan into ``g`` (k,); returns its argmax (the label)."""
+    k = C.shape[1]
+    rmin = np.inf
+    for j in range(k):
+        r = C[i, j] - v[j]
+        if r < rmin:
+            rmin = r
+    s = 0.0
+    for j in range(k):
+        g[j] = _exp((rmin - (C[i, j] - v[j])) / eps)
+        s += g[j]
+    kept = 0.0
+    for j in range(k):
+        g[j] = g[j] / s * scale[j]  # Alg. 2, column scaling (rows are exact already)
+        kept += g[j]
+    missing = 1.0 - kept  # this row's deficit, spread along the column deficit
+    best = 0
+    for j in range(k):
+        g[j] += missing * deficit[j]
+        if g[j] > g[best]:
+            best = j
+    return best
 
 
 @njit(parallel=True)
@@ -414,25 +460,7 @@ def _rounded(X, C, v, eps, scale, deficit, labels, n_lanes):  # pragma: no cover
     for lane in numba.prange(n_lanes):
         g = np.empty(k)
         for i in range(lane * step, min(m, (lane + 1) * step)):
-            rmin = np.inf
-            for j in range(k):
-                r = C[i, j] - v[j]
-                if r < rmin:
-                    rmin = r
-            s = 0.0
-            for j in range(k):
-                g[j] = _exp((rmin - (C[i, j] - v[j])) / eps)
-                s += g[j]
-            kept = 0.0
-            for j in range(k):
-                g[j] = g[j] / s * scale[j]  # Alg. 2, column scaling (rows are exact already)
-                kept += g[j]
-            missing = 1.0 - kept  # this row's deficit, spread along the column deficit
-            best = 0
-            for j in range(k):
-                g[j] += missing * deficit[j]
-                if g[j] > g[best]:
-                    best = j
+            best = _rounded_row(C, v, eps, scale, deficit, i, g)
             labels[i] = best
             counts[lane, best] += 1
             hard[lane] += C[i, best]
@@ -455,7 +483,11 @@ def _label_sums(X, labels, sums):  # pragma: no cover - compiled
 
 
 def label_sums(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """``sums[j] = sum of the rows of X labelled j`` (k, d), float64."""
+    """``sums[j] = sum of the rows of X labelled j`` (k, d), float64 (X dense or sparse)."""
+    if issparse(X):
+        from .sparse import label_sums_csr
+
+        return label_sums_csr(X, labels, k)
     sums = np.zeros((k, X.shape[1]))
     if X.shape[0]:
         _label_sums(X, np.asarray(labels, dtype=np.int64), sums)
@@ -481,6 +513,10 @@ def rounded_plan_terms(
     numerators ``sum_i G_ij x_i`` (k, d), the transport cost ``<G, C>``, the cost of the
     argmax labels ``sum_i C_{i, l_i}`` and their counts (k,).
     """
+    if issparse(X):
+        from .sparse import rounded_plan_terms_csr
+
+        return rounded_plan_terms_csr(X, C, v, eps, scale, deficit)
     lanes = _n_lanes(C.shape[0], C.shape[1] * (X.shape[1] + 2))
     labels = np.empty(C.shape[0], dtype=np.int64)
     with _threads_for(C.shape[0]):

@@ -12,9 +12,12 @@ not depend on how X is chunked, nor on the engine (in memory or Dask).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .blocks import Blocks
+from .sparse import as_csr, dense_rows, is_sparse
 
 __all__ = ["kmeans_parallel"]
 
@@ -33,14 +36,19 @@ def _uniform(rows: np.ndarray, seed: int, round_: int) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
-def _nearest(xb: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of and squared distance to the nearest candidate, memory-bounded."""
+def _nearest(xb: Any, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of and squared distance to the nearest candidate, memory-bounded (a sparse
+    block stays sparse)."""
     from sklearn.metrics import pairwise_distances_argmin_min
 
-    index, dist = pairwise_distances_argmin_min(
-        np.asarray(xb, dtype=np.float64), candidates, metric="euclidean"
-    )
+    rows = as_csr(xb).astype(np.float64) if is_sparse(xb) else np.asarray(xb, dtype=np.float64)
+    index, dist = pairwise_distances_argmin_min(rows, candidates, metric="euclidean")
     return index, dist**2
+
+
+def _rows(X: Any, rows: np.ndarray) -> np.ndarray:
+    """Rows of X as a float64 array (k-means|| keeps its candidates dense)."""
+    return dense_rows(X, rows) if is_sparse(X) else np.asarray(X[rows], dtype=np.float64)
 
 
 def _round_kernel(
@@ -52,7 +60,8 @@ def _round_kernel(
     picked = np.zeros((0, xb.shape[1]))
     if factor > 0:
         draw = _uniform(np.arange(offset, offset + xb.shape[0]), seed, round_)
-        picked = np.asarray(xb[draw < factor * d2], dtype=np.float64)
+        chosen = np.flatnonzero(draw < factor * d2)
+        picked = _rows(xb, chosen)
     return float(d2.sum()), picked
 
 
@@ -84,7 +93,7 @@ def kmeans_parallel(
     ----------
     blocks : Blocks
         The engine holding X (in memory or Dask).
-    sample : ndarray of shape (m, n_features)
+    sample : ndarray or scipy.sparse CSR matrix of shape (m, n_features)
         The fit's row sample; the first candidate is one of its rows.
     n_clusters : int
         k.
@@ -99,8 +108,7 @@ def kmeans_parallel(
 
     k = int(n_clusters)
     seed = int(random_state.randint(np.iinfo(np.int32).max))
-    first = np.asarray(sample[random_state.randint(sample.shape[0])], dtype=np.float64)
-    candidates = first[None, :]
+    candidates = _rows(sample, np.array([random_state.randint(sample.shape[0])]))
     psi, _ = blocks.reduce_x(_round_kernel, _combine_round, candidates, 0.0, seed, -1)
     for r in range(rounds):
         if not psi > 0:
@@ -114,7 +122,7 @@ def kmeans_parallel(
         psi = psi_next
     candidates = np.unique(candidates, axis=0)
     if candidates.shape[0] < k:  # degenerate data: top up from the sample
-        extra = sample[random_state.choice(sample.shape[0], k, replace=False)]
+        extra = _rows(sample, random_state.choice(sample.shape[0], k, replace=False))
         candidates = np.unique(np.concatenate([candidates, extra]), axis=0)
     weights = blocks.reduce_x(_weight_kernel, _combine_weights, candidates)
     if np.count_nonzero(weights) < k:

@@ -113,7 +113,7 @@ def solve_exact(
     n, k = blocks.n_samples, capacities.n_clusters
     # a gathered row: its coordinates, cost row and a few numbers; a pass may return up to
     # about twice the rows it is asked for (see exact_pass), so ask for half the budget
-    row_bytes = 8 * (k + blocks.n_features + 4)
+    row_bytes = 8 * (k + 4) + blocks.row_bytes()
     budget = blocks.band_budget()
     limit = min(n, max(budget // (2 * row_bytes), 1))
     if options.max_band is not None:
