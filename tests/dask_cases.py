@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import dask.array as da
 import numpy as np
@@ -79,3 +80,20 @@ def _assert_same_fit(km: BalancedKMeans, ref: BalancedKMeans, labels: np.ndarray
     assert km.n_iter_ == ref.n_iter_
     assert km.converged_ == ref.converged_
     np.testing.assert_allclose(km.objective_history_, ref.objective_history_, rtol=1e-9)
+
+
+#: worker log lines that say memory ran short or a worker was lost
+_TROUBLE = re.compile(r"Pausing worker|Restarting|exceeded|killed|Worker process", re.I)
+
+
+def worker_troubles(client) -> list[str]:
+    """The workers' and nannies' log lines that report memory trouble or a lost worker."""
+    logs = [
+        msg
+        for entries in [
+            *client.get_worker_logs().values(),
+            *client.get_worker_logs(nanny=True).values(),
+        ]
+        for _, msg in entries
+    ]
+    return [msg for msg in logs if _TROUBLE.search(msg)]

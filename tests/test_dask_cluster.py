@@ -16,6 +16,8 @@ import pytest
 distributed = pytest.importorskip("distributed")
 zarr = pytest.importorskip("zarr")
 
+from dask_cases import worker_troubles  # noqa: E402
+
 from ballot_dask import BalancedKMeans  # noqa: E402
 
 
@@ -114,9 +116,6 @@ def _write_mixture_store(path, n: int, d: int, k: int, rows: int, seed: int) -> 
         store[start:stop] = block
 
 
-_TROUBLE = re.compile(r"Pausing worker|Restarting|exceeded|killed|Worker process", re.I)
-
-
 @pytest.mark.slow
 def test_zarr_store_larger_than_cluster_memory(tmp_path):
     n, d, k, rows = 20_000_000, 32, 8, 100_000  # 2.56 GB of float32
@@ -140,15 +139,7 @@ def test_zarr_store_larger_than_cluster_memory(tmp_path):
         labels = model.labels_
         counts = da.bincount(labels, minlength=k).compute()  # per chunk, then summed
         assert set(client.scheduler_info()["workers"]) == workers  # none died or restarted
-        logs = [
-            msg
-            for entries in [
-                *client.get_worker_logs().values(),
-                *client.get_worker_logs(nanny=True).values(),
-            ]
-            for _, msg in entries
-        ]
-    troubles = [msg for msg in logs if _TROUBLE.search(msg)]
+        troubles = worker_troubles(client)
     assert not troubles, troubles
     np.testing.assert_array_equal(counts, np.full(k, n // k))
     np.testing.assert_array_equal(model.sizes_, np.full(k, n // k))

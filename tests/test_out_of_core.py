@@ -6,20 +6,17 @@ Marked ``outofcore``: a separate step of ``.ci/run`` (a few minutes), not the de
 
 from __future__ import annotations
 
-import re
-
 import dask.array as da
 import numpy as np
 import pytest
 import zarr
+from dask_cases import worker_troubles
 
 from ballot_dask import BalancedKMeans
 
 distributed = pytest.importorskip("distributed")
 
 pytestmark = pytest.mark.outofcore
-
-_TROUBLE = re.compile(r"Pausing worker|Restarting|exceeded|killed|Worker process", re.I)
 
 
 def _write(path, n: int, d: int, k: int, rows: int, seed: int) -> None:
@@ -56,15 +53,7 @@ def test_zstd_store_larger_than_memory_streams_without_a_pause(tmp_path):
         model = BalancedKMeans(k, random_state=0, max_iter=3).fit(X)
         counts = da.bincount(model.labels_, minlength=k).compute()
         assert set(client.scheduler_info()["workers"]) == workers  # none died or restarted
-        logs = [
-            msg
-            for entries in [
-                *client.get_worker_logs().values(),
-                *client.get_worker_logs(nanny=True).values(),
-            ]
-            for _, msg in entries
-        ]
-    troubles = [msg for msg in logs if _TROUBLE.search(msg)]
+        troubles = worker_troubles(client)
     assert not troubles, troubles[:5]
     np.testing.assert_array_equal(counts, np.full(k, n // k))
     np.testing.assert_array_equal(model.sizes_, np.full(k, n // k))
