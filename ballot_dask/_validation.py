@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import check_array
+from sklearn.utils.validation import validate_data
 
-from .sparse import as_csr
+from .sparse import as_csr, is_sparse
 
 METHODS = ("exact", "sinkhorn", "emd")
 ROUNDINGS = ("argmax", "exact")
@@ -74,3 +75,18 @@ def check_positive(value: Any, name: str, *, integer: bool = False, allow_zero: 
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
     return value
+
+
+def validated_input(estimator: Any, X: Any, reset: bool) -> Any:
+    """X checked as scikit-learn does (``reset``: record its number of features): a finite
+    float32/float64 array, or a scipy.sparse matrix as CSR without duplicate entries."""
+    check_sparse_kind(X)
+    Xv = validate_data(
+        estimator, X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C", reset=reset
+    )
+    return as_csr(Xv) if is_sparse(Xv) else Xv
+
+
+def dense_centers(centers: Any) -> np.ndarray:
+    """Explicit centers as an array (sparse ones densified: they are k x d)."""
+    return np.asarray(centers.toarray() if is_sparse(centers) else centers)

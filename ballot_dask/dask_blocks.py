@@ -37,7 +37,7 @@ from dask.delayed import Delayed, delayed
 
 from . import config
 from .blocks import PassCounter, sample_stride, sampled_rows, solver_sample
-from .kernels import cost_block, plan_rows
+from .kernels import cost_block
 from .sparse import as_csr, column_stats, is_sparse, nbytes, nonfinite_row, stack_rows
 
 __all__ = ["DaskBlocks", "active_client", "cluster_memory", "observe_rounds", "row_chunked"]
@@ -587,51 +587,3 @@ def as_dask_data(X: da.Array, name: str = "X") -> da.Array:
 
 def _to_csr(xb: Any) -> Any:
     return xb.tocsr()
-
-
-def _costs_block(xb: Any, centers: np.ndarray, block_info: Any = None) -> np.ndarray:
-    offset = block_info[0]["array-location"][0][0] if block_info else 0
-    with _kernel_threads():
-        _require_finite(xb, offset)
-        return cost_block(xb, centers)
-
-
-def map_costs(X: da.Array, centers: np.ndarray) -> da.Array:
-    """The cost blocks ``||x_i - mu_j||^2`` of a row-chunked dask array (lazy)."""
-    k = centers.shape[0]
-    mu = np.ascontiguousarray(centers, dtype=X.dtype)
-    return da.map_blocks(
-        _costs_block,
-        X,
-        mu,
-        chunks=(X.chunks[0], (k,)),
-        dtype=np.float64,
-        meta=np.empty((0, 0), dtype=np.float64),
-    )
-
-
-def _power_labels(C: np.ndarray, v: np.ndarray) -> np.ndarray:
-    from .kernels import reduced_cost_labels
-
-    with _kernel_threads():
-        return reduced_cost_labels(C, v)[0]
-
-
-def map_labels(costs: da.Array, v: np.ndarray) -> da.Array:
-    """``argmin_j (C_ij - v_j)`` per chunk (lazy), with the rows' chunks."""
-    return da.map_blocks(_power_labels, costs, v, drop_axis=1, dtype=np.int64)
-
-
-def _chosen_costs(C: np.ndarray, v: np.ndarray) -> np.ndarray:
-    labels = _power_labels(C, v)
-    return np.take_along_axis(C, labels[:, None], axis=1)[:, 0].astype(np.float64)
-
-
-def map_chosen_costs(costs: da.Array, v: np.ndarray) -> da.Array:
-    """Each row's cost ``C_i,l_i`` under the labels ``argmin_j (C_ij - v_j)`` (lazy)."""
-    return da.map_blocks(_chosen_costs, costs, v, drop_axis=1, dtype=np.float64)
-
-
-def map_plan_rows(costs: da.Array, v: np.ndarray, eps: float) -> da.Array:
-    """:func:`~ballot_dask.kernels.plan_rows` per chunk (lazy), with the rows' chunks."""
-    return da.map_blocks(plan_rows, costs, v, eps, dtype=np.float64)

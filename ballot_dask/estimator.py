@@ -14,25 +14,19 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from . import config
-from ._validation import check_choice, check_sparse_kind
+from ._validation import check_choice, dense_centers, validated_input
 from .assign import AssignmentResult, balanced_assign, solver_options
 from .blocks import RowBlocks, sample_size
 from .capacities import resolve_capacities
-from .dask_blocks import (
-    DaskBlocks,
-    as_dask_data,
-    map_chosen_costs,
-    map_costs,
-    map_labels,
-    map_plan_rows,
-)
+from .dask_blocks import DaskBlocks, as_dask_data
+from .dask_maps import map_chosen_costs, map_costs, map_labels, map_plan_rows
 from .initialization import INITIALIZERS, init_passes, initial_centers
 from .kernels import cost_block, plan_rows, reduced_cost_labels
 from .kmeans_parallel import kmeans_parallel
-from .lloyd import LloydResult, LloydState, lloyd
+from .lloyd import LloydResult, LloydState, check_resume, lloyd
 from .prediction import (
     PREDICT_RULES,
     PredictRule,
@@ -43,7 +37,6 @@ from .prediction import (
     fit_temperature,
     mean_cost,
 )
-from .sparse import as_csr, is_sparse
 
 
 class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -270,7 +263,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             self.n_features_in_ = int(Xd.shape[1])
             blocks: Any = DaskBlocks(Xd, self.n_clusters)
         else:
-            Xd = _validated(self, X, reset=True)
+            Xd = validated_input(self, X, reset=True)
             blocks = RowBlocks(Xd)
             blocks.passes.x += 1  # the validation read X (its finiteness)
         n, k = Xd.shape[0], self.n_clusters
@@ -288,7 +281,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             self.sinkhorn_algorithm,
         )
         rng = check_random_state(self.random_state)
-        init = self.init if isinstance(self.init, str) else _dense(self.init)
+        init = self.init if isinstance(self.init, str) else dense_centers(self.init)
         # one pass: measures X's variance and draws the row sample (a hash of the row index,
         # so the same rows on every engine and chunking) that the named init strategies and
         # the exact solver's first potentials run on; on Dask it also checks X and persists
@@ -315,7 +308,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if resume is not None:
             if runs > 1:
                 raise ValueError("resume continues a single run: it needs n_init=1")
-            _check_resume(resume, (k, int(Xd.shape[1])))
+            check_resume(resume, (k, int(Xd.shape[1])))
         tol = self.tol * float(np.mean(var)) if self.tol > 0 else 0.0
         best: LloydResult | None = None
         for _ in range(runs):
@@ -376,7 +369,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                     f"{self.n_features_in_} features as input."
                 )
             return Xd
-        return _validated(self, X, reset=False)
+        return validated_input(self, X, reset=False)
 
     def _costs(self, X: Any) -> Any:
         """Float64 costs ``||x_i - mu_j||^2`` of (checked) X against the centers."""
@@ -564,37 +557,6 @@ default="equal"
             return -float(map_chosen_costs(C, v).sum().compute())
         labels = reduced_cost_labels(C, v)[0]
         return -float(np.take_along_axis(C, labels[:, None], axis=1).sum(dtype=np.float64))
-
-
-def _validated(estimator: BalancedKMeans, X: Any, reset: bool) -> Any:
-    """X checked as scikit-learn does (``reset``: record its number of features): a finite
-    float32/float64 array, or a scipy.sparse matrix as CSR without duplicate entries."""
-    check_sparse_kind(X)
-    Xv = validate_data(
-        estimator, X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C", reset=reset
-    )
-    return as_csr(Xv) if is_sparse(Xv) else Xv
-
-
-def _dense(centers: Any) -> np.ndarray:
-    """Explicit centers as an array (sparse ones densified: they are k x d)."""
-    return np.asarray(centers.toarray() if is_sparse(centers) else centers)
-
-
-def _check_resume(state: LloydState, shape: tuple[int, ...]) -> None:
-    if not isinstance(state, LloydState):
-        raise TypeError(f"resume must be a LloydState, got {type(state).__name__}")
-    for name in ("centers", "previous"):
-        if np.shape(getattr(state, name)) != shape:
-            raise ValueError(
-                f"resume: the state's {name} have shape {np.shape(getattr(state, name))}, "
-                f"this fit's centers {shape}; resume a fit of the same data and n_clusters"
-            )
-    if np.shape(state.potentials) != shape[:1]:
-        raise ValueError(
-            f"resume: the state's potentials have shape {np.shape(state.potentials)}, "
-            f"expected ({shape[0]},)"
-        )
 
 
 def balanced_kmeans(

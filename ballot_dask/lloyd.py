@@ -206,3 +206,20 @@ def lloyd(
         passes=blocks.passes.as_dict(),
         eps=float(eps or 0.0),
     )
+
+
+def check_resume(state: LloydState, shape: tuple[int, ...]) -> None:
+    """A fit's ``resume`` state checked against its centers' ``shape`` (k, d)."""
+    if not isinstance(state, LloydState):
+        raise TypeError(f"resume must be a LloydState, got {type(state).__name__}")
+    for name in ("centers", "previous"):
+        if np.shape(getattr(state, name)) != shape:
+            raise ValueError(
+                f"resume: the state's {name} have shape {np.shape(getattr(state, name))}, "
+                f"this fit's centers {shape}; resume a fit of the same data and n_clusters"
+            )
+    if np.shape(state.potentials) != shape[:1]:
+        raise ValueError(
+            f"resume: the state's potentials have shape {np.shape(state.potentials)}, "
+            f"expected ({shape[0]},)"
+        )
