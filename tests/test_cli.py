@@ -420,3 +420,16 @@ def test_saved_passes_count_the_label_write():
     assert _passes_with_label_write(eager) == eager.n_passes_
     assert eager.n_passes_["x"] >= 2  # the validation and the first pass read X
     assert eager.n_passes_["sample"] >= 4  # k-means++ on the sample (X itself here)
+
+
+def test_an_interrupt_inside_a_compiled_kernel_reports_interrupted():
+    from ballot_dask.cli.base import _caused_by_interrupt
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise SystemError("returned a result with an exception set") from interrupt
+    except SystemError as exc:
+        assert _caused_by_interrupt(exc)
+    assert not _caused_by_interrupt(ValueError("bad input"))

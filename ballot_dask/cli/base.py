@@ -36,6 +36,18 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
 
 
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in the chain of causes of ``exc``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class _Group(click.Group):
     """Reports a command's failure as one line on stderr, without a traceback unless the
     command ran with ``--debug``."""
@@ -49,6 +61,10 @@ class _Group(click.Group):
             click.echo("interrupted", err=True)
             ctx.exit(_EXIT_INTERRUPTED)
         except Exception as exc:
+            if _caused_by_interrupt(exc):
+                # Ctrl-C inside a compiled kernel surfaces as the SystemError that carries it
+                click.echo("interrupted", err=True)
+                ctx.exit(_EXIT_INTERRUPTED)
             if ctx.meta.get("ballot.debug"):
                 raise
             click.echo(f"error: {_one_line(exc)}", err=True)
