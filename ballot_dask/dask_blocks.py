@@ -39,6 +39,7 @@ from . import config
 from .blocks import PassCounter, sample_stride, sampled_rows, solver_sample
 from .kernels import cost_block
 from .sparse import as_csr, column_stats, is_sparse, nbytes, nonfinite_row, stack_rows
+from .task_memory import check_task_memory, largest_chunk
 
 __all__ = ["DaskBlocks", "active_client", "cluster_memory", "observe_rounds", "row_chunked"]
 
@@ -163,9 +164,15 @@ def _pass_task(shared: tuple, kernel: Callable[..., Any], xb: Any, cb: Any, offs
         return kernel(*head, *args, *((offset,) if with_offset else ()))
 
 
-def _x_task(shared: tuple, kernel: Callable[..., Any], xb: np.ndarray, offset: int) -> Any:
+def _streamed_pass_task(shared: tuple, xb: Any, offset: int) -> Any:
+    """One block of a streamed pass: the cost block built from X, and the kernel on it."""
+    kernel, rest = shared
+    return _pass_task(rest, kernel, xb, None, offset)
+
+
+def _x_task(shared: tuple, xb: np.ndarray, offset: int) -> Any:
     """One block of a pass over X alone."""
-    args, check = shared
+    kernel, args, check = shared
     with _kernel_threads():
         if check:
             _require_finite(xb, offset)
@@ -174,6 +181,10 @@ def _x_task(shared: tuple, kernel: Callable[..., Any], xb: np.ndarray, offset: i
 
 def _combine_task(combine: Callable[[list[Any]], Any], *parts: Any) -> Any:
     return combine(list(parts))
+
+
+def _mapped_stats_task(shared: tuple, xb: Any, offset: int) -> tuple:
+    return _stats_task(xb, offset, *shared)
 
 
 def _stats_task(xb: Any, offset: int, check: bool, seed: int, stride: int) -> tuple:
@@ -214,6 +225,10 @@ def _combine_stats(parts: list[tuple]) -> tuple:
     return n, mean, m2, stack_rows([p[3] for p in parts])
 
 
+def _streamed_label_task(shared: tuple, xb: Any, offset: int) -> np.ndarray:
+    return _label_task(shared, xb, None, offset)
+
+
 def _label_task(shared: tuple, xb: Any, cb: Any, offset: int) -> np.ndarray:
     labeler, centers = shared
     with _kernel_threads():
@@ -225,6 +240,11 @@ def _label_task(shared: tuple, xb: Any, cb: Any, offset: int) -> np.ndarray:
 def _x_label_task(labeler: Callable[[np.ndarray, int], np.ndarray], xb: Any, offset: int) -> Any:
     with _kernel_threads():
         return np.asarray(labeler(xb, offset), dtype=np.int64)
+
+
+def _on_chunk(xb: Any, task: Callable[..., Any], shared: Any, block_info: Any = None) -> Any:
+    """``task(shared, X_b, offset)``: the body of :meth:`DaskBlocks._map_x`."""
+    return task(shared, xb, block_info[0]["array-location"][0][0])
 
 
 def _token() -> str:
@@ -267,6 +287,9 @@ class DaskBlocks:
         n, d = self.X.shape
         item = self.X.dtype.itemsize
         self.cost_bytes = n * n_clusters * 8  # cost blocks are float64
+        client = active_client()
+        if client is not None and not self.sparse:
+            check_task_memory(client, largest_chunk(self.X.chunks[0]), d * item)
         budget = float(config.get("memory-fraction")) * cluster_memory()
         self.budget = budget
         self._x_parts = self._chunks(self.X)
@@ -367,21 +390,18 @@ class DaskBlocks:
         streamed = costs is None
         reads_x = with_x or streamed
         check = reads_x and not self._checked
-        shared = delayed(
-            (self._centers if streamed else None, args, with_x, with_offset, check),
-            name=f"ballot-args-{_token()}",
-            traverse=False,
-        )
-        parts = [
-            delayed(_pass_task, pure=False)(
-                shared,
-                kernel,
-                self._x_parts[i] if reads_x else None,
-                None if costs is None else costs[i],
-                off,
-            )
-            for i, off in enumerate(self.offsets)
-        ]
+        value = (self._centers if streamed else None, args, with_x, with_offset, check)
+        if costs is None:
+            pair = delayed((kernel, value), name=f"ballot-args-{_token()}", traverse=False)
+            parts = self._map_x(_streamed_pass_task, pair)
+        else:
+            shared = delayed(value, name=f"ballot-args-{_token()}", traverse=False)
+            parts = [
+                delayed(_pass_task, pure=False)(
+                    shared, kernel, self._x_parts[i] if reads_x else None, costs[i], off
+                )
+                for i, off in enumerate(self.offsets)
+            ]
         result = self._compute(self._tree(combine, parts))
         self.passes.cost += 1
         if reads_x:
@@ -395,11 +415,8 @@ class DaskBlocks:
         """``combine`` of ``kernel(X_b, *args, offset)`` over the chunks: one pass over X,
         one round, no cost blocks."""
         check = not self._checked
-        shared = delayed((args, check), name=f"ballot-xargs-{_token()}", traverse=False)
-        parts = [
-            delayed(_x_task, pure=False)(shared, kernel, xb, off)
-            for xb, off in zip(self._x_parts, self.offsets, strict=True)
-        ]
+        shared = delayed((kernel, args, check), name=f"ballot-xargs-{_token()}", traverse=False)
+        parts = self._map_x(_x_task, shared)
         combine_, level = self._tree(combine, parts)
         runner = _ROUND_RUNNER.get()
         if runner is None:
@@ -424,21 +441,14 @@ class DaskBlocks:
             name=f"ballot-labeler-{_token()}",
             traverse=False,
         )
-        blocks = [
-            da.from_delayed(
-                delayed(_label_task, pure=False)(
-                    shared,
-                    self._x_parts[i] if streamed else None,
-                    None if costs is None else costs[i],
-                    off,
-                ),
-                shape=(length,),
-                dtype=np.int64,
-                meta=np.zeros(0, dtype=np.int64),
-            )
-            for i, (off, length) in enumerate(zip(self.offsets, self.lengths, strict=True))
-        ]
-        labels = da.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+        if costs is None:
+            parts = self._map_x(_streamed_label_task, shared)
+        else:
+            parts = [
+                delayed(_label_task, pure=False)(shared, None, cb, off)
+                for cb, off in zip(costs, self.offsets, strict=True)
+            ]
+        labels = _label_array(parts, self.lengths)
         if self.persist_costs:
             pending = self._pending or []
             *built, labels = dask.persist(*pending, labels, optimize_graph=False)
@@ -452,16 +462,7 @@ class DaskBlocks:
 
     def _labels_from_x(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> da.Array:
         shared = delayed(labeler, name=f"ballot-labeler-{_token()}", traverse=False)
-        blocks = [
-            da.from_delayed(
-                delayed(_x_label_task, pure=False)(shared, xb, off),
-                shape=(length,),
-                dtype=np.int64,
-                meta=np.zeros(0, dtype=np.int64),
-            )
-            for xb, off, length in zip(self._x_parts, self.offsets, self.lengths, strict=True)
-        ]
-        labels = da.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+        labels = _label_array(self._map_x(_x_label_task, shared), self.lengths)
         if self.persist_x:
             (labels,) = dask.persist(labels, optimize_graph=False)
             self.passes.x += 1
@@ -491,10 +492,14 @@ class DaskBlocks:
                 meta=self.X._meta,
                 name=f"ballot-x-{_token()}",
             )
-        parts = [
-            delayed(_stats_task, pure=False)(xb, off, check and not self.persist_x, seed, stride)
-            for xb, off in zip(self._chunks(source), self.offsets, strict=True)
-        ]
+        if self.persist_x:
+            parts = [
+                delayed(_stats_task, pure=False)(xb, off, False, seed, stride)
+                for xb, off in zip(self._chunks(source), self.offsets, strict=True)
+            ]
+        else:
+            shared = delayed((check, seed, stride), name=f"ballot-stats-{_token()}")
+            parts = self._map_x(_mapped_stats_task, shared)
         root = self._tree(_combine_stats, parts)
         if self.persist_x:
             source, level = dask.persist(source, root[1], optimize_graph=False)
@@ -512,6 +517,25 @@ class DaskBlocks:
     @staticmethod
     def _chunks(X: da.Array) -> list[Delayed]:
         return list(X.to_delayed(optimize_graph=False).ravel())
+
+    def _map_x(self, task: Callable[..., Any], shared: Delayed) -> list[Delayed]:
+        """``task(shared_value, X_b, offset)`` for every chunk of X, one task each.
+
+        The chunk's read is fused into the task (dask's blockwise fusion): a streamed chunk
+        is read, used and dropped by one task, so a worker never holds a chunk read ahead and
+        waiting for its task (for a compressed store, the read itself briefly needs about
+        three times the chunk).  ``shared`` is one key, shipped once to each worker."""
+        mapped = da.map_blocks(
+            _on_chunk,
+            self.X,
+            task,
+            shared,
+            chunks=((1,) * self.X.numblocks[0], (1,)),
+            dtype=object,
+            meta=np.empty((0, 0), dtype=object),
+            name=f"ballot-map-{_token()}",
+        )
+        return list(mapped.to_delayed(optimize_graph=True).ravel())
 
     def _cost_parts(self) -> list[Delayed] | None:
         if self._centers is None:
@@ -546,6 +570,14 @@ class DaskBlocks:
             results = runner(level)
         self.passes.rounds += 1
         return combine(list(results))
+
+
+def _label_array(parts: list[Delayed], lengths: list[int]) -> da.Array:
+    blocks = [
+        da.from_delayed(part, shape=(length,), dtype=np.int64, meta=np.zeros(0, dtype=np.int64))
+        for part, length in zip(parts, lengths, strict=True)
+    ]
+    return da.concatenate(blocks) if len(blocks) > 1 else blocks[0]
 
 
 def _chunk_bytes(xb: Any, offset: int) -> int:
