@@ -1,7 +1,10 @@
-"""Inputs and outputs of the command line: Zarr stores and ``.npy`` files in, Zarr groups out.
+"""Inputs and outputs of the command line: Zarr stores, ``.npy`` and sparse ``.npz`` files in,
+Zarr groups out.
 
 Inputs are opened lazily as row-chunked Dask arrays (a Zarr array, an array of a Zarr group, a
-``.npy`` file memory-mapped; Zarr also through fsspec URLs such as ``s3://...``).  Outputs are
+``.npy`` file memory-mapped; Zarr also through fsspec URLs such as ``s3://...``).  A sparse
+matrix saved by ``scipy.sparse.save_npz`` is read whole (a compressed archive cannot be read in
+pieces) and cut into chunks of CSR rows; X is never densified.  Outputs are
 Zarr groups written *atomically*: into a temporary directory beside the target, moved
 into place only once complete, so that a failed or killed run leaves nothing half-written and an
 existing output is replaced only on request.  Outputs in object stores (URLs), which have no
@@ -51,9 +54,10 @@ def _local(path: str | os.PathLike[str]) -> Path:
 def open_input(path: str | os.PathLike[str], array: str | None = None) -> da.Array:
     """The 2-D array at ``path`` as a lazy, row-chunked Dask array.
 
-    ``path`` is a Zarr array, a Zarr group (its array ``array``, ``"X"`` by default) or a
-    ``.npy`` file.  Raises ``FileNotFoundError`` or ``ValueError`` with one line naming the
-    input and what to do.
+    ``path`` is a Zarr array, a Zarr group (its array ``array``, ``"X"`` by default), a
+    ``.npy`` file or a ``.npz`` file of ``scipy.sparse.save_npz`` (chunks of CSR rows).
+    Raises ``FileNotFoundError`` or ``ValueError`` with one line naming the input and what to
+    do.
     """
     text = str(path)
     if not is_url(text) and not _local(text).exists():
@@ -62,6 +66,11 @@ def open_input(path: str | os.PathLike[str], array: str | None = None) -> da.Arr
         if array is not None:
             raise ValueError(f"input {text}: --array applies to Zarr groups, not .npy files")
         X = _open_npy(text)
+        name = text
+    elif text.endswith(".npz"):
+        if array is not None:
+            raise ValueError(f"input {text}: --array applies to Zarr groups, not .npz files")
+        X = _open_npz(text)
         name = text
     else:
         X, name = _open_zarr(text, array)
@@ -102,6 +111,27 @@ def _open_npy(path: str) -> da.Array:
         meta=np.empty((0, data.shape[1]), dtype=data.dtype),
         token=f"npy-{uuid.uuid4().hex}",
     )
+
+
+def _open_npz(path: str) -> da.Array:
+    """A ``scipy.sparse.save_npz`` file as a Dask array of CSR chunks of about
+    ``NPY_CHUNK_BYTES`` each (by the rows' nonzeros).  The matrix is read whole first."""
+    import scipy.sparse as sp
+
+    if is_url(path):
+        raise ValueError(f"input {path}: a .npz input must be a local file; store it as Zarr")
+    try:
+        matrix = sp.load_npz(str(_local(path)))
+    except (OSError, ValueError, KeyError) as exc:  # KeyError: an .npz of np.savez
+        raise ValueError(
+            f"input {path}: not a sparse matrix saved by scipy.sparse.save_npz (a dense array "
+            "goes in a .npy file or a Zarr store)"
+        ) from exc
+    matrix = matrix.tocsr()
+    n = max(matrix.shape[0], 1)
+    size = matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes
+    rows = int(max(1, min(n, NPY_CHUNK_BYTES * n // max(size, 1))))
+    return da.from_array(matrix, chunks=(rows, -1), asarray=False, name=f"npz-{uuid.uuid4().hex}")
 
 
 def _npy_rows(path: str, block_info: dict | None = None) -> np.ndarray:

@@ -155,6 +155,33 @@ def test_fit_npy_input_with_sizes_and_sinkhorn(data, tmp_path, address):
     assert counts.min() >= 1400 and counts.max() <= 1600 and counts.sum() == N
 
 
+def test_fit_and_predict_a_sparse_npz_input(tmp_path, address):
+    """A ``scipy.sparse.save_npz`` file: chunks of CSR rows, never densified; the fit is the
+    estimator's on the same matrix (labels, centers), the prediction the fitted labels."""
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(4)
+    A = scipy_sparse.random(2400, 60, density=0.05, format="csr", random_state=rng)
+    A = A.astype(np.float32)
+    scipy_sparse.save_npz(tmp_path / "tfidf.npz", A)
+    out = tmp_path / "fit.zarr"
+    result = run(*fit_args(tmp_path / "tfidf.npz", out, address, "--seed", "7"))
+    assert result.exit_code == 0, result.output
+    group = zarr.open_group(out, mode="r")
+    labels = group["labels"][:]
+    assert np.bincount(labels, minlength=K).tolist() == [2400 // K] * K
+    assert group.attrs["certificate"]["optimal"]
+    reference = BalancedKMeans(K, random_state=7).fit(A)
+    np.testing.assert_array_equal(labels, reference.labels_)
+    np.testing.assert_allclose(group["centers"][:], reference.cluster_centers_, rtol=0, atol=1e-6)
+
+    predicted = tmp_path / "predicted.zarr"
+    result = run("predict", out, tmp_path / "tfidf.npz", "-o", predicted, "--scheduler", address)
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(
+        zarr.open_group(predicted, mode="r")["labels"][:], reference.predict(A)
+    )
+
+
 def test_overwrite_replaces_and_resume_of_a_complete_fit_does_nothing(data, tmp_path, address):
     out = tmp_path / "fit.zarr"
     assert run(*fit_args(data, out, address)).exit_code == 0
@@ -195,6 +222,8 @@ def bad_inputs(tmp_path_factory):
     (root / "text.npy").write_text("not an array")
     zarr.open_group(root / "nox.zarr", mode="w").create_array("Y", data=np.ones((4, 2)))
     np.save(root / "small.npy", np.ones((5, 2)))
+    np.savez(root / "dense.npz", X=np.ones((5, 2)))
+    (root / "text.npz").write_text("not an archive")
     return root
 
 
@@ -203,6 +232,8 @@ ERRORS = {
     "unreadable": (["fit", "{root}/text.npy", "--k", "2"], "not a readable .npy file"),
     "not a store": (["fit", "{root}", "--k", "2"], "not a readable Zarr array or group"),
     "1-D": (["fit", "{root}/flat.npy", "--k", "2"], "expected a 2-D array"),
+    "dense npz": (["fit", "{root}/dense.npz", "--k", "2"], "scipy.sparse.save_npz"),
+    "text npz": (["fit", "{root}/text.npz", "--k", "2"], "not a sparse matrix saved by"),
     "no X": (["fit", "{root}/nox.zarr", "--k", "2"], "has no array 'X' (its arrays: Y)"),
     "nan": (["fit", "{root}/nan.zarr", "--k", "2"], "NaN or infinity (first at row 317)"),
     "k > n": (["fit", "{root}/small.npy", "--k", "6"], "--k (6) must be at most"),

@@ -1,5 +1,5 @@
-"""``ballot-dask fit``: a balanced k-means fit of a Zarr store or .npy file, checkpointed after
-every Lloyd iteration and written atomically."""
+"""``ballot-dask fit``: a balanced k-means fit of a Zarr store, a .npy file or a sparse .npz
+file, checkpointed after every Lloyd iteration and written atomically."""
 
 from __future__ import annotations
 
@@ -171,9 +171,9 @@ def fit(
     quiet: bool,
     **cluster: Any,
 ) -> None:
-    """Fit balanced k-means to INPUT (a Zarr array or group, or a .npy file) and write the
-    labels, centers, potentials, sizes and the fit's record to the Zarr group OUTPUT (a
-    path, or a URL such as s3://bucket/fit.zarr)."""
+    """Fit balanced k-means to INPUT (a Zarr array or group, a .npy file, or a sparse .npz
+    of scipy.sparse.save_npz) and write the labels, centers, potentials, sizes and the fit's
+    record to the Zarr group OUTPUT (a path, or a URL such as s3://bucket/fit.zarr)."""
     with _storage_config(storage_options):
         _fit(input, n_clusters, output, method, sizes, size_min, size_max, init, n_init,
              max_iter, tol, seed, reg, rounding, array, resume, overwrite, quiet,
