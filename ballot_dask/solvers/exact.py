@@ -5,8 +5,11 @@
    (held by the engine, capacities scaled to it) gives them up to the sampling error.  The
    sample's problem is solved exactly by this same function, on its own nested sample first
    (each level at most a quarter of the one above: the depth is bounded).  From a warm start
-   (the previous Lloyd iteration's potentials) the sample is used only when they misplace
-   too many points.
+   (the previous Lloyd iteration's potentials) the sample replaces them only when they
+   misplace too many points; on Dask, where a pass over X is a round and a read, it also
+   *looks ahead* (:func:`_look_ahead`): its own step, warm-started at the same potentials,
+   tells how far this step will move them, and the first band is cut that wide, so that
+   one pass is usually all the step needs.
 2. *One pass over X* (:func:`~ballot_dask.exact_pass.exact_pass`): every point is labelled by
    ``argmin_j (C_ij - v_j)``; the points whose top-two gap is at most ``theta`` (the *band*) are
    gathered, the others summarised (counts, centroid sums, objective, slack matrix).  Costs
@@ -47,6 +50,9 @@ _WIDEN = 4  # a band too narrow for the shortest paths grows by this factor
 _WARM_SAMPLE = 0.02  # warm potentials misplacing more than this share go back to the sample
 _MAX_RECENTRED = 4  # potentials refined for a full band before giving up
 _REFINE_PASSES = 12  # passes of one refinement, at most
+_AHEAD_RATIO = 8  # the sample looks ahead when X has at least this many times its rows ...
+_AHEAD_OFF = 0.5  # ... and the warm potentials misplace more than this times its own error
+_AHEAD_SHARE = 0.25  # ... and the band it asks for is at most this share of the rows
 
 
 def imbalance(counts: np.ndarray, capacities: Capacities) -> int:
@@ -136,6 +142,14 @@ def solve_exact(
         # warm potentials without a threshold: the sample's gaps tell (else the first pass's
         # histogram does, if its band of the first rows is not enough)
         search.theta = _quantile_gap(sample, blocks.centers, search.potentials, wanted / n)
+    if (
+        not cold
+        and sample is not None
+        and not blocks.gather_is_free
+        and n >= _AHEAD_RATIO * sample.shape[0]
+    ):
+        # a pass over X costs a round and a read: size the first band for the whole step
+        _look_ahead(search, blocks, sample, capacities)
     while True:
         band = blocks.reduce_x(
             _pass_kernel,
@@ -217,6 +231,57 @@ def solve_exact(
         search.theta = band.band_rows_below(search.wanted)
 
 
+def _look_ahead(
+    search: _Search, blocks: Blocks, sample: np.ndarray, capacities: Capacities
+) -> None:
+    """A first band wide enough for the whole step, from the sample (no pass over X).
+
+    The step moves the potentials by some ``delta``; a row outside the band (top-two gap
+    above ``theta`` under the current potentials) stays optimal when ``theta`` exceeds the
+    spread of ``delta`` (``max - min``), so the certificate then holds after one pass.  The
+    sample's own problem, warm-started at the same potentials, tells that spread; the band
+    takes it, plus the gap that holds the sample's error (:func:`_sample_error` rows).
+    Nothing changes when the sample cannot tell better (the potentials misplace no more of
+    it than its own error, or the spread is within that error) or when the band would hold
+    more than ``_AHEAD_SHARE`` of the rows (an early step, whose centers moved much).
+
+    Only where a pass is dear (a round and a read of X on Dask): in memory a pass costs about
+    what the sample's solve does."""
+    n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
+    v = search.potentials
+    costs = band_costs(sample, blocks.centers)
+    labels, gaps = reduced_cost_labels(costs, v)
+    off = imbalance(np.bincount(labels, minlength=k), capacities.scaled(s / n)) * n / s
+    if off <= _AHEAD_OFF * _sample_error(n, k, s):
+        return
+    nested = RowBlocks(sample)
+    nested.set_centers(blocks.centers)
+    step = solve_exact(nested, capacities.scaled(s / n), SolverOptions(max_band=None), v)
+    blocks.passes.sample += 1
+    moved = labels != reduced_cost_labels(costs, step.potentials)[0]
+    if not moved.any():
+        return
+    reach = float(gaps[moved].max())  # the widest gap a sample row crossed
+    noise = float(np.quantile(gaps, min(1.0, 4 * _sample_error(n, k, s) / n)))
+    if reach <= noise:  # within the sample's own error: it cannot tell
+        return
+    theta = reach + noise
+    if math.isfinite(search.theta):
+        theta = max(theta, search.theta)
+    rows = int(1.25 * n * np.count_nonzero(gaps <= theta) / s) + _PER_CLUSTER * k
+    if rows > _AHEAD_SHARE * n:
+        # the centers moved much (an early step): a pass more costs less than gathering
+        # such a band
+        return
+    search.theta = theta
+    search.wanted = min(search.limit, max(search.wanted, rows))
+
+
+def _sample_error(n: int, k: int, s: int) -> float:
+    """Points the potentials of an ``s``-row sample misplace among ``n``, about."""
+    return 0.5 * n * math.sqrt(k / s)
+
+
 def _from_sample(
     search: _Search,
     blocks: Blocks,
@@ -235,7 +300,7 @@ def _from_sample(
     blocks.passes.sample += 1
     search.potentials = step.potentials
     search.sampled = True
-    expected = 0.5 * n * math.sqrt(k / s)
+    expected = _sample_error(n, k, s)
     search.wanted = min(search.limit, max(search.wanted, int(4 * expected)))
     search.theta = _quantile_gap(sample, blocks.centers, step.potentials, search.wanted / n)
 
