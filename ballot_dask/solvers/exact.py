@@ -8,8 +8,8 @@
    (the previous Lloyd iteration's potentials) the sample replaces them only when they
    misplace too many points; on Dask, where a pass over X is a round and a read, it also
    *looks ahead* (:func:`_look_ahead`): its own step, warm-started at the same potentials,
-   tells how far this step will move them, and the first band is cut that wide, so that
-   one pass is usually all the step needs.
+   tells which gaps the moving rows cross, and the first band is cut that wide, so that one
+   pass is usually all the step needs.
 2. *One pass over X* (:func:`~ballot_dask.exact_pass.exact_pass`): every point is labelled by
    ``argmin_j (C_ij - v_j)``; the points whose top-two gap is at most ``theta`` (the *band*) are
    gathered, the others summarised (counts, centroid sums, objective, slack matrix).  Costs
@@ -236,14 +236,16 @@ def _look_ahead(
 ) -> None:
     """A first band wide enough for the whole step, from the sample (no pass over X).
 
-    The step moves the potentials by some ``delta``; a row outside the band (top-two gap
-    above ``theta`` under the current potentials) stays optimal when ``theta`` exceeds the
-    spread of ``delta`` (``max - min``), so the certificate then holds after one pass.  The
-    sample's own problem, warm-started at the same potentials, tells that spread; the band
-    takes it, plus the gap that holds the sample's error (:func:`_sample_error` rows).
-    Nothing changes when the sample cannot tell better (the potentials misplace no more of
-    it than its own error, or the spread is within that error) or when the band would hold
-    more than ``_AHEAD_SHARE`` of the rows (an early step, whose centers moved much).
+    The sample's own step, warm-started at the same potentials, moves some of its rows to
+    other clusters; the widest top-two gap (under the current potentials) that one of them
+    crossed is how wide the band must be for the rows of X that will move too, so that the
+    certificate holds after one pass.  The band takes that gap plus the gap that holds the
+    sample's error (:func:`_sample_error` rows).  Nothing changes when the sample cannot tell
+    better (the potentials misplace no more of it than its own error, or no row crossed a
+    gap wider than that error) or when the band would hold more than ``_AHEAD_SHARE`` of the
+    rows (an early step, whose centers moved much: a pass more costs less than gathering
+    such a band).  (A spread of the potentials' moves would not do: where the transport
+    problem's dual is degenerate, a potential can move far without any row following it.)
 
     Only where a pass is dear (a round and a read of X on Dask): in memory a pass costs about
     what the sample's solve does."""
@@ -270,8 +272,6 @@ def _look_ahead(
         theta = max(theta, search.theta)
     rows = int(1.25 * n * np.count_nonzero(gaps <= theta) / s) + _PER_CLUSTER * k
     if rows > _AHEAD_SHARE * n:
-        # the centers moved much (an early step): a pass more costs less than gathering
-        # such a band
         return
     search.theta = theta
     search.wanted = min(search.limit, max(search.wanted, rows))
