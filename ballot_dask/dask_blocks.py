@@ -165,9 +165,28 @@ def _pass_task(shared: tuple, kernel: Callable[..., Any], xb: Any, cb: Any, offs
 
 
 def _streamed_pass_task(shared: tuple, xb: Any, offset: int) -> Any:
-    """One block of a streamed pass: the cost block built from X, and the kernel on it."""
-    kernel, rest = shared
-    return _pass_task(rest, kernel, xb, None, offset)
+    """One block of a streamed pass, slab by slab: each slab's cost block built from X and
+    the kernel on it, the slabs' results combined as the chunks' are (a kernel sees rows and
+    their offset only, so a chunk cut into slabs gives what smaller chunks would)."""
+    kernel, combine, rest = shared
+    rows = _stream_slab_rows(rest[0].shape[0])
+    if xb.shape[0] <= rows:
+        return _pass_task(rest, kernel, xb, None, offset)
+    return combine(
+        [
+            _pass_task(rest, kernel, xb[a : a + rows], None, offset + a)
+            for a in range(0, xb.shape[0], rows)
+        ]
+    )
+
+
+#: a streamed task's cost block is built and used this many bytes at a time (float64)
+STREAM_SLAB_BYTES = 4 * 2**20
+
+
+def _stream_slab_rows(k: int) -> int:
+    """Rows per slab of a streamed cost-block pass: ``STREAM_SLAB_BYTES`` of costs."""
+    return max(1024, STREAM_SLAB_BYTES // (8 * max(k, 1)))
 
 
 def _x_task(shared: tuple, xb: np.ndarray, offset: int) -> Any:
@@ -226,7 +245,16 @@ def _combine_stats(parts: list[tuple]) -> tuple:
 
 
 def _streamed_label_task(shared: tuple, xb: Any, offset: int) -> np.ndarray:
-    return _label_task(shared, xb, None, offset)
+    """A streamed chunk's labels, slab by slab (see :func:`_streamed_pass_task`)."""
+    rows = _stream_slab_rows(shared[1].shape[0])
+    if xb.shape[0] <= rows:
+        return _label_task(shared, xb, None, offset)
+    return np.concatenate(
+        [
+            _label_task(shared, xb[a : a + rows], None, offset + a)
+            for a in range(0, xb.shape[0], rows)
+        ]
+    )
 
 
 def _label_task(shared: tuple, xb: Any, cb: Any, offset: int) -> np.ndarray:
@@ -392,7 +420,7 @@ class DaskBlocks:
         check = reads_x and not self._checked
         value = (self._centers if streamed else None, args, with_x, with_offset, check)
         if costs is None:
-            pair = delayed((kernel, value), name=f"ballot-args-{_token()}", traverse=False)
+            pair = delayed((kernel, combine, value), name=f"ballot-args-{_token()}", traverse=False)
             parts = self._map_x(_streamed_pass_task, pair)
         else:
             shared = delayed(value, name=f"ballot-args-{_token()}", traverse=False)

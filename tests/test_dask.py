@@ -295,6 +295,38 @@ def test_streaming_fit(scheduler):
     assert passes["rounds"] == passes["x"]
 
 
+@pytest.mark.parametrize("rounding", ["argmax", "exact"])
+def test_streamed_cost_passes_work_in_slabs(threads, rounding, monkeypatch):
+    """Streamed, a pass over cost blocks builds and uses them a slab of rows at a time
+    (``STREAM_SLAB_BYTES``): cut into slabs of 1024 rows, every chunk gives the fit NumPy
+    gives, E-BalLOT's many cost passes and the lazy labels included."""
+    from ballot_dask import dask_blocks
+
+    monkeypatch.setattr(dask_blocks, "STREAM_SLAB_BYTES", 1024 * 8 * K)
+    seen: list[int] = []
+    pass_task = dask_blocks._pass_task
+
+    def counting(shared, kernel, xb, cb, offset):
+        seen.append(xb.shape[0])
+        return pass_task(shared, kernel, xb, cb, offset)
+
+    monkeypatch.setattr(dask_blocks, "_pass_task", counting)
+    ref = _numpy_fit("float64", "sinkhorn", rounding)
+    X = _dask(_data(), (2500, D))  # 2500 rows: slabs of 1024, 1024 and 452
+    with dask.config.set({"ballot.persist": False}):
+        km = BalancedKMeans(**_sinkhorn_params(rounding)).fit(X)
+    assert km.n_passes_["cost"] > 0
+    assert seen and set(seen) == {1024, 452, 1000}  # the last chunk (1000 rows) is one slab
+    labels = km.labels_.compute()  # the streamed labels, slab by slab too
+    assert np.mean(labels != ref.labels_) <= 1e-3
+    scale = float(np.abs(ref.cluster_centers_).max())
+    np.testing.assert_allclose(
+        km.cluster_centers_, ref.cluster_centers_, rtol=1e-6, atol=1e-6 * scale
+    )
+    np.testing.assert_array_equal(km.sizes_, np.bincount(labels, minlength=K))
+    np.testing.assert_array_equal(km.predict(X).compute(), km.predict(_data()))
+
+
 # --------------------------------------------------------------------------------------------
 # Zarr input
 # --------------------------------------------------------------------------------------------

@@ -244,8 +244,10 @@ def _look_ahead(
     better (the potentials misplace no more of it than its own error, or no row crossed a
     gap wider than that error) or when the band would hold more than ``_AHEAD_SHARE`` of the
     rows (an early step, whose centers moved much: a pass more costs less than gathering
-    such a band).  (A spread of the potentials' moves would not do: where the transport
-    problem's dual is degenerate, a potential can move far without any row following it.)
+    such a band) or more than the band's memory budget allows (the usual widening then
+    decides, within the budget).  (A spread of the potentials' moves would not do: where the
+    transport problem's dual is degenerate, a potential can move far without any row
+    following it.)
 
     Only where a pass is dear (a round and a read of X on Dask): in memory a pass costs about
     what the sample's solve does."""
@@ -271,7 +273,7 @@ def _look_ahead(
     if math.isfinite(search.theta):
         theta = max(theta, search.theta)
     rows = int(1.25 * n * np.count_nonzero(gaps <= theta) / s) + _PER_CLUSTER * k
-    if rows > _AHEAD_SHARE * n:
+    if rows > min(_AHEAD_SHARE * n, search.limit):
         return
     search.theta = theta
     search.wanted = min(search.limit, max(search.wanted, rows))
