@@ -8,8 +8,11 @@ repair's few rows), once per round.
 
 Memory: X and the cost blocks are persisted in the cluster's memory when they take at most
 ``ballot.memory-fraction`` of it (:mod:`.config`); otherwise every pass recomputes the cost
-block of a chunk from X inside the task that uses it (streaming), so that a Zarr store larger
-than the cluster's memory is read chunk by chunk.  The cost blocks of new centers are built and
+block of a chunk from X inside the task that uses it (streaming), slab by slab
+(``STREAM_SLAB_BYTES``), so that a Zarr store larger than the cluster's memory is read chunk
+by chunk.  Every task that reads X reads its own chunk (the read is fused into the task), and a
+fit on a distributed cluster first checks that one task's read fits the workers
+(:mod:`.task_memory`).  The cost blocks of new centers are built and
 persisted in the same round as the first pass over them.  The finiteness of X is checked inside
 the first pass that reads it, never in a pass of its own.
 
