@@ -6,6 +6,8 @@ Marked ``outofcore``: a separate step of ``.ci/run`` (a few minutes), not the de
 
 from __future__ import annotations
 
+import os
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -50,12 +52,23 @@ def test_zstd_store_larger_than_memory_streams_without_a_pause(tmp_path):
         distributed.Client(cluster) as client,
     ):
         workers = set(client.scheduler_info()["workers"])
+        pids = client.run(os.getpid)  # a builtin: the workers import nothing of the tests
         model = BalancedKMeans(k, random_state=0, max_iter=3).fit(X)
         counts = da.bincount(model.labels_, minlength=k).compute()
         assert set(client.scheduler_info()["workers"]) == workers  # none died or restarted
         troubles = worker_troubles(client)
-    assert not troubles, troubles[:5]
+        peaks = {pid: _peak_mib(pid) for pid in pids.values()}  # read from this process
+    assert not troubles, (peaks, troubles[:5])
     np.testing.assert_array_equal(counts, np.full(k, n // k))
     np.testing.assert_array_equal(model.sizes_, np.full(k, n // k))
     assert model.certificate_.optimal
     assert model.n_passes_["cost"] <= model.n_passes_["x"]  # streamed: costs rebuilt from X
+
+
+def _peak_mib(pid: int) -> int:
+    """A process's peak resident memory (``VmHWM``), in MiB: reported with a failure."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) // 1024
+    return -1
