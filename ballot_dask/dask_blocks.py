@@ -9,12 +9,13 @@ repair's few rows), once per round.
 Memory: X and the cost blocks are persisted in the cluster's memory when they take at most
 ``ballot.memory-fraction`` of it (:mod:`.config`); otherwise every pass recomputes the cost
 block of a chunk from X inside the task that uses it (streaming), slab by slab
-(``STREAM_SLAB_BYTES``), so that a Zarr store larger than the cluster's memory is read chunk
-by chunk.  Every task that reads X reads its own chunk (the read is fused into the task), and a
-fit on a distributed cluster first checks that one task's read fits the workers
-(:mod:`.task_memory`).  The cost blocks of new centers are built and
-persisted in the same round as the first pass over them.  The finiteness of X is checked inside
-the first pass that reads it, never in a pass of its own.
+(:data:`.dask_tasks.STREAM_SLAB_BYTES`), so that a Zarr store larger than the cluster's
+memory is read chunk by chunk.  Every task that reads X reads its own chunk (the read is
+fused into the task; the tasks themselves are in :mod:`.dask_tasks`), and a fit on a
+distributed cluster first checks that one task's read fits the workers
+(:mod:`.task_memory`).  The cost blocks of new centers are built and persisted in the same
+round as the first pass over them.  The finiteness of X is checked inside the first pass
+that reads it, never in a pass of its own.
 
 Chunks may be ``scipy.sparse`` CSR matrices (one chunk over the columns): the kernels take them
 as they come (:mod:`.sparse`).  Their size is not known from the array's shape, so the first
@@ -33,15 +34,31 @@ from typing import Any
 
 import dask
 import dask.array as da
-import numba
 import numpy as np
 import psutil
 from dask.delayed import Delayed, delayed
 
 from . import config
-from .blocks import PassCounter, sample_stride, sampled_rows, solver_sample
-from .kernels import cost_block
-from .sparse import as_csr, column_stats, is_sparse, nbytes, nonfinite_row, stack_rows
+from .blocks import PassCounter, sample_stride, solver_sample
+from .dask_tasks import (
+    checked_block,
+    chunk_bytes,
+    combine_stats,
+    combine_task,
+    concatenate,
+    cost_task,
+    identity,
+    label_task,
+    mapped_stats_task,
+    on_chunk,
+    pass_task,
+    stats_task,
+    streamed_label_task,
+    streamed_pass_task,
+    x_label_task,
+    x_task,
+)
+from .sparse import is_sparse
 from .task_memory import check_task_memory, largest_chunk
 
 __all__ = ["DaskBlocks", "active_client", "cluster_memory", "observe_rounds", "row_chunked"]
@@ -108,174 +125,6 @@ def row_chunked(X: da.Array, name: str = "X") -> da.Array:
             )
         X = X.rechunk({1: -1})
     return X
-
-
-@contextmanager
-def _kernel_threads() -> Iterator[None]:
-    """``ballot.threads-per-task`` threads for the compiled kernels of one task (numba's
-    setting is per calling thread, so concurrent tasks do not disturb each other)."""
-    wanted = max(1, min(int(config.get("threads-per-task")), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
-    previous = numba.get_num_threads()
-    numba.set_num_threads(wanted)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
-
-
-def _require_finite(xb: Any, offset: int) -> None:
-    if is_sparse(xb):
-        row = nonfinite_row(xb.tocsr())
-        if row is not None:
-            raise ValueError(
-                f"Input X contains NaN or infinity (first at row {row + offset}); remove or "
-                "impute those rows before clustering"
-            )
-        return
-    if not np.isfinite(xb).all():
-        bad = int(np.flatnonzero(~np.isfinite(xb).all(axis=1))[0]) + offset
-        raise ValueError(
-            f"Input X contains NaN or infinity (first at row {bad}); remove or impute those "
-            "rows before clustering"
-        )
-
-
-def _checked_block(xb: Any, check: bool, block_info: Any = None) -> Any:
-    """A chunk as it is persisted: checked, and a sparse one as canonical CSR (every pass
-    then reads it as it is)."""
-    if check:
-        _require_finite(xb, block_info[0]["array-location"][0][0] if block_info else 0)
-    return as_csr(xb) if is_sparse(xb) else xb
-
-
-def _cost_task(xb: np.ndarray, centers: np.ndarray, offset: int, check: bool) -> np.ndarray:
-    with _kernel_threads():
-        if check:
-            _require_finite(xb, offset)
-        return cost_block(xb, centers)
-
-
-def _pass_task(shared: tuple, kernel: Callable[..., Any], xb: Any, cb: Any, offset: int) -> Any:
-    """One block of a pass: its cost block (given, or built from X) and the kernel on it."""
-    centers, args, with_x, with_offset, check = shared
-    with _kernel_threads():
-        if check and xb is not None:
-            _require_finite(xb, offset)
-        if cb is None:
-            cb = cost_block(xb, centers)
-        head = (xb, cb) if with_x else (cb,)
-        return kernel(*head, *args, *((offset,) if with_offset else ()))
-
-
-def _streamed_pass_task(shared: tuple, xb: Any, offset: int) -> Any:
-    """One block of a streamed pass, slab by slab: each slab's cost block built from X and
-    the kernel on it, the slabs' results combined as the chunks' are (a kernel sees rows and
-    their offset only, so a chunk cut into slabs gives what smaller chunks would)."""
-    kernel, combine, rest = shared
-    rows = _stream_slab_rows(rest[0].shape[0])
-    if xb.shape[0] <= rows:
-        return _pass_task(rest, kernel, xb, None, offset)
-    return combine(
-        [
-            _pass_task(rest, kernel, xb[a : a + rows], None, offset + a)
-            for a in range(0, xb.shape[0], rows)
-        ]
-    )
-
-
-#: a streamed task's cost block is built and used this many bytes at a time (float64)
-STREAM_SLAB_BYTES = 4 * 2**20
-
-
-def _stream_slab_rows(k: int) -> int:
-    """Rows per slab of a streamed cost-block pass: ``STREAM_SLAB_BYTES`` of costs."""
-    return max(1024, STREAM_SLAB_BYTES // (8 * max(k, 1)))
-
-
-def _x_task(shared: tuple, xb: np.ndarray, offset: int) -> Any:
-    """One block of a pass over X alone."""
-    kernel, args, check = shared
-    with _kernel_threads():
-        if check:
-            _require_finite(xb, offset)
-        return kernel(xb, *args, offset)
-
-
-def _combine_task(combine: Callable[[list[Any]], Any], *parts: Any) -> Any:
-    return combine(list(parts))
-
-
-def _mapped_stats_task(shared: tuple, xb: Any, offset: int) -> tuple:
-    return _stats_task(xb, offset, *shared)
-
-
-def _stats_task(xb: Any, offset: int, check: bool, seed: int, stride: int) -> tuple:
-    """Rows, mean and sum of squared deviations of a chunk, and its rows in the sample.
-
-    Float64 work arrays are a slab of rows at a time, so a worker never holds a float64 copy
-    of a whole chunk (a sparse chunk's are the size of its nonzeros)."""
-    if check:
-        _require_finite(xb, offset)
-    m, d = xb.shape
-    if is_sparse(xb):
-        xb = as_csr(xb)
-        mean, m2 = column_stats(xb)
-        return m, mean, m2, xb[sampled_rows(offset, m, stride, seed)]
-    mean = xb.sum(axis=0, dtype=np.float64) / max(m, 1)
-    m2 = np.zeros(d)
-    for start in range(0, m, _SLAB):
-        slab = np.asarray(xb[start : start + _SLAB], dtype=np.float64) - mean
-        m2 += np.einsum("ij,ij->j", slab, slab)
-    keep = sampled_rows(offset, m, stride, seed)
-    return m, mean, m2, np.asarray(xb[keep])
-
-
-_SLAB = 16384
-
-
-def _combine_stats(parts: list[tuple]) -> tuple:
-    """Chan et al.'s pairwise update of counts, means and squared deviations (closed)."""
-    n, mean, m2, _ = parts[0]
-    for m, mean_b, m2_b, _ in parts[1:]:
-        if m == 0:
-            continue
-        total = n + m
-        delta = mean_b - mean
-        mean = mean + delta * (m / total)
-        m2 = m2 + m2_b + delta**2 * (n * m / total)
-        n = total
-    return n, mean, m2, stack_rows([p[3] for p in parts])
-
-
-def _streamed_label_task(shared: tuple, xb: Any, offset: int) -> np.ndarray:
-    """A streamed chunk's labels, slab by slab (see :func:`_streamed_pass_task`)."""
-    rows = _stream_slab_rows(shared[1].shape[0])
-    if xb.shape[0] <= rows:
-        return _label_task(shared, xb, None, offset)
-    return np.concatenate(
-        [
-            _label_task(shared, xb[a : a + rows], None, offset + a)
-            for a in range(0, xb.shape[0], rows)
-        ]
-    )
-
-
-def _label_task(shared: tuple, xb: Any, cb: Any, offset: int) -> np.ndarray:
-    labeler, centers = shared
-    with _kernel_threads():
-        if cb is None:
-            cb = cost_block(xb, centers)
-        return np.asarray(labeler(cb, offset), dtype=np.int64)
-
-
-def _x_label_task(labeler: Callable[[np.ndarray, int], np.ndarray], xb: Any, offset: int) -> Any:
-    with _kernel_threads():
-        return np.asarray(labeler(xb, offset), dtype=np.int64)
-
-
-def _on_chunk(xb: Any, task: Callable[..., Any], shared: Any, block_info: Any = None) -> Any:
-    """``task(shared, X_b, offset)``: the body of :meth:`DaskBlocks._map_x`."""
-    return task(shared, xb, block_info[0]["array-location"][0][0])
 
 
 def _token() -> str:
@@ -365,7 +214,7 @@ class DaskBlocks:
         """Bytes of X: known from its shape, or for sparse chunks counted in a round of its
         own the first time they are asked for (a pass over X)."""
         if self._x_bytes is None:
-            self._x_bytes = int(self.reduce_x(_chunk_bytes, sum))
+            self._x_bytes = int(self.reduce_x(chunk_bytes, sum))
         return self._x_bytes
 
     def row_bytes(self) -> int:
@@ -397,7 +246,7 @@ class DaskBlocks:
             token = _token()
             centers_key = delayed(self._centers, name=f"ballot-centers-{token}", traverse=False)
             self._pending = [
-                delayed(_cost_task, pure=False)(
+                delayed(cost_task, pure=False)(
                     xb,
                     centers_key,
                     off,
@@ -424,11 +273,11 @@ class DaskBlocks:
         value = (self._centers if streamed else None, args, with_x, with_offset, check)
         if costs is None:
             pair = delayed((kernel, combine, value), name=f"ballot-args-{_token()}", traverse=False)
-            parts = self._map_x(_streamed_pass_task, pair)
+            parts = self._map_x(streamed_pass_task, pair)
         else:
             shared = delayed(value, name=f"ballot-args-{_token()}", traverse=False)
             parts = [
-                delayed(_pass_task, pure=False)(
+                delayed(pass_task, pure=False)(
                     shared, kernel, self._x_parts[i] if reads_x else None, costs[i], off
                 )
                 for i, off in enumerate(self.offsets)
@@ -447,7 +296,7 @@ class DaskBlocks:
         one round, no cost blocks."""
         check = not self._checked
         shared = delayed((kernel, args, check), name=f"ballot-xargs-{_token()}", traverse=False)
-        parts = self._map_x(_x_task, shared)
+        parts = self._map_x(x_task, shared)
         combine_, level = self._tree(combine, parts)
         runner = _ROUND_RUNNER.get()
         if runner is None:
@@ -473,10 +322,10 @@ class DaskBlocks:
             traverse=False,
         )
         if costs is None:
-            parts = self._map_x(_streamed_label_task, shared)
+            parts = self._map_x(streamed_label_task, shared)
         else:
             parts = [
-                delayed(_label_task, pure=False)(shared, None, cb, off)
+                delayed(label_task, pure=False)(shared, None, cb, off)
                 for cb, off in zip(costs, self.offsets, strict=True)
             ]
         labels = _label_array(parts, self.lengths)
@@ -493,7 +342,7 @@ class DaskBlocks:
 
     def _labels_from_x(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> da.Array:
         shared = delayed(labeler, name=f"ballot-labeler-{_token()}", traverse=False)
-        labels = _label_array(self._map_x(_x_label_task, shared), self.lengths)
+        labels = _label_array(self._map_x(x_label_task, shared), self.lengths)
         if self.persist_x:
             (labels,) = dask.persist(labels, optimize_graph=False)
             self.passes.x += 1
@@ -502,7 +351,7 @@ class DaskBlocks:
 
     def full_cost(self) -> np.ndarray:
         """The whole cost matrix (only for the ``emd`` reference solver)."""
-        return np.asarray(self.reduce(_identity, _concatenate))
+        return np.asarray(self.reduce(identity, concatenate))
 
     # -- the first pass -------------------------------------------------------------------
 
@@ -516,7 +365,7 @@ class DaskBlocks:
         source = self.X
         if self.persist_x:
             source = da.map_blocks(
-                _checked_block,
+                checked_block,
                 self.X,
                 check,
                 dtype=self.X.dtype,
@@ -525,13 +374,13 @@ class DaskBlocks:
             )
         if self.persist_x:
             parts = [
-                delayed(_stats_task, pure=False)(xb, off, False, seed, stride)
+                delayed(stats_task, pure=False)(xb, off, False, seed, stride)
                 for xb, off in zip(self._chunks(source), self.offsets, strict=True)
             ]
         else:
             shared = delayed((check, seed, stride), name=f"ballot-stats-{_token()}")
-            parts = self._map_x(_mapped_stats_task, shared)
-        root = self._tree(_combine_stats, parts)
+            parts = self._map_x(mapped_stats_task, shared)
+        root = self._tree(combine_stats, parts)
         if self.persist_x:
             source, level = dask.persist(source, root[1], optimize_graph=False)
             root = (root[0], level)
@@ -557,7 +406,7 @@ class DaskBlocks:
         waiting for its task (for a compressed store, the read itself briefly needs about
         three times the chunk).  ``shared`` is one key, shipped once to each worker."""
         mapped = da.map_blocks(
-            _on_chunk,
+            on_chunk,
             self.X,
             task,
             shared,
@@ -583,7 +432,7 @@ class DaskBlocks:
         level = parts
         while len(level) > fan_in:
             level = [
-                delayed(_combine_task, pure=False)(combine, *level[i : i + fan_in])
+                delayed(combine_task, pure=False)(combine, *level[i : i + fan_in])
                 for i in range(0, len(level), fan_in)
             ]
         return combine, level
@@ -609,21 +458,6 @@ def _label_array(parts: list[Delayed], lengths: list[int]) -> da.Array:
         for part, length in zip(parts, lengths, strict=True)
     ]
     return da.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-
-
-def _chunk_bytes(xb: Any, offset: int) -> int:
-    return nbytes(xb.tocsr()) if is_sparse(xb) else int(xb.nbytes)
-
-
-def _identity(C: np.ndarray) -> np.ndarray:
-    return np.asarray(C, dtype=np.float64)
-
-
-def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(parts)
-
-
-# -- the estimator's per-chunk maps on new data --------------------------------------------
 
 
 def as_dask_data(X: da.Array, name: str = "X") -> da.Array:

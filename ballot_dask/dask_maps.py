@@ -11,14 +11,14 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from .dask_blocks import _kernel_threads, _require_finite
+from .dask_tasks import kernel_threads, require_finite
 from .kernels import cost_block, plan_rows
 
 
 def _costs_block(xb: Any, centers: np.ndarray, block_info: Any = None) -> np.ndarray:
     offset = block_info[0]["array-location"][0][0] if block_info else 0
-    with _kernel_threads():
-        _require_finite(xb, offset)
+    with kernel_threads():
+        require_finite(xb, offset)
         return cost_block(xb, centers)
 
 
@@ -39,7 +39,7 @@ def map_costs(X: da.Array, centers: np.ndarray) -> da.Array:
 def _power_labels(C: np.ndarray, v: np.ndarray) -> np.ndarray:
     from .kernels import reduced_cost_labels
 
-    with _kernel_threads():
+    with kernel_threads():
         return reduced_cost_labels(C, v)[0]
 
 

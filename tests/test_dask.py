@@ -300,17 +300,17 @@ def test_streamed_cost_passes_work_in_slabs(threads, rounding, monkeypatch):
     """Streamed, a pass over cost blocks builds and uses them a slab of rows at a time
     (``STREAM_SLAB_BYTES``): cut into slabs of 1024 rows, every chunk gives the fit NumPy
     gives, E-BalLOT's many cost passes and the lazy labels included."""
-    from ballot_dask import dask_blocks
+    from ballot_dask import dask_tasks
 
-    monkeypatch.setattr(dask_blocks, "STREAM_SLAB_BYTES", 1024 * 8 * K)
+    monkeypatch.setattr(dask_tasks, "STREAM_SLAB_BYTES", 1024 * 8 * K)
     seen: list[int] = []
-    pass_task = dask_blocks._pass_task
+    pass_task = dask_tasks.pass_task
 
     def counting(shared, kernel, xb, cb, offset):
         seen.append(xb.shape[0])
         return pass_task(shared, kernel, xb, cb, offset)
 
-    monkeypatch.setattr(dask_blocks, "_pass_task", counting)
+    monkeypatch.setattr(dask_tasks, "pass_task", counting)
     ref = _numpy_fit("float64", "sinkhorn", rounding)
     X = _dask(_data(), (2500, D))  # 2500 rows: slabs of 1024, 1024 and 452
     with dask.config.set({"ballot.persist": False}):
