@@ -27,6 +27,10 @@ Importing the package only registers these defaults; nothing is written to the u
     directory private to the user under the system's temporary directory), a path, or
     ``false`` (compile in every process).  Read when the kernels are first imported, so set
     it in the environment (``DASK_BALLOT__KERNEL_CACHE``) or before importing the package.
+``ballot.release-compiler-pages``
+    After each Dask task, drop the compiler library's machine code (LLVM, needed only to
+    compile or load the kernels) from the worker's resident memory, which a Dask nanny
+    counts against the worker's limit (:mod:`ballot_dask.compiler_pages`).
 ``ballot.progress-after``
     Command line: seconds after which a running pass gets a Dask progress bar (on a terminal).
 ``ballot.cluster.*``
@@ -64,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
         "init-sample": 65536,
         "progress-after": 2.0,
         "kernel-cache": "auto",
+        "release-compiler-pages": True,
         "cluster": {
             "scheduler-address": None,
             "scheduler-file": None,

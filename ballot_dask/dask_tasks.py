@@ -6,7 +6,8 @@ argument (shipped once per worker), and returns the kernel's small summary.  Con
 - a kernel sees rows and their global offset only, so a chunk cut into slabs gives what
   smaller chunks would: a streamed task builds its cost block ``STREAM_SLAB_BYTES`` at a time
   and combines the slabs' results as the chunks' are;
-- compiled kernels run on ``ballot.threads-per-task`` threads (:func:`kernel_threads`);
+- compiled kernels run on ``ballot.threads-per-task`` threads (:func:`kernel_threads`), and
+  after them the worker gives back the compiler's pages (:mod:`.compiler_pages`);
 - X is checked for NaN and infinity inside the first pass that reads it
   (:func:`require_finite`), naming the first bad row.
 """
@@ -22,6 +23,7 @@ import numpy as np
 
 from . import config
 from .blocks import sampled_rows
+from .compiler_pages import release_compiler_pages
 from .kernels import cost_block
 from .sparse import as_csr, column_stats, is_sparse, nbytes, nonfinite_row, stack_rows
 
@@ -53,7 +55,8 @@ __all__ = [
 @contextmanager
 def kernel_threads() -> Iterator[None]:
     """``ballot.threads-per-task`` threads for the compiled kernels of one task (numba's
-    setting is per calling thread, so concurrent tasks do not disturb each other)."""
+    setting is per calling thread, so concurrent tasks do not disturb each other); on exit,
+    the pages of the compiler that loaded them are released (:mod:`.compiler_pages`)."""
     wanted = max(1, min(int(config.get("threads-per-task")), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     previous = numba.get_num_threads()
     numba.set_num_threads(wanted)
@@ -61,6 +64,7 @@ def kernel_threads() -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(previous)
+        release_compiler_pages()
 
 
 def require_finite(xb: Any, offset: int) -> None:
