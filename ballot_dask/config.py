@@ -30,7 +30,7 @@ Importing the package only registers these defaults; nothing is written to the u
 ``ballot.release-compiler-pages``
     After each Dask task, drop the compiler library's machine code (LLVM, needed only to
     compile or load the kernels) from the worker's resident memory, which a Dask nanny
-    counts against the worker's limit (:mod:`ballot_dask.compiler_pages`).
+    counts against the worker's limit (``ballot_dask.compiler_pages``).
 ``ballot.progress-after``
     Command line: seconds after which a running pass gets a Dask progress bar (on a terminal).
 ``ballot.cluster.*``
