@@ -47,6 +47,7 @@ __all__ = [
     "stream_slab_rows",
     "streamed_label_task",
     "streamed_pass_task",
+    "warm_task",
     "x_label_task",
     "x_task",
 ]
@@ -216,6 +217,18 @@ def label_task(shared: tuple, xb: Any, cb: Any, offset: int) -> np.ndarray:
 def x_label_task(labeler: Callable[[np.ndarray, int], np.ndarray], xb: Any, offset: int) -> Any:
     with kernel_threads():
         return np.asarray(labeler(xb, offset), dtype=np.int64)
+
+
+def warm_task(task: Callable[..., Any], shared: Any, block: Any) -> None:
+    """``task(shared, block, 0)`` on a few synthetic rows, its result dropped: a worker
+    compiles or loads the task's kernels before it holds a chunk of X, then gives back the
+    compiler's pages.  Best effort: a failure here is the real task's to report."""
+    try:
+        task(shared, block, 0)
+    except Exception:  # the warm-up never fails a fit: the real task reports errors
+        pass
+    finally:
+        release_compiler_pages()
 
 
 def on_chunk(xb: Any, task: Callable[..., Any], shared: Any, block_info: Any = None) -> Any:
