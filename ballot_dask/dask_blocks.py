@@ -445,15 +445,20 @@ class DaskBlocks:
             block: Any = as_csr(scipy.sparse.csr_matrix((rows, d), dtype=self.X.dtype))
         else:
             block = np.zeros((rows, d), dtype=self.X.dtype)
+        # a worker that left meanwhile leaves its run to another (loose restriction); a run
+        # lost with its worker is no reason to fail the fit: the real map runs anyway
         runs = [
             client.compute(
-                delayed(warm_task, pure=False)(task, shared, block),
+                delayed(warm_task, pure=False)(task, shared, block, ".".join(map(str, key[1]))),
                 workers=[address],
-                allow_other_workers=False,
+                allow_other_workers=True,
             )
             for address in workers
         ]
-        client.gather(runs)
+        try:
+            client.gather(runs)
+        except Exception:  # the warm-up never fails a fit
+            client.cancel(runs)
 
     def _cost_parts(self) -> list[Delayed] | None:
         if self._centers is None:

@@ -30,6 +30,7 @@ from .sparse import as_csr, column_stats, is_sparse, nbytes, nonfinite_row, stac
 __all__ = [
     "STATS_SLAB",
     "STREAM_SLAB_BYTES",
+    "WARMED",
     "checked_block",
     "chunk_bytes",
     "combine_stats",
@@ -219,10 +220,16 @@ def x_label_task(labeler: Callable[[np.ndarray, int], np.ndarray], xb: Any, offs
         return np.asarray(labeler(xb, offset), dtype=np.int64)
 
 
-def warm_task(task: Callable[..., Any], shared: Any, block: Any) -> None:
+#: what this process warmed up, in order: ``(task, kernel)`` names (for diagnostics)
+WARMED: list[tuple[str, str]] = []
+
+
+def warm_task(task: Callable[..., Any], shared: Any, block: Any, name: str = "") -> None:
     """``task(shared, block, 0)`` on a few synthetic rows, its result dropped: a worker
     compiles or loads the task's kernels before it holds a chunk of X, then gives back the
-    compiler's pages.  Best effort: a failure here is the real task's to report."""
+    compiler's pages.  Best effort: a failure here is the real task's to report.  ``name``
+    (the kernel's) is recorded in :data:`WARMED`."""
+    WARMED.append((getattr(task, "__name__", str(task)), name))
     try:
         task(shared, block, 0)
     except Exception:  # the warm-up never fails a fit: the real task reports errors

@@ -31,23 +31,30 @@ def _data() -> da.Array:
     return da.from_array(X, chunks=1500)
 
 
-def _warm_runs(client, max_iter: int) -> tuple[int, np.ndarray]:
-    with (
-        dask.config.set({"ballot.persist": False}),  # streamed: every pass maps over X
-        distributed.get_task_stream(client) as stream,
-    ):
-        model = BalancedKMeans(4, random_state=0, max_iter=max_iter, tol=0).fit(_data())
-        labels = np.asarray(model.labels_)
-    assert model.certificate_.optimal
-    keys = [str(task["key"]) for task in stream.data]
-    return sum("warm_task" in key for key in keys), labels
+def _warmed(client) -> list[list[tuple[str, str]]]:
+    """What each worker warmed up since the last call (and forget it)."""
+
+    def take() -> list[tuple[str, str]]:
+        from ballot_dask import dask_tasks
+
+        runs = [tuple(run) for run in dask_tasks.WARMED]
+        dask_tasks.WARMED.clear()
+        return runs
+
+    return list(client.run(take).values())
 
 
 def test_each_kernel_is_warmed_once_on_every_worker_not_once_per_pass(client):
-    short, _ = _warm_runs(client, max_iter=2)
-    long, labels = _warm_runs(client, max_iter=5)
-    assert short > 0 and short % 2 == 0  # one run on each of the two workers
-    assert long == short  # more passes, no more warm-ups
+    _warmed(client)
+    with dask.config.set({"ballot.persist": False}):  # streamed: every pass maps over X
+        model = BalancedKMeans(4, random_state=0, max_iter=5, tol=0).fit(_data())
+        labels = np.asarray(model.labels_)
+    assert model.certificate_.optimal
+    first, second = _warmed(client)
+    assert first, "nothing warmed up"
+    assert sorted(first) == sorted(second)  # every worker warmed the same kernels
+    assert len(set(first)) == len(first), first  # each once, however many passes
+    assert ("x_task", "ballot_dask.solvers.exact._pass_kernel") in first, first
     expected = BalancedKMeans(4, random_state=0, max_iter=5, tol=0).fit(np.asarray(_data()))
     np.testing.assert_array_equal(labels, expected.labels_)
 
@@ -58,7 +65,7 @@ def test_a_warm_up_that_fails_does_not_fail_the_pass(client):
             raise RuntimeError("not on these rows")
         return xb.shape[0]
 
+    _warmed(client)
     blocks = DaskBlocks(_data(), 4, persist=False)
-    with distributed.get_task_stream(client) as stream:
-        assert blocks.reduce_x(rows_unless_synthetic, sum) == 6000
-    assert sum("warm_task" in str(task["key"]) for task in stream.data) == 2
+    assert blocks.reduce_x(rows_unless_synthetic, sum) == 6000
+    assert [len(runs) for runs in _warmed(client)] == [1, 1]  # it ran, and failed, on both
