@@ -14,6 +14,7 @@ argument (shipped once per worker), and returns the kernel's small summary.  Con
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -220,8 +221,9 @@ def x_label_task(labeler: Callable[[np.ndarray, int], np.ndarray], xb: Any, offs
         return np.asarray(labeler(xb, offset), dtype=np.int64)
 
 
-#: what this process warmed up, in order: ``(task, kernel)`` names (for diagnostics)
-WARMED: list[tuple[str, str]] = []
+#: what this process warmed up, in order: ``(task, kernel)`` names (for diagnostics; the
+#: last 1024, so that a long-lived worker running many fits does not accumulate them)
+WARMED: deque[tuple[str, str]] = deque(maxlen=1024)
 
 
 def warm_task(task: Callable[..., Any], shared: Any, block: Any, name: str = "") -> None:
