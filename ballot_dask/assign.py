@@ -26,6 +26,7 @@ from .certificate import Certificate
 from .dask_blocks import DaskBlocks, as_dask_data
 from .solvers import SOLVERS, SolverOptions, StepOutcome, labels_of
 from .solvers.base import interior_potentials
+from .weights import SampleWeight, check_sample_weight, mass_capacities
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,13 @@ class AssignmentResult:
         Points whose transport was solved exactly by the repair.
     passes : dict
         Passes over X and over the cost blocks, and collective rounds.
+    split_rows : ndarray of shape (s,) or None
+        With ``sample_weight``: the points whose mass the optimal plan splits between
+        clusters (at most ``n_clusters - 1`` in a basic optimum; with whole-number weights
+        and sizes every share is a whole number), in increasing order.  ``None`` without weights.
+    split_shares : ndarray of shape (s, n_clusters) or None
+        Their mass in each cluster (each row sums to the point's weight); their label is the
+        cluster with the largest share.
     """
 
     labels: Any
@@ -70,6 +78,8 @@ class AssignmentResult:
     n_iter: int
     band_size: int
     passes: dict[str, int]
+    split_rows: np.ndarray | None = None
+    split_shares: np.ndarray | None = None
 
 
 def solver_options(
@@ -101,6 +111,7 @@ def solver_options(
 def result_from_step(blocks: Blocks, step: StepOutcome, capacities: Capacities) -> AssignmentResult:
     """Materialise the labels of a solver step into an :class:`AssignmentResult`."""
     labels = labels_of(blocks, step.labeler)
+    split_rows, split_shares = split_arrays(step, capacities.n_clusters)
     return AssignmentResult(
         labels=labels,
         potentials=interior_potentials(step, capacities, blocks.n_samples),
@@ -113,7 +124,58 @@ def result_from_step(blocks: Blocks, step: StepOutcome, capacities: Capacities) 
         n_iter=step.n_iter,
         band_size=step.band_size,
         passes=blocks.passes.as_dict(),
+        split_rows=split_rows,
+        split_shares=split_shares,
     )
+
+
+def split_arrays(step: StepOutcome, k: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A weighted step's split points, sorted by row, and their shares (``None`` unweighted)."""
+    if step.splits is None:
+        return None, None
+    rows, shares = step.splits
+    order = np.argsort(rows, kind="stable")
+    return np.asarray(rows)[order], np.asarray(shares, dtype=np.float64).reshape(-1, k)[order]
+
+
+def make_blocks(
+    X: Any, n_clusters: int, weight: SampleWeight | None, block_rows: int | None = None
+) -> Blocks:
+    """The engine for X: :class:`DaskBlocks` for a dask array, else :class:`RowBlocks`,
+    with the sample weights when there are some."""
+    values = None if weight is None else weight.values
+    if is_dask_collection(X):
+        return DaskBlocks(
+            X,
+            n_clusters,
+            weights=values,
+            total_weight=None if weight is None else weight.total,
+        )
+    return RowBlocks(X, block_rows=block_rows, weights=values)
+
+
+def step_capacities(
+    n_samples: int,
+    n_clusters: int,
+    weight: SampleWeight | None,
+    method: str,
+    *,
+    sizes: ArrayLike | None,
+    size_min: ArrayLike | None,
+    size_max: ArrayLike | None,
+) -> Capacities:
+    """The size request as capacities: counts, or masses with sample weights (which only
+    the exact method takes)."""
+    if weight is None:
+        return resolve_capacities(
+            n_samples, n_clusters, sizes=sizes, size_min=size_min, size_max=size_max
+        )
+    if method != "exact":
+        raise ValueError(
+            f"sample_weight is supported by method='exact' only, got method={method!r}; use "
+            "method='exact' (the same LP, exactly) or repeat rows instead of weighting them"
+        )
+    return mass_capacities(weight, n_clusters, sizes=sizes, size_min=size_min, size_max=size_max)
 
 
 def balanced_assign(
@@ -132,6 +194,7 @@ def balanced_assign(
     sinkhorn_algorithm: Literal["newton", "sinkhorn"] = "newton",
     max_band: int | None = None,
     block_rows: int | None = None,
+    sample_weight: ArrayLike | None = None,
 ) -> AssignmentResult:
     """Assign points to centers with prescribed cluster sizes (one BalLOT step).
 
@@ -180,6 +243,13 @@ def balanced_assign(
     block_rows : int, default=None
         Process X in row blocks of this size (memory bound of the kernels); ``None``: one block.
         Ignored for a dask array, whose row chunks are the blocks.
+    sample_weight : array-like or dask array of shape (n_samples,) or float, default=None
+        Weight of each point (``method="exact"`` only): point ``i`` is a mass ``w_i`` and the
+        sizes are masses, in units of weight (``sizes`` must then sum to the total weight;
+        the default is an equal share of it, the floor or ceiling of ``sum(w) / k`` for
+        whole-number weights).  A point's mass may be split between clusters: see
+        ``split_rows``; its label is the cluster with its largest share.  ``None``: every
+        point weighs 1.
 
     Returns
     -------
@@ -200,19 +270,22 @@ def balanced_assign(
     options = solver_options(
         reg, sinkhorn_tol, sinkhorn_max_iter, rounding, max_band, sinkhorn_algorithm
     )
-    capacities = resolve_capacities(
-        Xv.shape[0], mu.shape[0], sizes=sizes, size_min=size_min, size_max=size_max
+    weight = check_sample_weight(sample_weight, Xv)
+    capacities = step_capacities(
+        Xv.shape[0],
+        mu.shape[0],
+        weight,
+        method,
+        sizes=sizes,
+        size_min=size_min,
+        size_max=size_max,
     )
     v0 = None
     if potentials is not None:
         v0 = np.asarray(potentials, dtype=np.float64)
         if v0.shape != (mu.shape[0],) or not np.all(np.isfinite(v0)):
             raise ValueError(f"potentials must be a finite vector of length {mu.shape[0]}")
-    blocks: Blocks
-    if is_dask_collection(Xv):
-        blocks = DaskBlocks(Xv, mu.shape[0])
-    else:
-        blocks = RowBlocks(Xv, block_rows=block_rows)
+    blocks = make_blocks(Xv, mu.shape[0], weight, block_rows)
     blocks.set_centers(mu)
     eps = None
     step = SOLVERS[method](blocks, capacities, options, v0, eps)

@@ -65,6 +65,12 @@ class Blocks(Protocol):
     ``reduce_x(kernel, combine, *args)``
         One pass over X alone: ``combine`` of ``kernel(X_b, *args, offset_b)`` (no cost
         blocks, no centers needed; e.g. the k-means|| initialisation).
+    ``reduce_xw(kernel, combine, *args)``
+        The same with the block's sample weights: ``kernel(X_b, w_b, *args, offset_b)``
+        (``w_b`` float64 of shape ``(m_b,)``; the weighted exact step).
+    ``weights``, ``total_weight``
+        The sample weights (``None``: every row weighs 1) and their sum (``n_samples``
+        without weights).
     ``labels(labeler)``
         ``labeler(C_b, offset_b)`` of every block, concatenated (an ndarray in memory, a dask
         array with X's row chunks on Dask).
@@ -87,6 +93,9 @@ class Blocks(Protocol):
     passes: PassCounter
     #: whether the blocks live in this process (gathering rows from them costs no transfer)
     gather_is_free: bool
+    #: the sample weights (``None``: every row weighs 1), and their sum
+    weights: Any
+    total_weight: float
 
     @property
     def n_samples(self) -> int: ...
@@ -112,6 +121,10 @@ class Blocks(Protocol):
     ) -> Any: ...
 
     def reduce_x(
+        self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
+    ) -> Any: ...
+
+    def reduce_xw(
         self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
     ) -> Any: ...
 
@@ -184,6 +197,10 @@ def solver_sample(sample: np.ndarray, n_samples: int, n_clusters: int) -> np.nda
     return sample
 
 
+def _block_weights(wb: np.ndarray | None, xb: Any) -> np.ndarray:
+    return np.ones(xb.shape[0]) if wb is None else wb
+
+
 def sample_stride(n_samples: int, size: int) -> int:
     """The stride of a sample of about ``size`` rows among ``n_samples`` (1: every row)."""
     return max(1, n_samples // max(size, 1)) if n_samples > 2 * size else 1
@@ -200,10 +217,14 @@ class RowBlocks:
         (:func:`~ballot_dask.sparse.as_csr`).
     block_rows : int or None, default=None
         Rows per block; ``None`` is one block.  Results do not depend on it (tested).
+    weights : ndarray of shape (n_samples,) or None, default=None
+        Sample weights (float64, validated: finite, non-negative, positive sum); ``None``:
+        every row weighs 1.
     """
 
     X: Any
     block_rows: int | None = None
+    weights: np.ndarray | None = None
     passes: PassCounter = field(default_factory=PassCounter)
     gather_is_free: bool = field(default=True, init=False)
     _costs: list[np.ndarray] | None = field(default=None, init=False, repr=False)
@@ -217,6 +238,9 @@ class RowBlocks:
         step = n if not self.block_rows else max(1, int(self.block_rows))
         self.offsets = list(range(0, n, step)) or [0]
         self.blocks = [self.X[o : o + step] for o in self.offsets]
+        w = self.weights
+        self.weight_blocks = [None if w is None else w[o : o + step] for o in self.offsets]
+        self.total_weight = float(n if w is None else w.sum())
 
     @property
     def n_samples(self) -> int:
@@ -352,6 +376,19 @@ class RowBlocks:
     ) -> Any:
         """``combine`` of ``kernel(X_b, *args, offset)`` over the blocks: one pass over X."""
         parts = [kernel(xb, *args, off) for off, xb in zip(self.offsets, self.blocks, strict=True)]
+        self.passes.x += 1
+        self.passes.rounds += 1
+        return combine(parts)
+
+    def reduce_xw(
+        self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
+    ) -> Any:
+        """``combine`` of ``kernel(X_b, w_b, *args, offset)`` over the blocks (``w_b``: the
+        block's weights, ones without weights): one pass over X."""
+        parts = [
+            kernel(xb, _block_weights(wb, xb), *args, off)
+            for off, xb, wb in zip(self.offsets, self.blocks, self.weight_blocks, strict=True)
+        ]
         self.passes.x += 1
         self.passes.rounds += 1
         return combine(parts)

@@ -25,6 +25,7 @@ band by the rows' nonzeros.
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Callable, Iterator
@@ -52,13 +53,16 @@ from .dask_tasks import (
     label_task,
     mapped_stats_task,
     on_chunk,
+    on_weighted_chunk,
     pass_task,
     stats_task,
     streamed_label_task,
     streamed_pass_task,
+    unit_weights,
     warm_task,
     x_label_task,
     x_task,
+    xw_task,
 )
 from .sparse import as_csr, is_sparse
 from .task_memory import check_task_memory, largest_chunk
@@ -153,7 +157,14 @@ class DaskBlocks:
 
     gather_is_free = False  # gathered rows travel from the workers
 
-    def __init__(self, X: da.Array, n_clusters: int, persist: bool | None = None) -> None:
+    def __init__(
+        self,
+        X: da.Array,
+        n_clusters: int,
+        persist: bool | None = None,
+        weights: da.Array | None = None,
+        total_weight: float | None = None,
+    ) -> None:
         self.X = row_chunked(X)
         self.passes = PassCounter()
         self.offsets = [0, *np.cumsum(self.X.chunks[0]).tolist()][:-1]
@@ -185,6 +196,16 @@ class DaskBlocks:
             self.persist_costs = self.persist_x and self.cost_bytes + x_bytes <= budget
         else:
             self.persist_costs = self.persist_x = mode
+        # sample weights: chunked as X's rows, held with it when it is persisted (8 bytes
+        # a row)
+        self.weights: da.Array | None = None
+        self.total_weight = float(n)
+        if weights is not None:
+            w = weights.astype(np.float64).rechunk((self.X.chunks[0],))
+            self.weights = w.persist() if self.persist_x else w
+            self.total_weight = (
+                float(self.weights.sum().compute()) if total_weight is None else total_weight
+            )
 
     # -- the Blocks interface -------------------------------------------------------------
 
@@ -299,7 +320,10 @@ class DaskBlocks:
         one round, no cost blocks."""
         check = not self._checked
         shared = delayed((kernel, args, check), name=f"ballot-xargs-{_token()}", traverse=False)
-        parts = self._map_x(x_task, shared, kernel)
+        return self._x_round(combine, self._map_x(x_task, shared, kernel))
+
+    def _x_round(self, combine: Callable[[list[Any]], Any], parts: list[Delayed]) -> Any:
+        """One round of a pass over X: ``parts`` combined (no cost blocks persisted)."""
         combine_, level = self._tree(combine, parts)
         runner = _ROUND_RUNNER.get()
         if runner is None:
@@ -310,6 +334,28 @@ class DaskBlocks:
         self.passes.x += 1
         self._checked = True
         return combine_(list(results))
+
+    def reduce_xw(
+        self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
+    ) -> Any:
+        """``combine`` of ``kernel(X_b, w_b, *args, offset)`` over the chunks (``w_b``: the
+        chunk's sample weights, ones without weights): one pass over X, one round."""
+        if self.weights is None:
+            return self.reduce_x(functools.partial(unit_weights, kernel), combine, *args)
+        check = not self._checked
+        shared = delayed((kernel, args, check), name=f"ballot-xwargs-{_token()}", traverse=False)
+        mapped = da.map_blocks(
+            on_weighted_chunk,
+            self.X,
+            self.weights[:, None],
+            xw_task,
+            shared,
+            chunks=((1,) * self.X.numblocks[0], (1,)),
+            dtype=object,
+            meta=np.empty((0, 0), dtype=object),
+            name=f"ballot-wmap-{_token()}",
+        )
+        return self._x_round(combine, list(mapped.to_delayed(optimize_graph=True).ravel()))
 
     def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> da.Array:
         """The labels as a dask array with X's row chunks: persisted when the cost blocks are,

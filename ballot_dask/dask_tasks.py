@@ -148,6 +148,20 @@ def x_task(shared: tuple, xb: np.ndarray, offset: int) -> Any:
         return kernel(xb, *args, offset)
 
 
+def unit_weights(kernel: Callable[..., Any], xb: Any, *rest: Any) -> Any:
+    """``kernel(X_b, ones, *rest)``: a weighted kernel on unweighted data."""
+    return kernel(xb, np.ones(xb.shape[0]), *rest)
+
+
+def xw_task(shared: tuple, xb: np.ndarray, wb: np.ndarray, offset: int) -> Any:
+    """One block of a pass over X and its sample weights."""
+    kernel, args, check = shared
+    with kernel_threads():
+        if check:
+            require_finite(xb, offset)
+        return kernel(xb, np.asarray(wb, dtype=np.float64).reshape(-1), *args, offset)
+
+
 def combine_task(combine: Callable[[list[Any]], Any], *parts: Any) -> Any:
     return combine(list(parts))
 
@@ -243,6 +257,13 @@ def warm_task(task: Callable[..., Any], shared: Any, block: Any, name: str = "")
 def on_chunk(xb: Any, task: Callable[..., Any], shared: Any, block_info: Any = None) -> Any:
     """``task(shared, X_b, offset)``: the body of :meth:`DaskBlocks._map_x`."""
     return task(shared, xb, block_info[0]["array-location"][0][0])
+
+
+def on_weighted_chunk(
+    xb: Any, wb: np.ndarray, task: Callable[..., Any], shared: Any, block_info: Any = None
+) -> Any:
+    """``task(shared, X_b, w_b, offset)``: the body of :meth:`DaskBlocks.reduce_xw`."""
+    return task(shared, xb, wb, block_info[0]["array-location"][0][0])
 
 
 def chunk_bytes(xb: Any, offset: int) -> int:

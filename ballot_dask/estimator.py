@@ -18,10 +18,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import config
 from ._validation import check_choice, dense_centers, validated_input
-from .assign import AssignmentResult, balanced_assign, solver_options
-from .blocks import RowBlocks, sample_size
-from .capacities import resolve_capacities
-from .dask_blocks import DaskBlocks, as_dask_data
+from .assign import (
+    AssignmentResult,
+    balanced_assign,
+    make_blocks,
+    solver_options,
+    step_capacities,
+)
+from .blocks import sample_size, sample_stride
+from .dask_blocks import as_dask_data
 from .dask_maps import map_chosen_costs, map_costs, map_labels, map_plan_rows
 from .initialization import INITIALIZERS, init_passes, initial_centers
 from .kernels import cost_block, plan_rows, reduced_cost_labels
@@ -32,11 +37,13 @@ from .prediction import (
     PredictRule,
     Proportions,
     batch_capacities,
+    batch_shares,
     check_proportions_unused,
     check_temperature,
     fit_temperature,
     mean_cost,
 )
+from .weights import check_sample_weight, sampled_weights
 
 
 class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -123,16 +130,25 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     potentials_ : ndarray of shape (n_clusters,)
         Dual potentials: ``labels_`` minimise ``||x - mu_j||^2 - potentials_j``.
     inertia_ : float
-        Balanced objective: ``sum_i ||x_i - cluster_centers_[labels_i]||^2``.
+        Balanced objective: ``sum_i ||x_i - cluster_centers_[labels_i]||^2`` (with
+        ``sample_weight``, ``sum_i w_i ...`` over the optimal plan, split rows included).
     sizes_ : ndarray of shape (n_clusters,)
         Points per cluster under ``labels_`` (the proportions of ``predict(X,
-        method="balanced", proportions="fitted")``).
+        method="balanced", proportions="fitted")``); with ``sample_weight``, the float
+        mass of every cluster in the optimal plan.
     n_iter_ : int
     converged_ : bool
     objective_history_ : list of float
         Objective after each iteration (non-increasing for ``exact``, Theorem 17).
     certificate_ : Certificate or None
         Optimality proof of the last assignment step (``exact``).
+    split_rows_ : ndarray of shape (s,) or None
+        A fit with ``sample_weight``: the rows whose mass the last step's optimal plan splits
+        between clusters (at most ``n_clusters - 1``; with whole-number weights and sizes,
+        whole shares, as repeated rows would split), increasing.  ``None`` without weights.
+    split_shares_ : ndarray of shape (s, n_clusters) or None
+        Their mass in each cluster (a row sums to the row's weight); ``labels_`` gives each
+        the cluster of its largest share.
     reg_ : float
         ``sinkhorn``: the absolute entropic regularisation of the last assignment step,
         ``reg`` times the mean squared distance between the points and the centers.
@@ -232,6 +248,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self,
         X: ArrayLike,
         y: Any = None,
+        sample_weight: ArrayLike | None = None,
         *,
         callback: Callable[[LloydState], None] | None = None,
         resume: LloydState | None = None,
@@ -245,6 +262,15 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             matrix is used as CSR (other formats are converted) and never densified; a Dask
             array may have scipy.sparse CSR chunks, each holding whole rows.
         y : Ignored
+        sample_weight : array-like or dask array of shape (n_samples,) or float, default=None
+            Weight of each row (``method="exact"``): the objective is ``sum_i w_i ||x_i -
+            mu_{l_i}||^2``, the centroids are weighted means, and the cluster sizes are masses
+            in units of weight (``sizes``, ``size_min`` and ``size_max`` too; by default an
+            equal share of the total weight, the floor or ceiling of ``sum(w) / k`` for
+            whole-number weights, so that integer weights fit as repeated rows would).  A
+            row's mass may be split between clusters: ``split_rows_`` lists them, and
+            ``labels_`` gives each its largest share.  A dask array for a dask X.  ``None``:
+            every row weighs 1.
         callback : callable, default=None
             Called with a :class:`~ballot_dask.lloyd.LloydState` after every Lloyd iteration
             (to save a checkpoint, to show progress).
@@ -261,17 +287,29 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if is_dask_collection(X):
             Xd = as_dask_data(X)  # type: ignore[arg-type]
             self.n_features_in_ = int(Xd.shape[1])
-            blocks: Any = DaskBlocks(Xd, self.n_clusters)
         else:
             Xd = validated_input(self, X, reset=True)
-            blocks = RowBlocks(Xd)
+        weight = check_sample_weight(sample_weight, Xd)
+        blocks: Any = make_blocks(Xd, self.n_clusters, weight)
+        if not is_dask_collection(Xd):
             blocks.passes.x += 1  # the validation read X (its finiteness)
         n, k = Xd.shape[0], self.n_clusters
         if k > n:
             raise ValueError(f"n_samples={n} should be >= n_clusters={k}")
-        capacities = resolve_capacities(
-            n, k, sizes=self.sizes, size_min=self.size_min, size_max=self.size_max
+        capacities = step_capacities(
+            n,
+            k,
+            weight,
+            self.method,
+            sizes=self.sizes,
+            size_min=self.size_min,
+            size_max=self.size_max,
         )
+        if weight is not None and isinstance(self.init, str) and self.init == "k-means||":
+            raise ValueError(
+                "init='k-means||' does not take sample_weight; use init='k-means++' (weighted, "
+                "on the fit's row sample) or give the initial centers as an array"
+            )
         options = solver_options(
             self.reg,
             self.sinkhorn_tol,
@@ -297,6 +335,9 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             budget=None if blocks.gather_is_free else blocks.band_budget(),
         )
         sample, mean, var = blocks.prepare(size, seed)
+        sample_w = None
+        if weight is not None and isinstance(init, str):
+            sample_w = sampled_weights(weight, sample_stride(n, size), seed)
         runs = int(self.n_init)
         if not isinstance(init, str) and runs > 1:
             warnings.warn(
@@ -317,7 +358,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             elif isinstance(init, str) and init == "k-means||":
                 centers = kmeans_parallel(blocks, sample, k, rng)
             else:
-                centers = initial_centers(sample, k, init, rng)
+                centers = initial_centers(sample, k, init, rng, sample_w)
                 blocks.passes.sample += init_passes(init, k)
             result = lloyd(
                 blocks,
@@ -352,10 +393,27 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.certificate_ = result.certificate
         self.n_passes_ = result.passes
         self.reg_ = result.eps
+        self.split_rows_ = result.split_rows
+        self.split_shares_ = result.split_shares
 
-    def fit_predict(self, X: ArrayLike, y: Any = None) -> np.ndarray:
-        """Fit and return ``labels_`` (the balanced labels of the training data)."""
-        return self.fit(X).labels_
+    def fit_predict(
+        self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
+    ) -> np.ndarray:
+        """Fit and return ``labels_`` (the balanced labels of the training data).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
+            Training data, as for :meth:`fit`.
+        y : Ignored
+        sample_weight : array-like or dask array of shape (n_samples,) or float, default=None
+            Weight of each row, as for :meth:`fit`.
+
+        Returns
+        -------
+        labels : ndarray or dask array of shape (n_samples,)
+        """
+        return self.fit(X, sample_weight=sample_weight).labels_
 
     def _checked(self, X: ArrayLike) -> Any:
         """X checked against the fit: a row-chunked dask array, or a C-contiguous float32 or
@@ -377,15 +435,31 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             return map_costs(X, self.cluster_centers_)
         return cost_block(X, self.cluster_centers_)
 
-    def _balanced(self, X: ArrayLike, proportions: Proportions) -> AssignmentResult:
-        """The batch's balanced transport problem, solved exactly (the ``balanced`` rule)."""
+    def _balanced(
+        self, X: ArrayLike, proportions: Proportions, sample_weight: Any = None
+    ) -> AssignmentResult:
+        """The batch's balanced transport problem, solved exactly (the ``balanced`` rule);
+        with ``sample_weight``, its masses in the proportions asked."""
         shape = np.shape(X)  # type: ignore[arg-type]
         if len(shape) == 2 and shape[0] == 0:
             raise ValueError("X is empty: method='balanced' needs at least one sample")
         Xv = self._checked(X)
+        k = self.cluster_centers_.shape[0]
+        if sample_weight is not None:
+            weight = check_sample_weight(sample_weight, Xv)
+            shares = batch_shares(k, proportions, getattr(self, "sizes_", None))
+            sizes = None if shares is None or weight is None else shares * weight.total
+            return balanced_assign(
+                Xv,
+                self.cluster_centers_,
+                sizes=sizes,
+                method="exact",
+                max_band=self.max_band,
+                sample_weight=sample_weight,
+            )
         capacities = batch_capacities(
             Xv.shape[0],
-            self.cluster_centers_.shape[0],
+            k,
             proportions,
             getattr(self, "sizes_", None),
         )
@@ -525,6 +599,7 @@ default="equal"
         self,
         X: ArrayLike,
         y: Any = None,
+        sample_weight: ArrayLike | None = None,
         *,
         method: PredictRule = "power",
         proportions: Proportions = "equal",
@@ -536,6 +611,9 @@ default="equal"
         X : array-like or dask array of shape (n_samples, n_features)
             New points.
         y : Ignored
+        sample_weight : array-like or dask array of shape (n_samples,) or float, default=None
+            Weights of the points in the objective (and, for ``balanced``, the batch's sizes
+            are masses: its total weight in the proportions asked).
         method : {"power", "nearest", "balanced"}, default="power"
             The labels: :meth:`predict`'s rule.
         proportions : {"equal", "fitted"} or array-like of shape (n_clusters,), \
@@ -545,18 +623,27 @@ default="equal"
         Returns
         -------
         score : float
-            ``-sum_i ||x_i - mu_{l_i}||^2`` for the labels ``l`` of ``predict(X, method=...)``.
+            ``-sum_i w_i ||x_i - mu_{l_i}||^2`` for the labels ``l`` of ``predict(X,
+            method=...)`` (``w_i = 1`` without weights).
         """
         check_choice(method, "method", PREDICT_RULES)
         if method == "balanced":
-            return -float(self._balanced(X, proportions).objective)
+            return -float(self._balanced(X, proportions, sample_weight).objective)
         check_proportions_unused(proportions, method)
-        C = self._costs(self._checked(X))
+        Xv = self._checked(X)
+        weight = check_sample_weight(sample_weight, Xv)
+        C = self._costs(Xv)
         v = self.potentials_ if method == "power" else np.zeros(self.n_clusters)
         if is_dask_collection(C):
-            return -float(map_chosen_costs(C, v).sum().compute())
+            chosen = map_chosen_costs(C, v)
+            if weight is not None:
+                chosen = chosen * da.asarray(weight.values).rechunk((chosen.chunks[0],))
+            return -float(chosen.sum().compute())
         labels = reduced_cost_labels(C, v)[0]
-        return -float(np.take_along_axis(C, labels[:, None], axis=1).sum(dtype=np.float64))
+        costs = np.take_along_axis(C, labels[:, None], axis=1)[:, 0]
+        if weight is not None:
+            return -float(np.dot(costs, weight.values))
+        return -float(costs.sum(dtype=np.float64))
 
 
 def balanced_kmeans(

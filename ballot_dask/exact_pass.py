@@ -51,6 +51,8 @@ class ExactPass(NamedTuple):
     x: Any  #: (m, d): their coordinates (X's dtype; CSR rows for a sparse X)
     hist: np.ndarray  #: (_BINS,) int64: rows per gap bin (powers of two)
     theta: float  #: the band threshold the pass used
+    mass: np.ndarray | None = None  #: (k,) float64: fixed rows' weight per cluster
+    w: np.ndarray | None = None  #: (m,) float64: the band rows' weights (weighted pass only)
 
     def band_rows_below(self, wanted: int) -> float:
         """A threshold that would have put at least ``wanted`` rows in the band (within a
@@ -75,11 +77,12 @@ def _bin(gap):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _settle(
-    C, r, i, v, theta, cap, lane, counts, slack, obj, band, taken, hist
+    C, r, i, v, theta, cap, lane, counts, mass, wi, slack, obj, band, taken, hist
 ):  # pragma: no cover - compiled
-    """Row ``i`` of the block, whose costs are ``C[r]``: into the lane's band (returns -1), or
-    fixed at its label ``a`` (returns ``a``) with its count, cost and slack-matrix row added.
-    The caller adds its coordinates to the centroid sums (the only use of X)."""
+    """Row ``i`` of the block, whose costs are ``C[r]`` and weight ``wi``: into the lane's
+    band (returns -1), or fixed at its label ``a`` (returns ``a``) with its count, weight,
+    weighted cost and slack-matrix row added.  The caller adds its (weighted) coordinates to
+    the centroid sums (the only use of X)."""
     k = C.shape[1]
     b1 = np.inf
     b2 = np.inf
@@ -100,21 +103,25 @@ def _settle(
         return -1
     ca = C[r, a]
     counts[lane, a] += 1
-    obj[lane] += ca
-    for j in range(k):
-        red = C[r, j] - ca
-        if red < slack[lane, a, j]:
-            slack[lane, a, j] = red
+    mass[lane, a] += wi
+    obj[lane] += wi * ca
+    if wi > 0.0:  # a weightless row is not in the plan's support: no constraint
+        for j in range(k):
+            red = C[r, j] - ca
+            if red < slack[lane, a, j]:
+                slack[lane, a, j] = red
     return a
 
 
 @njit(parallel=True)
 def _exact_pass(
-    X, mu_t, mu_ct, mu_sq, mean, use_dot, v, theta, cap, n_lanes, slab
+    X, W, mu_t, mu_ct, mu_sq, mean, use_dot, v, theta, cap, n_lanes, slab
 ):  # pragma: no cover - compiled
     m, d = X.shape
     k = mu_t.shape[1]
+    weighted = W.shape[0] > 0  # else every row weighs 1
     counts = np.zeros((n_lanes, k), dtype=np.int64)
+    mass = np.zeros((n_lanes, k))
     sums = np.zeros((n_lanes, k, d))
     slack = np.full((n_lanes, k, k), np.inf)
     obj = np.zeros(n_lanes)
@@ -130,11 +137,14 @@ def _exact_pass(
             slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, use_dot, C)
             for r in range(hi - lo):
                 i = lo + r
-                a = _settle(C, r, i, v, theta, cap, lane, counts, slack, obj, band, taken, hist)
+                wi = W[i] if weighted else 1.0
+                a = _settle(
+                    C, r, i, v, theta, cap, lane, counts, mass, wi, slack, obj, band, taken, hist
+                )
                 if a >= 0:
                     for t in range(d):
-                        sums[lane, a, t] += X[i, t]
-    return counts, sums, slack, obj, band, taken, hist
+                        sums[lane, a, t] += wi * X[i, t]
+    return counts, mass, sums, slack, obj, band, taken, hist
 
 
 def _lane_cap(cap: int, lanes: int) -> int:
@@ -154,6 +164,7 @@ def exact_pass(
     offset: int = 0,
     *,
     strict: bool = False,
+    weights: np.ndarray | None = None,
 ) -> ExactPass:
     """The exact step's pass over one block (see the module docstring).
 
@@ -171,6 +182,10 @@ def exact_pass(
         they are unevenly spread over the block's lanes, unless ``strict``).
     offset : int
         Global index of the block's first row.
+    weights : ndarray of shape (m,), default=None
+        The rows' weights (``sample_weight``): the fixed rows' ``mass``, sums and objective
+        are weighted, and the band rows' weights come back as ``w``.  ``None``: every row
+        weighs 1 (``mass`` then equals ``counts``).
 
     A sparse (CSR) block goes to :func:`~ballot_dask.sparse.exact_pass_csr`, the same pass
     with the costs from the rows' nonzeros.
@@ -178,14 +193,15 @@ def exact_pass(
     if issparse(X):
         from .sparse import exact_pass_csr
 
-        return exact_pass_csr(X, centers, v, theta, cap, offset, strict=strict)
+        return exact_pass_csr(X, centers, v, theta, cap, offset, strict=strict, weights=weights)
     m = X.shape[0]
     k = centers.shape[0]
     mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
     lanes = 1 if strict else _n_lanes(m, k * k + k * X.shape[1])  # strict: one global cap
     with _threads_for(m, blas=use_dot):
-        counts, sums, slack, obj, band, taken, hist = _exact_pass(
+        counts, mass, sums, slack, obj, band, taken, hist = _exact_pass(
             X,
+            _weight_array(weights),
             mu_t,
             mu_ct,
             mu_sq,
@@ -207,7 +223,16 @@ def exact_pass(
         x=np.ascontiguousarray(X[rows]),
         hist=hist.sum(axis=0),
         theta=float(theta),
+        mass=mass.sum(axis=0),
+        w=None if weights is None else np.asarray(weights, dtype=np.float64)[rows],
     )
+
+
+def _weight_array(weights: np.ndarray | None) -> np.ndarray:
+    """The kernels' weights: float64, or empty for unit weights."""
+    if weights is None:
+        return np.empty(0)
+    return np.ascontiguousarray(weights, dtype=np.float64)
 
 
 @njit(inline="always")
@@ -288,7 +313,9 @@ def power_labels(
     return out
 
 
-def whole_block(X: np.ndarray, k: int, offset: int = 0) -> ExactPass:
+def whole_block(
+    X: np.ndarray, k: int, offset: int = 0, weights: np.ndarray | None = None
+) -> ExactPass:
     """The pass's summary when every row of the block is in the band (nothing to read)."""
     m, d = X.shape
     hist = np.zeros(_BINS, dtype=np.int64)
@@ -302,6 +329,8 @@ def whole_block(X: np.ndarray, k: int, offset: int = 0) -> ExactPass:
         x=X,
         hist=hist,
         theta=np.inf,
+        mass=np.zeros(k),
+        w=None if weights is None else np.asarray(weights, dtype=np.float64),
     )
 
 
@@ -318,7 +347,14 @@ def combine_passes(parts: list[ExactPass]) -> ExactPass:
         x=_stack([p.x for p in parts]),
         hist=np.sum([p.hist for p in parts], axis=0),
         theta=parts[0].theta,
+        mass=_sum_optional([p.mass for p in parts]),
+        w=None if parts[0].w is None else np.concatenate([p.w for p in parts]),
     )
+
+
+def _sum_optional(parts: list[np.ndarray | None]) -> np.ndarray | None:
+    present = [p for p in parts if p is not None]
+    return np.sum(present, axis=0) if len(present) == len(parts) else None
 
 
 def _stack(parts: list) -> Any:

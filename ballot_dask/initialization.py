@@ -240,6 +240,7 @@ def initial_centers(
     n_clusters: int,
     init: str | np.ndarray,
     random_state: np.random.RandomState,
+    sample_weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """Compute initial cluster centers.
 
@@ -253,6 +254,10 @@ def initial_centers(
         Named strategy (see :data:`INITIALIZERS`) or explicit centers, which are copied.
     random_state : numpy.random.RandomState
         Source of randomness; the output is deterministic for a given seed.
+    sample_weight : ndarray of shape (n_samples,), default=None
+        Weights of the rows: only rows of positive weight become centers, and k-means++
+        draws them with probability proportional to weight times squared distance
+        (scikit-learn's weighted k-means++).
 
     Returns
     -------
@@ -270,6 +275,22 @@ def initial_centers(
     if isinstance(init, str):
         if init not in INITIALIZERS:
             raise ValueError(f"Unknown init={init!r}; expected one of {sorted(INITIALIZERS)}.")
+        if sample_weight is not None:
+            weighted = np.asarray(sample_weight, dtype=np.float64)
+            keep = np.flatnonzero(weighted > 0)
+            if keep.size < n_clusters:
+                raise ValueError(
+                    f"only {keep.size} rows of the initialisation's sample have a positive "
+                    f"sample_weight, fewer than n_clusters={n_clusters}; give init as an array"
+                )
+            if keep.size < X.shape[0]:
+                X, weighted = X[keep], weighted[keep]
+            if init == "k-means++":
+                seed = int(random_state.randint(np.iinfo(np.int32).max))
+                centers, _ = kmeans_plusplus(
+                    X, n_clusters, sample_weight=weighted, random_state=seed
+                )
+                return np.ascontiguousarray(centers, dtype=np.float64)
         return INITIALIZERS[init](X, n_clusters, random_state)
     if isinstance(init, (np.ndarray, list, tuple)):
         centers = np.array(init, dtype=np.float64, order="C", copy=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .assign import warn_unconverged
+from .assign import split_arrays, warn_unconverged
 from .blocks import Blocks
 from .capacities import Capacities
 from .certificate import Certificate
@@ -44,6 +44,8 @@ class LloydResult:
     certificate: Certificate | None
     passes: dict[str, int]
     eps: float
+    split_rows: np.ndarray | None = None  #: weighted fits: rows split between clusters
+    split_shares: np.ndarray | None = None  #: ... and their mass in each cluster
 
 
 @dataclass
@@ -193,6 +195,7 @@ def lloyd(
     labels = labels_of(blocks, step.labeler)
     potentials = interior_potentials(step, capacities, blocks.n_samples)
     inertia = step.objective  # sum_i ||x_i - centers[labels_i]||^2 at the final centers
+    split_rows, split_shares = split_arrays(step, capacities.n_clusters)
     return LloydResult(
         centers=centers,
         labels=labels,
@@ -205,6 +208,8 @@ def lloyd(
         certificate=step.certificate,
         passes=blocks.passes.as_dict(),
         eps=float(eps or 0.0),
+        split_rows=split_rows,
+        split_shares=split_shares,
     )
 
 

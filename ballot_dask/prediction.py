@@ -75,20 +75,37 @@ def batch_capacities(
     n, k = int(n_samples), int(n_clusters)
     if n < 1:
         raise ValueError(f"n_samples must be at least 1, got {n}")
+    weights = _proportion_weights(k, proportions, fitted_sizes)
+    if weights is None:
+        q, r = divmod(n, k)
+        return Capacities(np.full(k, q, np.int64), np.full(k, q + (r > 0), np.int64))
+    sizes = apportion(weights, n)
+    return Capacities(sizes, sizes.copy())
+
+
+def batch_shares(
+    n_clusters: int, proportions: Proportions, fitted_sizes: np.ndarray | None = None
+) -> np.ndarray | None:
+    """The shares of a weighted batch's total weight each cluster takes under
+    ``proportions`` (summing to 1), or ``None`` for ``"equal"`` (the default masses)."""
+    weights = _proportion_weights(int(n_clusters), proportions, fitted_sizes)
+    return None if weights is None else weights / weights.sum()
+
+
+def _proportion_weights(
+    k: int, proportions: Proportions, fitted_sizes: np.ndarray | None
+) -> np.ndarray | None:
+    """The checked weights ``proportions`` asks for (``None`` for ``"equal"``)."""
     if isinstance(proportions, str):
         check_choice(proportions, "proportions", PROPORTIONS)
         if proportions == "equal":
-            q, r = divmod(n, k)
-            return Capacities(np.full(k, q, np.int64), np.full(k, q + (r > 0), np.int64))
+            return None
         if fitted_sizes is None:
             raise ValueError(
                 "proportions='fitted' needs the fitted sizes_ (a model fitted by fit())"
             )
-        weights = _weights(fitted_sizes, k, "sizes_")
-    else:
-        weights = _weights(proportions, k, "proportions")
-    sizes = apportion(weights, n)
-    return Capacities(sizes, sizes.copy())
+        return _weights(fitted_sizes, k, "sizes_")
+    return _weights(proportions, k, "proportions")
 
 
 def _weights(value: Any, k: int, name: str) -> np.ndarray:

@@ -28,7 +28,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from .exact_pass import _BINS, ExactPass, _label_slab, _lane_cap, _settle
+from .exact_pass import _BINS, ExactPass, _label_slab, _lane_cap, _settle, _weight_array
 from .jit import njit
 from .kernels import (
     _assignment,
@@ -168,11 +168,13 @@ def cost_block_csr(X: Any, centers: np.ndarray, out: np.ndarray | None = None) -
 
 @njit(parallel=True)
 def _csr_exact_pass(
-    indptr, indices, data, d, mu_t, mu_sq, v, theta, cap, n_lanes, slab
+    indptr, indices, data, W, d, mu_t, mu_sq, v, theta, cap, n_lanes, slab
 ):  # pragma: no cover - compiled
     m = indptr.shape[0] - 1
     k = mu_t.shape[1]
+    weighted = W.shape[0] > 0  # else every row weighs 1
     counts = np.zeros((n_lanes, k), dtype=np.int64)
+    mass = np.zeros((n_lanes, k))
     sums = np.zeros((n_lanes, k, d))
     slack = np.full((n_lanes, k, k), np.inf)
     obj = np.zeros(n_lanes)
@@ -188,11 +190,14 @@ def _csr_exact_pass(
             csr_slab_costs(indptr, indices, data, lo, hi, mu_t, mu_sq, C)
             for r in range(hi - lo):
                 i = lo + r
-                a = _settle(C, r, i, v, theta, cap, lane, counts, slack, obj, band, taken, hist)
+                wi = W[i] if weighted else 1.0
+                a = _settle(
+                    C, r, i, v, theta, cap, lane, counts, mass, wi, slack, obj, band, taken, hist
+                )
                 if a >= 0:
                     for p in range(indptr[i], indptr[i + 1]):
-                        sums[lane, a, indices[p]] += data[p]
-    return counts, sums, slack, obj, band, taken, hist
+                        sums[lane, a, indices[p]] += wi * data[p]
+    return counts, mass, sums, slack, obj, band, taken, hist
 
 
 def exact_pass_csr(
@@ -204,6 +209,7 @@ def exact_pass_csr(
     offset: int = 0,
     *,
     strict: bool = False,
+    weights: np.ndarray | None = None,
 ) -> ExactPass:
     """:func:`~ballot_dask.exact_pass.exact_pass` of a sparse block: the band's rows come back
     as a CSR matrix."""
@@ -213,10 +219,11 @@ def exact_pass_csr(
     mu_t, mu_sq = prepared_centers_csr(X, centers)
     lanes = 1 if strict else _n_lanes(m, k * k + k * d)
     with _threads_for(m):
-        counts, sums, slack, obj, band, taken, hist = _csr_exact_pass(
+        counts, mass, sums, slack, obj, band, taken, hist = _csr_exact_pass(
             X.indptr,
             X.indices,
             X.data,
+            _weight_array(weights),
             d,
             mu_t,
             mu_sq,
@@ -236,6 +243,8 @@ def exact_pass_csr(
         x=X[rows],
         hist=hist.sum(axis=0),
         theta=float(theta),
+        mass=mass.sum(axis=0),
+        w=None if weights is None else np.asarray(weights, dtype=np.float64)[rows],
     )
 
 

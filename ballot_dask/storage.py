@@ -172,6 +172,42 @@ def _open_zarr(path: str, array: str | None) -> tuple[da.Array, str]:
     return da.from_zarr(node), path
 
 
+def open_weights(spec: str, input_path: str, n_samples: int) -> da.Array:
+    """The sample weights named by ``--weights``: a ``.npy`` file, or the name of an array in
+    the input's Zarr group.  A 1-D numeric array of ``n_samples`` entries, lazy; its values
+    are checked by :func:`~ballot_dask.weights.check_sample_weight`.  Raises
+    ``FileNotFoundError`` or ``ValueError`` with one line naming ``--weights``."""
+    if spec.endswith(".npy"):
+        if not is_url(spec) and not _local(spec).exists():
+            raise FileNotFoundError(f"--weights {spec}: no such file")
+        if is_url(spec):
+            raise ValueError(f"--weights {spec}: a .npy file must be local; store it as Zarr")
+        try:
+            data = np.load(str(_local(spec)), mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--weights {spec}: not a readable .npy file") from exc
+        w = da.from_array(np.array(data), chunks=-1)
+    else:
+        if input_path.endswith((".npy", ".npz")):
+            raise ValueError(
+                f"--weights {spec}: names an array of the input's Zarr group, but the input "
+                f"{input_path} is a file; give the weights as a .npy file"
+            )
+        try:
+            w, _ = _open_zarr(input_path, spec)
+        except ValueError as exc:
+            reason = str(exc).replace("; name one with --array", "")
+            raise ValueError(f"--weights {spec}: {reason}") from exc
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise ValueError(
+            f"--weights {spec}: one weight per point is needed, shape ({n_samples},); got "
+            f"shape {w.shape}"
+        )
+    if not np.issubdtype(w.dtype, np.number) or np.issubdtype(w.dtype, np.complexfloating):
+        raise ValueError(f"--weights {spec} has dtype {w.dtype}; expected real numbers")
+    return w
+
+
 def _storage_options() -> dict[str, Any]:
     import dask.config
 

@@ -144,6 +144,11 @@ def _check_resume_output(target: Path | str, checkpoint: Any, params: dict[str, 
     help="sinkhorn: the paper's rounding or exact sizes.",
 )
 @click.option("--array", help="The array of a Zarr group INPUT (default: X).")
+@click.option(
+    "--weights",
+    help="Sample weights: an array of the Zarr group INPUT, or a .npy file (sizes are then "
+    "in units of weight).",
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted fit from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
 @_storage_options
@@ -165,6 +170,7 @@ def fit(
     reg: float,
     rounding: str,
     array: str | None,
+    weights: str | None,
     resume: bool,
     overwrite: bool,
     storage_options: str | None,
@@ -176,8 +182,8 @@ def fit(
     record to the Zarr group OUTPUT (a path, or a URL such as s3://bucket/fit.zarr)."""
     with _storage_config(storage_options):
         _fit(input, n_clusters, output, method, sizes, size_min, size_max, init, n_init,
-             max_iter, tol, seed, reg, rounding, array, resume, overwrite, quiet,
-             cluster)  # fmt: skip
+             max_iter, tol, seed, reg, rounding, array, weights, resume, overwrite,
+             quiet, cluster)  # fmt: skip
 
 
 def _storage_options_now() -> dict[str, Any]:
@@ -202,6 +208,7 @@ def _fit(
     reg: float,
     rounding: str,
     array: str | None,
+    weights: str | None,
     resume: bool,
     overwrite: bool,
     quiet: bool,
@@ -210,7 +217,8 @@ def _fit(
     from ..capacities import resolve_capacities
     from ..checkpoint import checkpoint_path, load_state, save_state
     from ..clusters import describe
-    from ..storage import atomic_output, check_output, exists, open_input, remove
+    from ..storage import atomic_output, check_output, exists, open_input, open_weights, remove
+    from ..weights import check_sample_weight, mass_capacities
 
     if resume and overwrite:
         raise ValueError("pass either --resume or --overwrite, not both")
@@ -232,8 +240,20 @@ def _fit(
         "size_min": _int_list(size_min, "--size-min"),
         "size_max": _int_list(size_max, "--size-max"),
     }
+    sample_weight, weight = None, None
+    if weights is not None:
+        sample_weight = open_weights(weights, input, n)
+        try:
+            weight = check_sample_weight(sample_weight, X)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--weights {weights}: {exc}") from exc
+        if method != "exact":
+            raise ValueError(f"--weights needs --method exact, got --method {method}")
     try:
-        resolve_capacities(n, n_clusters, **capacity_args)
+        if weight is None:
+            resolve_capacities(n, n_clusters, **capacity_args)
+        else:
+            mass_capacities(weight, n_clusters, **capacity_args)
     except ValueError as exc:
         raise ValueError(f"infeasible sizes: {exc}") from exc
     init_value = _read_init(init, n_clusters, d)
@@ -252,6 +272,7 @@ def _fit(
             "seed": seed,
             "reg": reg,
             "rounding": rounding,
+            "weights": _abs(weights) if weights and weights.endswith(".npy") else weights,
         },
     )
     state = None
@@ -296,7 +317,7 @@ def _fit(
                 if display is not None:
                     display(current)
 
-            estimator.fit(X, callback=on_iteration, resume=state)
+            estimator.fit(X, sample_weight=sample_weight, callback=on_iteration, resume=state)
             elapsed = time.perf_counter() - start
             attrs = _fit_record(estimator, params, elapsed, state)
             attrs["cluster"] = describe(client)
@@ -357,13 +378,17 @@ def _passes_with_label_write(estimator: Any) -> dict[str, int]:
 def _write_fit(path: Path | str, estimator: Any, attrs: dict[str, Any], runner: Any = None) -> None:
     from ..storage import write_arrays
 
+    arrays = {
+        "centers": estimator.cluster_centers_,
+        "potentials": estimator.potentials_,
+        "sizes": estimator.sizes_,
+    }
+    if getattr(estimator, "split_rows_", None) is not None:  # a weighted fit
+        arrays["split_rows"] = estimator.split_rows_
+        arrays["split_shares"] = estimator.split_shares_
     write_arrays(
         path,
-        {
-            "centers": estimator.cluster_centers_,
-            "potentials": estimator.potentials_,
-            "sizes": estimator.sizes_,
-        },
+        arrays,
         chunked={"labels": estimator.labels_},
         attrs=attrs,
         runner=runner,
@@ -383,7 +408,7 @@ def _summary(estimator: Any, target: Path | str, elapsed: float) -> None:
         f"wrote {target}\n"
         f"  iterations   {estimator.n_iter_} (converged: {estimator.converged_})\n"
         f"  objective    {estimator.inertia_:.10g}\n"
-        f"  sizes        {int(sizes.min())}..{int(sizes.max())} over {sizes.size} clusters\n"
+        f"  sizes        {sizes.min():g}..{sizes.max():g} over {sizes.size} clusters\n"
         f"  certificate  {certificate}\n"
         f"  passes       {_passes_with_label_write(estimator)}\n"
         f"  time         {elapsed:.2f} s"

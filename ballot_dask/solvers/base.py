@@ -115,6 +115,9 @@ class StepOutcome:
     band_size: int = 0
     retries: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+    #: weighted steps: the points whose mass the plan splits between clusters (global row
+    #: indices) and their shares, an ``(s, k)`` array of masses per cluster
+    splits: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def interior_potentials(step: StepOutcome, capacities: Capacities, n: int) -> np.ndarray:

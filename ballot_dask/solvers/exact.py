@@ -71,12 +71,14 @@ def _pass_kernel(
     total: int,
     strict: bool,
     offset: int,
+    weights: np.ndarray | None = None,
 ) -> ExactPass:
     """A block's share of a band of at most ``cap`` rows among ``total``: all of it for one
     block, else twice its share (rows are not spread evenly over the blocks) and a few.
 
     ``strict`` (a hard limit, ``max_band``): exactly the block's share, its smallest gaps
-    (the block's gaps are computed first to find the threshold that holds them)."""
+    (the block's gaps are computed first to find the threshold that holds them).
+    ``weights``: the block's sample weights (the weighted step's pass)."""
     m = X.shape[0]
     share = cap if m >= total else min(m, math.ceil(2.0 * cap * m / max(total, 1)) + 16)
     if strict:
@@ -85,8 +87,8 @@ def _pass_kernel(
             _, gaps = reduced_cost_labels(band_costs(X, centers), v)
             theta = min(theta, float(np.partition(gaps, share - 1)[share - 1]))
     if share >= m and theta == math.inf:  # every row: nothing to summarise, no costs here
-        return whole_block(X, centers.shape[0], offset)
-    return exact_pass(X, centers, v, theta, share, offset, strict=strict)
+        return whole_block(X, centers.shape[0], offset, weights)
+    return exact_pass(X, centers, v, theta, share, offset, strict=strict, weights=weights)
 
 
 @dataclass
@@ -114,8 +116,13 @@ def solve_exact(
     """An exact optimum of the balanced transport LP for the blocks' centers, certified.
 
     ``potentials`` and ``eps`` are the previous step's (a warm start): ``eps`` is the band
-    threshold it ended with.
+    threshold it ended with.  Blocks with sample weights go to
+    :func:`.weighted.solve_weighted_exact` (capacities in units of weight).
     """
+    if getattr(blocks, "weights", None) is not None:
+        from .weighted import solve_weighted_exact
+
+        return solve_weighted_exact(blocks, capacities, options, potentials, eps)
     n, k = blocks.n_samples, capacities.n_clusters
     # a gathered row: its coordinates, cost row and a few numbers; a pass may return up to
     # about twice the rows it is asked for (see exact_pass), so ask for half the budget

@@ -140,6 +140,58 @@ def _cheapest(costs, labels, x, b, head, nxt, vals, rows, start, end, bound):  #
 
 
 @njit()
+def _shortest_path(
+    slack, v, excess, target, lower, upper, source, tol, dist, settled, pred
+):  # pragma: no cover - compiled
+    """Dijkstra on the cluster graph (k clusters and the node ``R = k``) from ``source`` to the
+    nearest node with a deficit (``excess < -tol``): arcs ``x -> b`` of reduced length
+    ``slack[x, b] - v_b + v_x``, ``x -> R`` while ``target[x] < upper[x] - tol`` and
+    ``R -> b`` while ``target[b] > lower[b] + tol``.  Fills ``dist`` and ``pred``; returns
+    ``(sink, distance to it, nodes settled)``, ``sink = -1`` when no deficit is reachable."""
+    k = slack.shape[0]
+    R = k
+    for x in range(k + 1):
+        dist[x] = np.inf
+        settled[x] = False
+        pred[x] = -1
+    dist[source] = 0.0
+    work = 0
+    while True:
+        x = -1
+        dx = np.inf
+        for y in range(k + 1):
+            if not settled[y] and dist[y] < dx:
+                dx = dist[y]
+                x = y
+        if x < 0:
+            return -1, 0.0, work
+        settled[x] = True
+        work += 1
+        if excess[x] < -tol:
+            return x, dx, work
+        if x < k:
+            for b in range(k):
+                if settled[b] or b == x or slack[x, b] == np.inf:
+                    continue
+                w = max(slack[x, b] - v[b] + v[x], 0.0)  # < 0: round-off on a tight arc
+                if dx + w < dist[b]:
+                    dist[b] = dx + w
+                    pred[b] = x
+            if not settled[R] and target[x] < upper[x] - tol:
+                w = max(v[x] - v[R], 0.0)
+                if dx + w < dist[R]:
+                    dist[R] = dx + w
+                    pred[R] = x
+        else:
+            for b in range(k):
+                if not settled[b] and target[b] > lower[b] + tol:
+                    w = max(v[R] - v[b], 0.0)
+                    if dx + w < dist[b]:
+                        dist[b] = dx + w
+                        pred[b] = R
+
+
+@njit()
 def _paths(
     costs, labels, lower, upper, fixed_counts, v_in, max_augment, L
 ):  # pragma: no cover - compiled
@@ -218,54 +270,10 @@ def _paths(
         if augmentations >= max_augment:
             status = LIMIT
             break
-        for x in range(k + 1):
-            dist[x] = np.inf
-            settled[x] = False
-            pred[x] = -1
-        dist[source] = 0.0
-        sink = -1
-        D = 0.0
-        while True:
-            x = -1
-            dx = np.inf
-            for y in range(k + 1):
-                if not settled[y] and dist[y] < dx:
-                    dx = dist[y]
-                    x = y
-            if x < 0:
-                break
-            settled[x] = True
-            work += 1
-            if excess[x] < 0:
-                sink = x
-                D = dx
-                break
-            if x < k:
-                for b in range(k):
-                    if settled[b] or b == x or slack[x, b] == np.inf:
-                        continue
-                    w = slack[x, b] - v[b] + v[x]
-                    if w < 0.0:
-                        w = 0.0  # round-off: the arc is tight
-                    if dx + w < dist[b]:
-                        dist[b] = dx + w
-                        pred[b] = x
-                if not settled[R] and target[x] < upper[x]:
-                    w = v[x] - v[R]
-                    if w < 0.0:
-                        w = 0.0
-                    if dx + w < dist[R]:
-                        dist[R] = dx + w
-                        pred[R] = x
-            else:
-                for b in range(k):
-                    if not settled[b] and target[b] > lower[b]:
-                        w = v[R] - v[b]
-                        if w < 0.0:
-                            w = 0.0
-                        if dx + w < dist[b]:
-                            dist[b] = dx + w
-                            pred[b] = R
+        sink, D, settled_now = _shortest_path(
+            slack, v, excess, target, lower, upper, source, 0.0, dist, settled, pred
+        )
+        work += settled_now
         if sink < 0:
             status = STUCK
             break
