@@ -29,6 +29,7 @@ from _common import (
     print_header,
     random_rows,
     relative_difference,
+    table,
     time_call,
     warm_up,
     write_results,
@@ -73,38 +74,46 @@ def main() -> None:
     total, k = float(w.sum()), args.k
     print(f"warm-up (numba compilation): {warm_up(args.d, args.k):.2f} s")
     balanced_assign(X[: 50 * k], centers, sample_weight=w[: 50 * k])  # the weighted kernels
-    results: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    headline: dict[str, Any] = {}
 
-    # -- one step against ot.emd (same LP: fractional equal masses)
+    def row(what: str, method: str, seconds: float, **extra: Any) -> dict[str, Any]:
+        entry = {
+            "what": what,
+            "method": method,
+            "time": seconds,
+            "iterations": None,
+            "objective": None,
+            "certified": None,
+            "largest_over_mean": None,
+            "split_rows": None,
+        }
+        entry.update(extra)
+        rows.append(entry)
+        return entry
+
+    # -- one step against ot.emd (the same LP: equal fractional masses)
     shares = np.full(k, total / k)
     t_ours, _, res = time_call(
         lambda: balanced_assign(X, centers, sample_weight=w, sizes=shares), args.repeats
     )
-    step = {
-        "time": t_ours,
-        "objective": res.objective,
-        "optimal": res.certificate.optimal,
-        "duality_gap": res.certificate.duality_gap,
-        "split_rows": int(res.split_rows.size),
-        "band": res.band_size,
-    }
-    print(
-        f"\nstep   ballot-dask: {t_ours:8.3f} s  objective {res.objective:.10g}  "
-        f"certified {res.certificate.optimal}  split rows {res.split_rows.size}"
+    row(
+        "step",
+        "ballot-dask",
+        t_ours,
+        objective=res.objective,
+        certified=res.certificate.optimal,
+        largest_over_mean=float(res.sizes.max() / (total / k)),
+        split_rows=int(res.split_rows.size),
     )
     if not args.no_emd:
         C = ot.dist(X, centers)
         t_emd, _, plan = time_call(lambda: ot.emd(w, shares, C, numItermax=10**8), 1)
         emd_objective = float((plan * C).sum())
-        step["emd_time"], step["emd_objective"] = t_emd, emd_objective
-        step["emd_over_ours"] = t_emd / t_ours
-        step["objective_rel_diff"] = relative_difference(res.objective, emd_objective)
-        print(
-            f"step   ot.emd     : {t_emd:8.3f} s  objective {emd_objective:.10g}\n"
-            f"ot.emd / ballot-dask time: {t_emd / t_ours:.1f}x, objective rel. diff "
-            f"{step['objective_rel_diff']:.2e}"
-        )
-    results["step"] = step
+        split = int(np.count_nonzero((plan > 0).sum(axis=1) > 1))
+        row("step", "POT ot.emd", t_emd, objective=emd_objective, split_rows=split)
+        headline["emd_over_ours_step"] = t_emd / t_ours
+        headline["step_objective_rel_diff"] = relative_difference(res.objective, emd_objective)
 
     # -- fits from the same centers
     def ours() -> Any:
@@ -112,16 +121,15 @@ def main() -> None:
         return model.fit(X, sample_weight=w)
 
     t_fit, _, fit = time_call(ours, args.repeats)
-    row = {
-        "time": t_fit,
-        "n_iter": fit.n_iter_,
-        "inertia": fit.inertia_,
-        "optimal": fit.certificate_.optimal,
-        "largest_over_mean": float(fit.sizes_.max() / (total / k)),
-    }
-    print(
-        f"\nfit    ballot-dask weighted: {t_fit:8.3f} s  {fit.n_iter_} it  "
-        f"inertia {fit.inertia_:.10g}  largest/mean mass {row['largest_over_mean']:.6f}"
+    row(
+        "fit",
+        "ballot-dask weighted",
+        t_fit,
+        iterations=fit.n_iter_,
+        objective=fit.inertia_,
+        certified=fit.certificate_.optimal,
+        largest_over_mean=float(fit.sizes_.max() / (total / k)),
+        split_rows=int(fit.split_rows_.size),
     )
     if args.weights == "int":
         repeated = np.repeat(X, w.astype(np.int64), axis=0)
@@ -131,15 +139,17 @@ def main() -> None:
             return model.fit(repeated)
 
         t_rep, _, ref = time_call(on_repeated, args.repeats)
-        row["repeated_time"], row["repeated_inertia"] = t_rep, ref.inertia_
-        row["weighted_over_repeated"] = t_fit / t_rep
-        row["inertia_rel_diff"] = relative_difference(fit.inertia_, ref.inertia_)
-        print(
-            f"fit    ballot-dask repeated rows ({repeated.shape[0]}): {t_rep:8.3f} s  "
-            f"inertia {ref.inertia_:.10g}\n"
-            f"weighted / repeated time: {t_fit / t_rep:.2f}x, inertia rel. diff "
-            f"{row['inertia_rel_diff']:.2e}"
+        row(
+            "fit",
+            f"ballot-dask on the {repeated.shape[0]} repeated rows",
+            t_rep,
+            iterations=ref.n_iter_,
+            objective=ref.inertia_,
+            certified=ref.certificate_.optimal,
+            largest_over_mean=float(ref.sizes_.max() / (total / k)),
         )
+        headline["weighted_over_repeated_fit"] = t_fit / t_rep
+        headline["fit_objective_rel_diff"] = relative_difference(fit.inertia_, ref.inertia_)
 
     def sklearn() -> Any:
         model = KMeans(k, init=centers, n_init=1, max_iter=args.iters, tol=0, algorithm="lloyd")
@@ -147,16 +157,35 @@ def main() -> None:
 
     t_sk, _, sk = time_call(sklearn, args.repeats)
     masses = np.bincount(sk.labels_, w, minlength=k)
-    row["sklearn_time"] = t_sk
-    row["sklearn_largest_over_mean"] = float(masses.max() / (total / k))
-    row["weighted_over_sklearn"] = t_fit / t_sk
-    print(
-        f"fit    scikit-learn KMeans (weighted, unbalanced): {t_sk:8.3f} s  largest/mean "
-        f"mass {row['sklearn_largest_over_mean']:.3f}\n"
-        f"ballot-dask / scikit-learn time: {t_fit / t_sk:.2f}x"
+    row(
+        "fit",
+        "scikit-learn KMeans (weighted, unbalanced)",
+        t_sk,
+        iterations=int(sk.n_iter_),
+        objective=float(sk.inertia_),
+        largest_over_mean=float(masses.max() / (total / k)),
     )
-    results["fit"] = row
-    path = write_results(NAME, args, info, results)
+    headline["ours_over_sklearn_fit"] = t_fit / t_sk
+    print()
+    print(
+        table(
+            [
+                ("", lambda r: r["what"]),
+                ("method", lambda r: r["method"]),
+                ("time [s]", lambda r: r["time"]),
+                ("iter", lambda r: r["iterations"]),
+                ("objective", lambda r: r["objective"]),
+                ("certified", lambda r: r["certified"]),
+                ("largest/mean mass", lambda r: r["largest_over_mean"]),
+                ("split rows", lambda r: r["split_rows"]),
+            ],
+            rows,
+        )
+    )
+    print()
+    for key, value in headline.items():
+        print(f"{key:28s}: {value:.3g}")
+    path = write_results(NAME, args, info, {"rows": rows, "headline": headline})
     print(f"\nresults written to {path}")
 
 

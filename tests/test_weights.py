@@ -175,6 +175,29 @@ def test_dask_equals_numpy(scheduler):
     assert fb.inertia_ == pytest.approx(fa.inertia_, rel=1e-12)
 
 
+def test_streamed_from_zarr_equals_numpy(tmp_path, scheduler):
+    """X and its weights streamed from a Zarr store (nothing persisted): the NumPy fit."""
+    import dask
+    import zarr
+
+    n, k = 9000, 4
+    X = _blobs(n, k, 3, 23).astype(np.float32)
+    w = np.random.default_rng(24).random(n) + 0.5
+    group = zarr.open_group(tmp_path / "data.zarr", mode="w")
+    group.create_array("X", data=X, chunks=(2000, 3))
+    group.create_array("w", data=w, chunks=(2000,))
+    init = X[:k].astype(np.float64)
+    ref = BalancedKMeans(k, init=init, max_iter=5).fit(X, sample_weight=w)
+    with dask.config.set({"ballot.persist": False}):
+        fit = BalancedKMeans(k, init=init, max_iter=5).fit(
+            da.from_zarr(tmp_path / "data.zarr" / "X"),
+            sample_weight=da.from_zarr(tmp_path / "data.zarr" / "w"),
+        )
+    np.testing.assert_allclose(fit.cluster_centers_, ref.cluster_centers_, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(fit.labels_), ref.labels_)
+    assert fit.certificate_.optimal
+
+
 @pytest.mark.parametrize("dask_input", [False, True])
 def test_fit_with_integer_weights_equals_fit_on_repeated_rows(dask_input):
     """A weighted fit is the repeated rows' fit: same objective (1e-9), centers (1e-8)."""
