@@ -261,6 +261,7 @@ def certify(
     sizes: ArrayLike | None = None,
     size_min: ArrayLike | None = None,
     size_max: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
 ) -> Certificate:
     """Prove (or disprove) that ``labels`` solve the balanced assignment LP for ``centers``.
 
@@ -281,6 +282,11 @@ def certify(
         The cluster of each point, integers in ``[0, n_clusters)``.
     sizes, size_min, size_max :
         The size request, as for :class:`~ballot_dask.BalancedKMeans` (default: equal sizes).
+    sample_weight : array-like or dask array of shape (n_samples,), default=None
+        Weights of the points: the sizes are then masses in units of weight (as for
+        ``BalancedKMeans.fit``), the objective weighted, and rows of weight 0 constrain
+        nothing.  Hard labels meet fractional equal masses only by chance (an optimum may
+        split points): check such labels against ``size_min``/``size_max``.
 
     Returns
     -------
@@ -302,6 +308,8 @@ def certify(
 
     from ._validation import check_centers, check_data
     from .capacities import resolve_capacities
+    from .solvers.weighted import MASS_TOLERANCE, snap_to_bounds
+    from .weights import check_sample_weight, mass_capacities
 
     data: Any = X
     if is_dask_collection(data):
@@ -312,13 +320,19 @@ def certify(
         data = check_data(data)
     mu = check_centers(centers, data.shape[1])
     n, k = int(data.shape[0]), mu.shape[0]
-    capacities = resolve_capacities(n, k, sizes=sizes, size_min=size_min, size_max=size_max)
+    weight = check_sample_weight(sample_weight, data)
+    if weight is None:
+        capacities = resolve_capacities(n, k, sizes=sizes, size_min=size_min, size_max=size_max)
+    else:
+        capacities = mass_capacities(weight, k, sizes=sizes, size_min=size_min, size_max=size_max)
+    w = None if weight is None else weight.values
     labels_arr = _check_labels(labels, n, k)
     if is_dask_collection(data):
-        counts, _, slack, objective = _dask_terms(data, mu, labels_arr)
+        counts, _, slack, objective = _dask_terms(data, mu, labels_arr, w)
     else:
-        costs = cost_block(data, mu)
-        counts, _, slack, objective = assignment_terms(data, costs, labels_arr)
+        counts, _, slack, objective = _chunk_terms(data, labels_arr, mu, w)
+    if weight is not None:
+        counts = snap_to_bounds(counts, capacities, MASS_TOLERANCE * weight.total)
     return certify_labels(slack, counts, capacities, objective, n)[1]
 
 
@@ -344,23 +358,36 @@ def _check_labels(labels: Any, n: int, k: int) -> Any:
     return arr
 
 
-def _chunk_terms(xb: np.ndarray, lb: np.ndarray, mu: np.ndarray) -> tuple:
+def _chunk_terms(
+    xb: np.ndarray, lb: np.ndarray, mu: np.ndarray, wb: np.ndarray | None = None
+) -> tuple:
+    """Sizes, centroid sums, slack matrix and objective of a block's labels (with weights
+    ``wb``: masses, no sums, the slack over the rows of positive weight, weighted costs)."""
     k = mu.shape[0]
     lb = np.asarray(lb, dtype=np.int64)
     if lb.size and (lb.min() < 0 or lb.max() >= k):
         raise ValueError(f"labels must lie in [0, {k}) for {k} centers")
-    return assignment_terms(xb, cost_block(xb, mu), lb)
+    costs = cost_block(xb, mu)
+    if wb is None:
+        return assignment_terms(xb, costs, lb)
+    wb = np.asarray(wb, dtype=np.float64)
+    chosen = costs[np.arange(lb.shape[0]), lb]
+    slack = np.full((k, k), np.inf)
+    held = wb > 0
+    np.minimum.at(slack, lb[held], costs[held] - chosen[held, None])
+    np.fill_diagonal(slack, np.inf)
+    return np.bincount(lb, wb, minlength=k), None, slack, float(np.dot(wb, chosen))
 
 
 def _combine_terms(parts: list[tuple]) -> tuple:
     counts = np.sum([p[0] for p in parts], axis=0)
-    sums = np.sum([p[1] for p in parts], axis=0)
+    sums = None if parts[0][1] is None else np.sum([p[1] for p in parts], axis=0)
     slack = np.min([p[2] for p in parts], axis=0)
     return counts, sums, slack, float(sum(p[3] for p in parts))
 
 
-def _dask_terms(X: Any, mu: np.ndarray, labels: Any) -> tuple:
-    """:func:`assignment_terms` over the chunks of a dask array: one pass, one round."""
+def _dask_terms(X: Any, mu: np.ndarray, labels: Any, weights: Any = None) -> tuple:
+    """:func:`_chunk_terms` over the chunks of a dask array: one pass, one round."""
     import dask
     import dask.array as da
     from dask import delayed
@@ -368,11 +395,18 @@ def _dask_terms(X: Any, mu: np.ndarray, labels: Any) -> tuple:
     if not isinstance(labels, da.Array):
         labels = da.from_array(np.asarray(labels), chunks=(X.chunks[0],))
     labels = labels.rechunk((X.chunks[0],))
+    chunks = X.to_delayed(optimize_graph=False).ravel()
+    if weights is None:
+        weight_parts: list[Any] = [None] * len(chunks)
+    else:
+        weights = da.asarray(weights).rechunk((X.chunks[0],))
+        weight_parts = list(weights.to_delayed(optimize_graph=False).ravel())
     parts = [
-        delayed(_chunk_terms)(xb, lb, mu)
-        for xb, lb in zip(
-            X.to_delayed(optimize_graph=False).ravel(),
+        delayed(_chunk_terms)(xb, lb, mu, wb)
+        for xb, lb, wb in zip(
+            chunks,
             labels.to_delayed(optimize_graph=False).ravel(),
+            weight_parts,
             strict=True,
         )
     ]

@@ -404,3 +404,42 @@ def test_cli_weights_errors(weighted_store, threads, monkeypatch):
     assert "--weights needs --method exact" in result.output
     result = _cli("fit", "in.zarr", "--k", 3, "-o", "f.zarr", "--weights", "missing.npy")
     assert "--weights missing.npy: no such file" in result.output
+
+
+# --------------------------------------------------------------------------------------------
+# certify(..., sample_weight=...)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dask_input", [False, True])
+def test_certify_weighted_labels(dask_input, threads):
+    """A weighted optimum's labels (weights 0 and 1 and whole bounds: no split point) are
+    certified; two swapped points (of equal weight) are not; a point of weight 0 may take any
+    label."""
+    from ballot_dask import certify
+
+    n, k = 3000, 4
+    X = _blobs(n, k, 3, 25)
+    rng = np.random.default_rng(26)
+    mu = rng.normal(size=(k, 3))
+    w = (rng.random(n) < 0.8).astype(float)
+    lo, hi = np.floor(0.2 * w.sum()), np.ceil(0.3 * w.sum())
+    res = balanced_assign(X, mu, sample_weight=w, size_min=lo, size_max=hi)
+    assert res.split_rows.size == 0
+    data = da.from_array(X, chunks=700) if dask_input else X
+    weights = da.from_array(w, chunks=900) if dask_input else w
+
+    def check(labels):
+        return certify(data, mu, labels, sample_weight=weights, size_min=lo, size_max=hi)
+
+    good = check(res.labels)
+    assert good.optimal and good.duality_gap <= good.gap_tolerance
+    a = np.flatnonzero((res.labels == 0) & (w == 1.0))[0]
+    b = np.flatnonzero((res.labels == 1) & (w == 1.0))[0]
+    swapped = res.labels.copy()
+    swapped[a], swapped[b] = 1, 0
+    assert not check(swapped).optimal  # same masses, a negative cycle
+    weightless = res.labels.copy()
+    zero = np.flatnonzero(w == 0)[:5]
+    weightless[zero] = (weightless[zero] + 1) % k
+    assert check(weightless).optimal
