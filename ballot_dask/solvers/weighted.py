@@ -235,12 +235,11 @@ def _solve(
 
 def _sample(blocks: Blocks, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The rows (and weights) the first potentials come from: every ``n // size``-th row,
-    drawn by the first step that needs them (one pass over X) and kept for the fit."""
+    drawn by the first step that needs them (one pass over X, counted) and kept for the
+    fit."""
     cached = getattr(blocks, "_weighted_sample", None)
     if cached is None:
         cached = blocks.reduce_xw(_sample_kernel, _combine_samples, blocks.n_samples // size)
-        blocks.passes.x -= 1  # counted as a pass for the sample, not a pass of the step
-        blocks.passes.sample += 1
         setattr(blocks, "_weighted_sample", cached)  # noqa: B010 - not in the Blocks contract
     return cached
 
@@ -254,6 +253,7 @@ def _from_sample(
     xs, ws = _sample(blocks, size)
     warm = search.potentials if search.passes else None
     search.potentials = _start_potentials(xs, ws, blocks.centers, capacities, total, warm)
+    blocks.passes.sample += 1  # the sample's own solve, on the client
     search.sampled = True
     expected = _sample_error(n, k, xs.shape[0])
     search.wanted = min(search.limit, max(search.wanted, int(4 * expected)))
