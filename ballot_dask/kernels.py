@@ -211,6 +211,48 @@ def reduced_cost_labels(C: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.nd
     return labels, gaps
 
 
+@njit(parallel=True)
+def _runner_up(C, v, labels, second, gaps, n_lanes):  # pragma: no cover - compiled
+    m, k = C.shape
+    step = (m + n_lanes - 1) // n_lanes
+    for lane in numba.prange(n_lanes):
+        for i in range(lane * step, min(m, (lane + 1) * step)):
+            b1 = np.inf
+            b2 = np.inf
+            a = 0
+            s = -1
+            for j in range(k):
+                r = C[i, j] - v[j]
+                if r < b1:
+                    b2 = b1
+                    s = a if b1 < np.inf else -1
+                    b1 = r
+                    a = j
+                elif r < b2:
+                    b2 = r
+                    s = j
+            labels[i] = a
+            second[i] = s
+            gaps[i] = b2 - b1
+
+
+def reduced_cost_runner_up(
+    C: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`reduced_cost_labels` with each row's runner-up: ``(labels, second, gaps)``.
+
+    ``second[i]`` is the column of row ``i``'s second smallest reduced cost (``-1`` with one
+    column) and ``gaps[i]`` the difference of the two.  Ties go to the lowest index, as in
+    :func:`reduced_cost_labels`."""
+    m = C.shape[0]
+    labels = np.empty(m, dtype=np.int64)
+    second = np.empty(m, dtype=np.int64)
+    gaps = np.empty(m, dtype=np.float64)
+    with _threads_for(m):
+        _runner_up(C, np.asarray(v, dtype=np.float64), labels, second, gaps, _n_lanes(m))
+    return labels, second, gaps
+
+
 _EXP_FLOOR = -700.0  # exp() below this is 0 for our sums; skipping it avoids slow denormals
 #: plan entries below this are left out of the Newton Hessian (not of the gradient): a row's
 #: support then holds a few columns, and the k x k outer product costs far less than k^2

@@ -16,7 +16,8 @@
    are computed slab by slab inside the pass and never stored.
 3. *Exact repair*: successive shortest paths on the cluster graph
    (:func:`.paths.successive_shortest_paths`) solve the band's own transport problem (the
-   capacity the fixed points leave) exactly.
+   capacity the fixed points leave) exactly.  When they would have many points to move, a few
+   price rounds (:mod:`.prices`) first move every cluster's potential toward balance.
 4. *Certificate*: the fixed points' slack matrix and the band's, combined, decide whether the
    band's optimum is the whole problem's (:mod:`ballot_dask.certificate`), with no further
    pass.  If not, a point beyond the band had to move: the band is widened (another pass);
@@ -43,6 +44,7 @@ from ..kernels import label_sums, reduced_cost_labels
 from .base import ExactLabels, SolverOptions, StepOutcome
 from .newton import entropic_potentials
 from .paths import DONE, successive_shortest_paths
+from .prices import price_rounds, worth_rounds
 
 _MIN_BAND = 8192  # band rows wanted at least (a warm Lloyd step's imbalance fits easily)
 _PER_CLUSTER = 64  # ... and at least this many per cluster
@@ -189,12 +191,16 @@ def solve_exact(
             search.theta = band.band_rows_below(search.wanted)
             search.widenings += 1
             continue
+        start = search.potentials  # the pass's: the fixed rows' labels are minimisers
+        if worth_rounds(off, k, gathered):
+            # many points to move: the clusters' prices first (the repair's start only)
+            start, labels, _ = price_rounds(costs, start, capacities, band.counts)
         result = successive_shortest_paths(
             costs,
             labels,
             capacities.lower,
             capacities.upper,
-            search.potentials,
+            start,
             fixed_counts=band.counts,
         )
         search.augmentations += result.augmentations

@@ -1,0 +1,129 @@
+"""Price rounds: the potentials moved toward balance, all clusters at once, before the repair.
+
+The exact repair (:mod:`.paths`) moves one point per augmentation, each after a Dijkstra
+search on the k clusters.  When the potentials it starts from misplace many points (an early
+Lloyd step, a cold sample, a large k), most of the step's time goes there: at k = 1024 an
+augmentation costs about a millisecond.  A *price round* moves every cluster's potential at
+once, as clusters bidding for points would in an auction for similar objects (Bertsekas and
+Castanon 1989), from one scan of the band's reduced costs:
+
+- an over-full cluster lowers its potential by the smallest amount that lets its surplus go,
+  the ``s``-th smallest top-two gap among its rows (``s`` its surplus): those rows then prefer
+  their runner-up;
+- an under-full cluster raises its potential by the smallest amount that draws its deficit,
+  the ``d``-th smallest gap among the rows whose runner-up it is.
+
+Rounds alternate between the two, each from the labels the best round so far left.  The
+clusters move together, so a round may overshoot: one that leaves more points to move is
+retried at half its move; the rounds stop when that does not help either.  Nothing here
+decides the labels: the repair starts from the labels these potentials give and ends at an
+exact optimum whatever they are, so a round can only change how much work the repair has
+left.  (A forward auction, points bidding for clusters, was tried first; near-identical
+points raise a cluster's price by tiny steps in its end game, tens of bids per point.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..capacities import Capacities
+from ..kernels import reduced_cost_runner_up
+
+#: scans of the band's costs at most
+ROUNDS = 10
+#: a round that leaves more than this share of the best imbalance so far makes no progress
+_PROGRESS = 0.95
+#: rounds in a row without progress before the rounds stop
+_RETRIES = 2
+#: worth the rounds from this many clusters (below, an augmentation costs microseconds) ...
+MIN_CLUSTERS = 64
+#: ... when more than this share of the band's rows must move (measured here: a round, one
+#: scan of the band's costs, costs about what 100 augmentations do at k = 256 and 1024, and
+#: the rounds remove nine tenths of the imbalance or more)
+MIN_SHARE = 1 / 16
+
+
+def worth_rounds(off: int, k: int, m: int) -> bool:
+    """Whether price rounds are likely to save the repair more than they cost: ``off``
+    points to move among ``k`` clusters, with ``m`` band rows to scan per round."""
+    return k >= MIN_CLUSTERS and off > MIN_SHARE * m
+
+
+def _shift(
+    keys: np.ndarray, gaps: np.ndarray, wanted: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For every cluster ``j`` with ``wanted[j] > 0``: the ``wanted[j]``-th smallest of the
+    gaps whose key is ``j`` (fewer when fewer rows have that key).  Returns the clusters and
+    their gaps."""
+    order = np.lexsort((gaps, keys))
+    sorted_keys = keys[order]
+    first = np.searchsorted(sorted_keys, np.arange(k))
+    available = np.searchsorted(sorted_keys, np.arange(k), side="right") - first
+    take = np.minimum(wanted, available)
+    clusters = np.flatnonzero(take > 0)
+    return clusters, gaps[order[first[clusters] + take[clusters] - 1]]
+
+
+def _imbalance(counts: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> int:
+    return int(max(np.maximum(counts - upper, 0).sum(), np.maximum(lower - counts, 0).sum()))
+
+
+def price_rounds(
+    costs: np.ndarray,
+    potentials: np.ndarray,
+    capacities: Capacities,
+    fixed_counts: np.ndarray,
+    *,
+    rounds: int = ROUNDS,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Potentials nearer balance for the band ``costs`` (float64, shape (m, k)).
+
+    ``fixed_counts`` are the points per cluster outside the band (they count in the sizes
+    but never move).  At most ``rounds`` scans of the costs.  A round that leaves more
+    points to move than the best so far is taken back and retried at half its move (the
+    clusters overshot together); the rounds stop after ``_RETRIES`` rounds in a row that
+    failed, or did not shrink the imbalance to ``_PROGRESS`` of the best.
+
+    Returns ``(potentials, labels, imbalance)``: the best potentials seen (the given ones
+    when no round improved on them), the band's labels under them (``argmin_j (C_ij -
+    v_j)``, lowest index on ties) and the points still to move.
+    """
+    k = costs.shape[1]
+    lower, upper = capacities.lower, capacities.upper
+    v = np.asarray(potentials, dtype=np.float64).copy()
+    best: tuple | None = None
+    side = 0  # even: the over-full clusters move; odd: the under-full ones
+    retries = 0
+    for _ in range(rounds):
+        labels, second, gaps = reduced_cost_runner_up(costs, v)
+        counts = fixed_counts + np.bincount(labels, minlength=k)
+        off = _imbalance(counts, lower, upper)
+        if best is not None and off >= best[0]:
+            retries += 1  # overshot: half the move, from the best
+            if retries > _RETRIES:
+                break
+            v = best[1] + 0.5 * (v - best[1])
+            continue
+        retries = 0 if best is None or off <= _PROGRESS * best[0] else retries + 1
+        best = (off, v, labels)
+        if off == 0 or retries > _RETRIES:
+            break
+        v = v.copy()
+        if side % 2 == 0:  # over-full clusters let their cheapest rows go
+            clusters, shift = _shift(labels, gaps, np.maximum(counts - upper, 0), k)
+            v[clusters] -= shift + _margin(v[clusters], shift)
+        else:  # under-full clusters draw the rows whose runner-up they are
+            keep = second >= 0
+            clusters, shift = _shift(second[keep], gaps[keep], np.maximum(lower - counts, 0), k)
+            v[clusters] += shift + _margin(v[clusters], shift)
+        side += 1
+    if best is None:
+        labels, _, _ = reduced_cost_runner_up(costs, v)
+        counts = fixed_counts + np.bincount(labels, minlength=k)
+        return v, labels, _imbalance(counts, lower, upper)
+    return best[1], best[2], best[0]
+
+
+def _margin(v: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """A little more than the gap, so that the row at the gap changes sides (round-off)."""
+    return 1e-12 * (np.abs(v) + np.abs(shift)) + np.finfo(np.float64).tiny

@@ -1,0 +1,132 @@
+"""Price rounds (:mod:`ballot_dask.solvers.prices`): the clusters' potentials moved toward
+balance before the exact repair.  They only change where the repair starts: the step's
+objective is still ``ot.emd``'s, with the rounds taken on the way (counted, not assumed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from references import emd_optimum, reference_cost
+from sklearn.cluster import kmeans_plusplus
+
+from ballot_dask import resolve_capacities
+from ballot_dask.blocks import RowBlocks
+from ballot_dask.capacities import Capacities
+from ballot_dask.kernels import cost_block, reduced_cost_labels, reduced_cost_runner_up
+from ballot_dask.solvers import SolverOptions, exact, prices
+from ballot_dask.solvers.exact import imbalance, solve_exact
+from ballot_dask.solvers.paths import DONE, successive_shortest_paths
+
+
+def _mixture(n: int, d: int, k: int, sep: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    means = sep * rng.standard_normal((k, d))
+    return means[np.arange(n) % k] + rng.standard_normal((n, d))
+
+
+def test_runner_up_matches_a_sort_ties_to_the_lowest_index() -> None:
+    rng = np.random.default_rng(0)
+    C = rng.integers(0, 6, size=(500, 7)).astype(np.float64)  # many ties
+    v = rng.integers(0, 3, size=7).astype(np.float64)
+    labels, second, gaps = reduced_cost_runner_up(C, v)
+    R = C - v
+    order = np.argsort(R, axis=1, kind="stable")  # stable: lowest index first on ties
+    np.testing.assert_array_equal(labels, order[:, 0])
+    np.testing.assert_array_equal(second, order[:, 1])
+    rows = np.arange(500)
+    np.testing.assert_array_equal(gaps, R[rows, order[:, 1]] - R[rows, order[:, 0]])
+    np.testing.assert_array_equal(labels, reduced_cost_labels(C, v)[0])
+    np.testing.assert_array_equal(gaps, reduced_cost_labels(C, v)[1])
+
+
+def test_runner_up_of_one_column() -> None:
+    labels, second, gaps = reduced_cost_runner_up(np.ones((3, 1)), np.zeros(1))
+    assert labels.tolist() == [0, 0, 0] and second.tolist() == [-1, -1, -1]
+    assert np.all(gaps == np.inf)
+
+
+@pytest.mark.parametrize("k", [16, 128])
+def test_rounds_shrink_a_cold_imbalance_and_return_their_labels(k: int) -> None:
+    X = _mixture(8000, 8, k, 3.0, 1)
+    centers = kmeans_plusplus(X, k, random_state=1)[0]
+    C = cost_block(X, centers)
+    cap = resolve_capacities(X.shape[0], k)
+    fixed = np.zeros(k, dtype=np.int64)
+    before = imbalance(np.bincount(reduced_cost_labels(C, np.zeros(k))[0], minlength=k), cap)
+    v, labels, off = prices.price_rounds(C, np.zeros(k), cap, fixed)
+    np.testing.assert_array_equal(labels, reduced_cost_labels(C, v)[0])
+    assert off == imbalance(np.bincount(labels, minlength=k), cap)
+    assert off < before / 2, (off, before)
+
+
+def test_rounds_never_return_worse_potentials_than_given() -> None:
+    X = _mixture(4000, 4, 8, 2.0, 2)
+    centers = kmeans_plusplus(X, 8, random_state=2)[0]
+    C = cost_block(X, centers)
+    cap = resolve_capacities(X.shape[0], 8)
+    fixed = np.zeros(8, dtype=np.int64)
+    # the optimum's potentials (their argmin labels may still differ on ties): no worse
+    labels = reduced_cost_labels(C, np.zeros(8))[0]
+    result = successive_shortest_paths(C, labels, cap.lower, cap.upper, np.zeros(8))
+    assert result.status == DONE
+    start = imbalance(np.bincount(reduced_cost_labels(C, result.potentials)[0], minlength=8), cap)
+    _, _, off = prices.price_rounds(C, result.potentials, cap, fixed)
+    assert off <= start
+    # already balanced: returned as given, without a move
+    v = np.linspace(-1.0, 1.0, 8)
+    counts = np.bincount(reduced_cost_labels(C, v)[0], minlength=8)
+    same, _, off = prices.price_rounds(C, v, Capacities(counts, counts), fixed)
+    assert off == 0
+    np.testing.assert_array_equal(same, v)
+
+
+def test_rounds_respect_interval_bounds_and_fixed_points() -> None:
+    X = _mixture(3000, 4, 6, 2.0, 3)
+    centers = kmeans_plusplus(X, 6, random_state=3)[0]
+    C = cost_block(X, centers)
+    fixed = np.array([900, 0, 0, 0, 0, 0], dtype=np.int64)  # points outside the band
+    cap = Capacities(np.full(6, 600, dtype=np.int64), np.full(6, 700, dtype=np.int64))
+    v0 = np.zeros(6)
+    counts0 = fixed + np.bincount(reduced_cost_labels(C, v0)[0], minlength=6)
+    v, labels, off = prices.price_rounds(C, v0, cap, fixed)
+    np.testing.assert_array_equal(labels, reduced_cost_labels(C, v)[0])
+    counts = fixed + np.bincount(labels, minlength=6)
+    assert off == imbalance(counts, cap) <= imbalance(counts0, cap)
+
+
+def test_worth_rounds() -> None:
+    assert prices.worth_rounds(8000, 1024, 25_000)  # a cold step
+    assert prices.worth_rounds(7000, 256, 100_000)
+    assert not prices.worth_rounds(1900, 1024, 90_000)  # a warm step: the paths alone
+    assert not prices.worth_rounds(85, 256, 100_000)
+    assert not prices.worth_rounds(5000, 16, 20_000)  # few clusters: the paths are cheap
+
+
+@pytest.mark.parametrize(("k", "seed"), [(128, 0), (256, 1)])
+def test_exact_step_with_rounds_equals_emd(monkeypatch, k: int, seed: int) -> None:
+    # a cold step on separated data at a large k, from data rows (a start that puts two
+    # centers in one blob): the rounds run (counted), the solver's own paths finish, and
+    # the objective is ot.emd's
+    calls: list[int] = []
+    real = prices.price_rounds
+
+    def counted(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(out[2])
+        return out
+
+    monkeypatch.setattr(exact, "price_rounds", counted)
+    n = 40 * k
+    X = _mixture(n, 16, k, 3.0, seed)
+    centers = X[np.random.default_rng(seed).choice(n, k, replace=False)]
+    cap = resolve_capacities(n, k)
+    blocks = RowBlocks(X)
+    blocks.set_centers(centers)
+    step = solve_exact(blocks, cap, SolverOptions())
+    assert calls, "the price rounds were not reached"
+    C = reference_cost(X, centers)
+    opt, _ = emd_optimum(C, np.asarray(step.sizes))
+    assert cap.lower.min() <= step.sizes.min() and step.sizes.max() <= cap.upper.max()
+    assert step.sizes.sum() == n
+    assert step.objective == pytest.approx(opt, rel=1e-9)
+    assert step.certificate is not None and step.certificate.optimal
