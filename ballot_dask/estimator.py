@@ -20,28 +20,28 @@ from . import config
 from ._validation import check_choice, dense_centers, validated_input
 from .assign import (
     AssignmentResult,
-    balanced_assign,
     make_blocks,
     solver_options,
     step_capacities,
 )
 from .blocks import sample_size, sample_stride
 from .dask_blocks import as_dask_data
-from .dask_maps import map_chosen_costs, map_costs, map_labels, map_plan_rows
 from .initialization import INITIALIZERS, init_passes, initial_centers
-from .kernels import cost_block, plan_rows, reduced_cost_labels
 from .kmeans_parallel import kmeans_parallel
-from .lloyd import LloydResult, LloydState, check_resume, lloyd
+from .lloyd import LloydResult, LloydState, best_of_starts, check_resume
 from .prediction import (
     PREDICT_RULES,
     PredictRule,
     Proportions,
-    batch_capacities,
-    batch_shares,
+    balanced_batch,
     check_proportions_unused,
     check_temperature,
+    costs_of,
     fit_temperature,
     mean_cost,
+    membership_rows,
+    rule_labels,
+    rule_objective,
 )
 from .weights import check_sample_weight, sampled_weights
 
@@ -351,31 +351,28 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 raise ValueError("resume continues a single run: it needs n_init=1")
             check_resume(resume, (k, int(Xd.shape[1])))
         tol = self.tol * float(np.mean(var)) if self.tol > 0 else 0.0
-        best: LloydResult | None = None
-        for _ in range(runs):
+
+        def start() -> np.ndarray:
             if resume is not None:
-                centers = np.asarray(resume.centers, dtype=np.float64)
-            elif isinstance(init, str) and init == "k-means||":
-                centers = kmeans_parallel(blocks, sample, k, rng)
-            else:
-                centers = initial_centers(sample, k, init, rng, sample_w)
-                blocks.passes.sample += init_passes(init, k)
-            result = lloyd(
-                blocks,
-                capacities,
-                centers,
-                method=self.method,
-                options=options,
-                max_iter=self.max_iter,
-                tol=tol,
-                verbose=bool(self.verbose),
-                callback=callback,
-                resume=resume,
-            )
-            if best is None or result.inertia < best.inertia:  # scikit-learn keeps the best
-                best = result
-        assert best is not None
-        best.passes = blocks.passes.as_dict()  # every run's passes
+                return np.asarray(resume.centers, dtype=np.float64)
+            if isinstance(init, str) and init == "k-means||":
+                return kmeans_parallel(blocks, sample, k, rng)
+            blocks.passes.sample += init_passes(init, k)
+            return initial_centers(sample, k, init, rng, sample_w)
+
+        best = best_of_starts(
+            blocks,
+            capacities,
+            start,
+            runs,
+            method=self.method,
+            options=options,
+            max_iter=self.max_iter,
+            tol=tol,
+            verbose=bool(self.verbose),
+            callback=callback,
+            resume=resume,
+        )
         self._store(best, Xd.dtype)
         training_cost = mean_cost(mean, var, self.cluster_centers_)
         self.temperature_ = fit_temperature(self.method, self.reg, self.reg_, training_cost)
@@ -429,47 +426,20 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             return Xd
         return validated_input(self, X, reset=False)
 
-    def _costs(self, X: Any) -> Any:
-        """Float64 costs ``||x_i - mu_j||^2`` of (checked) X against the centers."""
-        if is_dask_collection(X):
-            return map_costs(X, self.cluster_centers_)
-        return cost_block(X, self.cluster_centers_)
-
     def _balanced(
         self, X: ArrayLike, proportions: Proportions, sample_weight: Any = None
     ) -> AssignmentResult:
-        """The batch's balanced transport problem, solved exactly (the ``balanced`` rule);
-        with ``sample_weight``, its masses in the proportions asked."""
+        """The ``balanced`` rule on the batch X (:func:`.prediction.balanced_batch`)."""
         shape = np.shape(X)  # type: ignore[arg-type]
         if len(shape) == 2 and shape[0] == 0:
             raise ValueError("X is empty: method='balanced' needs at least one sample")
-        Xv = self._checked(X)
-        k = self.cluster_centers_.shape[0]
-        if sample_weight is not None:
-            weight = check_sample_weight(sample_weight, Xv)
-            shares = batch_shares(k, proportions, getattr(self, "sizes_", None))
-            sizes = None if shares is None or weight is None else shares * weight.total
-            return balanced_assign(
-                Xv,
-                self.cluster_centers_,
-                sizes=sizes,
-                method="exact",
-                max_band=self.max_band,
-                sample_weight=sample_weight,
-            )
-        capacities = batch_capacities(
-            Xv.shape[0],
-            k,
+        return balanced_batch(
+            self._checked(X),
+            self.cluster_centers_,
             proportions,
             getattr(self, "sizes_", None),
-        )
-        return balanced_assign(
-            Xv,
-            self.cluster_centers_,
-            size_min=capacities.lower,
-            size_max=capacities.upper,
-            method="exact",
-            max_band=self.max_band,
+            self.max_band,
+            sample_weight,
         )
 
     def predict(
@@ -520,11 +490,9 @@ default="equal"
         if method == "balanced":
             return self._balanced(X, proportions).labels
         check_proportions_unused(proportions, method)
-        C = self._costs(self._checked(X))
+        C = costs_of(self._checked(X), self.cluster_centers_)
         v = self.potentials_ if method == "power" else np.zeros(self.n_clusters)
-        if is_dask_collection(C):
-            return map_labels(C, v)
-        return reduced_cost_labels(C, v)[0]
+        return rule_labels(C, v)
 
     def predict_proba(self, X: ArrayLike, *, temperature: float | None = None) -> Any:
         """Soft cluster memberships: the rows of the entropic transport plan.
@@ -571,10 +539,8 @@ default="equal"
                     "pass a temperature > 0"
                 )
         eps = check_temperature(temperature)
-        C = self._costs(self._checked(X))
-        if is_dask_collection(C):
-            return map_plan_rows(C, self.potentials_, eps)
-        return plan_rows(C, self.potentials_, eps)
+        C = costs_of(self._checked(X), self.cluster_centers_)
+        return membership_rows(C, self.potentials_, eps)
 
     def transform(self, X: ArrayLike) -> Any:
         """Euclidean distances to the centers.
@@ -590,7 +556,7 @@ default="equal"
             ``||x_i - mu_j||`` in X's dtype (a dask array with X's row chunks for dask input).
         """
         Xv = self._checked(X)
-        C = self._costs(Xv)  # distances in X's dtype, as scikit-learn's
+        C = costs_of(Xv, self.cluster_centers_)  # distances in X's dtype, as scikit-learn's
         if is_dask_collection(C):
             return da.sqrt(C).astype(Xv.dtype)
         return np.sqrt(C).astype(Xv.dtype, copy=False)
@@ -632,18 +598,9 @@ default="equal"
         check_proportions_unused(proportions, method)
         Xv = self._checked(X)
         weight = check_sample_weight(sample_weight, Xv)
-        C = self._costs(Xv)
+        C = costs_of(Xv, self.cluster_centers_)
         v = self.potentials_ if method == "power" else np.zeros(self.n_clusters)
-        if is_dask_collection(C):
-            chosen = map_chosen_costs(C, v)
-            if weight is not None:
-                chosen = chosen * da.asarray(weight.values).rechunk((chosen.chunks[0],))
-            return -float(chosen.sum().compute())
-        labels = reduced_cost_labels(C, v)[0]
-        costs = np.take_along_axis(C, labels[:, None], axis=1)[:, 0]
-        if weight is not None:
-            return -float(np.dot(costs, weight.values))
-        return -float(costs.sum(dtype=np.float64))
+        return -rule_objective(C, v, None if weight is None else weight.values)
 
 
 def balanced_kmeans(

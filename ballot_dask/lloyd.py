@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -228,3 +229,23 @@ def check_resume(state: LloydState, shape: tuple[int, ...]) -> None:
             f"resume: the state's potentials have shape {np.shape(state.potentials)}, "
             f"expected ({shape[0]},)"
         )
+
+
+def best_of_starts(
+    blocks: Blocks,
+    capacities: Capacities,
+    start: Callable[[], np.ndarray],
+    runs: int,
+    **kwargs: Any,
+) -> LloydResult:
+    """``runs`` fits of :func:`lloyd` (``kwargs`` are its keywords), each from the centers
+    ``start()`` draws; the lowest inertia is kept, as scikit-learn's ``n_init`` does.  The
+    result's ``passes`` count every run's."""
+    best: LloydResult | None = None
+    for _ in range(max(runs, 1)):
+        result = lloyd(blocks, capacities, start(), **kwargs)
+        if best is None or result.inertia < best.inertia:
+            best = result
+    assert best is not None
+    best.passes = blocks.passes.as_dict()
+    return best

@@ -19,11 +19,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import dask.array as da
 import numpy as np
+from dask.base import is_dask_collection
 from numpy.typing import ArrayLike
 
 from ._validation import check_choice, check_positive
+from .assign import AssignmentResult, balanced_assign
 from .capacities import Capacities, apportion
+from .dask_maps import map_chosen_costs, map_costs, map_labels, map_plan_rows
+from .kernels import cost_block, plan_rows, reduced_cost_labels
+from .weights import check_sample_weight
 
 #: the rules of ``predict(method=...)`` and ``score(method=...)``
 PREDICT_RULES = ("power", "nearest", "balanced")
@@ -163,3 +169,75 @@ def fit_temperature(method: str, reg: float, reg_: float, training_cost: float) 
 def check_temperature(temperature: Any) -> float:
     """A finite temperature ``> 0``, or ``ValueError``/``TypeError`` naming it."""
     return float(check_positive(temperature, "temperature"))
+
+
+# ----------------------------------------------------------------- the rules, on either engine
+# X is checked against the fit by the estimator; a Dask X gives lazy Dask results with its
+# row chunks, a NumPy X NumPy results.
+
+
+def costs_of(X: Any, centers: np.ndarray) -> Any:
+    """Float64 costs ``||x_i - mu_j||^2`` of X against the centers."""
+    if is_dask_collection(X):
+        return map_costs(X, centers)
+    return cost_block(X, centers)
+
+
+def rule_labels(C: Any, v: np.ndarray) -> Any:
+    """``argmin_j (C_ij - v_j)``, row by row (``power`` with the fitted potentials,
+    ``nearest`` with zeros)."""
+    if is_dask_collection(C):
+        return map_labels(C, v)
+    return reduced_cost_labels(C, v)[0]
+
+
+def rule_objective(C: Any, v: np.ndarray, weights: np.ndarray | None) -> float:
+    """``sum_i w_i C_{i, l_i}`` for the labels of :func:`rule_labels` (``w_i = 1`` without
+    weights)."""
+    if is_dask_collection(C):
+        chosen = map_chosen_costs(C, v)
+        if weights is not None:
+            chosen = chosen * da.asarray(weights).rechunk((chosen.chunks[0],))
+        return float(chosen.sum().compute())
+    labels = reduced_cost_labels(C, v)[0]
+    costs = np.take_along_axis(C, labels[:, None], axis=1)[:, 0]
+    if weights is not None:
+        return float(np.dot(costs, weights))
+    return float(costs.sum(dtype=np.float64))
+
+
+def membership_rows(C: Any, v: np.ndarray, eps: float) -> Any:
+    """Rows of the entropic plan at the potentials ``v`` and temperature ``eps``."""
+    if is_dask_collection(C):
+        return map_plan_rows(C, v, eps)
+    return plan_rows(C, v, eps)
+
+
+def balanced_batch(
+    X: Any,
+    centers: np.ndarray,
+    proportions: Proportions,
+    fitted_sizes: np.ndarray | None,
+    max_band: int | None,
+    sample_weight: Any = None,
+) -> AssignmentResult:
+    """The ``balanced`` rule: the batch's balanced transport problem, solved exactly, with
+    sizes from :func:`batch_capacities`; with ``sample_weight``, its masses in the
+    proportions asked (:func:`batch_shares`)."""
+    k = centers.shape[0]
+    if sample_weight is not None:
+        weight = check_sample_weight(sample_weight, X)
+        shares = batch_shares(k, proportions, fitted_sizes)
+        sizes = None if shares is None or weight is None else shares * weight.total
+        return balanced_assign(
+            X, centers, sizes=sizes, method="exact", max_band=max_band, sample_weight=sample_weight
+        )
+    capacities = batch_capacities(X.shape[0], k, proportions, fitted_sizes)
+    return balanced_assign(
+        X,
+        centers,
+        size_min=capacities.lower,
+        size_max=capacities.upper,
+        method="exact",
+        max_band=max_band,
+    )
