@@ -72,12 +72,46 @@ def _bellman_ford(weights: np.ndarray, start: np.ndarray | None = None) -> tuple
     """
     n = weights.shape[0]
     dist = np.zeros(n) if start is None else np.array(start, dtype=np.float64)
-    for _ in range(n + 1):
-        new = np.minimum(dist, (dist[:, None] + weights).min(axis=0))
+    for sweep in range(n + 1):
+        reach = dist[:, None] + weights
+        new = np.minimum(dist, reach.min(axis=0))
         if np.array_equal(new, dist):
             return dist, True
+        if sweep % _CYCLE_CHECK == _CYCLE_CHECK - 1 and _negative_cycle(reach, dist, weights):
+            return new, False  # found early: the n + 1 sweeps would only confirm it
         dist = new
     return dist, False
+
+
+#: sweeps of :func:`_bellman_ford` between two looks for a negative cycle
+_CYCLE_CHECK = 8
+
+
+def _negative_cycle(reach: np.ndarray, dist: np.ndarray, weights: np.ndarray) -> bool:
+    """Whether the nodes that a sweep improves, each pointing to the node it improves from,
+    close a cycle of negative weight (every node of such a cycle has ``dist[a] + w[a, b] <
+    dist[b]``, so the cycle's weight is negative; it is summed to confirm).  Finding none
+    proves nothing."""
+    n = dist.shape[0]
+    parent = np.argmin(reach, axis=0)
+    improved = reach[parent, np.arange(n)] < dist
+    parent = np.where(improved, parent, -1)
+    state = np.zeros(n, dtype=np.int8)  # 0: unseen, 1: on the current walk, 2: done
+    for origin in np.flatnonzero(improved):
+        walk = []
+        x = int(origin)
+        while x >= 0 and state[x] == 0:
+            state[x] = 1
+            walk.append(x)
+            x = int(parent[x])
+        if x >= 0 and state[x] == 1:  # the walk closed a cycle through x
+            cycle = walk[walk.index(x) :]
+            heads = np.array(cycle)
+            tails = parent[heads]
+            if float(weights[tails, heads].sum()) < 0.0:
+                return True
+        state[np.array(walk, dtype=np.int64)] = 2
+    return False
 
 
 @njit()

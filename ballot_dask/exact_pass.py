@@ -5,8 +5,9 @@ sums of squared differences for small ``k * d``, BLAS beyond) and never stored, 
 memory is bounded by the slab, not by the block.  For every row, the labels under the
 potentials ``v`` and the top-two reduced-cost gap decide:
 
-- gap ``<= theta``: a *band* row, whose label may change; its index is kept (the caller gathers
-  its coordinates and recomputes its cost row, a few thousand rows);
+- gap ``<= theta``: a *band* row, whose label may change; its index and coordinates are kept
+  (the caller recomputes its cost row), and on request its few cheapest clusters under ``v``
+  (:mod:`.candidates`: then nothing is recomputed);
 - otherwise a *fixed* row, summarised at its label ``argmin_j (C_ij - v_j)``: per-cluster
   counts and coordinate sums (the centroid update), its cost (the objective) and its row of
   the slack matrix ``min over fixed i in a of (C_ib - C_ia)`` (the certificate).
@@ -30,6 +31,7 @@ import numba
 import numpy as np
 from scipy.sparse import issparse
 
+from .candidates import top_columns
 from .jit import njit
 from .kernels import _n_lanes, _threads_for, cost_block, prepared_centers, slab_costs, slab_rows
 
@@ -38,6 +40,15 @@ _TIE = 1e-12
 #: histogram bins: bin 0 for a gap of 0, bin ``e + _EXP`` for a gap in ``[2^(e-1), 2^e)``
 _EXP = 1080
 _BINS = 2 * _EXP + 2
+
+
+class Candidates(NamedTuple):
+    """A pass's band rows' candidates: ``columns`` (m, w) int32, their ``costs`` (m, w)
+    float64 and each row's ``floor`` (m,), as :class:`~ballot_dask.candidates.BandCosts`."""
+
+    columns: np.ndarray
+    costs: np.ndarray
+    floor: np.ndarray
 
 
 class ExactPass(NamedTuple):
@@ -53,6 +64,8 @@ class ExactPass(NamedTuple):
     theta: float  #: the band threshold the pass used
     mass: np.ndarray | None = None  #: (k,) float64: fixed rows' weight per cluster
     w: np.ndarray | None = None  #: (m,) float64: the band rows' weights (weighted pass only)
+    #: the band rows' cheapest clusters (a pass asked for them), see :mod:`.candidates`
+    candidates: Candidates | None = None
 
     def band_rows_below(self, wanted: int) -> float:
         """A threshold that would have put at least ``wanted`` rows in the band (within a
@@ -115,7 +128,7 @@ def _settle(
 
 @njit(parallel=True)
 def _exact_pass(
-    X, W, mu_t, mu_ct, mu_sq, mean, use_dot, v, theta, cap, n_lanes, slab
+    X, W, mu_t, mu_ct, mu_sq, mean, use_dot, v, theta, cap, n_lanes, slab, width
 ):  # pragma: no cover - compiled
     m, d = X.shape
     k = mu_t.shape[1]
@@ -128,9 +141,16 @@ def _exact_pass(
     band = np.empty((n_lanes, max(cap, 1)), dtype=np.int64)
     taken = np.zeros(n_lanes, dtype=np.int64)
     hist = np.zeros((n_lanes, _BINS), dtype=np.int64)
+    # the band rows' candidates (width > 0): columns, costs and floor
+    held = max(cap, 1) if width > 0 else 1
+    columns = np.empty((n_lanes, held, max(width, 1)), dtype=np.int32)
+    costs = np.empty((n_lanes, held, max(width, 1)))
+    floor = np.empty((n_lanes, held))
     step = (m + n_lanes - 1) // n_lanes
     for lane in numba.prange(n_lanes):
         C = np.empty((slab, k))
+        red = np.empty(width + 1)
+        col = np.empty(width + 1, dtype=np.int64)
         lane_end = min(m, (lane + 1) * step)
         for lo in range(lane * step, lane_end, slab):
             hi = min(lo + slab, lane_end)
@@ -144,7 +164,12 @@ def _exact_pass(
                 if a >= 0:
                     for t in range(d):
                         sums[lane, a, t] += wi * X[i, t]
-    return counts, mass, sums, slack, obj, band, taken, hist
+                elif width > 0:
+                    p = taken[lane] - 1
+                    floor[lane, p] = top_columns(
+                        C, r, v, width, columns[lane, p], costs[lane, p], red, col
+                    )
+    return counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor
 
 
 def _lane_cap(cap: int, lanes: int) -> int:
@@ -165,6 +190,7 @@ def exact_pass(
     *,
     strict: bool = False,
     weights: np.ndarray | None = None,
+    width: int = 0,
 ) -> ExactPass:
     """The exact step's pass over one block (see the module docstring).
 
@@ -186,9 +212,12 @@ def exact_pass(
         The rows' weights (``sample_weight``): the fixed rows' ``mass``, sums and objective
         are weighted, and the band rows' weights come back as ``w``.  ``None``: every row
         weighs 1 (``mass`` then equals ``counts``).
+    width : int, default=0
+        Keep the band rows' ``width`` cheapest clusters under ``v`` as ``candidates``
+        (:class:`~ballot_dask.candidates.BandCosts`); 0: none.
 
     A sparse (CSR) block goes to :func:`~ballot_dask.sparse.exact_pass_csr`, the same pass
-    with the costs from the rows' nonzeros.
+    with the costs from the rows' nonzeros (without candidates).
     """
     if issparse(X):
         from .sparse import exact_pass_csr
@@ -198,8 +227,9 @@ def exact_pass(
     k = centers.shape[0]
     mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
     lanes = 1 if strict else _n_lanes(m, k * k + k * X.shape[1])  # strict: one global cap
+    width = min(int(width), k)
     with _threads_for(m, blas=use_dot):
-        counts, mass, sums, slack, obj, band, taken, hist = _exact_pass(
+        counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor = _exact_pass(
             X,
             _weight_array(weights),
             mu_t,
@@ -212,8 +242,16 @@ def exact_pass(
             _lane_cap(int(cap), lanes),
             lanes,
             slab_rows(k, use_dot),
+            width,
         )
     rows = np.concatenate([band[lane, : taken[lane]] for lane in range(lanes)])
+    candidates = None
+    if width > 0:
+        candidates = Candidates(
+            np.concatenate([columns[lane, : taken[lane]] for lane in range(lanes)]),
+            np.concatenate([costs[lane, : taken[lane]] for lane in range(lanes)]),
+            np.concatenate([floor[lane, : taken[lane]] for lane in range(lanes)]),
+        )
     return ExactPass(
         counts=counts.sum(axis=0),
         sums=sums.sum(axis=0),
@@ -225,6 +263,7 @@ def exact_pass(
         theta=float(theta),
         mass=mass.sum(axis=0),
         w=None if weights is None else np.asarray(weights, dtype=np.float64)[rows],
+        candidates=candidates,
     )
 
 
@@ -349,7 +388,15 @@ def combine_passes(parts: list[ExactPass]) -> ExactPass:
         theta=parts[0].theta,
         mass=_sum_optional([p.mass for p in parts]),
         w=None if parts[0].w is None else np.concatenate([p.w for p in parts]),
+        candidates=_concat_candidates([p.candidates for p in parts]),
     )
+
+
+def _concat_candidates(parts: list[Candidates | None]) -> Candidates | None:
+    """Every part's candidates, in order; ``None`` unless every part has them."""
+    if any(p is None for p in parts):
+        return None
+    return Candidates(*(np.concatenate([getattr(p, f) for p in parts]) for f in Candidates._fields))
 
 
 def _sum_optional(parts: list[np.ndarray | None]) -> np.ndarray | None:

@@ -257,3 +257,37 @@ def test_empty_cluster_row_is_unconstrained() -> None:
     v, cert = _certify(C, labels, cap)
     assert cert.optimal and cert.violations == 0
     assert _dual_value(C, v, cap) == pytest.approx(opt, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("n", [5, 40, 300])
+def test_bellman_ford_agrees_with_scipy_on_negative_cycles(seed: int, n: int) -> None:
+    # dense difference-constraint graphs around the feasibility edge: some have a negative
+    # cycle, some not; the early look for a cycle (every few sweeps) must never claim one
+    # that scipy does not find, nor miss one
+    from scipy.sparse.csgraph import NegativeCycleError, bellman_ford
+
+    from ballot_dask.certificate import _bellman_ford
+
+    rng = np.random.default_rng(seed)
+    v = rng.normal(0, 1, n)
+    weights = v[None, :] - v[:, None] + rng.exponential(1.0, (n, n))  # feasible: v solves it
+    np.fill_diagonal(weights, np.inf)
+    if seed % 2:  # one cycle made negative by a little
+        cycle = rng.choice(n, size=min(n, 3 + seed), replace=False)
+        heads = np.roll(cycle, -1)
+        total = weights[cycle, heads].sum()
+        weights[cycle[0], heads[0]] -= total + 1e-3
+    dist, ok = _bellman_ford(weights)
+    finite = np.where(np.isfinite(weights), weights, 0.0)
+    graph = sp.csr_matrix(finite)
+    graph.data[graph.data == 0.0] = 1e-300  # keep explicit zero-weight arcs
+    try:
+        bellman_ford(graph, indices=0)
+        expected = True
+    except NegativeCycleError:
+        expected = False
+    assert ok == expected == (seed % 2 == 0)
+    if ok:  # the distances satisfy every constraint
+        with np.errstate(invalid="ignore"):
+            assert np.all(dist[None, :] - dist[:, None] <= weights + 1e-9)

@@ -82,6 +82,27 @@ def test_exact_fit_equals_numpy(scheduler, chunks, dtype):
     assert km.n_features_in_ == D
 
 
+def test_large_k_fit_on_candidates_equals_numpy(scheduler, monkeypatch):
+    """At k = 128 the exact step's warm bands come back from the workers as candidates
+    (each band row's cheapest clusters): the same fit as NumPy's, certified at every step."""
+    from sklearn.cluster import kmeans_plusplus
+    from test_candidates import count_band_solves
+
+    k = 128
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((48 * k, 6)) + 1.5 * rng.standard_normal((k, 6))[np.arange(48 * k) % k]
+    init = kmeans_plusplus(X, k, random_state=5)[0]
+    params = {"n_clusters": k, "init": init, "tol": 0, "max_iter": 4}
+    ref = BalancedKMeans(**params).fit(X)
+    restricted = count_band_solves(monkeypatch)
+    km = BalancedKMeans(**params).fit(_dask(X, (1000, 6)))
+    assert any(restricted), "no band came back as candidates"
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-8, atol=1e-8)
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
+    assert km.certificate_.optimal and ref.certificate_.optimal
+
+
 @pytest.mark.parametrize(
     ("init", "k"),
     [("k-means++", K), ("k-means||", K), ("random", K), ("coupon", K), ("diameter", 2)],

@@ -47,7 +47,9 @@ def test_look_ahead_saves_passes_and_keeps_the_exact_labels(overlapping, monkeyp
     assert ahead.n_iter_ == reference.n_iter_ == plain.n_iter_ == 16
 
     # the look-ahead solves the sample instead of reading X again (here 26 passes against
-    # 32; benchmarks/bench_dask.py measures the target at n = 10^6)
+    # 30; without the look-ahead a warm step's first band is also cut as wide as the last
+    # step needed, which saves some of the same passes; benchmarks/bench_dask.py measures
+    # the target at n = 10^6)
     assert ahead.n_passes_["sample"] > plain.n_passes_["sample"]
-    assert ahead.n_passes_["x"] <= 0.85 * plain.n_passes_["x"], (ahead.n_passes_, plain.n_passes_)
+    assert ahead.n_passes_["x"] <= 0.9 * plain.n_passes_["x"], (ahead.n_passes_, plain.n_passes_)
     assert ahead.n_passes_["rounds"] == ahead.n_passes_["x"]

@@ -13,7 +13,10 @@
 2. *One pass over X* (:func:`~ballot_dask.exact_pass.exact_pass`): every point is labelled by
    ``argmin_j (C_ij - v_j)``; the points whose top-two gap is at most ``theta`` (the *band*) are
    gathered, the others summarised (counts, centroid sums, objective, slack matrix).  Costs
-   are computed slab by slab inside the pass and never stored.
+   are computed slab by slab inside the pass and never stored.  At large k the band rows
+   come back as their few cheapest clusters (:mod:`ballot_dask.candidates`) once the
+   potentials are informed (a sample's or a warm start's), instead of being recomputed as
+   dense cost rows.
 3. *Exact repair*: successive shortest paths on the cluster graph
    (:func:`.paths.successive_shortest_paths`) solve the band's own transport problem (the
    capacity the fixed points leave) exactly.  When they would have many points to move, a few
@@ -21,11 +24,13 @@
 4. *Certificate*: the fixed points' slack matrix and the band's, combined, decide whether the
    band's optimum is the whole problem's (:mod:`ballot_dask.certificate`), with no further
    pass.  If not, a point beyond the band had to move: the band is widened (another pass);
-   a band holding every point is the whole problem, so the loop ends.
+   a band holding every point is the whole problem, so the loop ends.  A band solved on its
+   candidates whose certificate fails for want of the columns left out (it would hold
+   without their bound) is solved again from dense rows, with no new pass.
 
 A warm Lloyd iteration is therefore one read of X.  The band threshold is carried from one
 iteration to the next (as the step's ``eps``): the next one picks, from the pass's histogram of
-gaps, the threshold that holds the band it wants.
+gaps, the threshold that holds the band it wants, as wide as this step's imbalance needed.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import numpy as np
 from dask.utils import format_bytes
 
 from ..blocks import Blocks, RowBlocks
+from ..candidates import BandCosts, candidate_width
 from ..capacities import Capacities
 from ..certificate import certify_labels
 from ..exact_pass import ExactPass, band_costs, combine_passes, exact_pass, whole_block
@@ -49,6 +55,7 @@ from .prices import price_rounds, worth_rounds
 _MIN_BAND = 8192  # band rows wanted at least (a warm Lloyd step's imbalance fits easily)
 _PER_CLUSTER = 64  # ... and at least this many per cluster
 _WIDEN = 4  # a band too narrow for the shortest paths grows by this factor
+_WARM_ROOM = 4  # a warm step's first band may hold this many times the least band wanted
 _WARM_SAMPLE = 0.02  # warm potentials misplacing more than this share go back to the sample
 _MAX_RECENTRED = 4  # potentials refined for a full band before giving up
 _REFINE_PASSES = 12  # passes of one refinement, at most
@@ -72,6 +79,7 @@ def _pass_kernel(
     cap: int,
     total: int,
     strict: bool,
+    width: int,
     offset: int,
     weights: np.ndarray | None = None,
 ) -> ExactPass:
@@ -80,6 +88,7 @@ def _pass_kernel(
 
     ``strict`` (a hard limit, ``max_band``): exactly the block's share, its smallest gaps
     (the block's gaps are computed first to find the threshold that holds them).
+    ``width``: candidates per band row (:mod:`ballot_dask.candidates`; 0: none).
     ``weights``: the block's sample weights (the weighted step's pass)."""
     m = X.shape[0]
     share = cap if m >= total else min(m, math.ceil(2.0 * cap * m / max(total, 1)) + 16)
@@ -88,9 +97,11 @@ def _pass_kernel(
         if 0 < share < m:
             _, gaps = reduced_cost_labels(band_costs(X, centers), v)
             theta = min(theta, float(np.partition(gaps, share - 1)[share - 1]))
-    if share >= m and theta == math.inf:  # every row: nothing to summarise, no costs here
+    if share >= m and theta == math.inf and not width:  # every row, no costs needed here
         return whole_block(X, centers.shape[0], offset, weights)
-    return exact_pass(X, centers, v, theta, share, offset, strict=strict, weights=weights)
+    return exact_pass(
+        X, centers, v, theta, share, offset, strict=strict, weights=weights, width=width
+    )
 
 
 @dataclass
@@ -106,6 +117,11 @@ class _Search:
     widenings: int = 0
     recentred: int = 0
     sampled: bool = False
+    cold: bool = False  # the potentials are the zero start (no sample, no warm start yet)
+    dense: bool = False  # the band's candidates failed once in this step: dense rows only
+    narrow: bool = False  # the last band's certificate failed on its fixed rows' moves
+    needed: int = 0  # the widest band the imbalances seen asked for
+    restricted: int = 0  # band solves on candidates, in all
 
 
 def solve_exact(
@@ -138,8 +154,11 @@ def solve_exact(
     search = _Search(
         potentials=np.zeros(k) if cold else np.asarray(potentials, dtype=np.float64),
         theta=math.inf if cold or not eps else float(eps),
-        wanted=wanted,
+        # a warm threshold was cut for the band the previous step needed (see _outcome):
+        # room for it, so that the pass does not truncate it
+        wanted=wanted if cold or not eps else min(limit, _WARM_ROOM * wanted),
         limit=limit,
+        cold=cold,
     )
     sample = blocks.sample()
     if cold and sample is not None:
@@ -160,6 +179,9 @@ def solve_exact(
         # a pass over X costs a round and a read: size the first band for the whole step
         _look_ahead(search, blocks, sample, capacities)
     while True:
+        # large k: the band rows' cheapest clusters rather than their whole cost rows, once
+        # the potentials are informed (from the zero start they are too far from the optimum)
+        width = 0 if search.cold or search.dense else candidate_width(k)
         band = blocks.reduce_x(
             _pass_kernel,
             combine_passes,
@@ -169,17 +191,19 @@ def solve_exact(
             search.wanted,
             n,
             options.max_band is not None,
+            width,
         )
         search.passes += 1
         gathered = band.rows.shape[0]
-        costs = band_costs(band.x, blocks.centers)
-        labels, _ = reduced_cost_labels(costs, search.potentials)
+        costs = _costs_of(band, blocks.centers, search.potentials)
+        labels, _ = costs.labels(search.potentials)
         off = imbalance(band.counts + np.bincount(labels, minlength=k), capacities)
         if not search.sampled and sample is not None and off > _WARM_SAMPLE * n:
             # warm potentials far off (the centers moved much): the sample first
             _from_sample(search, blocks, sample, capacities, options)
             continue
         needed = min(search.limit, 4 * off + _PER_CLUSTER * k)
+        search.needed = max(search.needed, needed)
         if search.theta == math.inf and gathered < n:
             # no threshold yet and the band was cut at its size: take the boundary rows
             search.wanted = max(search.wanted, needed)
@@ -191,26 +215,19 @@ def solve_exact(
             search.theta = band.band_rows_below(search.wanted)
             search.widenings += 1
             continue
-        start = search.potentials  # the pass's: the fixed rows' labels are minimisers
-        if worth_rounds(off, k, gathered):
-            # many points to move: the clusters' prices first (the repair's start only)
-            start, labels, _ = price_rounds(costs, start, capacities, band.counts)
-        result = successive_shortest_paths(
-            costs,
-            labels,
-            capacities.lower,
-            capacities.upper,
-            start,
-            fixed_counts=band.counts,
-        )
-        search.augmentations += result.augmentations
-        if result.status == DONE:
-            step = _outcome(
-                blocks, capacities, band, costs, labels, result.slack, result.potentials, search
-            )
-            assert step.certificate is not None
-            if step.certificate.optimal or gathered >= n:
-                return step
+        step = _repair(blocks, capacities, band, costs, labels, off, search)
+        if costs.restricted and (
+            step is None or not (_certified(step) or (search.narrow and gathered < n))
+        ):
+            # the candidates could not settle the band (a row had to move to a cluster it
+            # does not hold, or the floors cannot prove it): the same band, dense rows.  (A
+            # band that fails even without the floors is too narrow: it is widened below.)
+            search.dense = True
+            costs = BandCosts(band_costs(band.x, blocks.centers))
+            labels, _ = costs.labels(search.potentials)
+            step = _repair(blocks, capacities, band, costs, labels, off, search)
+        if step is not None and (_certified(step) or gathered >= n):
+            return step
         if gathered >= search.limit:
             if search.recentred >= _MAX_RECENTRED or sample is None:
                 raise _band_error(search, budget, k, options)
@@ -242,6 +259,55 @@ def solve_exact(
         search.widenings += 1
         search.wanted = min(search.limit, _WIDEN * max(search.wanted, gathered))
         search.theta = band.band_rows_below(search.wanted)
+
+
+def _costs_of(band: ExactPass, centers: np.ndarray, v: np.ndarray) -> BandCosts:
+    """The band's costs: the candidates the pass kept (selected under ``v``), else its dense
+    cost rows, computed with the pass's arithmetic."""
+    if band.candidates is None:
+        return BandCosts(band_costs(band.x, centers))
+    columns, costs, floor = band.candidates
+    return BandCosts(costs, columns, floor, np.asarray(v, dtype=np.float64))
+
+
+def _certified(step: StepOutcome) -> bool:
+    return step.certificate is not None and step.certificate.optimal
+
+
+def _repair(
+    blocks: Blocks,
+    capacities: Capacities,
+    band: ExactPass,
+    costs: BandCosts,
+    labels: np.ndarray,
+    off: int,
+    search: _Search,
+) -> StepOutcome | None:
+    """The band's exact optimum from the pass's potentials (price rounds first when many
+    points must move), with the step's summaries; ``None`` when the band cannot meet the
+    sizes (the shortest paths found no path)."""
+    start = search.potentials  # the pass's: the fixed rows' labels are minimisers
+    width = costs.costs.shape[1] if costs.restricted else 0
+    if worth_rounds(off, capacities.n_clusters, labels.shape[0], width):
+        # many points to move: the clusters' prices first (the repair's start only)
+        start, labels, _ = price_rounds(costs, start, capacities, band.counts)
+    result = successive_shortest_paths(
+        costs.costs,
+        labels,
+        capacities.lower,
+        capacities.upper,
+        start,
+        fixed_counts=band.counts,
+        columns=costs.columns,
+        n_clusters=capacities.n_clusters,
+    )
+    search.augmentations += result.augmentations
+    search.restricted += int(costs.restricted)
+    if result.status != DONE:
+        return None
+    return _outcome(
+        blocks, capacities, band, costs, labels, result.slack, result.potentials, search
+    )
 
 
 def _look_ahead(
@@ -315,6 +381,7 @@ def _from_sample(
     blocks.passes.sample += 1
     search.potentials = step.potentials
     search.sampled = True
+    search.cold = False
     expected = _sample_error(n, k, s)
     search.wanted = min(search.limit, max(search.wanted, int(4 * expected)))
     search.theta = _quantile_gap(sample, blocks.centers, step.potentials, search.wanted / n)
@@ -322,14 +389,14 @@ def _from_sample(
 
 def _quantile_gap(sample: np.ndarray, centers: np.ndarray, v: np.ndarray, share: float) -> float:
     """The top-two gap below which about ``share`` of the sample's rows lie under ``v``."""
-    return _quantile_of_gaps(band_costs(sample, centers), v, share)
+    return _quantile_of_gaps(BandCosts(band_costs(sample, centers)), v, share)
 
 
-def _quantile_of_gaps(costs: np.ndarray, v: np.ndarray, share: float) -> float:
+def _quantile_of_gaps(costs: BandCosts, v: np.ndarray, share: float) -> float:
     """The top-two reduced-cost gap below which about ``share`` of these rows lie."""
-    if not costs.shape[0] or costs.shape[1] < 2:
+    if not costs.costs.shape[0] or costs.costs.shape[1] < 2:
         return math.inf
-    _, gaps = reduced_cost_labels(costs, v)
+    _, gaps = costs.labels(v)
     return float(np.quantile(gaps, min(1.0, share)))
 
 
@@ -354,7 +421,7 @@ def _outcome(
     blocks: Blocks,
     capacities: Capacities,
     band: ExactPass,
-    costs: np.ndarray,
+    costs: BandCosts,
     labels: np.ndarray,
     band_slack: np.ndarray,
     band_potentials: np.ndarray,
@@ -366,12 +433,23 @@ def _outcome(
     n, k = blocks.n_samples, capacities.n_clusters
     sizes = band.counts + np.bincount(labels, minlength=k)
     sums = band.sums + label_sums(band.x, labels, k)
-    objective = band.objective + float(costs[np.arange(labels.shape[0]), labels].sum())
-    slack = np.minimum(band.slack, band_slack)
+    objective = band.objective + float(costs.label_costs(labels).sum())
+    # candidates: a lower bound on the band's slack (the columns left out), still a proof
+    slack = np.minimum(band.slack, costs.bound_slack(band_slack, labels))
     potentials, certificate = certify_labels(
         slack, sizes, capacities, objective, n, near=band_potentials
     )
-    wanted = min(search.limit, max(_MIN_BAND, _PER_CLUSTER * k))
+    search.narrow = not certificate.optimal
+    if costs.restricted and not certificate.optimal:
+        # without the floors (as if no band row could move beyond its columns): still no
+        # proof means a fixed row must move, which no column of a band row can change
+        _, relaxed = certify_labels(
+            np.minimum(band.slack, band_slack), sizes, capacities, objective, n
+        )
+        search.narrow = not relaxed.optimal
+    # the next step's imbalance is about this one's (Lloyd steps shrink): its band as wide as
+    # this step's needed, so that one pass is enough
+    wanted = min(search.limit, max(_MIN_BAND, _PER_CLUSTER * k, search.needed))
     if labels.shape[0] >= n:  # every row was in the band: their own gaps tell
         next_theta = _quantile_of_gaps(costs, potentials, wanted / n)
     else:
@@ -391,5 +469,10 @@ def _outcome(
         n_iter=search.augmentations,
         band_size=int(labels.shape[0]),
         retries=search.widenings,
-        extra={"passes": float(search.passes), "sampled": float(search.sampled)},
+        extra={
+            "passes": float(search.passes),
+            "sampled": float(search.sampled),
+            "restricted": float(search.restricted),
+            "dense": float(search.dense),
+        },
     )

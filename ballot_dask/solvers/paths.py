@@ -27,6 +27,10 @@ that is an optimum of the whole problem is for the certificate to decide, with t
 points' slack matrix (:mod:`ballot_dask.certificate`): any potentials satisfying every
 constraint prove it, not only the ones the paths ended with.
 
+*Candidates.*  At large k a band row is held as its few cheapest clusters
+(:mod:`ballot_dask.candidates`, ``columns``): the paths then solve the restricted problem, in
+which a point moves only to one of its columns, and a row's update costs its columns, not k.
+
 *Intervals.*  Size bounds ``lower <= size <= upper`` add a node ``R`` with arcs ``j -> R`` (the
 cluster may take one point more, while below its upper bound) and ``R -> j`` (one fewer, while
 above its lower bound), of reduced costs ``v_j - v_R`` and ``v_R - v_j``: the sign conditions of
@@ -60,8 +64,26 @@ class PathsResult(NamedTuple):
     settled: int = 0  #: nodes settled by the Dijkstra searches, in all (the work done)
 
 
+@njit(inline="always")
+def _cost(costs, columns, i, b):  # pragma: no cover - compiled
+    """``C_ib``: ``costs[i, b]`` for dense rows, else looked up among row ``i``'s columns
+    (``inf`` when ``b`` is not one of them: the restricted problem)."""
+    if columns.shape[0] == 0:
+        return costs[i, b]
+    for t in range(columns.shape[1]):
+        if columns[i, t] == b:
+            return costs[i, t]
+    return np.inf
+
+
+@njit(inline="always")
+def _column(columns, i, t):  # pragma: no cover - compiled
+    """The cluster of row ``i``'s ``t``-th cost: ``t`` for dense rows."""
+    return t if columns.shape[0] == 0 else columns[i, t]
+
+
 @njit()
-def _refill(costs, x, b, head, nxt, vals, rows, start, end, bound):  # pragma: no cover
+def _refill(costs, columns, x, b, head, nxt, vals, rows, start, end, bound):  # pragma: no cover
     """Rebuild arc ``x -> b``'s list: the ``L`` smallest ``C_ib - C_ix`` over the band points
     of ``x``, sorted; ``bound`` becomes the smallest value left out (``inf``: none)."""
     L = vals.shape[2]
@@ -69,7 +91,10 @@ def _refill(costs, x, b, head, nxt, vals, rows, start, end, bound):  # pragma: n
     left_out = np.inf
     i = head[x]
     while i >= 0:
-        r = costs[i, b] - costs[i, x]
+        r = _cost(costs, columns, i, b) - _cost(costs, columns, i, x)
+        if r == np.inf:  # b is not among the row's columns: no move
+            i = nxt[i]
+            continue
         if kept < L:
             p = kept
             kept += 1
@@ -125,7 +150,9 @@ def _insert(x, b, r, i, vals, rows, start, end, bound):  # pragma: no cover - co
 
 
 @njit()
-def _cheapest(costs, labels, x, b, head, nxt, vals, rows, start, end, bound):  # pragma: no cover
+def _cheapest(
+    costs, columns, labels, x, b, head, nxt, vals, rows, start, end, bound
+):  # pragma: no cover - compiled
     """The cheapest band move ``x -> b``: ``(C_ib - C_ix, i)``, or ``(inf, -1)``."""
     while True:
         s0 = start[x, b]
@@ -136,7 +163,7 @@ def _cheapest(costs, labels, x, b, head, nxt, vals, rows, start, end, bound):  #
             return vals[x, b, s0], rows[x, b, s0]
         if bound[x, b] == np.inf:
             return np.inf, -1
-        _refill(costs, x, b, head, nxt, vals, rows, start, end, bound)
+        _refill(costs, columns, x, b, head, nxt, vals, rows, start, end, bound)
 
 
 @njit()
@@ -193,9 +220,9 @@ def _shortest_path(
 
 @njit()
 def _paths(
-    costs, labels, lower, upper, fixed_counts, v_in, max_augment, L
+    costs, columns, k, labels, lower, upper, fixed_counts, v_in, max_augment, L
 ):  # pragma: no cover - compiled
-    m, k = costs.shape
+    m, width = costs.shape
     R = k
     v = np.zeros(k + 1)
     v[:k] = v_in
@@ -218,9 +245,10 @@ def _paths(
     where = -np.ones((k, k), np.int64)
     for i in range(m):
         a = labels[i]
-        ca = costs[i, a]
-        for b in range(k):
-            r = costs[i, b] - ca
+        ca = _cost(costs, columns, i, a)
+        for t in range(width):
+            b = _column(columns, i, t)
+            r = costs[i, t] - ca
             if b != a and r < slack[a, b]:
                 slack[a, b] = r
                 where[a, b] = i
@@ -231,8 +259,8 @@ def _paths(
     bound = np.full((k, k), -np.inf)  # -inf: the list is built on first use
     for a in range(k):
         for b in range(k):
-            if a == b or head[a] < 0:
-                bound[a, b] = np.inf  # no band point to move
+            if a == b or head[a] < 0 or slack[a, b] == np.inf:
+                bound[a, b] = np.inf  # no band point to move (none that may take b)
             else:  # the list starts with the known cheapest; the rest on first use
                 vals[a, b, 0] = slack[a, b]
                 rows[a, b, 0] = where[a, b]
@@ -301,16 +329,18 @@ def _paths(
                 head[y] = i
                 counts[x] -= 1
                 counts[y] += 1
-                for b in range(k):  # arcs out of x whose cheapest move was i
+                for t in range(width):  # arcs out of x whose cheapest move was i
+                    b = _column(columns, i, t)
                     if where[x, b] == i:
                         slack[x, b], where[x, b] = _cheapest(
-                            costs, labels, x, b, head, nxt, vals, rows, start, end, bound
+                            costs, columns, labels, x, b, head, nxt, vals, rows, start, end, bound
                         )
-                cy = costs[i, y]
-                for b in range(k):  # arcs out of y: i may be their cheapest move now
+                cy = _cost(costs, columns, i, y)
+                for t in range(width):  # arcs out of y: i may be their cheapest move now
+                    b = _column(columns, i, t)
                     if b == y:
                         continue
-                    r = costs[i, b] - cy
+                    r = costs[i, t] - cy
                     if bound[y, b] == np.inf and head[y] == i and nxt[i] < 0:
                         bound[y, b] = -np.inf  # y had no band point: its lists start now
                         end[y, b] = 0
@@ -348,13 +378,15 @@ def successive_shortest_paths(
     *,
     fixed_counts: np.ndarray | None = None,
     max_augment: int | None = None,
+    columns: np.ndarray | None = None,
+    n_clusters: int | None = None,
 ) -> PathsResult:
     """Exact labels of the band's points, moving them along shortest paths until every size
     is within its bounds.
 
     Parameters
     ----------
-    costs : ndarray of shape (m, k)
+    costs : ndarray of shape (m, k), or (m, w) with ``columns``
         Cost rows of the band's points (float64).
     labels : ndarray of shape (m,), int64
         Their labels, each a minimiser of ``costs[i] - potentials``; updated in place.
@@ -366,16 +398,30 @@ def successive_shortest_paths(
         Points per cluster outside the band (they do not move).
     max_augment : int, default=None
         Stop (with :data:`LIMIT`) after this many augmentations.
+    columns : ndarray of shape (m, w), default=None
+        Candidates (:mod:`ballot_dask.candidates`): ``costs[i, t]`` is the cost of cluster
+        ``columns[i, t]``, and a point may move only to its columns (the restricted problem;
+        the slack matrix returned is over those moves only).  ``None``: dense cost rows.
+    n_clusters : int, default=None
+        ``k``, required with ``columns``.
 
     Returns
     -------
     PathsResult
     """
-    k = costs.shape[1]
+    if columns is None:
+        k = costs.shape[1]
+        columns = np.zeros((0, 0), dtype=np.int32)
+    elif n_clusters is None:
+        raise ValueError("n_clusters is required with columns")
+    else:
+        k = int(n_clusters)
     if fixed_counts is None:
         fixed_counts = np.zeros(k, dtype=np.int64)
     v, status, augmentations, slack, work = _paths(
         np.ascontiguousarray(costs, dtype=np.float64),
+        np.ascontiguousarray(columns, dtype=np.int32),
+        k,
         labels,
         np.asarray(lower, dtype=np.int64),
         np.asarray(upper, dtype=np.int64),

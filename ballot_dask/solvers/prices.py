@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..candidates import BandCosts
 from ..capacities import Capacities
-from ..kernels import reduced_cost_runner_up
 
 #: scans of the band's costs at most
 ROUNDS = 10
@@ -43,10 +43,13 @@ MIN_CLUSTERS = 64
 MIN_SHARE = 1 / 16
 
 
-def worth_rounds(off: int, k: int, m: int) -> bool:
+def worth_rounds(off: int, k: int, m: int, width: int = 0) -> bool:
     """Whether price rounds are likely to save the repair more than they cost: ``off``
-    points to move among ``k`` clusters, with ``m`` band rows to scan per round."""
-    return k >= MIN_CLUSTERS and off > MIN_SHARE * m
+    points to move among ``k`` clusters, with ``m`` band rows to scan per round, each of
+    ``width`` costs (candidates, :mod:`ballot_dask.candidates`; 0: dense rows of ``k``).  A
+    round's scan costs in proportion to ``m * width``, an augmentation does not."""
+    cells = width if 0 < width < k else k
+    return k >= MIN_CLUSTERS and off * k > MIN_SHARE * m * cells
 
 
 def _shift(
@@ -69,14 +72,15 @@ def _imbalance(counts: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> int:
 
 
 def price_rounds(
-    costs: np.ndarray,
+    costs: np.ndarray | BandCosts,
     potentials: np.ndarray,
     capacities: Capacities,
     fixed_counts: np.ndarray,
     *,
     rounds: int = ROUNDS,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Potentials nearer balance for the band ``costs`` (float64, shape (m, k)).
+    """Potentials nearer balance for the band ``costs`` (float64, shape (m, k), or the
+    band's candidates: their rows then move among their columns only).
 
     ``fixed_counts`` are the points per cluster outside the band (they count in the sizes
     but never move).  At most ``rounds`` scans of the costs.  A round that leaves more
@@ -88,14 +92,15 @@ def price_rounds(
     when no round improved on them), the band's labels under them (``argmin_j (C_ij -
     v_j)``, lowest index on ties) and the points still to move.
     """
-    k = costs.shape[1]
+    band = costs if isinstance(costs, BandCosts) else BandCosts(costs)
+    k = capacities.n_clusters
     lower, upper = capacities.lower, capacities.upper
     v = np.asarray(potentials, dtype=np.float64).copy()
     best: tuple | None = None
     side = 0  # even: the over-full clusters move; odd: the under-full ones
     retries = 0
     for _ in range(rounds):
-        labels, second, gaps = reduced_cost_runner_up(costs, v)
+        labels, second, gaps = band.runner_up(v)
         counts = fixed_counts + np.bincount(labels, minlength=k)
         off = _imbalance(counts, lower, upper)
         if best is not None and off >= best[0]:
@@ -109,16 +114,19 @@ def price_rounds(
         if off == 0 or retries > _RETRIES:
             break
         v = v.copy()
+        movable = np.isfinite(gaps)  # a row with no runner-up (one column) never moves
         if side % 2 == 0:  # over-full clusters let their cheapest rows go
-            clusters, shift = _shift(labels, gaps, np.maximum(counts - upper, 0), k)
+            clusters, shift = _shift(
+                labels[movable], gaps[movable], np.maximum(counts - upper, 0), k
+            )
             v[clusters] -= shift + _margin(v[clusters], shift)
         else:  # under-full clusters draw the rows whose runner-up they are
-            keep = second >= 0
+            keep = movable & (second >= 0)
             clusters, shift = _shift(second[keep], gaps[keep], np.maximum(lower - counts, 0), k)
             v[clusters] += shift + _margin(v[clusters], shift)
         side += 1
     if best is None:
-        labels, _, _ = reduced_cost_runner_up(costs, v)
+        labels, _, _ = band.runner_up(v)
         counts = fixed_counts + np.bincount(labels, minlength=k)
         return v, labels, _imbalance(counts, lower, upper)
     return best[1], best[2], best[0]

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse
 
 from ..blocks import Blocks, RowBlocks
+from ..candidates import BandCosts
 from ..capacities import Capacities
 from ..certificate import certify_labels
 from ..exact_pass import ExactPass, band_costs, combine_passes
@@ -64,7 +65,7 @@ def _weighted_kernel(
     offset: int,
 ) -> ExactPass:
     """The exact pass of one block with its weights (:func:`.exact._pass_kernel`)."""
-    return _pass_kernel(X, centers, v, theta, cap, total, strict, offset, weights=W)
+    return _pass_kernel(X, centers, v, theta, cap, total, strict, 0, offset, weights=W)
 
 
 def _sample_kernel(X: np.ndarray, W: np.ndarray, stride: int, offset: int) -> tuple:
@@ -321,7 +322,7 @@ def _outcome(
     splits = (band.rows[split], split_shares)
     wanted = min(search.limit, max(_MIN_BAND, _PER_CLUSTER * k))
     if m >= n:
-        next_theta = _quantile_of_gaps(costs, potentials, wanted / n)
+        next_theta = _quantile_of_gaps(BandCosts(costs), potentials, wanted / n)
     else:
         next_theta = band.band_rows_below(wanted)
     return StepOutcome(

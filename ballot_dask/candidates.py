@@ -1,0 +1,197 @@
+"""Band costs as candidates: each band row's few cheapest clusters instead of its whole cost row.
+
+The exact repair (:mod:`ballot_dask.solvers.paths`) moves band rows between clusters; at large
+k a row only ever moves to one of the few clusters whose reduced cost ``C_ij - v_j`` is near its
+smallest.  The pass over X (:func:`ballot_dask.exact_pass.exact_pass`) therefore keeps, for
+every band row, its ``w`` smallest reduced costs under the pass's potentials ``v0`` (columns and
+float64 costs, computed with the pass's own arithmetic) and the *floor*: the ``(w+1)``-th
+smallest, a lower bound on the reduced cost of every column left out.  That is ``12 w + 8``
+bytes a row instead of ``8 k``, and no second computation of the band's costs.
+
+The repair then solves the *restricted* problem, in which a row may take only its candidate
+clusters (the others cost ``inf``).  Its optimum is the whole problem's when the certificate
+says so, and the certificate can say so without the left-out costs: for a row ``i`` labelled
+``a`` and a column ``b`` left out, ``C_ib - C_ia >= floor_i + v0_b - C_ia``, so
+
+    ``S[a, b] >= min(S_candidates[a, b], v0_b + min over band rows i in a of (floor_i - C_ia))``
+
+is a valid lower bound on the band's slack matrix (:meth:`BandCosts.bound_slack`).  Potentials
+that satisfy the constraints of a lower bound satisfy the true ones: the certificate stays a
+proof.  When it fails (the potentials moved further than the floors allow, or the restricted
+problem cannot meet the sizes), the caller solves the same band again from its dense costs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from .jit import njit
+from .kernels import _n_lanes, _threads_for, reduced_cost_labels, reduced_cost_runner_up
+
+#: candidate clusters kept per band row
+WIDTH = 32
+#: candidates are used from this many clusters (below, a dense cost row is about as small)
+MIN_CLUSTERS = 4 * WIDTH
+
+
+def candidate_width(k: int) -> int:
+    """Candidates per band row for ``k`` clusters: 0 (dense cost rows) below
+    :data:`MIN_CLUSTERS`."""
+    return WIDTH if k >= MIN_CLUSTERS else 0
+
+
+@njit(inline="always")
+def top_columns(C, r, v, width, columns, costs, red, col):  # pragma: no cover - compiled
+    """The ``width`` smallest reduced costs ``C[r, j] - v[j]`` of row ``r`` (lowest index first
+    on ties): their columns and costs ``C[r, j]`` into ``columns`` and ``costs``, in increasing
+    reduced cost.  ``red`` and ``col`` are scratch of ``width + 1`` entries.  Returns the floor:
+    the next smallest reduced cost (``inf`` when every column was kept)."""
+    k = C.shape[1]
+    keep = min(width + 1, k)
+    held = 0
+    for j in range(k):
+        x = C[r, j] - v[j]
+        if held == keep:
+            if not x < red[keep - 1]:  # a tie with the last stays out: lower index first
+                continue
+            p = keep - 1
+        else:
+            p = held
+            held += 1
+        while p > 0 and red[p - 1] > x:
+            red[p] = red[p - 1]
+            col[p] = col[p - 1]
+            p -= 1
+        red[p] = x
+        col[p] = j
+    for t in range(min(width, held)):
+        columns[t] = col[t]
+        costs[t] = C[r, col[t]]
+    return red[width] if held > width else np.inf
+
+
+@njit(parallel=True)
+def _candidate_runner_up(columns, costs, v, labels, second, gaps, n_lanes):  # pragma: no cover
+    m, w = costs.shape
+    step = (m + n_lanes - 1) // n_lanes
+    for lane in numba.prange(n_lanes):
+        for i in range(lane * step, min(m, (lane + 1) * step)):
+            b1 = np.inf
+            b2 = np.inf
+            a = -1
+            s = -1
+            for t in range(w):
+                j = columns[i, t]
+                x = costs[i, t] - v[j]
+                if x < b1 or (x == b1 and j < a):
+                    b2 = b1
+                    s = a
+                    b1 = x
+                    a = j
+                elif x < b2 or (x == b2 and j < s):
+                    b2 = x
+                    s = j
+            labels[i] = a
+            second[i] = s
+            gaps[i] = b2 - b1
+
+
+@njit(parallel=True)
+def _label_costs(columns, costs, labels, out, n_lanes):  # pragma: no cover - compiled
+    m, w = costs.shape
+    step = (m + n_lanes - 1) // n_lanes
+    for lane in numba.prange(n_lanes):
+        for i in range(lane * step, min(m, (lane + 1) * step)):
+            out[i] = np.inf
+            for t in range(w):
+                if columns[i, t] == labels[i]:
+                    out[i] = costs[i, t]
+                    break
+
+
+@njit()
+def _floor_margin(floor, label_costs, labels, k):  # pragma: no cover - compiled
+    """``min over rows i labelled a of (floor_i - C_ia)``, per cluster ``a`` (``inf``: none)."""
+    out = np.full(k, np.inf)
+    for i in range(labels.shape[0]):
+        x = floor[i] - label_costs[i]
+        if x < out[labels[i]]:
+            out[labels[i]] = x
+    return out
+
+
+class BandCosts(NamedTuple):
+    """The band rows' costs: dense rows, or candidates (see the module docstring).
+
+    Dense: ``costs`` is ``(m, k)`` and ``columns``, ``floor``, ``v0`` are ``None``.
+    Candidates: ``costs[i, t]`` is ``C_ij`` for ``j = columns[i, t]`` (``(m, w)``, ``int32``),
+    in increasing reduced cost under ``v0``; every other column ``j`` of row ``i`` has
+    ``C_ij - v0_j >= floor[i]``."""
+
+    costs: np.ndarray
+    columns: np.ndarray | None = None
+    floor: np.ndarray | None = None
+    v0: np.ndarray | None = None
+
+    @property
+    def restricted(self) -> bool:
+        """Whether rows hold candidates only (the repair then solves a restricted problem)."""
+        return self.columns is not None
+
+    def runner_up(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(labels, second, gaps)`` under ``v`` among each row's columns (lowest index on
+        ties), as :func:`~ballot_dask.kernels.reduced_cost_runner_up`."""
+        if self.columns is None:
+            return reduced_cost_runner_up(self.costs, v)
+        m = self.costs.shape[0]
+        labels = np.empty(m, dtype=np.int64)
+        second = np.empty(m, dtype=np.int64)
+        gaps = np.empty(m)
+        with _threads_for(m):
+            _candidate_runner_up(
+                self.columns,
+                self.costs,
+                np.asarray(v, dtype=np.float64),
+                labels,
+                second,
+                gaps,
+                _n_lanes(m),
+            )
+        return labels, second, gaps
+
+    def labels(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels, gaps)`` under ``v``, as :func:`~ballot_dask.kernels.reduced_cost_labels`
+        (among each row's columns)."""
+        if self.columns is None:
+            return reduced_cost_labels(self.costs, v)
+        labels, _, gaps = self.runner_up(v)
+        return labels, gaps
+
+    def label_costs(self, labels: np.ndarray) -> np.ndarray:
+        """``C_{i, labels[i]}`` for every row (``inf`` where the label is not a column)."""
+        m = labels.shape[0]
+        if self.columns is None:
+            return self.costs[np.arange(m), labels]
+        out = np.empty(m)
+        with _threads_for(m):
+            _label_costs(self.columns, self.costs, labels, out, _n_lanes(m))
+        return out
+
+    def bound_slack(self, slack: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """A lower bound on the band's slack matrix under ``labels``, from ``slack`` (the
+        smallest ``C_ib - C_ia`` over the columns the rows hold): the columns left out are at
+        least ``floor_i + v0_b - C_ia``.  Dense costs: ``slack`` itself."""
+        if self.columns is None:
+            return slack
+        assert self.floor is not None and self.v0 is not None
+        k = slack.shape[0]
+        margin = _floor_margin(self.floor, self.label_costs(labels), labels, k)
+        with np.errstate(invalid="ignore"):  # inf + (-inf) cannot occur: v0 is finite
+            bound = margin[:, None] + self.v0[None, :]
+        return np.minimum(slack, bound)
+
+
+__all__ = ["MIN_CLUSTERS", "WIDTH", "BandCosts", "candidate_width", "top_columns"]
