@@ -17,8 +17,11 @@ says so, and the certificate can say so without the left-out costs: for a row ``
 
 is a valid lower bound on the band's slack matrix (:meth:`BandCosts.bound_slack`).  Potentials
 that satisfy the constraints of a lower bound satisfy the true ones: the certificate stays a
-proof.  When it fails (the potentials moved further than the floors allow, or the restricted
-problem cannot meet the sizes), the caller solves the same band again from its dense costs.
+proof.  When it fails, the band's true slack matrix (:func:`band_slack_matrix`, its costs
+again slab by slab) decides: the certificate may hold with it; if not, and every band row
+prefers its label under the repair's potentials, the restricted optimum is the band's own and
+the band is too narrow (it is widened); else a row needed a column it did not hold, and the
+caller solves the same band again from its dense costs.
 """
 
 from __future__ import annotations
@@ -29,7 +32,14 @@ import numba
 import numpy as np
 
 from .jit import njit
-from .kernels import _n_lanes, _threads_for, reduced_cost_labels, reduced_cost_runner_up
+from .kernels import (
+    _n_lanes,
+    _threads_for,
+    assignment_terms,
+    cost_block,
+    reduced_cost_labels,
+    reduced_cost_runner_up,
+)
 
 #: candidate clusters kept per band row
 WIDTH = 32
@@ -194,4 +204,35 @@ class BandCosts(NamedTuple):
         return np.minimum(slack, bound)
 
 
-__all__ = ["MIN_CLUSTERS", "WIDTH", "BandCosts", "candidate_width", "top_columns"]
+#: cells of a cost slab when the band's true slack matrix is computed (256 MB of float64)
+_SLAB_CELLS = 1 << 25
+
+
+def band_slack_matrix(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The true slack matrix ``min over rows i labelled a of (C_ib - C_ia)`` of band rows
+    ``x`` (their coordinates) under ``labels``: their cost rows again, slab by slab, with the
+    pass's arithmetic, never all held at once."""
+    k = centers.shape[0]
+    slack = np.full((k, k), np.inf)
+    rows = max(1, min(x.shape[0], _SLAB_CELLS // max(k, 1)))
+    buffer = None
+    for lo in range(0, x.shape[0], rows):
+        block = x[lo : lo + rows]
+        buffer = cost_block(
+            block,
+            centers,
+            out=buffer if buffer is not None and buffer.shape[0] == block.shape[0] else None,
+        )
+        _, _, part, _ = assignment_terms(block, buffer, labels[lo : lo + rows])
+        np.minimum(slack, part, out=slack)
+    return slack
+
+
+__all__ = [
+    "MIN_CLUSTERS",
+    "WIDTH",
+    "BandCosts",
+    "band_slack_matrix",
+    "candidate_width",
+    "top_columns",
+]

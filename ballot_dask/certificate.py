@@ -72,45 +72,67 @@ def _bellman_ford(weights: np.ndarray, start: np.ndarray | None = None) -> tuple
     """
     n = weights.shape[0]
     dist = np.zeros(n) if start is None else np.array(start, dtype=np.float64)
+    ok = _label_correcting(np.ascontiguousarray(weights.T, dtype=np.float64), dist)
+    return dist, bool(ok)
+
+
+@njit()
+def _label_correcting(into, dist):  # pragma: no cover - compiled
+    """Bellman-Ford sweeps in place (each node takes the best of its in-arcs ``into[b, a] =
+    weights[a, b]`` with the distances as they stand, so a sweep carries a decrease along a
+    whole path), until none improves: True; or until the nodes' parents (the in-arc of each
+    node's last improvement) close a cycle of negative weight, or ``n + 1`` sweeps pass:
+    False.  Both orders of relaxation reach the same distances: the largest fixed point below
+    the start."""
+    n = into.shape[0]
+    parent = -np.ones(n, dtype=np.int64)
+    mark = np.zeros(n, dtype=np.int64)
     for sweep in range(n + 1):
-        reach = dist[:, None] + weights
-        new = np.minimum(dist, reach.min(axis=0))
-        if np.array_equal(new, dist):
-            return dist, True
-        if sweep % _CYCLE_CHECK == _CYCLE_CHECK - 1 and _negative_cycle(reach, dist, weights):
-            return new, False  # found early: the n + 1 sweeps would only confirm it
-        dist = new
-    return dist, False
+        changed = False
+        for b in range(n):
+            best = dist[b]
+            arg = -1
+            for a in range(n):
+                c = dist[a] + into[b, a]
+                if c < best:
+                    best = c
+                    arg = a
+            if arg >= 0:
+                dist[b] = best
+                parent[b] = arg
+                changed = True
+        if not changed:
+            return True
+        if _parent_cycle(parent, into, mark, sweep + 1):
+            return False
+    return False
 
 
-#: sweeps of :func:`_bellman_ford` between two looks for a negative cycle
-_CYCLE_CHECK = 8
-
-
-def _negative_cycle(reach: np.ndarray, dist: np.ndarray, weights: np.ndarray) -> bool:
-    """Whether the nodes that a sweep improves, each pointing to the node it improves from,
-    close a cycle of negative weight (every node of such a cycle has ``dist[a] + w[a, b] <
-    dist[b]``, so the cycle's weight is negative; it is summed to confirm).  Finding none
-    proves nothing."""
-    n = dist.shape[0]
-    parent = np.argmin(reach, axis=0)
-    improved = reach[parent, np.arange(n)] < dist
-    parent = np.where(improved, parent, -1)
-    state = np.zeros(n, dtype=np.int8)  # 0: unseen, 1: on the current walk, 2: done
-    for origin in np.flatnonzero(improved):
-        walk = []
-        x = int(origin)
-        while x >= 0 and state[x] == 0:
-            state[x] = 1
-            walk.append(x)
-            x = int(parent[x])
-        if x >= 0 and state[x] == 1:  # the walk closed a cycle through x
-            cycle = walk[walk.index(x) :]
-            heads = np.array(cycle)
-            tails = parent[heads]
-            if float(weights[tails, heads].sum()) < 0.0:
+@njit()
+def _parent_cycle(parent, into, mark, stamp):  # pragma: no cover - compiled
+    """Whether the parent pointers close a cycle whose weight (summed) is negative.  Every
+    arc of a parent cycle was tight or better when it was set and the distances only fall,
+    so such a cycle is negative; the sum confirms it against round-off.  ``mark`` is scratch
+    (``stamp`` tells this look's marks from earlier ones)."""
+    n = parent.shape[0]
+    base = stamp * (n + 1)
+    for origin in range(n):
+        if mark[origin] >= base:
+            continue
+        x = origin
+        while x >= 0 and mark[x] < base:
+            mark[x] = base + 1 + origin  # on this walk
+            x = parent[x]
+        if x >= 0 and mark[x] == base + 1 + origin:  # the walk closed a cycle through x
+            total = 0.0
+            y = x
+            while True:
+                total += into[y, parent[y]]
+                y = parent[y]
+                if y == x:
+                    break
+            if total < 0.0:
                 return True
-        state[np.array(walk, dtype=np.int64)] = 2
     return False
 
 

@@ -42,8 +42,10 @@ _LANE_CELLS = 1 << 22  # per-lane accumulators stay under 32 MB in all
 
 def _n_lanes(m: int, cells: int = 1) -> int:
     """Lanes for a block of ``m`` rows: a function of the shapes only, so sums are always
-    accumulated in the same order; fewer when each lane holds many (``cells``) numbers."""
+    accumulated in the same order; fewer when each lane holds many (``cells``) numbers (then
+    a power of two: three lanes on two threads would take two lanes' time)."""
     cap = max(1, min(_MAX_LANES, _LANE_CELLS // max(cells, 1)))
+    cap = 1 << (cap.bit_length() - 1)  # a power of two: lanes split evenly over the threads
     return int(min(max(1, math.ceil(m / _LANE_ROWS)), cap))
 
 

@@ -245,3 +245,18 @@ def test_cold_step_takes_dense_rows_first() -> None:
     step = solve_exact(blocks, resolve_capacities(n, k), SolverOptions())
     assert step.extra["restricted"] == 0.0
     assert step.certificate is not None and step.certificate.optimal
+
+
+def test_band_slack_matrix_slab_by_slab(monkeypatch) -> None:
+    from ballot_dask import candidates
+
+    monkeypatch.setattr(candidates, "_SLAB_CELLS", 37 * 16)  # slabs of 37 rows, a short last
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((1000, 3)).astype(np.float32)
+    centers = rng.standard_normal((16, 3))
+    labels = rng.integers(0, 15, size=1000)  # cluster 15 empty: its row stays inf
+    S = candidates.band_slack_matrix(x, centers, labels)
+    true = _true_slack(cost_block(x, centers), labels, 16)
+    off = ~np.eye(16, dtype=bool)
+    np.testing.assert_array_equal(S[off], true[off])
+    assert np.all(S[15] == np.inf)

@@ -42,7 +42,7 @@ import numpy as np
 from dask.utils import format_bytes
 
 from ..blocks import Blocks, RowBlocks
-from ..candidates import BandCosts, candidate_width
+from ..candidates import BandCosts, band_slack_matrix, candidate_width
 from ..capacities import Capacities
 from ..certificate import certify_labels
 from ..exact_pass import ExactPass, band_costs, combine_passes, exact_pass, whole_block
@@ -216,8 +216,8 @@ def solve_exact(
             search.widenings += 1
             continue
         step = _repair(blocks, capacities, band, costs, labels, off, search)
-        if costs.restricted and (
-            step is None or not (_certified(step) or (search.narrow and gathered < n))
+        if costs.restricted and not (
+            (step is not None and _certified(step)) or (search.narrow and gathered < n)
         ):
             # the candidates could not settle the band (a row had to move to a cluster it
             # does not hold, or the floors cannot prove it): the same band, dense rows.  (A
@@ -304,6 +304,12 @@ def _repair(
     search.augmentations += result.augmentations
     search.restricted += int(costs.restricted)
     if result.status != DONE:
+        # no path from a surplus: dense rows would not help when a cluster over its bound
+        # holds no band row (none can leave it), so the band is too narrow
+        counts = band.counts + np.bincount(labels, minlength=capacities.n_clusters)
+        over = counts > capacities.upper
+        rowless = np.bincount(labels, minlength=capacities.n_clusters) == 0
+        search.narrow = bool(np.any(over & rowless))
         return None
     return _outcome(
         blocks, capacities, band, costs, labels, result.slack, result.potentials, search
@@ -441,12 +447,20 @@ def _outcome(
     )
     search.narrow = not certificate.optimal
     if costs.restricted and not certificate.optimal:
-        # without the floors (as if no band row could move beyond its columns): still no
-        # proof means a fixed row must move, which no column of a band row can change
-        _, relaxed = certify_labels(
-            np.minimum(band.slack, band_slack), sizes, capacities, objective, n
+        # the floors may be too loose a bound: the band's true slack matrix decides
+        exact = band_slack_matrix(band.x, blocks.centers, labels)
+        slack = np.minimum(band.slack, exact)
+        potentials, certificate = certify_labels(
+            slack, sizes, capacities, objective, n, near=band_potentials
         )
-        search.narrow = not relaxed.optimal
+        # still no proof: if every band row prefers its label under the paths' potentials,
+        # the restricted optimum is the band's own, and a fixed row must move (too narrow a
+        # band); else a band row wanted a column it does not hold
+        with np.errstate(invalid="ignore"):
+            excess = band_potentials[None, :] - band_potentials[:, None] - exact
+        np.fill_diagonal(excess, -np.inf)
+        held = not np.any(excess > certificate.tolerance * (k + 1))
+        search.narrow = not certificate.optimal and held
     # the next step's imbalance is about this one's (Lloyd steps shrink): its band as wide as
     # this step's needed, so that one pass is enough
     wanted = min(search.limit, max(_MIN_BAND, _PER_CLUSTER * k, search.needed))
