@@ -64,11 +64,12 @@ class PathsResult(NamedTuple):
     settled: int = 0  #: nodes settled by the Dijkstra searches, in all (the work done)
 
 
-@njit(inline="always")
+@njit()
 def _cost(costs, columns, i, b):  # pragma: no cover - compiled
-    """``C_ib``: ``costs[i, b]`` for dense rows, else looked up among row ``i``'s columns
-    (``inf`` when ``b`` is not one of them: the restricted problem)."""
-    if columns.shape[0] == 0:
+    """``C_ib``: ``costs[i, b]`` for dense rows (``columns`` is None: a branch the compiler
+    removes), else looked up among row ``i``'s columns (``inf`` when ``b`` is not one of
+    them: the restricted problem)."""
+    if columns is None:
         return costs[i, b]
     for t in range(columns.shape[1]):
         if columns[i, t] == b:
@@ -76,10 +77,12 @@ def _cost(costs, columns, i, b):  # pragma: no cover - compiled
     return np.inf
 
 
-@njit(inline="always")
+@njit()
 def _column(columns, i, t):  # pragma: no cover - compiled
     """The cluster of row ``i``'s ``t``-th cost: ``t`` for dense rows."""
-    return t if columns.shape[0] == 0 else columns[i, t]
+    if columns is None:
+        return t
+    return columns[i, t]
 
 
 @njit()
@@ -411,7 +414,6 @@ def successive_shortest_paths(
     """
     if columns is None:
         k = costs.shape[1]
-        columns = np.zeros((0, 0), dtype=np.int32)
     elif n_clusters is None:
         raise ValueError("n_clusters is required with columns")
     else:
@@ -420,7 +422,7 @@ def successive_shortest_paths(
         fixed_counts = np.zeros(k, dtype=np.int64)
     v, status, augmentations, slack, work = _paths(
         np.ascontiguousarray(costs, dtype=np.float64),
-        np.ascontiguousarray(columns, dtype=np.int32),
+        None if columns is None else np.ascontiguousarray(columns, dtype=np.int32),
         k,
         labels,
         np.asarray(lower, dtype=np.int64),
