@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -131,23 +132,30 @@ def test_what_sbatch_said_is_kept_on_one_line():
     )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_importing_the_cluster_libraries_leaves_home_and_ctrl_c_alone(tmp_path):
     """dask-jobqueue and dask-kubernetes write YAML into ~/.config/dask on import, and
     dask-jobqueue makes Ctrl-C exit with status 0; neither happens through ballot-dask."""
     script = (
         "import signal\n"
+        "before = signal.getsignal(signal.SIGINT)\n"
         "from ballot_dask.deploy.slurm import cluster_kwargs\n"
         "from ballot_dask.deploy.kubernetes import cluster_spec\n"
         "assert cluster_kwargs(cores=1, memory='1GB') == {'cores': 1, 'memory': '1GB'}\n"
         "assert cluster_spec(n_workers=1)['kind'] == 'DaskCluster'\n"
         "import dask\n"
         "assert dask.config.get('jobqueue.slurm.walltime') == '00:30:00'\n"
-        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+        "print(signal.getsignal(signal.SIGINT) is before is signal.default_int_handler)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
     env["HOME"] = str(tmp_path)
+    # a test run started in the background ignores SIGINT: the child starts as from a terminal
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                         text=True, timeout=120, check=False)  # fmt: skip
+                         text=True, timeout=120, check=False,
+                         preexec_fn=_default_sigint)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
     assert list(tmp_path.rglob("*")) == []

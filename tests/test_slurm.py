@@ -220,13 +220,19 @@ def test_workers_that_do_not_start_in_time_are_reported_and_cancelled(slurm, env
     assert list(tmp_path.iterdir()) == []
 
 
+def _default_signals() -> None:
+    """The child's SIGINT as a terminal gives it: a test run started in the background
+    (``cmd &`` in a script) ignores SIGINT, and its children would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_fit_cancels_its_jobs(slurm, env, data, tmp_path, signum):
     out = tmp_path / "fit.zarr"
     process = subprocess.Popen(
         cli("fit", data, "-o", out, *FIT, *JOB, "--jobs", 2, "--quiet"),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_default_signals,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:
