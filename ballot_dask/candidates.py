@@ -215,14 +215,10 @@ def band_slack_matrix(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) ->
     k = centers.shape[0]
     slack = np.full((k, k), np.inf)
     rows = max(1, min(x.shape[0], _SLAB_CELLS // max(k, 1)))
-    buffer = None
+    buffer = None  # reused while the slabs have its shape (cost_block checks)
     for lo in range(0, x.shape[0], rows):
         block = x[lo : lo + rows]
-        buffer = cost_block(
-            block,
-            centers,
-            out=buffer if buffer is not None and buffer.shape[0] == block.shape[0] else None,
-        )
+        buffer = cost_block(block, centers, out=buffer)
         _, _, part, _ = assignment_terms(block, buffer, labels[lo : lo + rows])
         np.minimum(slack, part, out=slack)
     return slack

@@ -25,8 +25,10 @@
    band's optimum is the whole problem's (:mod:`ballot_dask.certificate`), with no further
    pass.  If not, a point beyond the band had to move: the band is widened (another pass);
    a band holding every point is the whole problem, so the loop ends.  A band solved on its
-   candidates whose certificate fails for want of the columns left out (it would hold
-   without their bound) is solved again from dense rows, with no new pass.
+   candidates whose certificate fails is checked against its true slack matrix
+   (:func:`~ballot_dask.candidates.band_slack_matrix`): proved, done; every band row content
+   under the repair's potentials, widened as above; else a row wanted a column it did not
+   hold, and the same band is solved again from dense rows, with no new pass.
 
 A warm Lloyd iteration is therefore one read of X.  The band threshold is carried from one
 iteration to the next (as the step's ``eps``): the next one picks, from the pass's histogram of
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from dask.utils import format_bytes
+from scipy.sparse import issparse
 
 from ..blocks import Blocks, RowBlocks
 from ..candidates import BandCosts, band_slack_matrix, candidate_width
@@ -97,7 +100,8 @@ def _pass_kernel(
         if 0 < share < m:
             _, gaps = reduced_cost_labels(band_costs(X, centers), v)
             theta = min(theta, float(np.partition(gaps, share - 1)[share - 1]))
-    if share >= m and theta == math.inf and not width:  # every row, no costs needed here
+    if share >= m and theta == math.inf and (not width or issparse(X)):
+        # every row, and no candidates (a sparse block has none): no costs needed here
         return whole_block(X, centers.shape[0], offset, weights)
     return exact_pass(
         X, centers, v, theta, share, offset, strict=strict, weights=weights, width=width
@@ -219,9 +223,9 @@ def solve_exact(
         if costs.restricted and not (
             (step is not None and _certified(step)) or (search.narrow and gathered < n)
         ):
-            # the candidates could not settle the band (a row had to move to a cluster it
-            # does not hold, or the floors cannot prove it): the same band, dense rows.  (A
-            # band that fails even without the floors is too narrow: it is widened below.)
+            # the candidates could not settle the band (a row wanted a cluster it does not
+            # hold, or no path on their columns): the same band, dense rows.  (A band whose
+            # own rows all hold is too narrow, see _outcome: it is widened below.)
             search.dense = True
             costs = BandCosts(band_costs(band.x, blocks.centers))
             labels, _ = costs.labels(search.potentials)
