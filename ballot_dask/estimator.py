@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any, ClassVar, Literal
@@ -16,7 +15,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import config
 from ._validation import check_choice, dense_centers, validated_input
 from .assign import (
     AssignmentResult,
@@ -24,11 +22,9 @@ from .assign import (
     solver_options,
     step_capacities,
 )
-from .blocks import sample_size, sample_stride
 from .dask_blocks import as_dask_data
-from .initialization import INITIALIZERS, init_passes, initial_centers
-from .kmeans_parallel import kmeans_parallel
-from .lloyd import LloydResult, LloydState, best_of_starts, check_resume
+from .initialization import INITIALIZERS
+from .lloyd import LloydResult, LloydState, best_of_starts
 from .prediction import (
     PREDICT_RULES,
     PredictRule,
@@ -43,7 +39,8 @@ from .prediction import (
     rule_labels,
     rule_objective,
 )
-from .weights import check_sample_weight, sampled_weights
+from .starts import plan_starts
+from .weights import check_sample_weight
 
 
 class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -305,11 +302,6 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             size_min=self.size_min,
             size_max=self.size_max,
         )
-        if weight is not None and isinstance(self.init, str) and self.init == "k-means||":
-            raise ValueError(
-                "init='k-means||' does not take sample_weight; use init='k-means++' (weighted, "
-                "on the fit's row sample) or give the initial centers as an array"
-            )
         options = solver_options(
             self.reg,
             self.sinkhorn_tol,
@@ -320,51 +312,13 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         rng = check_random_state(self.random_state)
         init = self.init if isinstance(self.init, str) else dense_centers(self.init)
-        # one pass: measures X's variance and draws the row sample (a hash of the row index,
-        # so the same rows on every engine and chunking) that the named init strategies and
-        # the exact solver's first potentials run on; on Dask it also checks X and persists
-        # it when it fits
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        size = sample_size(
-            n,
-            k,
-            int(config.get("init-sample")),
-            row_bytes=blocks.row_bytes()  # sparse chunks: their bytes per row
-            if getattr(blocks, "sparse", False)
-            else blocks.n_features * Xd.dtype.itemsize,
-            budget=None if blocks.gather_is_free else blocks.band_budget(),
-        )
-        sample, mean, var = blocks.prepare(size, seed)
-        sample_w = None
-        if weight is not None and isinstance(init, str):
-            sample_w = sampled_weights(weight, sample_stride(n, size), seed)
-        runs = int(self.n_init)
-        if not isinstance(init, str) and runs > 1:
-            warnings.warn(
-                f"explicit initial centers were given: performing one run, not n_init={runs}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            runs = 1
-        if resume is not None:
-            if runs > 1:
-                raise ValueError("resume continues a single run: it needs n_init=1")
-            check_resume(resume, (k, int(Xd.shape[1])))
-        tol = self.tol * float(np.mean(var)) if self.tol > 0 else 0.0
-
-        def start() -> np.ndarray:
-            if resume is not None:
-                return np.asarray(resume.centers, dtype=np.float64)
-            if isinstance(init, str) and init == "k-means||":
-                return kmeans_parallel(blocks, sample, k, rng)
-            blocks.passes.sample += init_passes(init, k)
-            return initial_centers(sample, k, init, rng, sample_w)
-
+        starts = plan_starts(blocks, k, init, int(self.n_init), rng, weight, resume)
+        tol = self.tol * float(np.mean(starts.var)) if self.tol > 0 else 0.0
         best = best_of_starts(
             blocks,
             capacities,
-            start,
-            runs,
+            starts.start,
+            starts.runs,
             method=self.method,
             options=options,
             max_iter=self.max_iter,
@@ -374,7 +328,7 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             resume=resume,
         )
         self._store(best, Xd.dtype)
-        training_cost = mean_cost(mean, var, self.cluster_centers_)
+        training_cost = mean_cost(starts.mean, starts.var, self.cluster_centers_)
         self.temperature_ = fit_temperature(self.method, self.reg, self.reg_, training_cost)
         return self
 
