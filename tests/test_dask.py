@@ -33,7 +33,7 @@ from dask_cases import (
 from references import check_exact, emd_optimum, lp_optimum, reference_cost
 
 from ballot_dask import BalancedKMeans, balanced_assign, resolve_capacities
-from ballot_dask import estimator as estimator_module
+from ballot_dask import starts as starts_module
 from ballot_dask.dask_blocks import active_client, cluster_memory
 
 
@@ -457,14 +457,14 @@ def test_balanced_assign_sinkhorn_on_dask(scheduler):
 def init_centers(monkeypatch):
     """The initial centers each fit starts from, as chosen by the estimator."""
     seen: list[np.ndarray] = []
-    original = estimator_module.initial_centers
+    original = starts_module.initial_centers
 
     def recording(*args, **kwargs):
         centers = original(*args, **kwargs)
         seen.append(np.array(centers))
         return centers
 
-    monkeypatch.setattr(estimator_module, "initial_centers", recording)
+    monkeypatch.setattr(starts_module, "initial_centers", recording)
     return seen
 
 
