@@ -53,30 +53,74 @@ def candidate_width(k: int) -> int:
     return WIDTH if k >= MIN_CLUSTERS else 0
 
 
+#: a row's candidates are picked among the columns whose reduced cost is at most a threshold:
+#: the ``_SAMPLED``-th smallest of every ``_STRIDE``-th column (about 56 columns pass) ...
+_STRIDE = 8
+_SAMPLED = 7
+#: ... at most this many times ``width + 1`` of them (more, or fewer than ``width + 1``: the
+#: row is scanned again in full; measured here at k = 1024, w = 32: 3.3 us a row instead of
+#: 5.5, one row in ten scanned again)
+_BUFFER = 4
+
+
 @njit(inline="always")
-def top_columns(C, r, v, width, columns, costs, red, col):  # pragma: no cover - compiled
+def _keep_smallest(x, j, red, col, held, keep):  # pragma: no cover - compiled
+    """Insert ``(x, j)`` into the sorted ``red[:held]``/``col[:held]`` holding the ``keep``
+    smallest (a tie with the last stays out: the lower index came first).  Returns the new
+    ``held``."""
+    if held == keep:
+        if not x < red[keep - 1]:
+            return held
+        p = keep - 1
+    else:
+        p = held
+        held += 1
+    while p > 0 and red[p - 1] > x:
+        red[p] = red[p - 1]
+        col[p] = col[p - 1]
+        p -= 1
+    red[p] = x
+    col[p] = j
+    return held
+
+
+@njit(inline="always")
+def top_columns(C, r, v, width, columns, costs, red, col, buf, bred):  # pragma: no cover
     """The ``width`` smallest reduced costs ``C[r, j] - v[j]`` of row ``r`` (lowest index first
     on ties): their columns and costs ``C[r, j]`` into ``columns`` and ``costs``, in increasing
-    reduced cost.  ``red`` and ``col`` are scratch of ``width + 1`` entries.  Returns the floor:
-    the next smallest reduced cost (``inf`` when every column was kept)."""
+    reduced cost.  ``red`` and ``col`` are scratch of ``width + 1`` entries, ``buf`` and
+    ``bred`` of ``_BUFFER * (width + 1)``.  Returns the floor: the next smallest reduced cost
+    (``inf`` when every column was kept).
+
+    The columns at most a threshold (from a strided sample of the row) are gathered first,
+    in index order, and the smallest are picked among them: the same columns, in the same
+    order, as a scan of the whole row, whenever at least ``width + 1`` columns pass (every
+    column left out then costs more than the ones kept)."""
     k = C.shape[1]
     keep = min(width + 1, k)
+    cap = buf.shape[0]
+    passed = -1  # the full scan below
+    if k > cap:
+        held = 0
+        for j in range(0, k, _STRIDE):
+            held = _keep_smallest(C[r, j] - v[j], j, red, col, held, _SAMPLED)
+        if held == _SAMPLED:
+            threshold = red[_SAMPLED - 1]
+            passed = 0
+            for j in range(k):
+                x = C[r, j] - v[j]
+                if x <= threshold:
+                    if passed < cap:
+                        buf[passed] = j
+                        bred[passed] = x
+                    passed += 1
     held = 0
-    for j in range(k):
-        x = C[r, j] - v[j]
-        if held == keep:
-            if not x < red[keep - 1]:  # a tie with the last stays out: lower index first
-                continue
-            p = keep - 1
-        else:
-            p = held
-            held += 1
-        while p > 0 and red[p - 1] > x:
-            red[p] = red[p - 1]
-            col[p] = col[p - 1]
-            p -= 1
-        red[p] = x
-        col[p] = j
+    if keep <= passed <= cap:
+        for q in range(passed):
+            held = _keep_smallest(bred[q], buf[q], red, col, held, keep)
+    else:
+        for j in range(k):
+            held = _keep_smallest(C[r, j] - v[j], j, red, col, held, keep)
     for t in range(min(width, held)):
         columns[t] = col[t]
         costs[t] = C[r, col[t]]

@@ -31,7 +31,7 @@ import numba
 import numpy as np
 from scipy.sparse import issparse
 
-from .candidates import top_columns
+from .candidates import _BUFFER, top_columns
 from .jit import njit
 from .kernels import _n_lanes, _threads_for, cost_block, prepared_centers, slab_costs, slab_rows
 
@@ -151,6 +151,8 @@ def _exact_pass(
         C = np.empty((slab, k))
         red = np.empty(width + 1)
         col = np.empty(width + 1, dtype=np.int64)
+        buf = np.empty(_BUFFER * (width + 1), dtype=np.int64)
+        bred = np.empty(_BUFFER * (width + 1))
         lane_end = min(m, (lane + 1) * step)
         for lo in range(lane * step, lane_end, slab):
             hi = min(lo + slab, lane_end)
@@ -167,7 +169,7 @@ def _exact_pass(
                 elif width > 0:
                     p = taken[lane] - 1
                     floor[lane, p] = top_columns(
-                        C, r, v, width, columns[lane, p], costs[lane, p], red, col
+                        C, r, v, width, columns[lane, p], costs[lane, p], red, col, buf, bred
                     )
     return counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor
 

@@ -43,13 +43,19 @@ def test_candidate_width() -> None:
     assert candidate_width(128) == 32 and candidate_width(4096) == 32
 
 
+@pytest.mark.parametrize("ties", [True, False])
+@pytest.mark.parametrize("k", [12, 400])  # 400: among the columns under a sampled threshold
 @pytest.mark.parametrize("width", [1, 5, 12, 40])
-def test_pass_keeps_the_cheapest_columns_lowest_index_first(width: int) -> None:
+def test_pass_keeps_the_cheapest_columns_lowest_index_first(width: int, k: int, ties: bool) -> None:
     rng = np.random.default_rng(width)
-    k = 12
-    X = rng.integers(0, 4, size=(3000, 3)).astype(np.float64)  # many exact ties
-    centers = rng.integers(0, 4, size=(k, 3)).astype(np.float64)
-    v = rng.integers(0, 3, size=k).astype(np.float64)
+    if ties:  # many exact ties: too many columns under the threshold, or too few
+        X = rng.integers(0, 4, size=(3000, 3)).astype(np.float64)
+        centers = rng.integers(0, 4, size=(k, 3)).astype(np.float64)
+        v = rng.integers(0, 3, size=k).astype(np.float64)
+    else:
+        X = rng.standard_normal((3000, 8))
+        centers = rng.standard_normal((k, 8))
+        v = rng.normal(0, 0.1, size=k)
     p = exact_pass(X, centers, v, np.inf, X.shape[0], width=width)
     assert p.candidates is not None and p.rows.tolist() == list(range(3000))
     C = cost_block(X, centers)
@@ -118,12 +124,19 @@ def _true_slack(C: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return S
 
 
-def test_restricted_paths_equal_dense_paths_on_the_restricted_costs() -> None:
-    k, n = 40, 4000
+@pytest.mark.parametrize(
+    "k, width",
+    [
+        (40, 8),  # 100 rows a cluster: a cluster's slack row is rescanned after a move
+        (12, 5),  # 333 rows a cluster: the arcs keep lists of their cheapest moves
+    ],
+)
+def test_restricted_paths_equal_dense_paths_on_the_restricted_costs(k: int, width: int) -> None:
+    n = 4000
     X = _mixture(n, 4, k, 2.0, 6)
     centers = kmeans_plusplus(X, k, random_state=6)[0]
     v0 = np.zeros(k)
-    p = exact_pass(X, centers, v0, np.inf, n, width=8)
+    p = exact_pass(X, centers, v0, np.inf, n, width=width)
     assert p.candidates is not None
     band = BandCosts(p.candidates.costs, p.candidates.columns, p.candidates.floor, v0)
     cap = resolve_capacities(n, k)

@@ -56,7 +56,10 @@ from .paths import DONE, successive_shortest_paths
 from .prices import price_rounds, worth_rounds
 
 _MIN_BAND = 8192  # band rows wanted at least (a warm Lloyd step's imbalance fits easily)
-_PER_CLUSTER = 64  # ... and at least this many per cluster
+_PER_CLUSTER = 64  # ... and at least this many per cluster from a cold start (or a sample's)
+#: ... or from the previous Lloyd step's potentials (its imbalance is small and spread: at
+#: k = 1024, n = 10^5 every warm step held with 16, and each 64 more cost a third of its time)
+_WARM_PER_CLUSTER = 16
 _WIDEN = 4  # a band too narrow for the shortest paths grows by this factor
 _WARM_ROOM = 4  # a warm step's first band may hold this many times the least band wanted
 _WARM_SAMPLE = 0.02  # warm potentials misplacing more than this share go back to the sample
@@ -125,6 +128,7 @@ class _Search:
     dense: bool = False  # the band's candidates failed once in this step: dense rows only
     narrow: bool = False  # the last band's certificate failed on its fixed rows' moves
     needed: int = 0  # the widest band the imbalances seen asked for
+    per_cluster: int = _PER_CLUSTER  # band rows per cluster at least (fewer when warm)
     restricted: int = 0  # band solves on candidates, in all
 
 
@@ -154,7 +158,8 @@ def solve_exact(
     if options.max_band is not None:
         limit = min(limit, options.max_band)
     cold = potentials is None
-    wanted = min(limit, max(_MIN_BAND, _PER_CLUSTER * k))
+    per_cluster = _PER_CLUSTER if cold else _WARM_PER_CLUSTER
+    wanted = min(limit, max(_MIN_BAND, per_cluster * k))
     search = _Search(
         potentials=np.zeros(k) if cold else np.asarray(potentials, dtype=np.float64),
         theta=math.inf if cold or not eps else float(eps),
@@ -163,6 +168,7 @@ def solve_exact(
         wanted=wanted if cold or not eps else min(limit, _WARM_ROOM * wanted),
         limit=limit,
         cold=cold,
+        per_cluster=per_cluster,
     )
     sample = blocks.sample()
     if cold and sample is not None:
@@ -202,11 +208,17 @@ def solve_exact(
         costs = _costs_of(band, blocks.centers, search.potentials)
         labels, _ = costs.labels(search.potentials)
         off = imbalance(band.counts + np.bincount(labels, minlength=k), capacities)
-        if not search.sampled and sample is not None and off > _WARM_SAMPLE * n:
-            # warm potentials far off (the centers moved much): the sample first
+        if (
+            not search.sampled
+            and sample is not None
+            and off > max(_WARM_SAMPLE * n, _sample_error(n, k, sample.shape[0]))
+        ):
+            # warm potentials far off (the centers moved much): the sample first, unless its
+            # own potentials would misplace as many points (large k: few sample rows per
+            # cluster)
             _from_sample(search, blocks, sample, capacities, options)
             continue
-        needed = min(search.limit, 4 * off + _PER_CLUSTER * k)
+        needed = min(search.limit, 4 * off + search.per_cluster * k)
         search.needed = max(search.needed, needed)
         if search.theta == math.inf and gathered < n:
             # no threshold yet and the band was cut at its size: take the boundary rows
@@ -361,7 +373,7 @@ def _look_ahead(
     theta = reach + noise
     if math.isfinite(search.theta):
         theta = max(theta, search.theta)
-    rows = int(1.25 * n * np.count_nonzero(gaps <= theta) / s) + _PER_CLUSTER * k
+    rows = int(1.25 * n * np.count_nonzero(gaps <= theta) / s) + search.per_cluster * k
     if rows > min(_AHEAD_SHARE * n, search.limit):
         return
     search.theta = theta
@@ -392,6 +404,7 @@ def _from_sample(
     search.potentials = step.potentials
     search.sampled = True
     search.cold = False
+    search.per_cluster = _PER_CLUSTER  # a sample's potentials misplace more, and anywhere
     expected = _sample_error(n, k, s)
     search.wanted = min(search.limit, max(search.wanted, int(4 * expected)))
     search.theta = _quantile_gap(sample, blocks.centers, step.potentials, search.wanted / n)
@@ -467,9 +480,10 @@ def _outcome(
         search.narrow = not certificate.optimal and held
     # the next step's imbalance is about this one's (Lloyd steps shrink): its band as wide as
     # this step's needed, so that one pass is enough
-    wanted = min(search.limit, max(_MIN_BAND, _PER_CLUSTER * k, search.needed))
-    if labels.shape[0] >= n:  # every row was in the band: their own gaps tell
-        next_theta = _quantile_of_gaps(costs, potentials, wanted / n)
+    wanted = min(search.limit, max(_MIN_BAND, _WARM_PER_CLUSTER * k, search.needed))
+    if labels.shape[0] >= n:  # every row was in the band: their own gaps tell (with the
+        # margin the histogram's powers of two give a band's threshold below)
+        next_theta = _quantile_of_gaps(costs, potentials, 1.5 * wanted / n)
     else:
         next_theta = band.band_rows_below(wanted)
     return StepOutcome(

@@ -58,6 +58,9 @@ def _shift(
     """For every cluster ``j`` with ``wanted[j] > 0``: the ``wanted[j]``-th smallest of the
     gaps whose key is ``j`` (fewer when fewer rows have that key).  Returns the clusters and
     their gaps."""
+    asked = wanted[keys] > 0  # only the moving clusters' rows are sorted (few, mostly)
+    keys = keys[asked]
+    gaps = gaps[asked]
     order = np.lexsort((gaps, keys))
     sorted_keys = keys[order]
     first = np.searchsorted(sorted_keys, np.arange(k))
