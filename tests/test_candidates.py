@@ -273,3 +273,31 @@ def test_band_slack_matrix_slab_by_slab(monkeypatch) -> None:
     off = ~np.eye(16, dtype=bool)
     np.testing.assert_array_equal(S[off], true[off])
     assert np.all(S[15] == np.inf)
+
+
+def test_candidate_rows_have_their_own_share_of_the_band_budget(monkeypatch) -> None:
+    # a row held as candidates takes about a third of a dense row's bytes at k = 256: a warm
+    # band wider than the dense rows' budget allows is gathered whole, and settled
+    k = 256
+    n = 48 * k
+    X = _mixture(n, 16, k, 1.0, 21)
+    before = kmeans_plusplus(X, k, random_state=21)[0]
+    cap = resolve_capacities(n, k)
+    first = RowBlocks(X)
+    first.set_centers(before)
+    warm = solve_exact(first, cap, SolverOptions())
+    centers = before + 0.02 * np.random.default_rng(22).standard_normal(before.shape)
+    # the dense rows' limit (8 (k + 4) + 8 d bytes a row, half the budget) is half the band
+    # this step takes (every row); the candidates' (952 bytes a row) holds it
+    dense_rows = 6000
+    monkeypatch.setattr(
+        RowBlocks, "band_budget", lambda self: 2 * (8 * (k + 4) + 8 * 16) * dense_rows
+    )
+    blocks = RowBlocks(X)
+    blocks.set_centers(centers)
+    step = solve_exact(blocks, cap, SolverOptions(), warm.potentials, warm.eps)
+    assert step.band_size > dense_rows
+    assert step.extra["restricted"] >= 1 and step.extra["dense"] == 0.0
+    assert step.certificate is not None and step.certificate.optimal
+    opt, _ = emd_optimum(reference_cost(X, centers), cap.lower)
+    assert step.objective == pytest.approx(opt, rel=1e-9)

@@ -151,21 +151,28 @@ def solve_exact(
         return solve_weighted_exact(blocks, capacities, options, potentials, eps)
     n, k = blocks.n_samples, capacities.n_clusters
     # a gathered row: its coordinates, cost row and a few numbers; a pass may return up to
-    # about twice the rows it is asked for (see exact_pass), so ask for half the budget
-    row_bytes = 8 * (k + 4) + blocks.row_bytes()
+    # about twice the rows it is asked for (see exact_pass), so ask for half the budget.  A
+    # row held as candidates takes far less: its columns and costs (twice: the shortest
+    # paths group them by label), its floor, its coordinates and the paths' own numbers
     budget = blocks.band_budget()
-    limit = min(n, max(budget // (2 * row_bytes), 1))
+    dense_bytes = 8 * (k + 4) + blocks.row_bytes()
+    wide_bytes = 24 * candidate_width(k) + 56 + blocks.row_bytes()
+    dense_limit, wide_limit = (min(n, max(budget // (2 * b), 1)) for b in (dense_bytes, wide_bytes))
     if options.max_band is not None:
-        limit = min(limit, options.max_band)
+        dense_limit = min(dense_limit, options.max_band)
+        wide_limit = min(wide_limit, options.max_band)
     cold = potentials is None
+    limit = dense_limit if cold or not candidate_width(k) else wide_limit
     per_cluster = _PER_CLUSTER if cold else _WARM_PER_CLUSTER
     wanted = min(limit, max(_MIN_BAND, per_cluster * k))
     search = _Search(
         potentials=np.zeros(k) if cold else np.asarray(potentials, dtype=np.float64),
         theta=math.inf if cold or not eps else float(eps),
         # a warm threshold was cut for the band the previous step needed (see _outcome):
-        # room for it, so that the pass does not truncate it
-        wanted=wanted if cold or not eps else min(limit, _WARM_ROOM * wanted),
+        # room for it, so that the pass does not truncate it (as much as from a cold start)
+        wanted=(
+            wanted if cold or not eps else min(limit, _WARM_ROOM * max(_MIN_BAND, _PER_CLUSTER * k))
+        ),
         limit=limit,
         cold=cold,
         per_cluster=per_cluster,
@@ -192,6 +199,8 @@ def solve_exact(
         # large k: the band rows' cheapest clusters rather than their whole cost rows, once
         # the potentials are informed (from the zero start they are too far from the optimum)
         width = 0 if search.cold or search.dense else candidate_width(k)
+        search.limit = wide_limit if width else dense_limit
+        search.wanted = min(search.wanted, search.limit)
         band = blocks.reduce_x(
             _pass_kernel,
             combine_passes,
@@ -232,12 +241,15 @@ def solve_exact(
             search.widenings += 1
             continue
         step = _repair(blocks, capacities, band, costs, labels, off, search)
-        if costs.restricted and not (
-            (step is not None and _certified(step)) or (search.narrow and gathered < n)
+        if (
+            costs.restricted
+            and gathered <= dense_limit
+            and not ((step is not None and _certified(step)) or (search.narrow and gathered < n))
         ):
             # the candidates could not settle the band (a row wanted a cluster it does not
-            # hold, or no path on their columns): the same band, dense rows.  (A band whose
-            # own rows all hold is too narrow, see _outcome: it is widened below.)
+            # hold, or no path on their columns): the same band, dense rows, if they fit the
+            # budget (else the band is widened, or the potentials recentred, below).  (A band
+            # whose own rows all hold is too narrow, see _outcome: it is widened below.)
             search.dense = True
             costs = BandCosts(band_costs(band.x, blocks.centers))
             labels, _ = costs.labels(search.potentials)
