@@ -191,6 +191,19 @@ def count_band_solves(monkeypatch, width: int | None = None) -> list[bool]:
     return seen
 
 
+def _lloyd_step(k: int, n: int, d: int, seed: int, move: float):
+    """A Lloyd step at large k: ``(X, capacities, the step before, the moved centers)``; the
+    step before (from k-means++ centers) gives the warm start."""
+    X = _mixture(n, d, k, 1.0, seed)
+    before = kmeans_plusplus(X, k, random_state=seed)[0]
+    cap = resolve_capacities(n, k)
+    first = RowBlocks(X)
+    first.set_centers(before)
+    warm = solve_exact(first, cap, SolverOptions())
+    centers = before + move * np.random.default_rng(seed + 1).standard_normal(before.shape)
+    return X, cap, warm, centers
+
+
 class _Remote(RowBlocks):
     """In-memory blocks that behave like a remote engine (a band, not every row)."""
 
@@ -202,13 +215,7 @@ def test_warm_exact_step_on_candidates_equals_emd(monkeypatch, k, width, remote)
     # a Lloyd step at a large k: the centers moved a little, the previous potentials are a
     # warm start; the band's candidates settle it, and the objective is ot.emd's
     n = 48 * k
-    X = _mixture(n, 16, k, 1.0, k)
-    before = kmeans_plusplus(X, k, random_state=k)[0]
-    cap = resolve_capacities(n, k)
-    first = RowBlocks(X)
-    first.set_centers(before)
-    warm = solve_exact(first, cap, SolverOptions())
-    centers = before + 0.02 * np.random.default_rng(k).standard_normal(before.shape)
+    X, cap, warm, centers = _lloyd_step(k, n, 16, k, 0.02)
     seen = count_band_solves(monkeypatch, width)
     blocks = _Remote(X, block_rows=n // 3 + 1) if remote else RowBlocks(X)
     blocks.set_centers(centers)
@@ -230,13 +237,7 @@ def test_too_few_candidates_fall_back_to_dense_rows(monkeypatch, width: int) -> 
     # restricted optimum (or it cannot meet the sizes), the same band is solved again from
     # dense rows, and the answer is still ot.emd's
     k, n = 128, 128 * 40
-    X = _mixture(n, 8, k, 1.0, 9)
-    before = kmeans_plusplus(X, k, random_state=9)[0]
-    cap = resolve_capacities(n, k)
-    first = RowBlocks(X)
-    first.set_centers(before)
-    warm = solve_exact(first, cap, SolverOptions())
-    centers = before + 0.2 * np.random.default_rng(10).standard_normal(before.shape)
+    X, cap, warm, centers = _lloyd_step(k, n, 8, 9, 0.2)
     seen = count_band_solves(monkeypatch, width)
     blocks = RowBlocks(X)
     blocks.set_centers(centers)
@@ -280,13 +281,7 @@ def test_candidate_rows_have_their_own_share_of_the_band_budget(monkeypatch) -> 
     # band wider than the dense rows' budget allows is gathered whole, and settled
     k = 256
     n = 48 * k
-    X = _mixture(n, 16, k, 1.0, 21)
-    before = kmeans_plusplus(X, k, random_state=21)[0]
-    cap = resolve_capacities(n, k)
-    first = RowBlocks(X)
-    first.set_centers(before)
-    warm = solve_exact(first, cap, SolverOptions())
-    centers = before + 0.02 * np.random.default_rng(22).standard_normal(before.shape)
+    X, cap, warm, centers = _lloyd_step(k, n, 16, 21, 0.02)
     # the dense rows' limit (8 (k + 4) + 8 d bytes a row, half the budget) is half the band
     # this step takes (every row); the candidates' (952 bytes a row) holds it
     dense_rows = 6000
