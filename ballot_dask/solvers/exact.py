@@ -61,7 +61,7 @@ _PER_CLUSTER = 64  # ... and at least this many per cluster from a cold start (o
 #: k = 1024, n = 10^5 every warm step held with 16, and each 64 more cost a third of its time)
 _WARM_PER_CLUSTER = 16
 _WIDEN = 4  # a band too narrow for the shortest paths grows by this factor
-_WARM_ROOM = 4  # a warm step's first band may hold this many times the least band wanted
+_WARM_ROOM = 4  # a warm step's first band may hold this many times a cold step's least band
 _WARM_SAMPLE = 0.02  # warm potentials misplacing more than this share go back to the sample
 _MAX_RECENTRED = 4  # potentials refined for a full band before giving up
 _REFINE_PASSES = 12  # passes of one refinement, at most
@@ -254,7 +254,8 @@ def solve_exact(
             costs = BandCosts(band_costs(band.x, blocks.centers))
             labels, _ = costs.labels(search.potentials)
             step = _repair(blocks, capacities, band, costs, labels, off, search)
-        if step is not None and (_certified(step) or gathered >= n):
+        if step is not None and (_certified(step) or (gathered >= n and not costs.restricted)):
+            # (every row in the band, on dense rows: the whole problem's optimum)
             return step
         if gathered >= search.limit:
             if search.recentred >= _MAX_RECENTRED or sample is None:
