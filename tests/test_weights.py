@@ -78,6 +78,23 @@ def test_mass_paths_reach_the_lp_optimum(seed):
     assert np.unique(pairs).size == pairs.size
 
 
+def test_mass_paths_reach_the_lp_optimum_over_many_clusters():
+    """Long searches (40 clusters, hundreds of augmentations from the nearest labels): the
+    objective is the LP's."""
+    rng = np.random.default_rng(7)
+    m, k = 600, 40
+    X, mu = rng.normal(size=(m, 2)), rng.normal(size=(k, 2))
+    C = _costs(X, mu)
+    w = rng.random(m) + 0.01
+    lower = upper = np.full(k, w.sum() / k)
+    result = mass_shortest_paths(
+        C, w, C.argmin(axis=1), lower, upper, np.zeros(k), tol=1e-12 * w.sum()
+    )
+    assert result.status == DONE and result.augmentations > 100
+    objective = float((result.piece_mass * C[result.piece_rows, result.piece_labels]).sum())
+    assert objective == pytest.approx(_lp(C, w, lower, upper), rel=1e-9)
+
+
 def _blobs(n: int, k: int, d: int, seed: int, sep: float = 3.0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(k, d)) * sep

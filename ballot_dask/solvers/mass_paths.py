@@ -122,7 +122,7 @@ def _mass_paths(
         total += target[j] - counts[j]
     excess[R] = total
     dist = np.empty(k + 1)
-    settled = np.zeros(k + 1, np.bool_)
+    key = np.empty(k + 1)  # the search's frontier (see _shortest_path)
     pred = np.empty(k + 1, np.int64)
     augmentations = 0
     status = DONE
@@ -138,7 +138,7 @@ def _mass_paths(
             status = LIMIT
             break
         sink, D, _ = _shortest_path(
-            slack, v, excess, target, lower, upper, source, tol, dist, settled, pred
+            slack, v, excess, target, lower, upper, source, tol, dist, key, pred
         )
         if sink < 0:
             status = STUCK
