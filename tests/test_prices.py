@@ -100,13 +100,19 @@ def test_worth_rounds() -> None:
     assert not prices.worth_rounds(1900, 1024, 90_000)  # a warm step: the paths alone
     assert not prices.worth_rounds(85, 256, 100_000)
     assert not prices.worth_rounds(5000, 16, 20_000)  # few clusters: the paths are cheap
+    # ... unless many points must move (long per-arc lists): an early step at n = 10^7
+    assert prices.worth_rounds(60_000, 16, 240_000)
+    assert not prices.worth_rounds(9000, 16, 240_000)  # few of the band's rows move
 
 
-@pytest.mark.parametrize(("k", "seed"), [(128, 0), (256, 1)])
-def test_exact_step_with_rounds_equals_emd(monkeypatch, k: int, seed: int) -> None:
+@pytest.mark.parametrize(("k", "seed", "per_cluster"), [(128, 0, 40), (256, 1, 40), (8, 2, 5000)])
+def test_exact_step_with_rounds_equals_emd(
+    monkeypatch, k: int, seed: int, per_cluster: int
+) -> None:
     # a cold step on separated data at a large k, from data rows (a start that puts two
     # centers in one blob): the rounds run (counted), the solver's own paths finish, and
-    # the objective is ot.emd's
+    # the objective is ot.emd's.  At k = 8 the rounds run from MIN_MOVES points to move,
+    # which only an early step at n = 10^6 or more reaches: the bar is lowered here
     calls: list[int] = []
     real = prices.price_rounds
 
@@ -116,7 +122,9 @@ def test_exact_step_with_rounds_equals_emd(monkeypatch, k: int, seed: int) -> No
         return out
 
     monkeypatch.setattr(exact, "price_rounds", counted)
-    n = 40 * k
+    if k < prices.MIN_CLUSTERS:
+        monkeypatch.setattr(prices, "MIN_MOVES", 1)
+    n = per_cluster * k
     X = _mixture(n, 16, k, 3.0, seed)
     centers = X[np.random.default_rng(seed).choice(n, k, replace=False)]
     cap = resolve_capacities(n, k)

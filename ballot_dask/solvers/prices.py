@@ -37,6 +37,10 @@ _PROGRESS = 0.95
 _RETRIES = 2
 #: worth the rounds from this many clusters (below, an augmentation costs microseconds) ...
 MIN_CLUSTERS = 64
+#: ... or from this many points to move at any k: the repair's per-arc lists then hold many
+#: rows a cluster, and an augmentation costs far more (measured here at k = 16, n = 10^7 on
+#: Dask, bands of 0.24-0.86 million rows: the repair's time halved with the rounds)
+MIN_MOVES = 8192
 #: ... when more than this share of the band's rows must move (measured here: a round, one
 #: scan of the band's costs, costs about what 100 augmentations do at k = 256 and 1024, and
 #: the rounds remove nine tenths of the imbalance or more)
@@ -45,11 +49,12 @@ MIN_SHARE = 1 / 16
 
 def worth_rounds(off: int, k: int, m: int, width: int = 0) -> bool:
     """Whether price rounds are likely to save the repair more than they cost: ``off``
-    points to move among ``k`` clusters, with ``m`` band rows to scan per round, each of
-    ``width`` costs (candidates, :mod:`ballot_dask.candidates`; 0: dense rows of ``k``).  A
-    round's scan costs in proportion to ``m * width``, an augmentation does not."""
+    points to move among ``k`` clusters (many clusters, or many points), with ``m`` band
+    rows to scan per round, each of ``width`` costs (candidates,
+    :mod:`ballot_dask.candidates`; 0: dense rows of ``k``).  A round's scan costs in
+    proportion to ``m * width``, an augmentation does not."""
     cells = width if 0 < width < k else k
-    return k >= MIN_CLUSTERS and off * k > MIN_SHARE * m * cells
+    return (k >= MIN_CLUSTERS or off >= MIN_MOVES) and off * k > MIN_SHARE * m * cells
 
 
 def _shift(
