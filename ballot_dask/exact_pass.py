@@ -13,7 +13,10 @@ potentials ``v`` and the top-two reduced-cost gap decide:
   the slack matrix ``min over fixed i in a of (C_ib - C_ia)`` (the certificate).
 
 A histogram of the gaps (by powers of two) tells the next pass which threshold
-gives the band it wants.  At most ``cap`` rows enter the band per block; the others are fixed
+gives the band it wants.  On request (``pair_scale > 0``, small k) the pass also counts the rows
+by label, second-best cluster and gap (four bins per octave around ``pair_scale``): the *pair
+histogram* from which :mod:`ballot_dask.solvers.shift` moves the potentials toward balance
+with no further pass.  At most ``cap`` rows enter the band per block; the others are fixed
 (always allowed: fixing a row only narrows what the repair may move, and the shortest paths
 ask for a wider band when they need one).
 
@@ -40,6 +43,13 @@ _TIE = 1e-12
 #: histogram bins: bin 0 for a gap of 0, bin ``e + _EXP`` for a gap in ``[2^(e-1), 2^e)``
 _EXP = 1080
 _BINS = 2 * _EXP + 2
+#: pair-histogram bins: bin 0 for a gap below ``2^(_PAIR_LOW - 1)`` times the scale, then four
+#: per octave (linear in the mantissa) up to ``2^_PAIR_HIGH`` times the scale, then one bin
+#: for every wider gap (see :func:`pair_edges`)
+_PAIR_LOW = -11
+_PAIR_HIGH = 4
+_PAIR_SUB = 4
+PAIR_BINS = 2 + _PAIR_SUB * (_PAIR_HIGH - _PAIR_LOW + 1)
 
 
 class Candidates(NamedTuple):
@@ -66,6 +76,10 @@ class ExactPass(NamedTuple):
     w: np.ndarray | None = None  #: (m,) float64: the band rows' weights (weighted pass only)
     #: the band rows' cheapest clusters (a pass asked for them), see :mod:`.candidates`
     candidates: Candidates | None = None
+    #: (k, k, PAIR_BINS) int64: rows by label, second-best cluster and gap bin (every row,
+    #: band or fixed), when the pass was asked for them (:func:`pair_edges` gives the bins)
+    pairs: np.ndarray | None = None
+    pair_scale: float = 0.0  #: the scale of the pair histogram's bins
 
     def band_rows_below(self, wanted: int) -> float:
         """A threshold that would have put at least ``wanted`` rows in the band (within a
@@ -88,14 +102,51 @@ def _bin(gap):  # pragma: no cover - compiled
     return min(max(e, 1), _BINS - 1)
 
 
+def pair_edges(scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(low, high)`` gap bounds of each pair-histogram bin for ``scale``: bin 0 holds
+    the gaps below ``2^(_PAIR_LOW - 1) * scale`` (ties included), the last one every gap from
+    ``2^_PAIR_HIGH * scale`` on (``high = inf``)."""
+    low = np.empty(PAIR_BINS)
+    high = np.empty(PAIR_BINS)
+    low[0], high[0] = 0.0, math.ldexp(scale, _PAIR_LOW - 1)
+    for b in range(1, PAIR_BINS - 1):
+        e, q = divmod(b - 1, _PAIR_SUB)
+        base = math.ldexp(scale, e + _PAIR_LOW - 1)
+        low[b] = base * (1.0 + q / _PAIR_SUB)
+        high[b] = base * (1.0 + (q + 1) / _PAIR_SUB)
+    low[-1], high[-1] = math.ldexp(scale, _PAIR_HIGH), math.inf
+    return low, high
+
+
+@njit(inline="always")
+def _pair_bin(gap, scale):  # pragma: no cover - compiled
+    """Pair-histogram bin of a gap (see :func:`pair_edges`)."""
+    x = gap / scale
+    if not x > 0.0:
+        return 0
+    if x == np.inf:
+        return PAIR_BINS - 1
+    mantissa, e = math.frexp(x)
+    if e < _PAIR_LOW:
+        return 0
+    if e > _PAIR_HIGH:
+        return PAIR_BINS - 1
+    q = min(int((mantissa - 0.5) * 2 * _PAIR_SUB), _PAIR_SUB - 1)
+    return 1 + (e - _PAIR_LOW) * _PAIR_SUB + q
+
+
 @njit(inline="always")
 def _settle(
-    C, r, i, v, theta, cap, lane, counts, mass, wi, slack, obj, band, taken, hist
+    C, r, i, v, bounds, lane, counts, mass, wi, slack, obj, band, taken, hist, pairs
 ):  # pragma: no cover - compiled
     """Row ``i`` of the block, whose costs are ``C[r]`` and weight ``wi``: into the lane's
     band (returns -1), or fixed at its label ``a`` (returns ``a``) with its count, weight,
     weighted cost and slack-matrix row added.  The caller adds its (weighted) coordinates to
-    the centroid sums (the only use of X)."""
+    the centroid sums (the only use of X).  ``bounds`` is ``(theta, cap, scale)``: the band
+    threshold, the lane's band rows at most, and the scale of the pair histogram.  The row's
+    gap is counted in the lane's ``hist``, and, unless ``pairs`` has no bins, by label,
+    second-best cluster and gap in ``pairs``."""
+    theta, cap, scale = bounds
     k = C.shape[1]
     b1 = np.inf
     b2 = np.inf
@@ -107,6 +158,13 @@ def _settle(
         b1 = min(b1, red)
     gap = b2 - b1
     hist[lane, _bin(gap)] += 1
+    if pairs.shape[3] > 0:  # the second-best cluster: the first other one at b2
+        a2 = 0 if a else 1
+        for j in range(k):
+            if j != a and C[r, j] - v[j] == b2:
+                a2 = j
+                break
+        pairs[lane, a, a2, _pair_bin(gap, scale)] += 1
     # a gap at round-off level is a tie: always in the band, so that no fixed row's label
     # hangs on the last bit of its costs
     tie = gap <= _TIE * (abs(b1) + abs(v[a]) + C[r, a])
@@ -128,7 +186,7 @@ def _settle(
 
 @njit(parallel=True)
 def _exact_pass(
-    X, W, mu_t, mu_ct, mu_sq, mean, use_dot, v, theta, cap, n_lanes, slab, width
+    X, W, mu_t, mu_ct, mu_sq, mean, use_dot, v, theta, cap, n_lanes, slab, width, scale
 ):  # pragma: no cover - compiled
     m, d = X.shape
     k = mu_t.shape[1]
@@ -141,6 +199,8 @@ def _exact_pass(
     band = np.empty((n_lanes, max(cap, 1)), dtype=np.int64)
     taken = np.zeros(n_lanes, dtype=np.int64)
     hist = np.zeros((n_lanes, _BINS), dtype=np.int64)
+    pairs = np.zeros((n_lanes, k, k, PAIR_BINS if scale > 0.0 else 0), dtype=np.int64)
+    bounds = (theta, cap, scale)
     # the band rows' candidates (width > 0): columns, costs and floor
     held = max(cap, 1) if width > 0 else 1
     columns = np.empty((n_lanes, held, max(width, 1)), dtype=np.int32)
@@ -161,7 +221,7 @@ def _exact_pass(
                 i = lo + r
                 wi = W[i] if weighted else 1.0
                 a = _settle(
-                    C, r, i, v, theta, cap, lane, counts, mass, wi, slack, obj, band, taken, hist
+                    C, r, i, v, bounds, lane, counts, mass, wi, slack, obj, band, taken, hist, pairs
                 )
                 if a >= 0:
                     for t in range(d):
@@ -171,7 +231,7 @@ def _exact_pass(
                     floor[lane, p] = top_columns(
                         C, r, v, width, columns[lane, p], costs[lane, p], red, col, buf, bred
                     )
-    return counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor
+    return counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor, pairs
 
 
 def _lane_cap(cap: int, lanes: int) -> int:
@@ -193,6 +253,7 @@ def exact_pass(
     strict: bool = False,
     weights: np.ndarray | None = None,
     width: int = 0,
+    pair_scale: float = 0.0,
 ) -> ExactPass:
     """The exact step's pass over one block (see the module docstring).
 
@@ -217,6 +278,9 @@ def exact_pass(
     width : int, default=0
         Keep the band rows' ``width`` cheapest clusters under ``v`` as ``candidates``
         (:class:`~ballot_dask.candidates.BandCosts`); 0: none.
+    pair_scale : float, default=0.0
+        Count every row by label, second-best cluster and gap, in bins around this scale
+        (``pairs``; :func:`pair_edges`); 0: none.
 
     A sparse (CSR) block goes to :func:`~ballot_dask.sparse.exact_pass_csr`, the same pass
     with the costs from the rows' nonzeros (without candidates).
@@ -231,7 +295,7 @@ def exact_pass(
     lanes = 1 if strict else _n_lanes(m, k * k + k * X.shape[1])  # strict: one global cap
     width = min(int(width), k)
     with _threads_for(m, blas=use_dot):
-        counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor = _exact_pass(
+        out = _exact_pass(
             X,
             _weight_array(weights),
             mu_t,
@@ -245,7 +309,9 @@ def exact_pass(
             lanes,
             slab_rows(k, use_dot),
             width,
+            float(pair_scale),
         )
+    counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor, pairs = out
     rows = np.concatenate([band[lane, : taken[lane]] for lane in range(lanes)])
     candidates = None
     if width > 0:
@@ -266,6 +332,8 @@ def exact_pass(
         mass=mass.sum(axis=0),
         w=None if weights is None else np.asarray(weights, dtype=np.float64)[rows],
         candidates=candidates,
+        pairs=pairs.sum(axis=0) if pair_scale > 0.0 else None,
+        pair_scale=float(pair_scale),
     )
 
 
@@ -391,6 +459,8 @@ def combine_passes(parts: list[ExactPass]) -> ExactPass:
         mass=_sum_optional([p.mass for p in parts]),
         w=None if parts[0].w is None else np.concatenate([p.w for p in parts]),
         candidates=_concat_candidates([p.candidates for p in parts]),
+        pairs=_sum_optional([p.pairs for p in parts]),
+        pair_scale=parts[0].pair_scale,
     )
 
 

@@ -181,6 +181,8 @@ def _csr_exact_pass(
     band = np.empty((n_lanes, max(cap, 1)), dtype=np.int64)
     taken = np.zeros(n_lanes, dtype=np.int64)
     hist = np.zeros((n_lanes, _BINS), dtype=np.int64)
+    pairs = np.zeros((n_lanes, 1, 1, 0), dtype=np.int64)  # no pair histogram
+    bounds = (theta, cap, 1.0)
     step = (m + n_lanes - 1) // n_lanes
     for lane in numba.prange(n_lanes):
         C = np.empty((slab, k))
@@ -192,7 +194,7 @@ def _csr_exact_pass(
                 i = lo + r
                 wi = W[i] if weighted else 1.0
                 a = _settle(
-                    C, r, i, v, theta, cap, lane, counts, mass, wi, slack, obj, band, taken, hist
+                    C, r, i, v, bounds, lane, counts, mass, wi, slack, obj, band, taken, hist, pairs
                 )
                 if a >= 0:
                     for p in range(indptr[i], indptr[i + 1]):

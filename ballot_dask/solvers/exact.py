@@ -9,7 +9,8 @@
    misplace too many points; on Dask, where a pass over X is a round and a read, it also
    *looks ahead* (:func:`_look_ahead`): its own step, warm-started at the same potentials,
    tells which gaps the moving rows cross, and the first band is cut that wide, so that one
-   pass is usually all the step needs.
+   pass is usually all the step needs.  When the sample sees the warm potentials misplace
+   far more than its own error, they are replaced before any pass.
 2. *One pass over X* (:func:`~ballot_dask.exact_pass.exact_pass`): every point is labelled by
    ``argmin_j (C_ij - v_j)``; the points whose top-two gap is at most ``theta`` (the *band*) are
    gathered, the others summarised (counts, centroid sums, objective, slack matrix).  Costs
@@ -17,6 +18,10 @@
    come back as their few cheapest clusters (:mod:`ballot_dask.candidates`) once the
    potentials are informed (a sample's or a warm start's), instead of being recomputed as
    dense cost rows.
+   Where a pass is dear and k is small, a pass that may find the potentials far off also
+   counts the rows by label, second-best cluster and gap (the *pair histogram*); when the
+   points to move are many times the band's rows, the client shifts the potentials to
+   balance that model (:mod:`.shift`, no pass) and cuts the next band around them.
 3. *Exact repair*: successive shortest paths on the cluster graph
    (:func:`.paths.successive_shortest_paths`) solve the band's own transport problem (the
    capacity the fixed points leave) exactly.  When they would have many points to move, a few
@@ -54,6 +59,8 @@ from .base import ExactLabels, SolverOptions, StepOutcome
 from .newton import entropic_potentials
 from .paths import DONE, successive_shortest_paths
 from .prices import price_rounds, worth_rounds
+from .shift import MAX_CLUSTERS as _SHIFT_CLUSTERS
+from .shift import shift_potentials
 
 _MIN_BAND = 8192  # band rows wanted at least (a warm Lloyd step's imbalance fits easily)
 _PER_CLUSTER = 64  # ... and at least this many per cluster from a cold start (or a sample's)
@@ -68,6 +75,8 @@ _REFINE_PASSES = 12  # passes of one refinement, at most
 _AHEAD_RATIO = 8  # the sample looks ahead when X has at least this many times its rows ...
 _AHEAD_OFF = 0.5  # ... and the warm potentials misplace more than this times its own error
 _AHEAD_SHARE = 0.25  # ... and the band it asks for is at most this share of the rows
+_MAX_SHIFTS = 3  # potentials shifted by a pass's pair histogram, at most, per step ...
+_SHIFT_SHARE = 8  # ... when the points to move are more than this share of the band's rows
 
 
 def imbalance(counts: np.ndarray, capacities: Capacities) -> int:
@@ -86,6 +95,7 @@ def _pass_kernel(
     total: int,
     strict: bool,
     width: int,
+    pair_scale: float,
     offset: int,
     weights: np.ndarray | None = None,
 ) -> ExactPass:
@@ -95,6 +105,7 @@ def _pass_kernel(
     ``strict`` (a hard limit, ``max_band``): exactly the block's share, its smallest gaps
     (the block's gaps are computed first to find the threshold that holds them).
     ``width``: candidates per band row (:mod:`ballot_dask.candidates`; 0: none).
+    ``pair_scale``: the scale of the pair histogram's bins (:mod:`.shift`; 0: none).
     ``weights``: the block's sample weights (the weighted step's pass)."""
     m = X.shape[0]
     share = cap if m >= total else min(m, math.ceil(2.0 * cap * m / max(total, 1)) + 16)
@@ -107,7 +118,16 @@ def _pass_kernel(
         # every row, and no candidates (a sparse block has none): no costs needed here
         return whole_block(X, centers.shape[0], offset, weights)
     return exact_pass(
-        X, centers, v, theta, share, offset, strict=strict, weights=weights, width=width
+        X,
+        centers,
+        v,
+        theta,
+        share,
+        offset,
+        strict=strict,
+        weights=weights,
+        width=width,
+        pair_scale=pair_scale,
     )
 
 
@@ -130,6 +150,7 @@ class _Search:
     needed: int = 0  # the widest band the imbalances seen asked for
     per_cluster: int = _PER_CLUSTER  # band rows per cluster at least (fewer when warm)
     restricted: int = 0  # band solves on candidates, in all
+    shifts: int = 0  # potentials shifted by a pass's pair histogram
 
 
 def solve_exact(
@@ -187,6 +208,12 @@ def solve_exact(
         # warm potentials without a threshold: the sample's gaps tell (else the first pass's
         # histogram does, if its band of the first rows is not enough)
         search.theta = _quantile_gap(sample, blocks.centers, search.potentials, wanted / n)
+    shifting = (
+        sample is not None
+        and not blocks.gather_is_free
+        and 2 <= k <= _SHIFT_CLUSTERS
+        and getattr(blocks, "weights", None) is None
+    )
     if (
         not cold
         and sample is not None
@@ -194,13 +221,27 @@ def solve_exact(
         and n >= _AHEAD_RATIO * sample.shape[0]
     ):
         # a pass over X costs a round and a read: size the first band for the whole step
-        _look_ahead(search, blocks, sample, capacities)
+        _look_ahead(search, blocks, sample, capacities, options)
     while True:
         # large k: the band rows' cheapest clusters rather than their whole cost rows, once
         # the potentials are informed (from the zero start they are too far from the optimum)
         width = 0 if search.cold or search.dense else candidate_width(k)
         search.limit = wide_limit if width else dense_limit
         search.wanted = min(search.wanted, search.limit)
+        # a pass over X is dear (Dask) and k small: the pass also counts the rows by label,
+        # second-best cluster and gap, so that far-off potentials can be shifted without one
+        pair_scale = (
+            _pair_scale(
+                sample,
+                blocks.centers,
+                search.potentials,
+                capacities,
+                n,
+                sure=search.passes > 0 or search.sampled,
+            )
+            if shifting and search.shifts < _MAX_SHIFTS
+            else 0.0
+        )
         band = blocks.reduce_x(
             _pass_kernel,
             combine_passes,
@@ -211,6 +252,7 @@ def solve_exact(
             n,
             options.max_band is not None,
             width,
+            pair_scale,
         )
         search.passes += 1
         gathered = band.rows.shape[0]
@@ -226,6 +268,11 @@ def solve_exact(
             # own potentials would misplace as many points (large k: few sample rows per
             # cluster)
             _from_sample(search, blocks, sample, capacities, options)
+            continue
+        if band.pairs is not None and off * _SHIFT_SHARE > max(gathered, _MIN_BAND):
+            # the potentials, not the band's width, are what is off: shift them by the
+            # pass's pair histogram (no pass), and cut a band around the shifted ones
+            _shift(search, band, capacities, off)
             continue
         needed = min(search.limit, 4 * off + search.per_cluster * k)
         search.needed = max(search.needed, needed)
@@ -257,6 +304,10 @@ def solve_exact(
         if step is not None and (_certified(step) or (gathered >= n and not costs.restricted)):
             # (every row in the band, on dense rows: the whole problem's optimum)
             return step
+        if gathered >= search.limit and band.pairs is not None:
+            # the widest band the budget allows cannot settle these potentials: shift them
+            _shift(search, band, capacities, off)
+            continue
         if gathered >= search.limit:
             if search.recentred >= _MAX_RECENTRED or sample is None:
                 raise _band_error(search, budget, k, options)
@@ -288,6 +339,44 @@ def solve_exact(
         search.widenings += 1
         search.wanted = min(search.limit, _WIDEN * max(search.wanted, gathered))
         search.theta = band.band_rows_below(search.wanted)
+
+
+def _pair_scale(
+    sample: np.ndarray | None,
+    centers: np.ndarray,
+    v: np.ndarray,
+    capacities: Capacities,
+    n: int,
+    sure: bool,
+) -> float:
+    """The scale of a pass's pair histogram: the sample's median top-two gap under ``v``
+    (the bins reach from about 2^-12 to 16 times it).  0 (no histogram) when the sample has
+    none, or, unless ``sure``, when ``v`` misplaces no more of the sample than its own noise
+    (a warm step's first pass, which then usually settles the step alone: the histogram
+    would slow it for nothing)."""
+    if sample is None:
+        return 0.0
+    k, s = capacities.n_clusters, sample.shape[0]
+    labels, gaps = BandCosts(band_costs(sample, centers)).labels(v)
+    if not sure:
+        off = imbalance(np.bincount(labels, minlength=k), capacities.scaled(s / n)) * n / s
+        if off <= _AHEAD_OFF * _sample_error(n, k, s):
+            return 0.0
+    scale = float(np.median(gaps)) if gaps.size else 0.0
+    return scale if math.isfinite(scale) and scale > 0.0 else 0.0
+
+
+def _shift(search: _Search, band: ExactPass, capacities: Capacities, off: int) -> None:
+    """Shift the potentials by the pass's pair histogram (:mod:`.shift`), and cut the next
+    band around them: twice the points that were off, as the model orders the gaps."""
+    assert band.pairs is not None
+    shift = shift_potentials(band.pairs, band.pair_scale, search.potentials, capacities)
+    search.shifts += 1
+    search.potentials = shift.potentials
+    search.cold = False
+    wanted = max(_MIN_BAND, search.per_cluster * capacities.n_clusters, 2 * off)
+    search.wanted = min(search.limit, wanted)
+    search.theta = shift.theta_for(search.wanted)
 
 
 def _costs_of(band: ExactPass, centers: np.ndarray, v: np.ndarray) -> BandCosts:
@@ -346,7 +435,11 @@ def _repair(
 
 
 def _look_ahead(
-    search: _Search, blocks: Blocks, sample: np.ndarray, capacities: Capacities
+    search: _Search,
+    blocks: Blocks,
+    sample: np.ndarray,
+    capacities: Capacities,
+    options: SolverOptions,
 ) -> None:
     """A first band wide enough for the whole step, from the sample (no pass over X).
 
@@ -363,6 +456,10 @@ def _look_ahead(
     transport problem's dual is degenerate, a potential can move far without any row
     following it.)
 
+    When the potentials misplace so many of the sample's rows that a pass would send the step
+    to the sample's potentials anyway (an early Lloyd step), they are taken at once, and the
+    pass that would have told is saved.
+
     Only where a pass is dear (a round and a read of X on Dask): in memory a pass costs about
     what the sample's solve does."""
     n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
@@ -371,6 +468,10 @@ def _look_ahead(
     labels, gaps = reduced_cost_labels(costs, v)
     off = imbalance(np.bincount(labels, minlength=k), capacities.scaled(s / n)) * n / s
     if off <= _AHEAD_OFF * _sample_error(n, k, s):
+        return
+    if off > 2 * max(_WARM_SAMPLE * n, _sample_error(n, k, s)):
+        # far beyond what the first pass's test (in solve_exact) would accept
+        _from_sample(search, blocks, sample, capacities, options)
         return
     nested = RowBlocks(sample)
     nested.set_centers(blocks.centers)
@@ -409,7 +510,7 @@ def _from_sample(
     wide enough for what they misplace: about ``(n / 2) sqrt(k / s)`` points, the rows whose
     gap is below the matching quantile of the sample's gaps."""
     n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
-    warm = search.potentials if search.passes else None
+    warm = None if search.cold else search.potentials
     nested = RowBlocks(sample)
     nested.set_centers(blocks.centers)
     step = solve_exact(nested, capacities.scaled(s / n), SolverOptions(max_band=None), warm)
@@ -519,5 +620,6 @@ def _outcome(
             "sampled": float(search.sampled),
             "restricted": float(search.restricted),
             "dense": float(search.dense),
+            "shifts": float(search.shifts),
         },
     )

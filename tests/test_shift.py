@@ -1,0 +1,149 @@
+"""The pair histogram of the exact pass and the potentials' shift computed from it
+(:mod:`ballot_dask.solvers.shift`): counts checked row by row against NumPy, the shift's
+effect on the true imbalance of a Lloyd step, and exact steps that go through it checked
+against POT's network simplex."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from references import emd_optimum, reference_cost
+
+from ballot_dask import balanced_assign, resolve_capacities
+from ballot_dask.blocks import RowBlocks
+from ballot_dask.exact_pass import PAIR_BINS, band_costs, combine_passes, exact_pass, pair_edges
+from ballot_dask.kernels import reduced_cost_labels
+from ballot_dask.solvers import SolverOptions, exact
+from ballot_dask.solvers.exact import imbalance, solve_exact
+from ballot_dask.solvers.shift import shift_potentials
+
+
+def _mixture(n: int, d: int, k: int, sep: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    means = sep * rng.standard_normal((k, d))
+    return means[rng.integers(k, size=n)] + rng.standard_normal((n, d))
+
+
+def _reference_pairs(X, centers, v, scale):
+    """The pair histogram by NumPy: label, second-best cluster and gap bin of every row."""
+    red = band_costs(X, centers) - v
+    order = np.argsort(red, axis=1, kind="stable")
+    rows = np.arange(X.shape[0])
+    gap = red[rows, order[:, 1]] - red[rows, order[:, 0]]
+    low, high = pair_edges(scale)
+    bins = np.searchsorted(high, gap, side="right")
+    assert np.all((low[bins] <= gap) & (gap < high[bins]))
+    pairs = np.zeros((centers.shape[0], centers.shape[0], PAIR_BINS), dtype=np.int64)
+    np.add.at(pairs, (order[:, 0], order[:, 1], bins), 1)
+    return pairs
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pair_histogram_counts_every_row(dtype) -> None:
+    k = 7
+    X = _mixture(20_000, 3, k, 2.0, 1).astype(dtype)
+    centers = X[:k].astype(np.float64)
+    v = np.random.default_rng(2).normal(scale=0.5, size=k)
+    _, gaps = reduced_cost_labels(band_costs(X, centers), v)
+    scale = float(np.median(gaps))
+    whole = exact_pass(X, centers, v, 0.05, 1_000, pair_scale=scale)
+    assert whole.pairs is not None and whole.pair_scale == scale
+    assert whole.pairs.sum() == X.shape[0]  # band rows and fixed rows alike
+    np.testing.assert_array_equal(whole.pairs, _reference_pairs(X, centers, v, scale))
+    # the labels the histogram holds are the pass's: fixed rows' counts within them
+    assert np.all(whole.counts <= whole.pairs.sum(axis=(1, 2)))
+    # blocks combine to the whole
+    parts = [
+        exact_pass(X[:7_000], centers, v, 0.05, 1_000, 0, pair_scale=scale),
+        exact_pass(X[7_000:], centers, v, 0.05, 1_000, 7_000, pair_scale=scale),
+    ]
+    np.testing.assert_array_equal(combine_passes(parts).pairs, whole.pairs)
+    assert exact_pass(X, centers, v, 0.05, 1_000).pairs is None  # not asked for
+
+
+def test_pair_edges_cover_every_gap_once() -> None:
+    low, high = pair_edges(0.3)
+    assert low[0] == 0.0 and high[-1] == np.inf
+    np.testing.assert_array_equal(low[1:], high[:-1])  # contiguous
+    assert np.all(high > low)
+    # a quarter octave each between the first and the last
+    np.testing.assert_allclose(high[1:-1] / low[1:-1], np.tile([5 / 4, 6 / 5, 7 / 6, 8 / 7], 16))
+
+
+def _lloyd_step(n: int, k: int, d: int, seed: int, steps: int = 2):
+    """A Lloyd step's situation: the previous step's exact potentials, and the centers moved
+    to the centroids of its labels (after ``steps`` steps from data rows)."""
+    X = _mixture(n, d, k, 1.5, seed)
+    before = X[np.random.default_rng(seed).choice(n, k, replace=False)]
+    for _ in range(steps):  # a few balanced Lloyd steps: the centers still move
+        first = balanced_assign(X, before)
+        before = np.stack([X[first.labels == j].mean(axis=0) for j in range(k)])
+    step = balanced_assign(X, before)
+    centers = np.stack([X[step.labels == j].mean(axis=0) for j in range(k)])
+    return X, centers, step.potentials
+
+
+def test_shift_brings_the_potentials_near_balance() -> None:
+    n, k = 200_000, 16
+    X, centers, v0 = _lloyd_step(n, k, 4, 3)
+    cap = resolve_capacities(n, k)
+    C = band_costs(X, centers)
+    labels0, gaps = reduced_cost_labels(C, v0)
+    off0 = imbalance(np.bincount(labels0, minlength=k), cap)
+    assert off0 > 1_000  # the centers moved: the warm potentials misplace many points
+    scale = float(np.median(gaps))
+    pairs = exact_pass(X, centers, v0, 0.0, 1, pair_scale=scale).pairs
+    assert pairs is not None
+    shift = shift_potentials(pairs, scale, v0, cap)
+    labels1, gaps1 = reduced_cost_labels(C, shift.potentials)
+    off1 = imbalance(np.bincount(labels1, minlength=k), cap)
+    assert off1 <= off0 / 5, (off0, off1)  # measured: about a tenth
+    assert shift.imbalance < 1.0  # the model itself is balanced
+    # the rows whose label differs from the optimum's lie within the model's band for
+    # twice the points that were off, or not far beyond it
+    optimum = balanced_assign(X, centers)
+    moved = labels1 != optimum.labels
+    theta = shift.theta_for(2 * off0)
+    assert np.count_nonzero(gaps1[moved] > 2 * theta) <= 0.01 * off0
+
+
+@pytest.mark.parametrize(("seed", "dtype"), [(5, np.float64), (6, np.float32)])
+def test_exact_step_through_a_shift_equals_emd(monkeypatch, seed: int, dtype) -> None:
+    # a warm step on a remote engine (gathering is not free) whose centers moved: a pass
+    # with the pair histogram, the potentials shifted (counted), a band around them, the
+    # repair and the certificate; the objective is ot.emd's
+    calls: list[float] = []
+    real = exact.shift_potentials
+
+    def counted(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(out.imbalance)
+        return out
+
+    monkeypatch.setattr(exact, "shift_potentials", counted)
+    # at this size the sample's potentials misplace fewer points than a band holds; the
+    # shift is for n where they misplace many times that (n = 10^7: 50 000): the sample's
+    # turn is skipped here so that the warm potentials' pass is shifted
+    monkeypatch.setattr(exact, "_WARM_SAMPLE", 1.0)
+    n, k = 60_000, 12
+    X, centers, v0 = _lloyd_step(n, k, 3, seed, steps=1)
+    X = X.astype(dtype)
+
+    class Remote(RowBlocks):
+        gather_is_free = False  # type: ignore[misc]
+
+    blocks = Remote(X, block_rows=9_999)
+    blocks.set_centers(centers)
+    cap = resolve_capacities(n, k)
+    step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
+    assert calls and step.extra["shifts"] == len(calls), "no shift was made"
+    assert step.extra["passes"] == 2  # the pass the shift came from, and the one after it
+    assert step.certificate is not None and step.certificate.optimal
+    assert step.band_size < n
+    # (float32 data: the costs are those of the centers in X's dtype, as the passes take them)
+    C = reference_cost(X, np.asarray(blocks.centers, dtype=X.dtype))
+    opt, _ = emd_optimum(C, np.asarray(step.sizes))
+    np.testing.assert_array_equal(step.sizes, cap.lower + (np.arange(k) < n % k))
+    assert step.objective == pytest.approx(opt, rel=1e-9)
+    labels = blocks.labels(step.labeler)
+    assert float(C[np.arange(n), labels].sum()) == pytest.approx(opt, rel=1e-9)
