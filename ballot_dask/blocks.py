@@ -76,6 +76,10 @@ class Blocks(Protocol):
         array with X's row chunks on Dask).
     ``full_cost()``
         The whole cost matrix (the ``emd`` reference solver only).
+    ``moments``
+        X's column means and (population) variances, ``(mean, var)``, once the engine's
+        ``prepare`` has measured them (``None`` before): the mean cost of any centers follows
+        in closed form (:func:`~ballot_dask.solvers.base.mean_cost`), with no pass.
     ``sample()``
         A fixed row sample of X (rows of X, the same for the whole fit, at most about an
         eighth of the rows), or ``None`` when the data are too few to need one.
@@ -96,6 +100,8 @@ class Blocks(Protocol):
     #: the sample weights (``None``: every row weighs 1), and their sum
     weights: Any
     total_weight: float
+    #: X's column means and variances, measured by ``prepare`` (``None`` before)
+    moments: tuple[np.ndarray, np.ndarray] | None
 
     @property
     def n_samples(self) -> int: ...
@@ -231,6 +237,7 @@ class RowBlocks:
     _centers: np.ndarray | None = field(default=None, init=False, repr=False)
     _sample: np.ndarray | None = field(default=None, init=False, repr=False)
     _solver_sample: np.ndarray | None = field(default=None, init=False, repr=False)
+    moments: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
     _stale: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -277,7 +284,8 @@ class RowBlocks:
             self.passes.x += 1
             self._sample = self.X if keep.all() else self.X[keep]
             mean, m2 = column_stats(self.X)
-            return self._sample, mean, m2 / max(n, 1)
+            self.moments = (mean, m2 / max(n, 1))
+            return self._sample, *self.moments
         stride = sample_stride(n, sample_rows)
         picked, count = [], 0
         mean = np.zeros(self.n_features)
@@ -299,7 +307,8 @@ class RowBlocks:
         self._sample = self.X if stride <= 1 else np.ascontiguousarray(np.concatenate(picked))
         self._solver_sample = None
         self.passes.x += 1
-        return self._sample, mean, m2 / max(count, 1)
+        self.moments = (mean, m2 / max(count, 1))
+        return self._sample, *self.moments
 
     def sample(self) -> Any:
         """Rows for the exact solver's first potentials (:func:`solver_sample` of the fit's

@@ -175,6 +175,7 @@ class DaskBlocks:
         self._checked = False
         self._stale = False
         self._sample: Any = None
+        self.moments: tuple[np.ndarray, np.ndarray] | None = None
         self._warmed: set[tuple[Any, Any]] = set()  # (task, kernel code) warmed on the workers
         self.sparse = is_sparse(self.X._meta)
         mode = config.persist_mode() if persist is None else bool(persist)
@@ -439,7 +440,8 @@ class DaskBlocks:
         self._checked = True
         self.passes.x += 1
         self._sample = sample if self.sparse else np.ascontiguousarray(sample)
-        return self._sample, mean, m2 / max(rows, 1)
+        self.moments = (mean, m2 / max(rows, 1))
+        return self._sample, *self.moments
 
     # -- plumbing -------------------------------------------------------------------------
 

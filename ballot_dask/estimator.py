@@ -34,11 +34,11 @@ from .prediction import (
     check_temperature,
     costs_of,
     fit_temperature,
-    mean_cost,
     membership_rows,
     rule_labels,
     rule_objective,
 )
+from .solvers.base import mean_cost
 from .starts import plan_starts
 from .weights import check_sample_weight
 

@@ -143,16 +143,6 @@ def check_proportions_unused(proportions: Any, method: str) -> None:
         )
 
 
-def mean_cost(mean: ArrayLike, var: ArrayLike, centers: np.ndarray) -> float:
-    """``mean_ij ||x_i - mu_j||^2`` from X's column means and (population) variances.
-
-    ``(1/n) sum_i ||x_i - mu||^2 = sum(var) + ||mean - mu||^2`` for every center ``mu``.
-    """
-    centred = np.asarray(centers, dtype=np.float64) - np.asarray(mean, dtype=np.float64)
-    spread = np.einsum("ij,ij->i", centred, centred)
-    return float(np.sum(np.asarray(var, dtype=np.float64)) + spread.mean())
-
-
 def fit_temperature(method: str, reg: float, reg_: float, training_cost: float) -> float:
     """The default temperature of ``predict_proba`` for a fit (``temperature_``).
 

@@ -236,3 +236,38 @@ def test_sinkhorn_algorithm_is_validated() -> None:
     X = np.zeros((4, 2))
     with pytest.raises(ValueError, match="sinkhorn_algorithm must be one of"):
         balanced_assign(X, X[:2], method="sinkhorn", sinkhorn_algorithm="auction")
+
+
+def test_warm_step_takes_the_mean_cost_from_the_moments() -> None:
+    # E-BalLOT's regularisation is reg times the mean cost at the current centers: a warm
+    # step of a fit (the engine has measured X's moments) computes it in closed form, with
+    # no pass, and it equals POT's mean of the cost matrix
+    from ballot_dask.solvers import SolverOptions
+    from ballot_dask.solvers.sinkhorn import solve_sinkhorn
+
+    X, _ = make_blobs(6_000, n_features=5, centers=6, random_state=4)
+    centers = X[:6] + 0.1
+    cap = resolve_capacities(6_000, 6)
+    options = SolverOptions(reg=0.05)
+    first = solve_sinkhorn(_blocks(X, centers, prepare=False), cap, options)
+    counted = _blocks(X, centers, prepare=False)
+    plain = solve_sinkhorn(counted, cap, options, potentials=first.potentials)
+    fitted = _blocks(X, centers, prepare=True)
+    before = fitted.passes.rounds
+    warm = solve_sinkhorn(fitted, cap, options, potentials=first.potentials)
+    mean_cost = float(ot.dist(X, centers).mean())
+    assert warm.eps == pytest.approx(0.05 * mean_cost, rel=1e-12)
+    assert plain.eps == pytest.approx(0.05 * mean_cost, rel=1e-12)
+    assert fitted.passes.rounds - before == counted.passes.rounds - 1  # one pass saved
+    np.testing.assert_allclose(warm.potentials, plain.potentials, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(warm.sizes, plain.sizes)
+
+
+def _blocks(X, centers, *, prepare: bool):
+    from ballot_dask.blocks import RowBlocks
+
+    blocks = RowBlocks(X)
+    if prepare:
+        blocks.prepare(1 << 16, 0)
+    blocks.set_centers(centers)
+    return blocks

@@ -179,6 +179,16 @@ def cost_scale(blocks: Blocks) -> tuple[float, float]:
     return means / max(rows, 1), (means - mins) / max(rows, 1)
 
 
+def mean_cost(mean: Any, var: Any, centers: np.ndarray) -> float:
+    """``mean_ij ||x_i - mu_j||^2`` from X's column means and (population) variances.
+
+    ``(1/n) sum_i ||x_i - mu||^2 = sum(var) + ||mean - mu||^2`` for every center ``mu``.
+    """
+    centred = np.asarray(centers, dtype=np.float64) - np.asarray(mean, dtype=np.float64)
+    spread = np.einsum("ij,ij->i", centred, centred)
+    return float(np.sum(np.asarray(var, dtype=np.float64)) + spread.mean())
+
+
 def _scale_terms(C: np.ndarray) -> tuple[float, float, int]:
     C64 = np.asarray(C, dtype=np.float64)
     return float(C64.mean(axis=1).sum()), float(C64.min(axis=1).sum()), C.shape[0]

@@ -26,7 +26,7 @@ import numpy as np
 from ..blocks import Blocks
 from ..capacities import Capacities
 from ..kernels import combine_entropic, entropic_terms, rounded_plan_terms
-from .base import RoundedLabels, SolverOptions, StepOutcome, cost_scale
+from .base import RoundedLabels, SolverOptions, StepOutcome, cost_scale, mean_cost
 from .exact import solve_exact
 from .newton import entropic_potentials
 
@@ -60,15 +60,22 @@ def solve_sinkhorn(
 ) -> StepOutcome:
     """E-BalLOT's step: the entropic plan to ``sinkhorn_tol * n`` column error, rounded.
 
-    The regularisation is ``reg`` times the mean cost at the current centers (one pass).
+    The regularisation is ``reg`` times the mean cost at the current centers (in closed form
+    from X's moments in a fit's warm steps, else one pass).
     The plan's potentials come from Newton's method on the
     semi-dual (:mod:`.newton`, a few rounds) or, with ``sinkhorn_algorithm="sinkhorn"`` and
     for size ranges or k above 512, from Sinkhorn's iterations (a round each).
     """
     n, k = blocks.n_samples, capacities.n_clusters
     cold = potentials is None
-    mean_cost, spread = cost_scale(blocks)  # reg is relative to the current mean cost
-    eps = options.reg * max(mean_cost, 1e-300)
+    # reg is relative to the mean cost at the current centers: from X's moments when the
+    # engine has them (no pass), else one pass; a cold start also needs the spread of a
+    # row's costs (its first temperature); a warm one only a bound on a Newton step
+    if cold or blocks.moments is None:
+        average, spread = cost_scale(blocks)
+    else:
+        average = spread = mean_cost(*blocks.moments, blocks.centers)
+    eps = options.reg * max(average, 1e-300)
     v = np.zeros(k) if cold else np.array(potentials, dtype=np.float64)
     delta = options.sinkhorn_tol * n
     newton = options.sinkhorn_algorithm == "newton" and k <= _NEWTON_MAX_K
