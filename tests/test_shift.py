@@ -147,3 +147,36 @@ def test_exact_step_through_a_shift_equals_emd(monkeypatch, seed: int, dtype) ->
     assert step.objective == pytest.approx(opt, rel=1e-9)
     labels = blocks.labels(step.labeler)
     assert float(C[np.arange(n), labels].sum()) == pytest.approx(opt, rel=1e-9)
+
+
+def test_far_off_warm_potentials_give_way_to_the_sample_before_any_pass(monkeypatch) -> None:
+    # the look-ahead (a remote engine, n many times the sample) sees that the warm
+    # potentials misplace more of the sample than the sample's own potentials would: it
+    # takes those before the first pass (which would only have told the same)
+    seen: list[int] = []
+    real = exact._from_sample
+
+    def spied(search, *args, **kwargs):
+        seen.append(search.passes)
+        return real(search, *args, **kwargs)
+
+    monkeypatch.setattr(exact, "_from_sample", spied)
+    monkeypatch.setattr(exact, "_AHEAD_RATIO", 1)  # the look-ahead at this n
+    n, k = 60_000, 12
+    X, centers, v0 = _lloyd_step(n, k, 3, 9, steps=0)  # from data rows: the centers move far
+
+    class Remote(RowBlocks):
+        gather_is_free = False  # type: ignore[misc]
+
+    blocks = Remote(X, block_rows=9_999)
+    blocks.set_centers(centers)
+    cap = resolve_capacities(n, k)
+    labels0, _ = reduced_cost_labels(band_costs(X, centers), v0)
+    assert imbalance(np.bincount(labels0, minlength=k), cap) > 0.02 * n
+    seen.clear()  # (the cold steps that made the data's centers went to their samples too)
+    step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
+    assert seen == [0]  # the sample's potentials, before any pass, once
+    assert step.certificate is not None and step.certificate.optimal
+    C = reference_cost(X, blocks.centers)
+    opt, _ = emd_optimum(C, np.asarray(step.sizes))
+    assert step.objective == pytest.approx(opt, rel=1e-9)

@@ -10,7 +10,7 @@
    *looks ahead* (:func:`_look_ahead`): its own step, warm-started at the same potentials,
    tells which gaps the moving rows cross, and the first band is cut that wide, so that one
    pass is usually all the step needs.  When the sample sees the warm potentials misplace
-   far more than its own error, they are replaced before any pass.
+   more points than its own would, they are replaced before any pass.
 2. *One pass over X* (:func:`~ballot_dask.exact_pass.exact_pass`): every point is labelled by
    ``argmin_j (C_ij - v_j)``; the points whose top-two gap is at most ``theta`` (the *band*) are
    gathered, the others summarised (counts, centroid sums, objective, slack matrix).  Costs
@@ -469,8 +469,9 @@ def _look_ahead(
     off = imbalance(np.bincount(labels, minlength=k), capacities.scaled(s / n)) * n / s
     if off <= _AHEAD_OFF * _sample_error(n, k, s):
         return
-    if off > 2 * max(_WARM_SAMPLE * n, _sample_error(n, k, s)):
-        # far beyond what the first pass's test (in solve_exact) would accept
+    if off > max(_WARM_SAMPLE * n, _sample_error(n, k, s)):
+        # beyond what the first pass's test (in solve_exact) accepts: the sample's potentials
+        # misplace fewer points (about its own error)
         _from_sample(search, blocks, sample, capacities, options)
         return
     nested = RowBlocks(sample)
