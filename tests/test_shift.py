@@ -180,3 +180,37 @@ def test_far_off_warm_potentials_give_way_to_the_sample_before_any_pass(monkeypa
     C = reference_cost(X, blocks.centers)
     opt, _ = emd_optimum(C, np.asarray(step.sizes))
     assert step.objective == pytest.approx(opt, rel=1e-9)
+
+
+def test_shift_of_a_histogram_that_cannot_move_is_finite() -> None:
+    # every row's gap beyond the widest bin, or no row at all in some clusters: the model has
+    # no curvature there; the shift stays finite and moves nothing it cannot model
+    k = 4
+    cap = resolve_capacities(400, k)
+    pairs = np.zeros((k, k, PAIR_BINS), dtype=np.int64)
+    pairs[0, 1, -1] = 400  # every row in cluster 0, all far from cluster 1
+    v = np.array([0.5, -0.5, 0.0, 1.0])
+    shift = shift_potentials(pairs, 1.0, v, cap)
+    assert np.all(np.isfinite(shift.potentials))
+    np.testing.assert_allclose(shift.potentials - shift.potentials.mean(), v - v.mean())
+    assert shift.imbalance == 300  # the model cannot move them: 300 points stay off
+    # one movable group: the potentials rise to where the sizes ask (3/4 of the group moves:
+    # within its bin), not further
+    pairs = np.zeros((2, 2, PAIR_BINS), dtype=np.int64)
+    pairs[0, 1, -1] = 200
+    pairs[0, 1, 20] = 200
+    pairs[1, 0, -1] = 100
+    cap2 = resolve_capacities(500, 2)
+    shift = shift_potentials(pairs, 1.0, np.zeros(2), cap2)
+    low, high = pair_edges(1.0)
+    rise = shift.potentials[1] - shift.potentials[0]
+    assert low[20] <= rise <= high[20]
+    assert shift.imbalance < 1.0
+    # sizes the model cannot reach: the shift stops at the histogram's reach (16 times the
+    # scale each way), finite
+    pairs[0, 1, 20] = 100
+    pairs[0, 1, -1] = 300
+    shift = shift_potentials(pairs, 1.0, np.zeros(2), cap2)
+    rise = shift.potentials[1] - shift.potentials[0]
+    assert np.isfinite(rise) and rise <= 32.0
+    assert shift.imbalance == pytest.approx(50.0, abs=1.0)

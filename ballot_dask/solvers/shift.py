@@ -116,7 +116,12 @@ def shift_potentials(
             # the constant shift is free: fix it (rank one), and keep clusters no group
             # reaches from a singular system
             hessian += 1.0 / k + 1e-12 * (np.trace(hessian) / k + 1e-300) * np.eye(k)
-            step = -np.linalg.solve(hessian, gradient)
+            try:
+                step = -np.linalg.solve(hessian, gradient)
+            except np.linalg.LinAlgError:  # no curvature anywhere: the model cannot tell
+                break
+            if not np.all(np.isfinite(step)):
+                break
             slope = float(np.dot(gradient, step))
             t = 1.0
             while t > 1e-6:
