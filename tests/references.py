@@ -124,3 +124,18 @@ def make_centers(X: np.ndarray, k: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed + 7919)
     idx = rng.choice(X.shape[0], size=k, replace=False)
     return X[idx] + 0.05 * X.std() * rng.standard_normal((k, X.shape[1]))
+
+
+def count_calls(monkeypatch, module, name: str) -> list:
+    """Replace ``module.name`` by a wrapper that records every call's result (in order) in
+    the returned list, so a test can check that a path was reached."""
+    real = getattr(module, name)
+    results: list = []
+
+    def recorded(*args, **kwargs):
+        out = real(*args, **kwargs)
+        results.append(out)
+        return out
+
+    monkeypatch.setattr(module, name, recorded)
+    return results

@@ -8,6 +8,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from references import count_calls
 
 from ballot_dask import BalancedKMeans
 from ballot_dask.solvers import exact
@@ -34,15 +35,7 @@ def _fit(X, **config):
 
 def test_look_ahead_saves_passes_and_keeps_the_exact_labels(overlapping, monkeypatch):
     X = da.from_array(overlapping, chunks=(CHUNK, D))
-    shifts: list[float] = []
-    real = exact.shift_potentials
-
-    def counted(*args, **kwargs):
-        out = real(*args, **kwargs)
-        shifts.append(out.imbalance)
-        return out
-
-    monkeypatch.setattr(exact, "shift_potentials", counted)
+    shifts = count_calls(monkeypatch, exact, "shift_potentials")
     ahead = _fit(X)
     # the early steps' far-off potentials are shifted from the Dask passes' pair histograms
     # (4 shifts here), and the labels below are still the in-memory fit's

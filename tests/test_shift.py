@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from references import emd_optimum, reference_cost
+from references import count_calls, emd_optimum, reference_cost
 
 from ballot_dask import balanced_assign, resolve_capacities
 from ballot_dask.blocks import RowBlocks
@@ -112,15 +112,7 @@ def test_exact_step_through_a_shift_equals_emd(monkeypatch, seed: int, dtype) ->
     # a warm step on a remote engine (gathering is not free) whose centers moved: a pass
     # with the pair histogram, the potentials shifted (counted), a band around them, the
     # repair and the certificate; the objective is ot.emd's
-    calls: list[float] = []
-    real = exact.shift_potentials
-
-    def counted(*args, **kwargs):
-        out = real(*args, **kwargs)
-        calls.append(out.imbalance)
-        return out
-
-    monkeypatch.setattr(exact, "shift_potentials", counted)
+    calls = count_calls(monkeypatch, exact, "shift_potentials")
     # at this size the sample's potentials misplace fewer points than a band holds; the
     # shift is for n where they misplace many times that (n = 10^7: 50 000): the sample's
     # turn is skipped here so that the warm potentials' pass is shifted
