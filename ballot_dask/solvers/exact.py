@@ -43,31 +43,34 @@ gaps, the threshold that holds the band it wants, as wide as this step's imbalan
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
-from dask.utils import format_bytes
 from scipy.sparse import issparse
 
 from ..blocks import Blocks, RowBlocks
-from ..candidates import BandCosts, band_slack_matrix, candidate_width
+from ..candidates import BandCosts, candidate_width
 from ..capacities import Capacities
-from ..certificate import certify_labels
 from ..exact_pass import ExactPass, band_costs, combine_passes, exact_pass, whole_block
-from ..kernels import label_sums, reduced_cost_labels
-from .base import ExactLabels, SolverOptions, StepOutcome
+from ..kernels import reduced_cost_labels
+from .base import SolverOptions, StepOutcome
 from .newton import entropic_potentials
 from .paths import DONE, successive_shortest_paths
 from .prices import price_rounds, worth_rounds
+from .search import (
+    _MIN_BAND,
+    _PER_CLUSTER,
+    _WARM_PER_CLUSTER,
+    _WIDEN,
+    _band_error,
+    _certified,
+    _costs_of,
+    _outcome,
+    _quantile_of_gaps,
+    _Search,
+)
 from .shift import MAX_CLUSTERS as _SHIFT_CLUSTERS
 from .shift import shift_potentials
 
-_MIN_BAND = 8192  # band rows wanted at least (a warm Lloyd step's imbalance fits easily)
-_PER_CLUSTER = 64  # ... and at least this many per cluster from a cold start (or a sample's)
-#: ... or from the previous Lloyd step's potentials (its imbalance is small and spread: at
-#: k = 1024, n = 10^5 every warm step held with 16, and each 64 more cost a third of its time)
-_WARM_PER_CLUSTER = 16
-_WIDEN = 4  # a band too narrow for the shortest paths grows by this factor
 _WARM_ROOM = 4  # a warm step's first band may hold this many times a cold step's least band
 _WARM_SAMPLE = 0.02  # warm potentials misplacing more than this share go back to the sample
 _MAX_RECENTRED = 4  # potentials refined for a full band before giving up
@@ -131,28 +134,6 @@ def _pass_kernel(
     )
 
 
-@dataclass
-class _Search:
-    """Where the search for the exact labels stands."""
-
-    potentials: np.ndarray
-    theta: float  # band threshold on the top-two gap
-    wanted: int  # band rows wanted
-    limit: int  # band rows allowed
-    passes: int = 0
-    augmentations: int = 0
-    widenings: int = 0
-    recentred: int = 0
-    sampled: bool = False
-    cold: bool = False  # the potentials are the zero start (no sample, no warm start yet)
-    dense: bool = False  # the band's candidates failed once in this step: dense rows only
-    narrow: bool = False  # the last band's certificate failed on its fixed rows' moves
-    needed: int = 0  # the widest band the imbalances seen asked for
-    per_cluster: int = _PER_CLUSTER  # band rows per cluster at least (fewer when warm)
-    restricted: int = 0  # band solves on candidates, in all
-    shifts: int = 0  # potentials shifted by a pass's pair histogram
-
-
 def solve_exact(
     blocks: Blocks,
     capacities: Capacities,
@@ -207,7 +188,9 @@ def solve_exact(
     elif not cold and not eps and sample is not None:
         # warm potentials without a threshold: the sample's gaps tell (else the first pass's
         # histogram does, if its band of the first rows is not enough)
-        search.theta = _quantile_gap(sample, blocks.centers, search.potentials, wanted / n)
+        search.theta = _quantile_of_gaps(
+            _sample_costs(search, sample, blocks.centers), search.potentials, wanted / n
+        )
     shifting = (
         sample is not None
         and not blocks.gather_is_free
@@ -231,14 +214,7 @@ def solve_exact(
         # a pass over X is dear (Dask) and k small: the pass also counts the rows by label,
         # second-best cluster and gap, so that far-off potentials can be shifted without one
         pair_scale = (
-            _pair_scale(
-                sample,
-                blocks.centers,
-                search.potentials,
-                capacities,
-                n,
-                sure=search.passes > 0 or search.sampled,
-            )
+            _pair_scale(search, sample, blocks.centers, capacities, n)
             if shifting and search.shifts < _MAX_SHIFTS
             else 0.0
         )
@@ -316,7 +292,8 @@ def solve_exact(
             # semi-dual, at a temperature whose fuzzy zone is a fraction of that band), then
             # cut a band of the same size around them
             search.recentred += 1
-            theta = _quantile_gap(sample, blocks.centers, search.potentials, search.limit / n)
+            costs_of_sample = _sample_costs(search, sample, blocks.centers)
+            theta = _quantile_of_gaps(costs_of_sample, search.potentials, search.limit / n)
             counts = band.counts + np.bincount(labels, minlength=k)
             target = capacities.target(counts.astype(np.float64))
             search.potentials, _, used = entropic_potentials(
@@ -330,8 +307,8 @@ def solve_exact(
             )
             search.passes += used
             search.wanted = search.limit
-            search.theta = _quantile_gap(
-                sample, blocks.centers, search.potentials, search.limit / (2 * n)
+            search.theta = _quantile_of_gaps(
+                costs_of_sample, search.potentials, search.limit / (2 * n)
             )
             continue
         # the band's optimum is not the whole problem's (a point beyond the band must move):
@@ -342,28 +319,41 @@ def solve_exact(
 
 
 def _pair_scale(
-    sample: np.ndarray | None,
-    centers: np.ndarray,
-    v: np.ndarray,
-    capacities: Capacities,
-    n: int,
-    sure: bool,
+    search: _Search, sample: np.ndarray | None, centers: np.ndarray, capacities: Capacities, n: int
 ) -> float:
-    """The scale of a pass's pair histogram: the sample's median top-two gap under ``v``
-    (the bins reach from about 2^-12 to 16 times it).  0 (no histogram) when the sample has
-    none, or, unless ``sure``, when ``v`` misplaces no more of the sample than its own noise
-    (a warm step's first pass, which then usually settles the step alone: the histogram
-    would slow it for nothing)."""
+    """The scale of the next pass's pair histogram: the sample's median top-two gap under
+    the search's potentials (the bins reach from about 2^-12 to 16 times it).  0 (no
+    histogram) when the sample has none, or when the step has made no pass and taken no
+    sample's potentials yet and these misplace no more of the sample than its own noise (a
+    warm step's first pass, which then usually settles the step alone: the histogram would
+    slow it for nothing)."""
     if sample is None:
         return 0.0
-    k, s = capacities.n_clusters, sample.shape[0]
-    labels, gaps = BandCosts(band_costs(sample, centers)).labels(v)
-    if not sure:
-        off = imbalance(np.bincount(labels, minlength=k), capacities.scaled(s / n)) * n / s
-        if off <= _AHEAD_OFF * _sample_error(n, k, s):
-            return 0.0
+    costs = _sample_costs(search, sample, centers)
+    off, _, gaps = _sample_off(costs, search.potentials, capacities, n)
+    sure = search.passes > 0 or search.sampled
+    if not sure and off <= _AHEAD_OFF * _sample_error(n, capacities.n_clusters, sample.shape[0]):
+        return 0.0
     scale = float(np.median(gaps)) if gaps.size else 0.0
     return scale if math.isfinite(scale) and scale > 0.0 else 0.0
+
+
+def _sample_costs(search: _Search, sample: np.ndarray, centers: np.ndarray) -> BandCosts:
+    """The sample's cost rows at the step's centers, computed once per step."""
+    if search.sample_costs is None:
+        search.sample_costs = BandCosts(band_costs(sample, centers))
+    return search.sample_costs
+
+
+def _sample_off(
+    costs: BandCosts, v: np.ndarray, capacities: Capacities, n: int
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Points the potentials ``v`` misplace among ``n``, as the sample (its cost rows
+    ``costs``) sees them; and the sample's labels and top-two gaps under ``v``."""
+    labels, gaps = costs.labels(v)
+    s = costs.costs.shape[0]
+    counts = np.bincount(labels, minlength=capacities.n_clusters)
+    return imbalance(counts, capacities.scaled(s / n)) * n / s, labels, gaps
 
 
 def _shift(search: _Search, band: ExactPass, capacities: Capacities, off: int) -> None:
@@ -377,19 +367,6 @@ def _shift(search: _Search, band: ExactPass, capacities: Capacities, off: int) -
     wanted = max(_MIN_BAND, search.per_cluster * capacities.n_clusters, 2 * off)
     search.wanted = min(search.limit, wanted)
     search.theta = shift.theta_for(search.wanted)
-
-
-def _costs_of(band: ExactPass, centers: np.ndarray, v: np.ndarray) -> BandCosts:
-    """The band's costs: the candidates the pass kept (selected under ``v``), else its dense
-    cost rows, computed with the pass's arithmetic."""
-    if band.candidates is None:
-        return BandCosts(band_costs(band.x, centers))
-    columns, costs, floor = band.candidates
-    return BandCosts(costs, columns, floor, np.asarray(v, dtype=np.float64))
-
-
-def _certified(step: StepOutcome) -> bool:
-    return step.certificate is not None and step.certificate.optimal
 
 
 def _repair(
@@ -464,9 +441,8 @@ def _look_ahead(
     what the sample's solve does."""
     n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
     v = search.potentials
-    costs = band_costs(sample, blocks.centers)
-    labels, gaps = reduced_cost_labels(costs, v)
-    off = imbalance(np.bincount(labels, minlength=k), capacities.scaled(s / n)) * n / s
+    costs = _sample_costs(search, sample, blocks.centers)
+    off, labels, gaps = _sample_off(costs, v, capacities, n)
     if off <= _AHEAD_OFF * _sample_error(n, k, s):
         return
     if off > max(_WARM_SAMPLE * n, _sample_error(n, k, s)):
@@ -478,7 +454,7 @@ def _look_ahead(
     nested.set_centers(blocks.centers)
     step = solve_exact(nested, capacities.scaled(s / n), SolverOptions(max_band=None), v)
     blocks.passes.sample += 1
-    moved = labels != reduced_cost_labels(costs, step.potentials)[0]
+    moved = labels != costs.labels(step.potentials)[0]
     if not moved.any():
         return
     reach = float(gaps[moved].max())  # the widest gap a sample row crossed
@@ -522,105 +498,10 @@ def _from_sample(
     search.per_cluster = _PER_CLUSTER  # a sample's potentials misplace more, and anywhere
     expected = _sample_error(n, k, s)
     search.wanted = min(search.limit, max(search.wanted, int(4 * expected)))
-    search.theta = _quantile_gap(sample, blocks.centers, step.potentials, search.wanted / n)
+    costs = _sample_costs(search, sample, blocks.centers)
+    search.theta = _quantile_of_gaps(costs, step.potentials, search.wanted / n)
 
 
 def _quantile_gap(sample: np.ndarray, centers: np.ndarray, v: np.ndarray, share: float) -> float:
     """The top-two gap below which about ``share`` of the sample's rows lie under ``v``."""
     return _quantile_of_gaps(BandCosts(band_costs(sample, centers)), v, share)
-
-
-def _quantile_of_gaps(costs: BandCosts, v: np.ndarray, share: float) -> float:
-    """The top-two reduced-cost gap below which about ``share`` of these rows lie."""
-    if not costs.costs.shape[0] or costs.costs.shape[1] < 2:
-        return math.inf
-    _, gaps = costs.labels(v)
-    return float(np.quantile(gaps, min(1.0, share)))
-
-
-def _band_error(search: _Search, budget: int, k: int, options: SolverOptions) -> RuntimeError:
-    """The error for a band that needs more than ``search.limit`` rows."""
-    wanted = _WIDEN * search.limit
-    if options.max_band is not None and search.limit == options.max_band:
-        return RuntimeError(
-            f"the exact repair needs more than max_band={options.max_band} points in its "
-            "band; raise max_band or leave it unset"
-        )
-    return RuntimeError(
-        f"the exact repair needs a band of about {wanted} points, more than the "
-        f"{search.limit} that fit its memory budget ({format_bytes(budget)} at k={k}; it "
-        f"would need about {format_bytes(budget * wanted // max(search.limit, 1))}); raise "
-        "ballot.band-memory (dask.config.set({'ballot.band-memory': '1 GiB'}) or "
-        "DASK_BALLOT__BAND_MEMORY), or start from better centers"
-    )
-
-
-def _outcome(
-    blocks: Blocks,
-    capacities: Capacities,
-    band: ExactPass,
-    costs: BandCosts,
-    labels: np.ndarray,
-    band_slack: np.ndarray,
-    band_potentials: np.ndarray,
-    search: _Search,
-) -> StepOutcome:
-    """The step's summaries: the fixed rows' and the band's, the certificate, and the warm
-    start of the next step (the certified potentials nearest the shortest paths' own, and
-    the gap threshold that holds the band it will want)."""
-    n, k = blocks.n_samples, capacities.n_clusters
-    sizes = band.counts + np.bincount(labels, minlength=k)
-    sums = band.sums + label_sums(band.x, labels, k)
-    objective = band.objective + float(costs.label_costs(labels).sum())
-    # candidates: a lower bound on the band's slack (the columns left out), still a proof
-    slack = np.minimum(band.slack, costs.bound_slack(band_slack, labels))
-    potentials, certificate = certify_labels(
-        slack, sizes, capacities, objective, n, near=band_potentials
-    )
-    search.narrow = not certificate.optimal
-    if costs.restricted and not certificate.optimal:
-        # the floors may be too loose a bound: the band's true slack matrix decides
-        exact = band_slack_matrix(band.x, blocks.centers, labels)
-        slack = np.minimum(band.slack, exact)
-        potentials, certificate = certify_labels(
-            slack, sizes, capacities, objective, n, near=band_potentials
-        )
-        # still no proof: if every band row prefers its label under the paths' potentials,
-        # the restricted optimum is the band's own, and a fixed row must move (too narrow a
-        # band); else a band row wanted a column it does not hold
-        with np.errstate(invalid="ignore"):
-            excess = band_potentials[None, :] - band_potentials[:, None] - exact
-        np.fill_diagonal(excess, -np.inf)
-        held = not np.any(excess > certificate.tolerance * (k + 1))
-        search.narrow = not certificate.optimal and held
-    # the next step's imbalance is about this one's (Lloyd steps shrink): its band as wide as
-    # this step's needed, so that one pass is enough
-    wanted = min(search.limit, max(_MIN_BAND, _WARM_PER_CLUSTER * k, search.needed))
-    if labels.shape[0] >= n:  # every row was in the band: their own gaps tell (with the
-        # margin the histogram's powers of two give a band's threshold below)
-        next_theta = _quantile_of_gaps(costs, potentials, 1.5 * wanted / n)
-    else:
-        next_theta = band.band_rows_below(wanted)
-    return StepOutcome(
-        method="exact",
-        potentials=potentials,
-        eps=next_theta if math.isfinite(next_theta) else 0.0,
-        mass=sizes.astype(np.float64),
-        sums=sums,
-        objective=objective,
-        sizes=sizes,
-        # the fixed rows' labels are minimisers under the pass's potentials (ties included)
-        labeler=ExactLabels(blocks.centers, search.potentials, band.rows, labels),
-        certificate=certificate,
-        slack=slack,
-        n_iter=search.augmentations,
-        band_size=int(labels.shape[0]),
-        retries=search.widenings,
-        extra={
-            "passes": float(search.passes),
-            "sampled": float(search.sampled),
-            "restricted": float(search.restricted),
-            "dense": float(search.dense),
-            "shifts": float(search.shifts),
-        },
-    )

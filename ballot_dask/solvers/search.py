@@ -1,0 +1,165 @@
+"""Where the exact step's search stands, and what it returns once a band is proved.
+
+:func:`.exact.solve_exact` keeps its state in a :class:`_Search` (the potentials, the band it
+asks for, its counters) and, once the band's repair is solved, builds the step's outcome here
+(:func:`_outcome`): the fixed rows' summaries combined with the band's, the certificate, and
+the warm start of the next Lloyd step; or, when no band within the memory budget settles the
+step, the error that names the setting (:func:`_band_error`).  The weighted step
+(:mod:`.weighted`) shares the state and the error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from dask.utils import format_bytes
+
+from ..blocks import Blocks
+from ..candidates import BandCosts, band_slack_matrix
+from ..capacities import Capacities
+from ..certificate import certify_labels
+from ..exact_pass import ExactPass, band_costs
+from ..kernels import label_sums
+from .base import ExactLabels, SolverOptions, StepOutcome
+
+_MIN_BAND = 8192  # band rows wanted at least (a warm Lloyd step's imbalance fits easily)
+_PER_CLUSTER = 64  # ... and at least this many per cluster from a cold start (or a sample's)
+#: ... or from the previous Lloyd step's potentials (its imbalance is small and spread: at
+#: k = 1024, n = 10^5 every warm step held with 16, and each 64 more cost a third of its time)
+_WARM_PER_CLUSTER = 16
+_WIDEN = 4  # a band too narrow for the shortest paths grows by this factor
+
+
+@dataclass
+class _Search:
+    """Where the search for the exact labels stands."""
+
+    potentials: np.ndarray
+    theta: float  # band threshold on the top-two gap
+    wanted: int  # band rows wanted
+    limit: int  # band rows allowed
+    passes: int = 0
+    augmentations: int = 0
+    widenings: int = 0
+    recentred: int = 0
+    sampled: bool = False
+    cold: bool = False  # the potentials are the zero start (no sample, no warm start yet)
+    dense: bool = False  # the band's candidates failed once in this step: dense rows only
+    narrow: bool = False  # the last band's certificate failed on its fixed rows' moves
+    needed: int = 0  # the widest band the imbalances seen asked for
+    per_cluster: int = _PER_CLUSTER  # band rows per cluster at least (fewer when warm)
+    restricted: int = 0  # band solves on candidates, in all
+    shifts: int = 0  # potentials shifted by a pass's pair histogram
+    #: the sample's cost rows at the step's centers (computed once, by :func:`.exact._sample_costs`)
+    sample_costs: BandCosts | None = None
+
+
+def _costs_of(band: ExactPass, centers: np.ndarray, v: np.ndarray) -> BandCosts:
+    """The band's costs: the candidates the pass kept (selected under ``v``), else its dense
+    cost rows, computed with the pass's arithmetic."""
+    if band.candidates is None:
+        return BandCosts(band_costs(band.x, centers))
+    columns, costs, floor = band.candidates
+    return BandCosts(costs, columns, floor, np.asarray(v, dtype=np.float64))
+
+
+def _certified(step: StepOutcome) -> bool:
+    return step.certificate is not None and step.certificate.optimal
+
+
+def _quantile_of_gaps(costs: BandCosts, v: np.ndarray, share: float) -> float:
+    """The top-two reduced-cost gap below which about ``share`` of these rows lie."""
+    if not costs.costs.shape[0] or costs.costs.shape[1] < 2:
+        return math.inf
+    _, gaps = costs.labels(v)
+    return float(np.quantile(gaps, min(1.0, share)))
+
+
+def _band_error(search: _Search, budget: int, k: int, options: SolverOptions) -> RuntimeError:
+    """The error for a band that needs more than ``search.limit`` rows."""
+    wanted = _WIDEN * search.limit
+    if options.max_band is not None and search.limit == options.max_band:
+        return RuntimeError(
+            f"the exact repair needs more than max_band={options.max_band} points in its "
+            "band; raise max_band or leave it unset"
+        )
+    return RuntimeError(
+        f"the exact repair needs a band of about {wanted} points, more than the "
+        f"{search.limit} that fit its memory budget ({format_bytes(budget)} at k={k}; it "
+        f"would need about {format_bytes(budget * wanted // max(search.limit, 1))}); raise "
+        "ballot.band-memory (dask.config.set({'ballot.band-memory': '1 GiB'}) or "
+        "DASK_BALLOT__BAND_MEMORY), or start from better centers"
+    )
+
+
+def _outcome(
+    blocks: Blocks,
+    capacities: Capacities,
+    band: ExactPass,
+    costs: BandCosts,
+    labels: np.ndarray,
+    band_slack: np.ndarray,
+    band_potentials: np.ndarray,
+    search: _Search,
+) -> StepOutcome:
+    """The step's summaries: the fixed rows' and the band's, the certificate, and the warm
+    start of the next step (the certified potentials nearest the shortest paths' own, and
+    the gap threshold that holds the band it will want)."""
+    n, k = blocks.n_samples, capacities.n_clusters
+    sizes = band.counts + np.bincount(labels, minlength=k)
+    sums = band.sums + label_sums(band.x, labels, k)
+    objective = band.objective + float(costs.label_costs(labels).sum())
+    # candidates: a lower bound on the band's slack (the columns left out), still a proof
+    slack = np.minimum(band.slack, costs.bound_slack(band_slack, labels))
+    potentials, certificate = certify_labels(
+        slack, sizes, capacities, objective, n, near=band_potentials
+    )
+    search.narrow = not certificate.optimal
+    if costs.restricted and not certificate.optimal:
+        # the floors may be too loose a bound: the band's true slack matrix decides
+        exact = band_slack_matrix(band.x, blocks.centers, labels)
+        slack = np.minimum(band.slack, exact)
+        potentials, certificate = certify_labels(
+            slack, sizes, capacities, objective, n, near=band_potentials
+        )
+        # still no proof: if every band row prefers its label under the paths' potentials,
+        # the restricted optimum is the band's own, and a fixed row must move (too narrow a
+        # band); else a band row wanted a column it does not hold
+        with np.errstate(invalid="ignore"):
+            excess = band_potentials[None, :] - band_potentials[:, None] - exact
+        np.fill_diagonal(excess, -np.inf)
+        held = not np.any(excess > certificate.tolerance * (k + 1))
+        search.narrow = not certificate.optimal and held
+    # the next step's imbalance is about this one's (Lloyd steps shrink): its band as wide as
+    # this step's needed, so that one pass is enough
+    wanted = min(search.limit, max(_MIN_BAND, _WARM_PER_CLUSTER * k, search.needed))
+    if labels.shape[0] >= n:  # every row was in the band: their own gaps tell (with the
+        # margin the histogram's powers of two give a band's threshold below)
+        next_theta = _quantile_of_gaps(costs, potentials, 1.5 * wanted / n)
+    else:
+        next_theta = band.band_rows_below(wanted)
+    return StepOutcome(
+        method="exact",
+        potentials=potentials,
+        eps=next_theta if math.isfinite(next_theta) else 0.0,
+        mass=sizes.astype(np.float64),
+        sums=sums,
+        objective=objective,
+        sizes=sizes,
+        # the fixed rows' labels are minimisers under the pass's potentials (ties included)
+        labeler=ExactLabels(blocks.centers, search.potentials, band.rows, labels),
+        certificate=certificate,
+        slack=slack,
+        n_iter=search.augmentations,
+        band_size=int(labels.shape[0]),
+        retries=search.widenings,
+        extra={
+            "passes": float(search.passes),
+            "sampled": float(search.sampled),
+            "restricted": float(search.restricted),
+            "dense": float(search.dense),
+            "shifts": float(search.shifts),
+        },
+    )
