@@ -70,6 +70,19 @@ def test_pair_edges_cover_every_gap_once() -> None:
     np.testing.assert_allclose(high[1:-1] / low[1:-1], np.tile([5 / 4, 6 / 5, 7 / 6, 8 / 7], 16))
 
 
+class _Remote(RowBlocks):
+    """In-memory blocks that behave like a remote engine (gathering is not free): the exact
+    step passes over them as over Dask chunks, with the pair histogram."""
+
+    gather_is_free = False  # type: ignore[misc]
+
+
+def _remote(X: np.ndarray, centers: np.ndarray) -> _Remote:
+    blocks = _Remote(X, block_rows=9_999)
+    blocks.set_centers(centers)
+    return blocks
+
+
 def _lloyd_step(n: int, k: int, d: int, seed: int, steps: int = 2):
     """A Lloyd step's situation: the previous step's exact potentials, and the centers moved
     to the centroids of its labels (after ``steps`` steps from data rows)."""
@@ -121,11 +134,7 @@ def test_exact_step_through_a_shift_equals_emd(monkeypatch, seed: int, dtype) ->
     X, centers, v0 = _lloyd_step(n, k, 3, seed, steps=1)
     X = X.astype(dtype)
 
-    class Remote(RowBlocks):
-        gather_is_free = False  # type: ignore[misc]
-
-    blocks = Remote(X, block_rows=9_999)
-    blocks.set_centers(centers)
+    blocks = _remote(X, centers)
     cap = resolve_capacities(n, k)
     step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
     assert calls and step.extra["shifts"] == len(calls), "no shift was made"
@@ -157,11 +166,7 @@ def test_far_off_warm_potentials_give_way_to_the_sample_before_any_pass(monkeypa
     n, k = 60_000, 12
     X, centers, v0 = _lloyd_step(n, k, 3, 9, steps=0)  # from data rows: the centers move far
 
-    class Remote(RowBlocks):
-        gather_is_free = False  # type: ignore[misc]
-
-    blocks = Remote(X, block_rows=9_999)
-    blocks.set_centers(centers)
+    blocks = _remote(X, centers)
     cap = resolve_capacities(n, k)
     labels0, _ = reduced_cost_labels(band_costs(X, centers), v0)
     assert imbalance(np.bincount(labels0, minlength=k), cap) > 0.02 * n
@@ -206,3 +211,32 @@ def test_shift_of_a_histogram_that_cannot_move_is_finite() -> None:
     rise = shift.potentials[1] - shift.potentials[0]
     assert np.isfinite(rise) and rise <= 32.0
     assert shift.imbalance == pytest.approx(50.0, abs=1.0)
+
+
+def test_a_misleading_shift_is_undone(monkeypatch) -> None:
+    # a shift whose potentials leave more points off than before (here: the model's shift
+    # replaced by a wild one) is undone by the next pass; the step goes on from the
+    # potentials before it, without shifts, to the same certified optimum as ot.emd's
+    monkeypatch.setattr(exact, "_WARM_SAMPLE", 1.0)
+    n, k = 60_000, 12
+    X, centers, v0 = _lloyd_step(n, k, 3, 5, steps=1)
+    real = exact.shift_potentials
+    wild: list[float] = []
+
+    def misleading(pairs, scale, v, capacities):
+        out = real(pairs, scale, v, capacities)
+        wild.append(out.imbalance)
+        spread = 50.0 * scale * np.linspace(-1.0, 1.0, v.shape[0])
+        return out._replace(potentials=np.asarray(v) + spread)
+
+    monkeypatch.setattr(exact, "shift_potentials", misleading)
+
+    blocks = _remote(X, centers)
+    cap = resolve_capacities(n, k)
+    step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
+    assert len(wild) == 1  # shifted once, undone, and never again in this step
+    assert step.extra["shifts"] == exact._MAX_SHIFTS
+    assert step.certificate is not None and step.certificate.optimal
+    C = reference_cost(X, blocks.centers)
+    opt, _ = emd_optimum(C, np.asarray(step.sizes))
+    assert step.objective == pytest.approx(opt, rel=1e-9)

@@ -235,6 +235,16 @@ def solve_exact(
         costs = _costs_of(band, blocks.centers, search.potentials)
         labels, _ = costs.labels(search.potentials)
         off = imbalance(band.counts + np.bincount(labels, minlength=k), capacities)
+        if search.unshifted is not None:
+            before, before_off, theta, wanted = search.unshifted
+            search.unshifted = None
+            if off > before_off:
+                # the shift misled (the model does not see moves past its bins or to a
+                # third-best cluster): back to the potentials before it, and no more shifts
+                # in this step
+                search.potentials, search.theta, search.wanted = before, theta, wanted
+                search.shifts = _MAX_SHIFTS
+                continue
         if (
             not search.sampled
             and sample is not None
@@ -358,9 +368,12 @@ def _sample_off(
 
 def _shift(search: _Search, band: ExactPass, capacities: Capacities, off: int) -> None:
     """Shift the potentials by the pass's pair histogram (:mod:`.shift`), and cut the next
-    band around them: twice the points that were off, as the model orders the gaps."""
+    band around them: twice the points that were off, as the model orders the gaps.  The
+    potentials, the points off and the band before the shift are kept: if the next pass finds
+    more points off, the step goes back to them (see :func:`solve_exact`)."""
     assert band.pairs is not None
     shift = shift_potentials(band.pairs, band.pair_scale, search.potentials, capacities)
+    search.unshifted = (search.potentials, off, search.theta, search.wanted)
     search.shifts += 1
     search.potentials = shift.potentials
     search.cold = False

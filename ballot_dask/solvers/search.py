@@ -54,6 +54,9 @@ class _Search:
     shifts: int = 0  # potentials shifted by a pass's pair histogram
     #: the sample's cost rows at the step's centers (computed once, by :func:`.exact._sample_costs`)
     sample_costs: BandCosts | None = None
+    #: before the last shift: the potentials, the points they left off, the band's threshold
+    #: and rows (restored when the shift leaves more points off)
+    unshifted: tuple[np.ndarray, int, float, int] | None = None
 
 
 def _costs_of(band: ExactPass, centers: np.ndarray, v: np.ndarray) -> BandCosts:
