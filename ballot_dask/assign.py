@@ -110,6 +110,7 @@ def solver_options(
 
 def result_from_step(blocks: Blocks, step: StepOutcome, capacities: Capacities) -> AssignmentResult:
     """Materialise the labels of a solver step into an :class:`AssignmentResult`."""
+    step.settle()
     labels = labels_of(blocks, step.labeler)
     split_rows, split_shares = split_arrays(step, capacities.n_clusters)
     return AssignmentResult(

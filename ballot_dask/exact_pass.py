@@ -5,9 +5,10 @@ sums of squared differences for small ``k * d``, BLAS beyond) and never stored, 
 memory is bounded by the slab, not by the block.  For every row, the labels under the
 potentials ``v`` and the top-two reduced-cost gap decide:
 
-- gap ``<= theta``: a *band* row, whose label may change; its index and coordinates are kept
-  (the caller recomputes its cost row), and on request its few cheapest clusters under ``v``
-  (:mod:`.candidates`: then nothing is recomputed);
+- gap ``<= theta`` (or, with an allowance per pair of clusters, the gap to some cluster
+  ``b`` minus the pair's allowance): a *band* row, whose label may change; its index and
+  coordinates are kept (the caller recomputes its cost row), and on request its few
+  cheapest clusters under ``v`` (:mod:`.candidates`: then nothing is recomputed);
 - otherwise a *fixed* row, summarised at its label ``argmin_j (C_ij - v_j)``: per-cluster
   counts and coordinate sums (the centroid update), its cost (the objective) and its row of
   the slack matrix ``min over fixed i in a of (C_ib - C_ia)`` (the certificate).
@@ -102,6 +103,15 @@ def _bin(gap):  # pragma: no cover - compiled
     return min(max(e, 1), _BINS - 1)
 
 
+def gap_bin(gap: float) -> int:
+    """The bin of ``ExactPass.hist`` that holds ``gap``."""
+    if not gap > 0.0:
+        return 0
+    if gap == math.inf:
+        return _BINS - 1
+    return min(max(math.frexp(gap)[1] + _EXP, 1), _BINS - 1)
+
+
 def pair_edges(scale: float) -> tuple[np.ndarray, np.ndarray]:
     """The ``(low, high)`` gap bounds of each pair-histogram bin for ``scale``: bin 0 holds
     the gaps below ``2^(_PAIR_LOW - 1) * scale`` (ties included), the last one every gap from
@@ -142,11 +152,14 @@ def _settle(
     """Row ``i`` of the block, whose costs are ``C[r]`` and weight ``wi``: into the lane's
     band (returns -1), or fixed at its label ``a`` (returns ``a``) with its count, weight,
     weighted cost and slack-matrix row added.  The caller adds its (weighted) coordinates to
-    the centroid sums (the only use of X).  ``bounds`` is ``(theta, cap, scale)``: the band
-    threshold, the lane's band rows at most, and the scale of the pair histogram.  The row's
-    gap is counted in the lane's ``hist``, and, unless ``pairs`` has no bins, by label,
-    second-best cluster and gap in ``pairs``."""
-    theta, cap, scale = bounds
+    the centroid sums (the only use of X).  ``bounds`` is ``(theta, cap, scale, allow)``: the
+    band threshold, the lane's band rows at most, the scale of the pair histogram and the
+    allowances.  The row's gap is counted in the lane's ``hist``, and, unless ``pairs`` has
+    no bins, by label, second-best cluster and gap in ``pairs``.  Unless ``allow`` is empty,
+    the band is on the row's *score* ``min_{j != a} (gap to j - allow[a, j])`` rather than on
+    its gap (and ``hist`` counts scores): pairs of clusters with an allowance take rows
+    farther from their boundary."""
+    theta, cap, scale, allow = bounds
     k = C.shape[1]
     b1 = np.inf
     b2 = np.inf
@@ -157,7 +170,12 @@ def _settle(
         b2 = min(b2, max(b1, red))
         b1 = min(b1, red)
     gap = b2 - b1
-    hist[lane, _bin(gap)] += 1
+    score = gap
+    if allow.shape[0] > 0:
+        for j in range(k):
+            if j != a:
+                score = min(score, C[r, j] - v[j] - b1 - allow[a, j])
+    hist[lane, _bin(score)] += 1
     if pairs.shape[3] > 0:  # the second-best cluster: the first other one at b2
         a2 = 0 if a else 1
         for j in range(k):
@@ -168,7 +186,7 @@ def _settle(
     # a gap at round-off level is a tie: always in the band, so that no fixed row's label
     # hangs on the last bit of its costs
     tie = gap <= _TIE * (abs(b1) + abs(v[a]) + C[r, a])
-    if (gap <= theta or tie) and taken[lane] < cap:
+    if (score <= theta or tie) and taken[lane] < cap:
         band[lane, taken[lane]] = i
         taken[lane] += 1
         return -1
@@ -186,7 +204,7 @@ def _settle(
 
 @njit(parallel=True)
 def _exact_pass(
-    X, W, mu_t, mu_ct, mu_sq, mean, use_dot, v, theta, cap, n_lanes, slab, width, scale
+    X, W, mu_t, mu_ct, mu_sq, mean, use_dot, v, theta, cap, n_lanes, slab, width, scale, allow
 ):  # pragma: no cover - compiled
     m, d = X.shape
     k = mu_t.shape[1]
@@ -200,7 +218,7 @@ def _exact_pass(
     taken = np.zeros(n_lanes, dtype=np.int64)
     hist = np.zeros((n_lanes, _BINS), dtype=np.int64)
     pairs = np.zeros((n_lanes, k, k, PAIR_BINS if scale > 0.0 else 0), dtype=np.int64)
-    bounds = (theta, cap, scale)
+    bounds = (theta, cap, scale, allow)
     # the band rows' candidates (width > 0): columns, costs and floor
     held = max(cap, 1) if width > 0 else 1
     columns = np.empty((n_lanes, held, max(width, 1)), dtype=np.int32)
@@ -254,6 +272,7 @@ def exact_pass(
     weights: np.ndarray | None = None,
     width: int = 0,
     pair_scale: float = 0.0,
+    allowance: np.ndarray | None = None,
 ) -> ExactPass:
     """The exact step's pass over one block (see the module docstring).
 
@@ -281,6 +300,11 @@ def exact_pass(
     pair_scale : float, default=0.0
         Count every row by label, second-best cluster and gap, in bins around this scale
         (``pairs``; :func:`pair_edges`); 0: none.
+    allowance : ndarray of shape (k, k), default=None
+        Per pair of clusters ``(a, b)``, how much farther than ``theta`` from the boundary
+        with ``b`` a row labelled ``a`` may lie and still enter the band (non-negative): the
+        band is on ``min_b (gap to b - allowance[a, b]) <= theta``, and ``hist`` counts that
+        score.  ``None``: on the top-two gap (all allowances 0).
 
     A sparse (CSR) block goes to :func:`~ballot_dask.sparse.exact_pass_csr`, the same pass
     with the costs from the rows' nonzeros (without candidates).
@@ -310,6 +334,7 @@ def exact_pass(
             slab_rows(k, use_dot),
             width,
             float(pair_scale),
+            _allowance_array(allowance, k),
         )
     counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor, pairs = out
     rows = np.concatenate([band[lane, : taken[lane]] for lane in range(lanes)])
@@ -335,6 +360,15 @@ def exact_pass(
         pairs=pairs.sum(axis=0) if pair_scale > 0.0 else None,
         pair_scale=float(pair_scale),
     )
+
+
+def _allowance_array(allowance: np.ndarray | None, k: int) -> np.ndarray:
+    if allowance is None:
+        return np.empty((0, 0))
+    allowance = np.ascontiguousarray(allowance, dtype=np.float64)
+    if allowance.shape != (k, k):
+        raise ValueError(f"allowance must have shape ({k}, {k}), got {allowance.shape}")
+    return allowance
 
 
 def _weight_array(weights: np.ndarray | None) -> np.ndarray:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import numba
 import numpy as np
@@ -267,8 +268,14 @@ def _exp(x):  # pragma: no cover - compiled
 
 
 @njit(parallel=True)
-def _entropic(C, v, eps, hessian, n_lanes):  # pragma: no cover - compiled
+def _entropic(C, v, eps, hessian, n_lanes, X):  # pragma: no cover - compiled
     m, k = C.shape
+    d = X.shape[1]
+    moments = X.shape[0] == m and m > 0  # else X has no rows: no moments
+    px = np.zeros((n_lanes, k, d if moments else 0))
+    pc = np.zeros((n_lanes, k, k if moments else 0))
+    column_costs = np.zeros((n_lanes, k))
+    coords = np.zeros((n_lanes, d))
     value = np.zeros(n_lanes)
     direct = np.zeros((n_lanes, k))
     lse_max = np.full((n_lanes, k), -np.inf)
@@ -307,6 +314,17 @@ def _entropic(C, v, eps, hessian, n_lanes):  # pragma: no cover - compiled
                         lse_max[lane, j] = lp
                     elif lp > top + _EXP_FLOOR:
                         lse_sum[lane, j] += math.exp(lp - top)
+            if moments:
+                for t in range(d):
+                    coords[lane, t] += X[i, t]
+                for j in range(k):
+                    column_costs[lane, j] += C[i, j]
+                    pj = p[j]
+                    if pj > 0.0:
+                        for t in range(d):
+                            px[lane, j, t] += pj * X[i, t]
+                        for b in range(k):
+                            pc[lane, j, b] += pj * C[i, b]
             if hessian:
                 # only the row's non-negligible entries (see _HESSIAN_FLOOR)
                 nnz = 0
@@ -320,7 +338,7 @@ def _entropic(C, v, eps, hessian, n_lanes):  # pragma: no cover - compiled
                     for y in range(nnz):
                         b = support[y]
                         ptp[lane, a, b] += pa * p[b]
-    return value, direct, lse_max, lse_sum, ptp
+    return value, direct, lse_max, lse_sum, ptp, px, pc, column_costs, coords
 
 
 def entropic_terms(
@@ -338,8 +356,8 @@ def entropic_terms(
     lanes = _n_lanes(C.shape[0], C.shape[1] ** 2 if hessian else C.shape[1])
     with _threads_for(C.shape[0]):
         value, direct, lmax, lsum, ptp = _entropic(
-            C, np.asarray(v, dtype=np.float64), float(eps), hessian, lanes
-        )
+            C, np.asarray(v, dtype=np.float64), float(eps), hessian, lanes, _NO_ROWS
+        )[:5]
     with np.errstate(divide="ignore"):
         logcol = np.logaddexp(np.log(direct.sum(axis=0)), _merge_lse(lmax, lsum))
     return float(value.sum()), logcol, (ptp.sum(axis=0) if hessian else None)
@@ -362,6 +380,64 @@ def plan_rows(C: np.ndarray, v: np.ndarray, eps: float) -> np.ndarray:
             np.exp(P, out=P)
         P /= P.sum(axis=1, keepdims=True)
     return P
+
+
+#: rows of a slab of :func:`plan_moments` on CSR rows (its plan rows are ``slab x k``)
+_MOMENT_ROWS = 8192
+_NO_ROWS = np.empty((0, 0))  # the X of an entropic pass without moments
+
+
+def entropic_moment_terms(
+    X: Any, C: np.ndarray, v: np.ndarray, eps: float
+) -> tuple[float, np.ndarray, np.ndarray, tuple]:
+    """:func:`entropic_terms` (with the Hessian) and :func:`plan_moments` of a block, in one
+    sweep of its rows (dense X; CSR rows: the moments in a second sweep)."""
+    if issparse(X):
+        value, logcol, ptp = entropic_terms(C, v, eps, True)
+        assert ptp is not None
+        return value, logcol, ptp, plan_moments(X, C, v, eps)
+    lanes = _n_lanes(C.shape[0], C.shape[1] * (2 * C.shape[1] + X.shape[1]))
+    with _threads_for(C.shape[0]):
+        value, direct, lmax, lsum, ptp, px, pc, costs, coords = _entropic(
+            C, np.asarray(v, dtype=np.float64), float(eps), True, lanes, X
+        )
+    with np.errstate(divide="ignore"):
+        logcol = np.logaddexp(np.log(direct.sum(axis=0)), _merge_lse(lmax, lsum))
+    moments = (px.sum(axis=0), pc.sum(axis=0), costs.sum(axis=0), coords.sum(axis=0))
+    return float(value.sum()), logcol, ptp.sum(axis=0), moments
+
+
+def plan_moments(
+    X: Any, C: np.ndarray, v: np.ndarray, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One block's moments of the entropic plan, from which its rounding follows in closed
+    form (:func:`ballot_dask.solvers.sinkhorn.rounded_moments`).
+
+    With ``P_i`` the rows of :func:`plan_rows`, returns ``sum_i P_ij x_i`` (k, d), ``sum_i
+    P_il C_ij`` (k, k; row ``l``, column ``j``), the column cost sums ``sum_i C_ij`` (k,) and
+    the coordinate sums ``sum_i x_i`` (d,), float64.  Slab by slab (``_MOMENT_ROWS`` rows),
+    the products through BLAS; ``X`` may be CSR (a dense X takes the compiled sweep of
+    :func:`entropic_moment_terms`).
+    """
+    m, k = C.shape
+    d = X.shape[1]
+    px = np.zeros((k, d))
+    pc = np.zeros((k, k))
+    for lo in range(0, m, _MOMENT_ROWS):
+        hi = min(lo + _MOMENT_ROWS, m)
+        P = plan_rows(C[lo:hi], v, eps)
+        rows = X[lo:hi]
+        if issparse(rows):
+            px += np.asarray((rows.T @ P).T)
+        else:
+            px += P.T @ np.asarray(rows, dtype=np.float64)
+        pc += P.T @ C[lo:hi]
+    if issparse(X):  # (scipy sums a float32 matrix in float32, whatever the dtype asked)
+        csr = X.tocsr()
+        coords = np.bincount(csr.indices, csr.data.astype(np.float64), minlength=d)
+    else:
+        coords = np.asarray(X, dtype=np.float64).sum(axis=0)
+    return px, pc, C.sum(axis=0), coords
 
 
 def _merge_lse(lmax: np.ndarray, lsum: np.ndarray) -> np.ndarray:

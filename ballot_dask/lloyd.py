@@ -193,6 +193,7 @@ def lloyd(
             short += 1
             worst = max(worst, step.marginal_error)
     warn_unconverged(options, short, worst)
+    step.settle()  # (E-BalLOT: the last step's labels are measured, the others' never needed)
     labels = labels_of(blocks, step.labeler)
     potentials = interior_potentials(step, capacities, blocks.n_samples)
     inertia = step.objective  # sum_i ||x_i - centers[labels_i]||^2 at the final centers

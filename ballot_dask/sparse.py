@@ -182,7 +182,7 @@ def _csr_exact_pass(
     taken = np.zeros(n_lanes, dtype=np.int64)
     hist = np.zeros((n_lanes, _BINS), dtype=np.int64)
     pairs = np.zeros((n_lanes, 1, 1, 0), dtype=np.int64)  # no pair histogram
-    bounds = (theta, cap, 1.0)
+    bounds = (theta, cap, 1.0, np.empty((0, 0)))  # no allowances: the band on the gap
     step = (m + n_lanes - 1) // n_lanes
     for lane in numba.prange(n_lanes):
         C = np.empty((slab, k))

@@ -1,7 +1,9 @@
 """Balanced k-means on a 2-process Dask cluster vs the in-process NumPy path (and dask-ml, sklearn).
 
 The same float32 blobs (n = 10^6, d = 16, k = 16 by default) and the same k-means++ centers
-``C0`` (computed once, untimed) for four fits of ``max_iter=T``, ``tol=0`` iterations:
+``C0`` (computed once, untimed; ``--init random``: random data rows, which on separated blobs,
+``--separation 17``, split some blobs and leave others without a center) for four fits of
+``max_iter=T``, ``tol=0`` iterations:
 
 - ``ballot_dask numpy``: ``BalancedKMeans(k, init=C0, tol=0, max_iter=T).fit(X)`` on the NumPy
   array, in this process (numba on every core);
@@ -42,6 +44,7 @@ from _common import (
     make_data,
     parse_with_small,
     print_header,
+    random_rows,
     size_stats,
     table,
     time_call,
@@ -95,6 +98,12 @@ def parse_args() -> Any:
     parser.add_argument("--no-dask-ml", action="store_true", help="skip the dask-ml peer")
     parser.add_argument("--no-sinkhorn", action="store_true", help="skip the E-BalLOT row")
     add_data_args(parser, data="blobs", separation=4.0)
+    parser.add_argument(
+        "--init",
+        choices=("k-means++", "random"),
+        default="k-means++",
+        help="the fits' initial centers (random: data rows; hard with a large --separation)",
+    )
     args = parse_with_small(parser, n=100_000, chunk_rows=25_000, iters=5)
     if args.iters < 2:
         raise SystemExit("--iters must be at least 2")
@@ -374,11 +383,15 @@ def main() -> None:
     print_header(f"{NAME}: balanced k-means on a Dask cluster vs in process", info, args)
     X = make_data(args.n, args.d, args.k, args.data, seed=args.seed, separation=args.separation)
     X = X.astype(np.float32)
-    init, _ = kmeans_plusplus(X, args.k, random_state=args.seed)
+    if args.init == "random":  # random data rows: on separated blobs they split some blobs
+        init = random_rows(X, args.k, seed=args.seed)
+    else:
+        init, _ = kmeans_plusplus(X, args.k, random_state=args.seed)
     mean_var = float(np.mean(np.var(X, axis=0, dtype=np.float64)))
     print(
         f"data    : n={args.n} d={args.d} k={args.k} float32 {args.data} "
-        f"({X.nbytes / 2**20:.0f} MiB), init: k-means++ computed once"
+        f"({X.nbytes / 2**20:.0f} MiB), separation {args.separation:g}, init: {args.init} "
+        "computed once"
     )
     start = time.perf_counter()
     warm_up(args.d, args.k)

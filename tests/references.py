@@ -14,6 +14,7 @@ from scipy.optimize import linprog
 from sklearn.datasets import make_blobs
 
 from ballot_dask import AssignmentResult, Capacities
+from ballot_dask.blocks import RowBlocks
 
 # --------------------------------------------------------------------------- references
 
@@ -139,3 +140,18 @@ def count_calls(monkeypatch, module, name: str) -> list:
 
     monkeypatch.setattr(module, name, recorded)
     return results
+
+
+class RemoteBlocks(RowBlocks):
+    """In-memory blocks that behave like a remote engine (gathering is not free): the exact
+    step passes over them as over Dask chunks (the look-ahead, the pair histogram, the
+    band's allowances)."""
+
+    gather_is_free = False  # type: ignore[misc]
+
+
+def remote_blocks(X: np.ndarray, centers: np.ndarray, block_rows: int = 9_999) -> RemoteBlocks:
+    """:class:`RemoteBlocks` of ``X`` in blocks of ``block_rows``, at ``centers``."""
+    blocks = RemoteBlocks(X, block_rows=block_rows)
+    blocks.set_centers(centers)
+    return blocks

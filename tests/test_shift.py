@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from references import count_calls, emd_optimum, reference_cost
+from references import count_calls, emd_optimum, reference_cost, remote_blocks
 
 from ballot_dask import balanced_assign, resolve_capacities
-from ballot_dask.blocks import RowBlocks
 from ballot_dask.exact_pass import PAIR_BINS, band_costs, combine_passes, exact_pass, pair_edges
 from ballot_dask.kernels import reduced_cost_labels
 from ballot_dask.solvers import SolverOptions, exact
@@ -70,19 +69,6 @@ def test_pair_edges_cover_every_gap_once() -> None:
     np.testing.assert_allclose(high[1:-1] / low[1:-1], np.tile([5 / 4, 6 / 5, 7 / 6, 8 / 7], 16))
 
 
-class _Remote(RowBlocks):
-    """In-memory blocks that behave like a remote engine (gathering is not free): the exact
-    step passes over them as over Dask chunks, with the pair histogram."""
-
-    gather_is_free = False  # type: ignore[misc]
-
-
-def _remote(X: np.ndarray, centers: np.ndarray) -> _Remote:
-    blocks = _Remote(X, block_rows=9_999)
-    blocks.set_centers(centers)
-    return blocks
-
-
 def _lloyd_step(n: int, k: int, d: int, seed: int, steps: int = 2):
     """A Lloyd step's situation: the previous step's exact potentials, and the centers moved
     to the centroids of its labels (after ``steps`` steps from data rows)."""
@@ -134,7 +120,7 @@ def test_exact_step_through_a_shift_equals_emd(monkeypatch, seed: int, dtype) ->
     X, centers, v0 = _lloyd_step(n, k, 3, seed, steps=1)
     X = X.astype(dtype)
 
-    blocks = _remote(X, centers)
+    blocks = remote_blocks(X, centers)
     cap = resolve_capacities(n, k)
     step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
     assert calls and step.extra["shifts"] == len(calls), "no shift was made"
@@ -166,7 +152,7 @@ def test_far_off_warm_potentials_give_way_to_the_sample_before_any_pass(monkeypa
     n, k = 60_000, 12
     X, centers, v0 = _lloyd_step(n, k, 3, 9, steps=0)  # from data rows: the centers move far
 
-    blocks = _remote(X, centers)
+    blocks = remote_blocks(X, centers)
     cap = resolve_capacities(n, k)
     labels0, _ = reduced_cost_labels(band_costs(X, centers), v0)
     assert imbalance(np.bincount(labels0, minlength=k), cap) > 0.02 * n
@@ -231,7 +217,7 @@ def test_a_misleading_shift_is_undone(monkeypatch) -> None:
 
     monkeypatch.setattr(exact, "shift_potentials", misleading)
 
-    blocks = _remote(X, centers)
+    blocks = remote_blocks(X, centers)
     cap = resolve_capacities(n, k)
     step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
     assert len(wild) == 1  # shifted once, undone, and never again in this step

@@ -9,6 +9,7 @@ import ot
 import pytest
 from references import (
     check_exact,
+    count_calls,
     emd_optimum,
     make_data,
     reference_cost,
@@ -17,7 +18,13 @@ from references import (
 from scipy.special import softmax
 from sklearn.datasets import make_blobs
 
-from ballot_dask import AssignmentResult, Capacities, balanced_assign, resolve_capacities
+from ballot_dask import (
+    AssignmentResult,
+    BalancedKMeans,
+    Capacities,
+    balanced_assign,
+    resolve_capacities,
+)
 
 # --------------------------------------------------------------------------- sinkhorn
 
@@ -260,7 +267,7 @@ def test_warm_step_takes_the_mean_cost_from_the_moments() -> None:
     assert plain.eps == pytest.approx(0.05 * mean_cost, rel=1e-12)
     assert fitted.passes.rounds - before == counted.passes.rounds - 1  # one pass saved
     np.testing.assert_allclose(warm.potentials, plain.potentials, rtol=0, atol=1e-9)
-    np.testing.assert_array_equal(warm.sizes, plain.sizes)
+    np.testing.assert_array_equal(warm.settle().sizes, plain.settle().sizes)
 
 
 def _blocks(X, centers, *, prepare: bool):
@@ -271,3 +278,72 @@ def _blocks(X, centers, *, prepare: bool):
         blocks.prepare(1 << 16, 0)
     blocks.set_centers(centers)
     return blocks
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rounding_in_closed_form_equals_the_rounding_pass(dtype, sparse) -> None:
+    # Newton's passes at the final temperature also measure the plan's moments: the rounded
+    # plan's masses, centroid sums and cost follow in closed form (no rounding pass); they
+    # equal the rounding pass's, and its labels' cost and counts are measured on settle()
+    import scipy.sparse as sp
+
+    from ballot_dask.blocks import RowBlocks
+    from ballot_dask.solvers import SolverOptions
+    from ballot_dask.solvers.sinkhorn import _combine_rounded, _rounded_summary, solve_sinkhorn
+
+    rng = np.random.default_rng(7)
+    n, k, d = 20_000, 7, 5
+    X = rng.standard_normal((n, d)).astype(dtype)
+    if sparse:
+        X[rng.random((n, d)) < 0.5] = 0.0
+        X = sp.csr_matrix(X)
+    blocks = RowBlocks(X, block_rows=6_000)
+    blocks.set_centers(rng.standard_normal((k, d)))
+    cap = resolve_capacities(n, k)
+    before = blocks.passes.rounds
+    step = solve_sinkhorn(blocks, cap, SolverOptions(reg=0.05))
+    rounds = blocks.passes.rounds - before
+    assert step.pending is not None and np.isnan(step.objective)
+    labeler = step.labeler
+    mass, sums, cost, hard, counts = blocks.reduce(
+        _rounded_summary,
+        _combine_rounded,
+        labeler.potentials,
+        labeler.eps,
+        labeler.scale,
+        labeler.deficit,
+        with_x=True,
+    )
+    np.testing.assert_allclose(step.mass, mass, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(step.sums, sums, rtol=1e-12, atol=1e-12 * np.abs(sums).max())
+    assert step.plan_cost == pytest.approx(cost, rel=1e-12)
+    np.testing.assert_allclose(step.mass.sum(), n, rtol=1e-12)
+    counted = blocks.passes.rounds
+    assert step.settle() is step and step.pending is None
+    assert blocks.passes.rounds == counted + 1  # the labels' pass, once
+    assert step.objective == hard
+    np.testing.assert_array_equal(step.sizes, counts)
+    step.settle()
+    assert blocks.passes.rounds == counted + 1
+    # the step itself made no rounding pass: its rounds are Newton's (and the mean cost's)
+    reference = solve_sinkhorn(blocks, cap, SolverOptions(reg=0.05, sinkhorn_algorithm="sinkhorn"))
+    assert reference.pending is None  # Sinkhorn's iterations: the rounding pass, as before
+    assert rounds >= 2
+
+
+def test_an_entropic_fit_measures_only_its_last_labels(monkeypatch) -> None:
+    # in a fit, each E-BalLOT step's centroids come from the plan's moments; the rounding
+    # pass (the labels' objective and sizes) runs once, for the final step (inertia_,
+    # sizes_), whose figures equal the labels' own
+    from ballot_dask.solvers import sinkhorn
+
+    passes = count_calls(monkeypatch, sinkhorn, "_rounded_summary")  # one block: one a pass
+    X, _ = make_blobs(8_000, n_features=4, centers=5, random_state=2)
+    km = BalancedKMeans(5, method="sinkhorn", max_iter=6, tol=0, random_state=0).fit(X)
+    assert km.n_iter_ == 6
+    assert len(passes) == 1
+    labels = km.labels_
+    np.testing.assert_array_equal(km.sizes_, np.bincount(labels, minlength=5))
+    cost = ((X - km.cluster_centers_[labels]) ** 2).sum()
+    assert km.inertia_ == pytest.approx(cost, rel=1e-9)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -118,6 +119,17 @@ class StepOutcome:
     #: weighted steps: the points whose mass the plan splits between clusters (global row
     #: indices) and their shares, an ``(s, k)`` array of masses per cluster
     splits: tuple[np.ndarray, np.ndarray] | None = None
+    #: a step whose labels' ``objective`` and ``sizes`` are not measured yet (E-BalLOT's
+    #: rounded plan in closed form: its argmax labels need a pass): the pass, see :meth:`settle`
+    pending: Callable[[], tuple[float, np.ndarray]] | None = None
+
+    def settle(self) -> StepOutcome:
+        """Measure the labels' ``objective`` and ``sizes`` if they were left pending (one pass
+        over the blocks, at the step's centers); the step itself."""
+        if self.pending is not None:
+            objective, sizes = self.pending()
+            self.objective, self.sizes, self.pending = float(objective), sizes, None
+        return self
 
 
 def interior_potentials(step: StepOutcome, capacities: Capacities, n: int) -> np.ndarray:

@@ -16,20 +16,46 @@ next.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..blocks import Blocks
-from ..kernels import combine_entropic, entropic_terms
+from ..kernels import combine_entropic, entropic_moment_terms, entropic_terms
 
 _SCALE = 8.0  # e shrinks by at most this factor per stage
 _STAGE_TOL = 0.002  # column error (share of n) at which an intermediate stage ends
 _WARM_TOL = 0.05  # a warm start with a larger column error (share of n) is staged as a cold one
 
 
-def _evaluate(blocks: Blocks, target: np.ndarray, v: np.ndarray, eps: float) -> tuple:
-    """One pass: ``g_e(v)``, the log column sums of the plan and ``sum_i P_i P_i^T``."""
+class EntropicPlan(NamedTuple):
+    """The entropic plan's potentials, column sums and passes; with its moments (see
+    :func:`~ballot_dask.kernels.plan_moments`) when they were asked for."""
+
+    potentials: np.ndarray
+    column_sums: np.ndarray
+    passes: int
+    moments: tuple | None = None
+
+
+def _combine_moment_terms(parts: list[tuple]) -> tuple:
+    value, logcol, ptp = combine_entropic([p[:3] for p in parts])
+    moments = tuple(np.sum([p[3][i] for p in parts], axis=0) for i in range(4))
+    return value, logcol, ptp, moments
+
+
+def _evaluate(
+    blocks: Blocks, target: np.ndarray, v: np.ndarray, eps: float, moments: bool = False
+) -> tuple:
+    """One pass: ``g_e(v)``, the log column sums of the plan and ``sum_i P_i P_i^T``; and,
+    if ``moments``, the plan's moments (else ``None``)."""
+    if moments:
+        value, logcol, ptp, found = blocks.reduce(
+            entropic_moment_terms, _combine_moment_terms, v, eps, with_x=True
+        )
+        return value + float(target @ v), logcol, ptp, found
     value, logcol, ptp = blocks.reduce(entropic_terms, combine_entropic, v, eps, True)
-    return value + float(target @ v), logcol, ptp
+    return value + float(target @ v), logcol, ptp, None
 
 
 def _column_sums(logcol: np.ndarray) -> np.ndarray:
@@ -47,10 +73,12 @@ def newton_stage(
     max_steps: int,
     bound: float,
     state: tuple | None = None,
-) -> tuple[np.ndarray, np.ndarray, int]:
+    moments: bool = False,
+) -> EntropicPlan:
     """Maximise ``g_e`` from ``v`` until the column error ``||c - colsum||_1 <= tol``.
 
-    Returns ``(v, column_sums, passes)``.  Each step is one pass.  Where the plan's rows are
+    Returns the :class:`EntropicPlan` (with the plan's moments at the returned ``v`` if
+    ``moments``: every pass then computes them).  Each step is one pass.  Where the plan's rows are
     nearly one-hot the semi-dual has little curvature and the Newton step overshoots: a step
     that does not increase ``g_e`` enough (Armijo) is rejected and the trust region (the
     largest move of one potential, at most ``bound``, a cost scale) shrinks to a quarter of
@@ -58,7 +86,7 @@ def newton_stage(
     the caller has it.
     """
     k = target.shape[0]
-    f, logcol, ptp = _evaluate(blocks, target, v, eps) if state is None else state
+    f, logcol, ptp, found = _evaluate(blocks, target, v, eps, moments) if state is None else state
     passes = 1 if state is None else 0
     log_target = np.log(np.maximum(target, 1e-300))
     radius = bound  # trust region on max_j |step_j|: shrinks on a failed step, grows back
@@ -89,16 +117,16 @@ def newton_stage(
             direction *= radius / largest
             largest = radius
         trial = v + direction
-        f_new, logcol_new, ptp_new = _evaluate(blocks, target, trial, eps)
+        f_new, logcol_new, ptp_new, found_new = _evaluate(blocks, target, trial, eps, moments)
         passes += 1
         if f_new >= f + 1e-4 * float(grad @ direction):
-            v, f, logcol, ptp = trial, f_new, logcol_new, ptp_new
+            v, f, logcol, ptp, found = trial, f_new, logcol_new, ptp_new, found_new
             radius = min(bound, max(radius, 2 * largest))
         else:
             # the quadratic model overshot where the plan's rows are nearly one-hot (little
             # curvature): a smaller step along the same direction next
             radius = largest / 4
-    return v, _column_sums(logcol), passes
+    return EntropicPlan(v, _column_sums(logcol), passes, found)
 
 
 def entropic_potentials(
@@ -111,7 +139,8 @@ def entropic_potentials(
     tol: float,
     max_passes: int,
     warm: bool = False,
-) -> tuple[np.ndarray, np.ndarray, int]:
+    moments: bool = False,
+) -> EntropicPlan:
     """The potentials of the entropic problem at ``eps``, by Newton stages with ``e`` from
     ``start`` down to ``eps`` (equal factors of at most 8); the last stage stops at column
     error ``tol``.  ``start`` is a cost scale (it also bounds a Newton step).
@@ -120,20 +149,30 @@ def entropic_potentials(
     evaluated at ``eps`` first and goes straight to the last stage when its column error is
     within 5 % of ``n``; otherwise it is staged from ``start`` like a cold one.
 
-    Returns ``(v, column_sums, passes)``.
+    Returns the :class:`EntropicPlan`; with ``moments``, the passes at ``eps`` also measure
+    the plan's moments, and the plan carries those of its potentials (so that its rounding
+    needs no pass of its own).
     """
     n = float(target.sum())
     bound = max(start, eps)
     passes = 0
     state = None
     if warm:
-        state = _evaluate(blocks, target, v, eps)
+        state = _evaluate(blocks, target, v, eps, moments)
         passes = 1
         if np.abs(target - _column_sums(state[1])).sum() <= _WARM_TOL * n:
-            v, col, used = newton_stage(
-                blocks, target, v, eps, tol=tol, max_steps=max_passes, bound=bound, state=state
+            plan = newton_stage(
+                blocks,
+                target,
+                v,
+                eps,
+                tol=tol,
+                max_steps=max_passes,
+                bound=bound,
+                state=state,
+                moments=moments,
             )
-            return v, col, passes + used
+            return plan._replace(passes=passes + plan.passes)
         state = None
     # equal factors of at most _SCALE from ``start`` to ``eps``
     count = max(0, int(np.ceil(np.log(max(start, eps) / eps) / np.log(_SCALE) - 1e-9)))
@@ -145,7 +184,7 @@ def entropic_potentials(
     for e in stages[:-1]:
         if max_passes - passes <= reserve:
             break
-        v, _, used = newton_stage(
+        staged = newton_stage(
             blocks,
             target,
             v,
@@ -154,8 +193,16 @@ def entropic_potentials(
             max_steps=max_passes - passes - reserve,
             bound=bound,
         )
-        passes += used
-    v, col, used = newton_stage(
-        blocks, target, v, eps, tol=tol, max_steps=max(1, max_passes - passes), bound=bound
+        v = staged.potentials
+        passes += staged.passes
+    plan = newton_stage(
+        blocks,
+        target,
+        v,
+        eps,
+        tol=tol,
+        max_steps=max(1, max_passes - passes),
+        bound=bound,
+        moments=moments,
     )
-    return v, col, passes + used
+    return plan._replace(passes=passes + plan.passes)

@@ -57,6 +57,18 @@ class _Search:
     #: before the last shift: the potentials, the points they left off, the band's threshold
     #: and rows (restored when the shift leaves more points off)
     unshifted: tuple[np.ndarray, int, float, int] | None = None
+    #: per pair of clusters, how far beyond ``theta`` a row may lie and enter the band, with
+    #: the potentials it was cut for (it holds for those only; see :func:`.exact._allow`)
+    allowance: tuple[np.ndarray, np.ndarray] | None = None
+    allowed: int = 0  # allowances grown in this step
+    #: the last band's potentials from the shortest paths (its own optimum's), if it had one
+    repaired: np.ndarray | None = None
+
+    def allowance_for_pass(self) -> np.ndarray | None:
+        """The allowance matrix if it was cut for the current potentials, else ``None``."""
+        if self.allowance is None or self.allowance[0] is not self.potentials:
+            return None
+        return self.allowance[1]
 
 
 def _costs_of(band: ExactPass, centers: np.ndarray, v: np.ndarray) -> BandCosts:
@@ -138,7 +150,11 @@ def _outcome(
     # the next step's imbalance is about this one's (Lloyd steps shrink): its band as wide as
     # this step's needed, so that one pass is enough
     wanted = min(search.limit, max(_MIN_BAND, _WARM_PER_CLUSTER * k, search.needed))
-    if labels.shape[0] >= n:  # every row was in the band: their own gaps tell (with the
+    if search.allowance_for_pass() is not None:
+        # the pass's histogram counted the allowance's scores, not the gaps: the next step
+        # takes its threshold from the sample's gaps
+        next_theta = math.inf
+    elif labels.shape[0] >= n:  # every row was in the band: their own gaps tell (with the
         # margin the histogram's powers of two give a band's threshold below)
         next_theta = _quantile_of_gaps(costs, potentials, 1.5 * wanted / n)
     else:
@@ -164,5 +180,6 @@ def _outcome(
             "restricted": float(search.restricted),
             "dense": float(search.dense),
             "shifts": float(search.shifts),
+            "allowed": float(search.allowed),
         },
     )

@@ -13,6 +13,13 @@ column log-sums (log domain: no underflow however small the regularisation) and 
 update is exact coordinate ascent on the dual, which for an interval ``[lower_j, upper_j]``
 clips the column sum to the interval instead of forcing it to one value.
 
+With Newton's method the passes at the final temperature also measure the plan's moments
+(:func:`~ballot_dask.kernels.plan_moments`), and the rounded plan's masses, centroid sums and
+cost follow from them in closed form (:func:`rounded_moments`): the step makes no rounding
+pass of its own.  Its labels' cost and counts (the row argmax of the rounded plan) need one;
+it is left pending (:meth:`~ballot_dask.solvers.base.StepOutcome.settle`), so that a fit
+measures them for its final step only.
+
 ``rounding="exact"`` adds exactly balanced labels: the exact repair of :mod:`.exact`, warm
 started from the Sinkhorn potentials.
 """
@@ -88,7 +95,8 @@ def solve_sinkhorn(
         # cold: from where a row of the plan spreads over many columns (the typical gap
         # between a point's mean and nearest cost): Newton converges from anywhere there
         # (warm: potentials of the previous centers, checked first)
-        v, col, iters = entropic_potentials(
+        # the passes at eps also measure the plan's moments: its rounding in closed form
+        plan = entropic_potentials(
             blocks,
             target,
             v,
@@ -97,20 +105,39 @@ def solve_sinkhorn(
             tol=delta,
             max_passes=options.sinkhorn_max_iter,
             warm=not cold,
+            moments=True,
         )
+        v, col, iters, moments = plan
         error = float(np.abs(col - target).sum())
     else:
         v, col, error, iters = _sinkhorn_iterations(blocks, capacities, options, v, eps)
+        moments = None
     target = capacities.target(col)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(col > 0, np.minimum(target / col, 1.0), 1.0)
     missing = target - col * scale
     total = float(missing.sum())
     deficit = missing / total if total > 0 else np.zeros(k)
-    mass, sums, plan_cost, hard_cost, counts = blocks.reduce(
-        _rounded_summary, _combine_rounded, v, eps, scale, deficit, with_x=True
-    )
     labeler = RoundedLabels(v, eps, scale, deficit)
+    centers = np.array(blocks.centers)
+
+    def measure() -> tuple[float, np.ndarray]:
+        """The rounding pass: its labels' cost and counts (and, with them, the rest)."""
+        if not np.array_equal(blocks.centers, centers):
+            blocks.set_centers(centers)
+        found = blocks.reduce(
+            _rounded_summary, _combine_rounded, v, eps, scale, deficit, with_x=True
+        )
+        return found[3], found[4]
+
+    if moments is not None:
+        mass, sums, plan_cost = rounded_moments(moments, col, scale, deficit, float(n))
+        hard_cost, counts, pending = float("nan"), np.zeros(0, dtype=np.int64), measure
+    else:
+        mass, sums, plan_cost, hard_cost, counts = blocks.reduce(
+            _rounded_summary, _combine_rounded, v, eps, scale, deficit, with_x=True
+        )
+        pending = None
     outcome = StepOutcome(
         method="sinkhorn",
         potentials=v,
@@ -123,6 +150,7 @@ def solve_sinkhorn(
         plan_cost=plan_cost,
         marginal_error=error / n,
         n_iter=iters,
+        pending=pending,
     )
     if options.rounding == "exact":
         # the plan's fractional rows are about those within eps of a boundary: a band
@@ -132,6 +160,23 @@ def solve_sinkhorn(
         exact.mass, exact.sums = mass, sums  # E-BalLOT's centroids stay those of the plan
         return exact
     return outcome
+
+
+def rounded_moments(
+    moments: tuple, col: np.ndarray, scale: np.ndarray, deficit: np.ndarray, n: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The rounded plan's column masses, centroid sums and cost, in closed form.
+
+    The rounding (:func:`~ballot_dask.kernels.rounded_plan_terms`) gives row ``i`` the mass
+    ``G_ij = P_ij scale_j + r_i deficit_j`` with ``r_i = 1 - sum_l P_il scale_l``, linear in
+    the plan's row: its sums over the rows follow from the plan's moments
+    (:func:`~ballot_dask.kernels.plan_moments`: ``sum_i P_ij x_i``, ``sum_i P_il C_ij``, the
+    column cost sums and the coordinate sums) and its column sums ``col``, with no pass."""
+    px, pc, column_costs, coords = moments
+    mass = scale * col + deficit * (n - float(scale @ col))
+    sums = scale[:, None] * px + deficit[:, None] * (coords - scale @ px)[None, :]
+    cost = float(scale @ np.diag(pc)) + float(deficit @ (column_costs - scale @ pc))
+    return mass, sums, cost
 
 
 def _sinkhorn_iterations(
