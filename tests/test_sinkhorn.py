@@ -347,3 +347,42 @@ def test_an_entropic_fit_measures_only_its_last_labels(monkeypatch) -> None:
     np.testing.assert_array_equal(km.sizes_, np.bincount(labels, minlength=5))
     cost = ((X - km.cluster_centers_[labels]) ** 2).sum()
     assert km.inertia_ == pytest.approx(cost, rel=1e-9)
+
+
+def _separated_blobs(n: int, k: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Separated float32 blobs (means about 17 apart, unit variance) and random data rows."""
+    rng = np.random.default_rng(0)
+    means = rng.normal(scale=17.0 / np.sqrt(2.0 * d), size=(k, d))
+    component = rng.integers(k, size=n)
+    X = (rng.standard_normal((n, d)) + means[component]).astype(np.float32)
+    return X, X[np.random.default_rng(1).choice(n, k, replace=False)]
+
+
+_CRAWL = {"method": "sinkhorn", "max_iter": 4, "tol": 0, "sinkhorn_max_iter": 100}
+
+
+def test_a_crawling_warm_newton_stage_is_staged_again() -> None:
+    # separated blobs from random rows: a warm E-BalLOT step whose potentials must cross
+    # empty space, where the plan's rows are one-hot and Newton's steps crawl at eps; the
+    # stage gives up after a few passes without progress and is staged from a higher
+    # temperature.  Without that, the third step used every pass it was allowed (1000 by
+    # default: 1074 rounds in a 15-iteration fit; here 100, see the next test)
+    X, start = _separated_blobs(200_000, 16, 16)
+    km = BalancedKMeans(16, init=start, **_CRAWL).fit(X)
+    assert km.n_passes_["rounds"] <= 90
+
+
+@pytest.mark.slow
+def test_without_patience_the_warm_newton_stage_crawls(monkeypatch) -> None:
+    # the previous test's fit, its warm stages without patience (and staged as before):
+    # a step runs out of passes
+    from sklearn.exceptions import ConvergenceWarning
+
+    from ballot_dask.solvers import newton
+
+    monkeypatch.setattr(newton, "_PATIENCE", None)
+    monkeypatch.setattr(newton, "_WARM_TOL", 0.05)
+    X, start = _separated_blobs(200_000, 16, 16)
+    with pytest.warns(ConvergenceWarning):
+        crawled = BalancedKMeans(16, init=start, **_CRAWL).fit(X)
+    assert crawled.n_passes_["rounds"] >= 100

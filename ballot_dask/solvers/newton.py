@@ -11,7 +11,9 @@ over the cost blocks returns both (k + k^2 numbers per block), so each Newton st
 round, where Sinkhorn's coordinate ascent needs a round per iteration (hundreds at a small
 regularisation).  ``e`` is scaled down by factors of at most 8 from a value at which the plan
 spreads over many columns (Newton converges from anywhere there), each stage warm-starting the
-next.
+next.  A warm start (the previous Lloyd step's potentials) goes to ``e = eps`` at once; where
+its steps crawl (separated clusters: the potentials must cross empty space, where the plan has
+almost no curvature) the stage gives up after a few passes and is staged from the top.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from ..kernels import combine_entropic, entropic_moment_terms, entropic_terms
 
 _SCALE = 8.0  # e shrinks by at most this factor per stage
 _STAGE_TOL = 0.002  # column error (share of n) at which an intermediate stage ends
-_WARM_TOL = 0.05  # a warm start with a larger column error (share of n) is staged as a cold one
+_WARM_TOL = 0.5  # a warm start with a larger column error (share of n) is staged as a cold one
+_PATIENCE = 12  # ... and a warm start whose steps do not halve that error in this many passes
 
 
 class EntropicPlan(NamedTuple):
@@ -74,11 +77,15 @@ def newton_stage(
     bound: float,
     state: tuple | None = None,
     moments: bool = False,
+    patience: int | None = None,
 ) -> EntropicPlan:
     """Maximise ``g_e`` from ``v`` until the column error ``||c - colsum||_1 <= tol``.
 
     Returns the :class:`EntropicPlan` (with the plan's moments at the returned ``v`` if
-    ``moments``: every pass then computes them).  Each step is one pass.  Where the plan's rows are
+    ``moments``: every pass then computes them).  Each step is one pass.  With ``patience``,
+    the stage also ends when that many passes in a row have not halved the least column
+    error seen (the plan's rows nearly one-hot, the steps crawl: a higher temperature then
+    serves better, see :func:`entropic_potentials`).  Where the plan's rows are
     nearly one-hot the semi-dual has little curvature and the Newton step overshoots: a step
     that does not increase ``g_e`` enough (Armijo) is rejected and the trust region (the
     largest move of one potential, at most ``bound``, a cost scale) shrinks to a quarter of
@@ -90,11 +97,18 @@ def newton_stage(
     passes = 1 if state is None else 0
     log_target = np.log(np.maximum(target, 1e-300))
     radius = bound  # trust region on max_j |step_j|: shrinks on a failed step, grows back
+    best, since = np.inf, 0
     while passes < max_steps:
         col = _column_sums(logcol)
         grad = target - col
-        if np.abs(grad).sum() <= tol:
+        error = float(np.abs(grad).sum())
+        if error <= tol:
             break
+        if error <= best / 2:
+            best, since = error, 0
+        elif patience is not None and since >= patience:
+            break
+        since += 1
         lap = (np.diag(col) - ptp) / eps  # -Hessian: a graph Laplacian, null space ~ ones
         scale = float(np.trace(lap)) / k
         direction = None
@@ -171,8 +185,14 @@ def entropic_potentials(
                 bound=bound,
                 state=state,
                 moments=moments,
+                patience=_PATIENCE,
             )
-            return plan._replace(passes=passes + plan.passes)
+            passes += plan.passes
+            if np.abs(target - plan.column_sums).sum() <= tol or passes >= max_passes:
+                return plan._replace(passes=passes)
+            # the steps crawl at eps (separated clusters: the potentials must cross empty
+            # space, where the plan has almost no curvature): staged from the top, from here
+            v = plan.potentials
         state = None
     # equal factors of at most _SCALE from ``start`` to ``eps``
     count = max(0, int(np.ceil(np.log(max(start, eps) / eps) / np.log(_SCALE) - 1e-9)))
