@@ -37,7 +37,15 @@ from scipy.sparse import issparse
 
 from .candidates import _BUFFER, top_columns
 from .jit import njit
-from .kernels import _n_lanes, _threads_for, cost_block, prepared_centers, slab_costs, slab_rows
+from .kernels import (
+    _n_lanes,
+    _threads_for,
+    cost_block,
+    lane_workers,
+    prepared_centers,
+    slab_costs,
+    slab_rows,
+)
 
 #: gaps below this share of a row's cost scale are ties
 _TIE = 1e-12
@@ -154,11 +162,12 @@ def _settle(
     weighted cost and slack-matrix row added.  The caller adds its (weighted) coordinates to
     the centroid sums (the only use of X).  ``bounds`` is ``(theta, cap, scale, allow)``: the
     band threshold, the lane's band rows at most, the scale of the pair histogram and the
-    allowances.  The row's gap is counted in the lane's ``hist``, and, unless ``pairs`` has
-    no bins, by label, second-best cluster and gap in ``pairs``.  Unless ``allow`` is empty,
-    the band is on the row's *score* ``min_{j != a} (gap to j - allow[a, j])`` rather than on
-    its gap (and ``hist`` counts scores): pairs of clusters with an allowance take rows
-    farther from their boundary."""
+    allowances.  The row's gap is counted in ``hist``, and, unless ``pairs`` has no bins, by
+    label, second-best cluster and gap in ``pairs`` (the thread's: counts, whose order of
+    addition does not matter, are kept per thread, the other sums per lane).  Unless
+    ``allow`` is empty, the band is on the row's *score* ``min_{j != a} (gap to j -
+    allow[a, j])`` rather than on its gap (and ``hist`` counts scores): pairs of clusters
+    with an allowance take rows farther from their boundary."""
     theta, cap, scale, allow = bounds
     k = C.shape[1]
     b1 = np.inf
@@ -175,14 +184,14 @@ def _settle(
         for j in range(k):
             if j != a:
                 score = min(score, C[r, j] - v[j] - b1 - allow[a, j])
-    hist[lane, _bin(score)] += 1
-    if pairs.shape[3] > 0:  # the second-best cluster: the first other one at b2
+    hist[_bin(score)] += 1
+    if pairs.shape[2] > 0:  # the second-best cluster: the first other one at b2
         a2 = 0 if a else 1
         for j in range(k):
             if j != a and C[r, j] - v[j] == b2:
                 a2 = j
                 break
-        pairs[lane, a, a2, _pair_bin(gap, scale)] += 1
+        pairs[a, a2, _pair_bin(gap, scale)] += 1
     # a gap at round-off level is a tie: always in the band, so that no fixed row's label
     # hangs on the last bit of its costs
     tie = gap <= _TIE * (abs(b1) + abs(v[a]) + C[r, a])
@@ -204,10 +213,11 @@ def _settle(
 
 @njit(parallel=True)
 def _exact_pass(
-    X, W, mu_t, mu_ct, mu_sq, mean, use_dot, v, theta, cap, n_lanes, slab, width, scale, allow
+    X, W, mu_t, mu_ct, mu_sq, mean, use_dot, v, theta, cap, lanes, slab, width, scale, allow
 ):  # pragma: no cover - compiled
     m, d = X.shape
     k = mu_t.shape[1]
+    n_lanes, n_workers = lanes
     weighted = W.shape[0] > 0  # else every row weighs 1
     counts = np.zeros((n_lanes, k), dtype=np.int64)
     mass = np.zeros((n_lanes, k))
@@ -216,8 +226,8 @@ def _exact_pass(
     obj = np.zeros(n_lanes)
     band = np.empty((n_lanes, max(cap, 1)), dtype=np.int64)
     taken = np.zeros(n_lanes, dtype=np.int64)
-    hist = np.zeros((n_lanes, _BINS), dtype=np.int64)
-    pairs = np.zeros((n_lanes, k, k, PAIR_BINS if scale > 0.0 else 0), dtype=np.int64)
+    hist = np.zeros((n_workers, _BINS), dtype=np.int64)
+    pairs = np.zeros((n_workers, k, k, PAIR_BINS if scale > 0.0 else 0), dtype=np.int64)
     bounds = (theta, cap, scale, allow)
     # the band rows' candidates (width > 0): columns, costs and floor
     held = max(cap, 1) if width > 0 else 1
@@ -225,30 +235,32 @@ def _exact_pass(
     costs = np.empty((n_lanes, held, max(width, 1)))
     floor = np.empty((n_lanes, held))
     step = (m + n_lanes - 1) // n_lanes
-    for lane in numba.prange(n_lanes):
+    for w in numba.prange(n_workers):  # one cost buffer per thread, not per lane
         C = np.empty((slab, k))
-        red = np.empty(width + 1)
-        col = np.empty(width + 1, dtype=np.int64)
-        buf = np.empty(_BUFFER * (width + 1), dtype=np.int64)
-        bred = np.empty(_BUFFER * (width + 1))
-        lane_end = min(m, (lane + 1) * step)
-        for lo in range(lane * step, lane_end, slab):
-            hi = min(lo + slab, lane_end)
-            slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, use_dot, C)
-            for r in range(hi - lo):
-                i = lo + r
-                wi = W[i] if weighted else 1.0
-                a = _settle(
-                    C, r, i, v, bounds, lane, counts, mass, wi, slack, obj, band, taken, hist, pairs
-                )
-                if a >= 0:
-                    for t in range(d):
-                        sums[lane, a, t] += wi * X[i, t]
-                elif width > 0:
-                    p = taken[lane] - 1
-                    floor[lane, p] = top_columns(
-                        C, r, v, width, columns[lane, p], costs[lane, p], red, col, buf, bred
-                    )
+        for lane in range(w, n_lanes, n_workers):
+            red = np.empty(width + 1)
+            col = np.empty(width + 1, dtype=np.int64)
+            buf = np.empty(_BUFFER * (width + 1), dtype=np.int64)
+            bred = np.empty(_BUFFER * (width + 1))
+            lane_end = min(m, (lane + 1) * step)
+            for lo in range(lane * step, lane_end, slab):
+                hi = min(lo + slab, lane_end)
+                slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, use_dot, C)
+                for r in range(hi - lo):
+                    i = lo + r
+                    wi = W[i] if weighted else 1.0
+                    a = _settle(
+                        C, r, i, v, bounds, lane, counts, mass, wi, slack, obj, band, taken,
+                        hist[w], pairs[w],
+                    )  # fmt: skip
+                    if a >= 0:
+                        for t in range(d):
+                            sums[lane, a, t] += wi * X[i, t]
+                    elif width > 0:
+                        p = taken[lane] - 1
+                        floor[lane, p] = top_columns(
+                            C, r, v, width, columns[lane, p], costs[lane, p], red, col, buf, bred
+                        )
     return counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor, pairs
 
 
@@ -330,7 +342,7 @@ def exact_pass(
             np.asarray(v, dtype=np.float64),
             float(theta),
             _lane_cap(int(cap), lanes),
-            lanes,
+            (lanes, lane_workers(lanes)),
             slab_rows(k, use_dot),
             width,
             float(pair_scale),
@@ -402,19 +414,21 @@ def _label_slab(C, lo, hi, v, rows, fixed, p, out):  # pragma: no cover - compil
 
 @njit(parallel=True)
 def _labels_pass(
-    X, mu_t, mu_ct, mu_sq, mean, use_dot, v, rows, fixed, out, n_lanes, slab
+    X, mu_t, mu_ct, mu_sq, mean, use_dot, v, rows, fixed, out, lanes, slab
 ):  # pragma: no cover
     m = X.shape[0]
     k = mu_t.shape[1]
+    n_lanes, n_workers = lanes
     step = (m + n_lanes - 1) // n_lanes
-    for lane in numba.prange(n_lanes):
+    for w in numba.prange(n_workers):  # one cost buffer per thread, not per lane
         C = np.empty((slab, k))
-        lane_end = min(m, (lane + 1) * step)
-        p = np.searchsorted(rows, lane * step)
-        for lo in range(lane * step, lane_end, slab):
-            hi = min(lo + slab, lane_end)
-            slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, use_dot, C)
-            p = _label_slab(C, lo, hi, v, rows, fixed, p, out)
+        for lane in range(w, n_lanes, n_workers):
+            lane_end = min(m, (lane + 1) * step)
+            p = np.searchsorted(rows, lane * step)
+            for lo in range(lane * step, lane_end, slab):
+                hi = min(lo + slab, lane_end)
+                slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, use_dot, C)
+                p = _label_slab(C, lo, hi, v, rows, fixed, p, out)
 
 
 def power_labels(
@@ -438,6 +452,7 @@ def power_labels(
     if m == 0:
         return out
     mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
+    lanes = _n_lanes(m, k * k + k * X.shape[1])
     with _threads_for(m, blas=use_dot):
         _labels_pass(
             X,
@@ -450,7 +465,7 @@ def power_labels(
             rows,
             fixed,
             out,
-            _n_lanes(m, k * k + k * X.shape[1]),
+            (lanes, lane_workers(lanes)),
             slab_rows(k, use_dot),
         )
     return out

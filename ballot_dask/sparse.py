@@ -35,6 +35,7 @@ from .kernels import (
     _n_lanes,
     _rounded_row,
     _threads_for,
+    lane_workers,
     reduced_cost_labels,
     slab_rows,
 )
@@ -168,10 +169,11 @@ def cost_block_csr(X: Any, centers: np.ndarray, out: np.ndarray | None = None) -
 
 @njit(parallel=True)
 def _csr_exact_pass(
-    indptr, indices, data, W, d, mu_t, mu_sq, v, theta, cap, n_lanes, slab
+    indptr, indices, data, W, d, mu_t, mu_sq, v, theta, cap, lanes, slab
 ):  # pragma: no cover - compiled
     m = indptr.shape[0] - 1
     k = mu_t.shape[1]
+    n_lanes, n_workers = lanes
     weighted = W.shape[0] > 0  # else every row weighs 1
     counts = np.zeros((n_lanes, k), dtype=np.int64)
     mass = np.zeros((n_lanes, k))
@@ -180,25 +182,27 @@ def _csr_exact_pass(
     obj = np.zeros(n_lanes)
     band = np.empty((n_lanes, max(cap, 1)), dtype=np.int64)
     taken = np.zeros(n_lanes, dtype=np.int64)
-    hist = np.zeros((n_lanes, _BINS), dtype=np.int64)
-    pairs = np.zeros((n_lanes, 1, 1, 0), dtype=np.int64)  # no pair histogram
+    hist = np.zeros((n_workers, _BINS), dtype=np.int64)
+    pairs = np.zeros((n_workers, 1, 1, 0), dtype=np.int64)  # no pair histogram
     bounds = (theta, cap, 1.0, np.empty((0, 0)))  # no allowances: the band on the gap
     step = (m + n_lanes - 1) // n_lanes
-    for lane in numba.prange(n_lanes):
+    for w in numba.prange(n_workers):  # one cost buffer per thread, not per lane
         C = np.empty((slab, k))
-        lane_end = min(m, (lane + 1) * step)
-        for lo in range(lane * step, lane_end, slab):
-            hi = min(lo + slab, lane_end)
-            csr_slab_costs(indptr, indices, data, lo, hi, mu_t, mu_sq, C)
-            for r in range(hi - lo):
-                i = lo + r
-                wi = W[i] if weighted else 1.0
-                a = _settle(
-                    C, r, i, v, bounds, lane, counts, mass, wi, slack, obj, band, taken, hist, pairs
-                )
-                if a >= 0:
-                    for p in range(indptr[i], indptr[i + 1]):
-                        sums[lane, a, indices[p]] += wi * data[p]
+        for lane in range(w, n_lanes, n_workers):
+            lane_end = min(m, (lane + 1) * step)
+            for lo in range(lane * step, lane_end, slab):
+                hi = min(lo + slab, lane_end)
+                csr_slab_costs(indptr, indices, data, lo, hi, mu_t, mu_sq, C)
+                for r in range(hi - lo):
+                    i = lo + r
+                    wi = W[i] if weighted else 1.0
+                    a = _settle(
+                        C, r, i, v, bounds, lane, counts, mass, wi, slack, obj, band, taken,
+                        hist[w], pairs[w],
+                    )  # fmt: skip
+                    if a >= 0:
+                        for p in range(indptr[i], indptr[i + 1]):
+                            sums[lane, a, indices[p]] += wi * data[p]
     return counts, mass, sums, slack, obj, band, taken, hist
 
 
@@ -232,7 +236,7 @@ def exact_pass_csr(
             np.asarray(v, dtype=np.float64),
             float(theta),
             _lane_cap(int(cap), lanes),
-            lanes,
+            (lanes, lane_workers(lanes)),
             slab_rows(k),
         )
     rows = np.concatenate([band[lane, : taken[lane]] for lane in range(lanes)])
@@ -252,19 +256,21 @@ def exact_pass_csr(
 
 @njit(parallel=True)
 def _csr_labels_pass(
-    indptr, indices, data, mu_t, mu_sq, v, rows, fixed, out, n_lanes, slab
+    indptr, indices, data, mu_t, mu_sq, v, rows, fixed, out, lanes, slab
 ):  # pragma: no cover - compiled
     m = indptr.shape[0] - 1
     k = mu_t.shape[1]
+    n_lanes, n_workers = lanes
     step = (m + n_lanes - 1) // n_lanes
-    for lane in numba.prange(n_lanes):
+    for w in numba.prange(n_workers):  # one cost buffer per thread, not per lane
         C = np.empty((slab, k))
-        lane_end = min(m, (lane + 1) * step)
-        p = np.searchsorted(rows, lane * step)
-        for lo in range(lane * step, lane_end, slab):
-            hi = min(lo + slab, lane_end)
-            csr_slab_costs(indptr, indices, data, lo, hi, mu_t, mu_sq, C)
-            p = _label_slab(C, lo, hi, v, rows, fixed, p, out)
+        for lane in range(w, n_lanes, n_workers):
+            lane_end = min(m, (lane + 1) * step)
+            p = np.searchsorted(rows, lane * step)
+            for lo in range(lane * step, lane_end, slab):
+                hi = min(lo + slab, lane_end)
+                csr_slab_costs(indptr, indices, data, lo, hi, mu_t, mu_sq, C)
+                p = _label_slab(C, lo, hi, v, rows, fixed, p, out)
 
 
 def power_labels_csr(
@@ -278,6 +284,7 @@ def power_labels_csr(
     if m == 0:
         return out
     mu_t, mu_sq = prepared_centers_csr(X, centers)
+    lanes = _n_lanes(m, k * k + k * d)
     with _threads_for(m):
         _csr_labels_pass(
             X.indptr,
@@ -289,7 +296,7 @@ def power_labels_csr(
             rows,
             fixed,
             out,
-            _n_lanes(m, k * k + k * d),
+            (lanes, lane_workers(lanes)),
             slab_rows(k),
         )
     return out
