@@ -12,7 +12,8 @@ import dask.array as da
 import numpy as np
 
 from .dask_tasks import kernel_threads, require_finite
-from .kernels import cost_block, plan_rows
+from .kernels import cost_block
+from .plan_kernels import plan_rows
 
 
 def _costs_block(xb: Any, centers: np.ndarray, block_info: Any = None) -> np.ndarray:
@@ -59,5 +60,5 @@ def map_chosen_costs(costs: da.Array, v: np.ndarray) -> da.Array:
 
 
 def map_plan_rows(costs: da.Array, v: np.ndarray, eps: float) -> da.Array:
-    """:func:`~ballot_dask.kernels.plan_rows` per chunk (lazy), with the rows' chunks."""
+    """:func:`~ballot_dask.plan_kernels.plan_rows` per chunk (lazy), with the rows' chunks."""
     return da.map_blocks(plan_rows, costs, v, eps, dtype=np.float64)

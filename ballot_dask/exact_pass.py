@@ -112,12 +112,8 @@ def _bin(gap):  # pragma: no cover - compiled
 
 
 def gap_bin(gap: float) -> int:
-    """The bin of ``ExactPass.hist`` that holds ``gap``."""
-    if not gap > 0.0:
-        return 0
-    if gap == math.inf:
-        return _BINS - 1
-    return min(max(math.frexp(gap)[1] + _EXP, 1), _BINS - 1)
+    """The bin of ``ExactPass.hist`` that holds ``gap`` (the pass's own :func:`_bin`)."""
+    return int(_bin(float(gap)))
 
 
 def pair_edges(scale: float) -> tuple[np.ndarray, np.ndarray]:

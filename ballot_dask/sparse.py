@@ -33,12 +33,12 @@ from .jit import njit
 from .kernels import (
     _assignment,
     _n_lanes,
-    _rounded_row,
     _threads_for,
     lane_workers,
     reduced_cost_labels,
     slab_rows,
 )
+from .plan_kernels import _rounded_row
 
 __all__ = [
     "as_csr",
@@ -380,7 +380,7 @@ def rounded_plan_terms_csr(
     scale: np.ndarray,
     deficit: np.ndarray,
 ) -> tuple:
-    """:func:`~ballot_dask.kernels.rounded_plan_terms` of a sparse block."""
+    """:func:`~ballot_dask.plan_kernels.rounded_plan_terms` of a sparse block."""
     X = as_csr(X)
     m, k = C.shape
     lanes = _n_lanes(m, k * (X.shape[1] + 2))

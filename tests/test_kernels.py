@@ -13,14 +13,8 @@ import pytest
 from scipy.special import log_softmax, logsumexp, softmax
 
 from ballot_dask.exact_pass import band_costs, combine_passes, exact_pass, power_labels
-from ballot_dask.kernels import (
-    _HESSIAN_FLOOR,
-    assignment_terms,
-    cost_block,
-    entropic_terms,
-    reduced_cost_labels,
-    rounded_plan_terms,
-)
+from ballot_dask.kernels import assignment_terms, cost_block, reduced_cost_labels
+from ballot_dask.plan_kernels import _HESSIAN_FLOOR, entropic_terms, rounded_plan_terms
 
 DTYPES = [np.float32, np.float64]
 # float32 cost blocks are rounded to ~6e-8 relative before any float64 accumulation

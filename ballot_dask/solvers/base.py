@@ -12,7 +12,8 @@ from ..blocks import Blocks
 from ..capacities import Capacities
 from ..certificate import Certificate, certify_labels
 from ..exact_pass import power_labels
-from ..kernels import assignment_terms, reduced_cost_labels, rounded_plan_terms
+from ..kernels import assignment_terms, reduced_cost_labels
+from ..plan_kernels import rounded_plan_terms
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..blocks import Blocks
-from ..kernels import combine_entropic, entropic_moment_terms, entropic_terms
+from ..plan_kernels import combine_entropic, entropic_moment_terms, entropic_terms
 
 _SCALE = 8.0  # e shrinks by at most this factor per stage
 _STAGE_TOL = 0.002  # column error (share of n) at which an intermediate stage ends
@@ -33,7 +33,7 @@ _PATIENCE = 12  # ... and a warm start whose steps do not halve that error in th
 
 class EntropicPlan(NamedTuple):
     """The entropic plan's potentials, column sums and passes; with its moments (see
-    :func:`~ballot_dask.kernels.plan_moments`) when they were asked for."""
+    :func:`~ballot_dask.plan_kernels.plan_moments`) when they were asked for."""
 
     potentials: np.ndarray
     column_sums: np.ndarray

@@ -52,13 +52,13 @@ class _Search:
     per_cluster: int = _PER_CLUSTER  # band rows per cluster at least (fewer when warm)
     restricted: int = 0  # band solves on candidates, in all
     shifts: int = 0  # potentials shifted by a pass's pair histogram
-    #: the sample's cost rows at the step's centers (computed once, by :func:`.exact._sample_costs`)
+    #: the sample's cost rows at the step's centers (computed once, by :func:`_sample_costs`)
     sample_costs: BandCosts | None = None
     #: before the last shift: the potentials, the points they left off, the band's threshold
     #: and rows (restored when the shift leaves more points off)
     unshifted: tuple[np.ndarray, int, float, int] | None = None
     #: per pair of clusters, how far beyond ``theta`` a row may lie and enter the band, with
-    #: the potentials it was cut for (it holds for those only; see :func:`.exact._allow`)
+    #: the potentials it was cut for (it holds for those only; see :func:`.allowance._allow`)
     allowance: tuple[np.ndarray, np.ndarray] | None = None
     allowed: int = 0  # allowances grown in this step
     #: the last band's potentials from the shortest paths (its own optimum's), if it had one
@@ -78,6 +78,13 @@ def _costs_of(band: ExactPass, centers: np.ndarray, v: np.ndarray) -> BandCosts:
         return BandCosts(band_costs(band.x, centers))
     columns, costs, floor = band.candidates
     return BandCosts(costs, columns, floor, np.asarray(v, dtype=np.float64))
+
+
+def _sample_costs(search: _Search, sample: np.ndarray, centers: np.ndarray) -> BandCosts:
+    """The sample's cost rows at the step's centers, computed once per step."""
+    if search.sample_costs is None:
+        search.sample_costs = BandCosts(band_costs(sample, centers))
+    return search.sample_costs
 
 
 def _certified(step: StepOutcome) -> bool:

@@ -14,7 +14,7 @@ update is exact coordinate ascent on the dual, which for an interval ``[lower_j,
 clips the column sum to the interval instead of forcing it to one value.
 
 With Newton's method the passes at the final temperature also measure the plan's moments
-(:func:`~ballot_dask.kernels.plan_moments`), and the rounded plan's masses, centroid sums and
+(:func:`~ballot_dask.plan_kernels.plan_moments`), and the rounded plan's masses, centroid sums and
 cost follow from them in closed form (:func:`rounded_moments`): the step makes no rounding
 pass of its own.  Its labels' cost and counts (the row argmax of the rounded plan) need one;
 it is left pending (:meth:`~ballot_dask.solvers.base.StepOutcome.settle`), so that a fit
@@ -32,7 +32,7 @@ import numpy as np
 
 from ..blocks import Blocks
 from ..capacities import Capacities
-from ..kernels import combine_entropic, entropic_terms, rounded_plan_terms
+from ..plan_kernels import combine_entropic, entropic_terms, rounded_plan_terms
 from .base import RoundedLabels, SolverOptions, StepOutcome, cost_scale, mean_cost
 from .exact import solve_exact
 from .newton import entropic_potentials
@@ -167,10 +167,10 @@ def rounded_moments(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The rounded plan's column masses, centroid sums and cost, in closed form.
 
-    The rounding (:func:`~ballot_dask.kernels.rounded_plan_terms`) gives row ``i`` the mass
+    The rounding (:func:`~ballot_dask.plan_kernels.rounded_plan_terms`) gives row ``i`` the mass
     ``G_ij = P_ij scale_j + r_i deficit_j`` with ``r_i = 1 - sum_l P_il scale_l``, linear in
     the plan's row: its sums over the rows follow from the plan's moments
-    (:func:`~ballot_dask.kernels.plan_moments`: ``sum_i P_ij x_i``, ``sum_i P_il C_ij``, the
+    (:func:`~ballot_dask.plan_kernels.plan_moments`: ``sum_i P_ij x_i``, ``sum_i P_il C_ij``, the
     column cost sums and the coordinate sums) and its column sums ``col``, with no pass."""
     px, pc, column_costs, coords = moments
     mass = scale * col + deficit * (n - float(scale @ col))

@@ -1,0 +1,316 @@
+"""The entropic plan's per-chunk kernels: E-BalLOT's passes and soft memberships.
+
+With ``P_i = softmax_j((v_j - C_ij) / eps)`` (a row of the plan whose row potential is
+recomputed from the k column potentials ``v``): the semi-dual's terms and its Hessian
+(:func:`entropic_terms`, Newton's and Sinkhorn's passes), the plan's rows
+(:func:`plan_rows`, ``predict_proba``), its moments (:func:`plan_moments`, from which its
+rounding follows in closed form) and the Altschuler-Weed-Rigollet rounding itself
+(:func:`rounded_plan_terms`).  Lanes, slabs and float64 accumulation as in
+:mod:`ballot_dask.kernels`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numba
+import numpy as np
+from scipy.sparse import issparse
+
+from .jit import njit
+from .kernels import _EXP_FLOOR, _exp, _n_lanes, _threads_for
+
+#: plan entries below this are left out of the Newton Hessian (not of the gradient): a row's
+#: support then holds a few columns, and the k x k outer product costs far less than k^2
+_HESSIAN_FLOOR = 1e-6
+
+
+@njit(parallel=True)
+def _entropic(C, v, eps, hessian, n_lanes, X):  # pragma: no cover - compiled
+    m, k = C.shape
+    d = X.shape[1]
+    moments = X.shape[0] == m and m > 0  # else X has no rows: no moments
+    px = np.zeros((n_lanes, k, d if moments else 0))
+    pc = np.zeros((n_lanes, k, k if moments else 0))
+    column_costs = np.zeros((n_lanes, k))
+    coords = np.zeros((n_lanes, d))
+    value = np.zeros(n_lanes)
+    direct = np.zeros((n_lanes, k))
+    lse_max = np.full((n_lanes, k), -np.inf)
+    lse_sum = np.zeros((n_lanes, k))
+    ptp = np.zeros((n_lanes, k, k)) if hessian else np.zeros((n_lanes, 1, 1))
+    step = (m + n_lanes - 1) // n_lanes
+    for lane in numba.prange(n_lanes):
+        z = np.empty(k)
+        p = np.empty(k)
+        support = np.empty(k, dtype=np.int64)
+        for i in range(lane * step, min(m, (lane + 1) * step)):
+            rmin = np.inf
+            for j in range(k):
+                r = C[i, j] - v[j]
+                z[j] = r
+                if r < rmin:
+                    rmin = r
+            s = 0.0
+            for j in range(k):
+                z[j] = (rmin - z[j]) / eps  # <= 0: no overflow
+                p[j] = _exp(z[j])
+                s += p[j]
+            logs = math.log(s)  # s >= 1: the minimising column contributes exp(0)
+            value[lane] += rmin - eps * logs
+            for j in range(k):
+                if p[j] > 0.0:
+                    p[j] /= s
+                    direct[lane, j] += p[j]
+                else:
+                    # exp underflows: keep the entry in the log domain (online log-sum-exp),
+                    # so that a column whose every entry is tiny keeps its true mass
+                    lp = z[j] - logs
+                    top = lse_max[lane, j]
+                    if lp > top:
+                        lse_sum[lane, j] = lse_sum[lane, j] * _exp(top - lp) + 1.0
+                        lse_max[lane, j] = lp
+                    elif lp > top + _EXP_FLOOR:
+                        lse_sum[lane, j] += math.exp(lp - top)
+            if moments:
+                for t in range(d):
+                    coords[lane, t] += X[i, t]
+                for j in range(k):
+                    column_costs[lane, j] += C[i, j]
+                    pj = p[j]
+                    if pj > 0.0:
+                        for t in range(d):
+                            px[lane, j, t] += pj * X[i, t]
+                        for b in range(k):
+                            pc[lane, j, b] += pj * C[i, b]
+            if hessian:
+                # only the row's non-negligible entries (see _HESSIAN_FLOOR)
+                nnz = 0
+                for j in range(k):
+                    if p[j] > _HESSIAN_FLOOR:
+                        support[nnz] = j
+                        nnz += 1
+                for x in range(nnz):
+                    a = support[x]
+                    pa = p[a]
+                    for y in range(nnz):
+                        b = support[y]
+                        ptp[lane, a, b] += pa * p[b]
+    return value, direct, lse_max, lse_sum, ptp, px, pc, column_costs, coords
+
+
+def entropic_terms(
+    C: np.ndarray, v: np.ndarray, eps: float, hessian: bool = False
+) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """One block's part of the entropic semi-dual (DESIGN section 2).
+
+    With ``P_i = softmax_j((v_j - C_ij) / eps)`` (a row of the plan whose row potential is
+    recomputed from ``v``), returns
+
+    - ``sum_i u_i`` with ``u_i = -eps log sum_j exp((v_j - C_ij) / eps)``,
+    - ``log sum_i P_ij`` for each column (log domain, so tiny ``eps`` cannot underflow),
+    - ``sum_i P_i P_i^T`` (k x k) when ``hessian`` is true, else ``None``.
+    """
+    lanes = _n_lanes(C.shape[0], C.shape[1] ** 2 if hessian else C.shape[1])
+    with _threads_for(C.shape[0]):
+        value, direct, lmax, lsum, ptp = _entropic(
+            C, np.asarray(v, dtype=np.float64), float(eps), hessian, lanes, _NO_ROWS
+        )[:5]
+    with np.errstate(divide="ignore"):
+        logcol = np.logaddexp(np.log(direct.sum(axis=0)), _merge_lse(lmax, lsum))
+    return float(value.sum()), logcol, (ptp.sum(axis=0) if hessian else None)
+
+
+def plan_rows(C: np.ndarray, v: np.ndarray, eps: float) -> np.ndarray:
+    """Rows of the entropic plan, each normalised to sum to one (soft labels), float64.
+
+    ``P_ij = softmax_j((v_j - C_ij) / eps)``: the plan of :func:`entropic_terms` with its row
+    potentials recomputed from ``v``, divided by the row mass.  The row maximum is subtracted
+    before the division by ``eps``, so every exponent is ``<= 0`` with one ``0`` per row: no
+    overflow, and the row sum is at least one whatever ``eps`` (a tiny ``eps`` gives the
+    one-hot labels of :func:`reduced_cost_labels`, ties split evenly).
+    """
+    P = np.subtract(np.asarray(v, dtype=np.float64), C, dtype=np.float64)
+    if P.size:
+        P -= P.max(axis=1, keepdims=True)
+        with np.errstate(over="ignore", under="ignore"):  # -inf then 0: the intended limit
+            P /= eps
+            np.exp(P, out=P)
+        P /= P.sum(axis=1, keepdims=True)
+    return P
+
+
+#: rows of a slab of :func:`plan_moments` on CSR rows (its plan rows are ``slab x k``)
+_MOMENT_ROWS = 8192
+_NO_ROWS = np.empty((0, 0))  # the X of an entropic pass without moments
+
+
+def entropic_moment_terms(
+    X: Any, C: np.ndarray, v: np.ndarray, eps: float
+) -> tuple[float, np.ndarray, np.ndarray, tuple]:
+    """:func:`entropic_terms` (with the Hessian) and :func:`plan_moments` of a block, in one
+    sweep of its rows (dense X; CSR rows: the moments in a second sweep)."""
+    if issparse(X):
+        value, logcol, ptp = entropic_terms(C, v, eps, True)
+        assert ptp is not None
+        return value, logcol, ptp, plan_moments(X, C, v, eps)
+    lanes = _n_lanes(C.shape[0], C.shape[1] * (2 * C.shape[1] + X.shape[1]))
+    with _threads_for(C.shape[0]):
+        value, direct, lmax, lsum, ptp, px, pc, costs, coords = _entropic(
+            C, np.asarray(v, dtype=np.float64), float(eps), True, lanes, X
+        )
+    with np.errstate(divide="ignore"):
+        logcol = np.logaddexp(np.log(direct.sum(axis=0)), _merge_lse(lmax, lsum))
+    moments = (px.sum(axis=0), pc.sum(axis=0), costs.sum(axis=0), coords.sum(axis=0))
+    return float(value.sum()), logcol, ptp.sum(axis=0), moments
+
+
+def plan_moments(
+    X: Any, C: np.ndarray, v: np.ndarray, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One block's moments of the entropic plan, from which its rounding follows in closed
+    form (:func:`ballot_dask.solvers.sinkhorn.rounded_moments`).
+
+    With ``P_i`` the rows of :func:`plan_rows`, returns ``sum_i P_ij x_i`` (k, d), ``sum_i
+    P_il C_ij`` (k, k; row ``l``, column ``j``), the column cost sums ``sum_i C_ij`` (k,) and
+    the coordinate sums ``sum_i x_i`` (d,), float64.  Slab by slab (``_MOMENT_ROWS`` rows),
+    the products through BLAS; ``X`` may be CSR (a dense X takes the compiled sweep of
+    :func:`entropic_moment_terms`).
+    """
+    m, k = C.shape
+    d = X.shape[1]
+    px = np.zeros((k, d))
+    pc = np.zeros((k, k))
+    for lo in range(0, m, _MOMENT_ROWS):
+        hi = min(lo + _MOMENT_ROWS, m)
+        P = plan_rows(C[lo:hi], v, eps)
+        rows = X[lo:hi]
+        if issparse(rows):
+            px += np.asarray((rows.T @ P).T)
+        else:
+            px += P.T @ np.asarray(rows, dtype=np.float64)
+        pc += P.T @ C[lo:hi]
+    if issparse(X):  # (scipy sums a float32 matrix in float32, whatever the dtype asked)
+        csr = X.tocsr()
+        coords = np.bincount(csr.indices, csr.data.astype(np.float64), minlength=d)
+    else:
+        coords = np.asarray(X, dtype=np.float64).sum(axis=0)
+    return px, pc, C.sum(axis=0), coords
+
+
+def _merge_lse(lmax: np.ndarray, lsum: np.ndarray) -> np.ndarray:
+    top = lmax.max(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = top + np.log((lsum * np.exp(lmax - top)).sum(axis=0))
+    return np.where(np.isfinite(top), out, -np.inf)
+
+
+def combine_entropic(parts: list[tuple]) -> tuple[float, np.ndarray, np.ndarray | None]:
+    """Reduce :func:`entropic_terms` summaries: values and Hessians add, column log-sums
+    combine by ``logaddexp``."""
+    value = float(sum(p[0] for p in parts))
+    logcol = parts[0][1]
+    for p in parts[1:]:
+        logcol = np.logaddexp(logcol, p[1])
+    hessians = [p[2] for p in parts if p[2] is not None]
+    return value, logcol, (np.sum(hessians, axis=0) if hessians else None)
+
+
+@njit(inline="always")
+def _rounded_row(C, v, eps, scale, deficit, i, g):  # pragma: no cover - compiled
+    """Row ``i`` of the rounded plan into ``g`` (k,); returns its argmax (the label)."""
+    k = C.shape[1]
+    rmin = np.inf
+    for j in range(k):
+        r = C[i, j] - v[j]
+        if r < rmin:
+            rmin = r
+    s = 0.0
+    for j in range(k):
+        g[j] = _exp((rmin - (C[i, j] - v[j])) / eps)
+        s += g[j]
+    kept = 0.0
+    for j in range(k):
+        g[j] = g[j] / s * scale[j]  # Alg. 2, column scaling (rows are exact already)
+        kept += g[j]
+    missing = 1.0 - kept  # this row's deficit, spread along the column deficit
+    best = 0
+    for j in range(k):
+        g[j] += missing * deficit[j]
+        if g[j] > g[best]:
+            best = j
+    return best
+
+
+@njit(parallel=True)
+def _rounded(X, C, v, eps, scale, deficit, labels, n_lanes):  # pragma: no cover - compiled
+    m, k = C.shape
+    d = X.shape[1]
+    mass = np.zeros((n_lanes, k))
+    sums = np.zeros((n_lanes, k, d))
+    cost = np.zeros(n_lanes)
+    hard = np.zeros(n_lanes)
+    counts = np.zeros((n_lanes, k), dtype=np.int64)
+    step = (m + n_lanes - 1) // n_lanes
+    for lane in numba.prange(n_lanes):
+        g = np.empty(k)
+        for i in range(lane * step, min(m, (lane + 1) * step)):
+            best = _rounded_row(C, v, eps, scale, deficit, i, g)
+            labels[i] = best
+            counts[lane, best] += 1
+            hard[lane] += C[i, best]
+            for j in range(k):
+                gj = g[j]
+                mass[lane, j] += gj
+                cost[lane] += gj * C[i, j]
+                if gj != 0.0:
+                    for t in range(d):
+                        sums[lane, j, t] += gj * X[i, t]
+    return mass, sums, cost, hard, counts
+
+
+def rounded_plan_terms(
+    X: np.ndarray,
+    C: np.ndarray,
+    v: np.ndarray,
+    eps: float,
+    scale: np.ndarray,
+    deficit: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, np.ndarray]:
+    """One block of the Altschuler-Weed-Rigollet rounding (their Alg. 2) of the Sinkhorn plan.
+
+    The plan ``P_i = softmax_j((v_j - C_ij) / eps)`` has exact row sums, so the row scaling of
+    Alg. 2 is the identity; ``scale`` is the column scaling ``min(c_j / colsum_j, 1)`` and
+    ``deficit`` the normalised column deficit ``err_c / ||err_c||_1`` of the scaled plan, both
+    k-vectors from a reduction.  Each rounded row ``G_i`` then needs nothing but its own row.
+
+    Returns row-argmax labels of ``G``, the column masses ``sum_i G_i`` (k,), the centroid
+    numerators ``sum_i G_ij x_i`` (k, d), the transport cost ``<G, C>``, the cost of the
+    argmax labels ``sum_i C_{i, l_i}`` and their counts (k,).
+    """
+    if issparse(X):
+        from .sparse import rounded_plan_terms_csr
+
+        return rounded_plan_terms_csr(X, C, v, eps, scale, deficit)
+    lanes = _n_lanes(C.shape[0], C.shape[1] * (X.shape[1] + 2))
+    labels = np.empty(C.shape[0], dtype=np.int64)
+    with _threads_for(C.shape[0]):
+        mass, sums, cost, hard, counts = _rounded(
+            X,
+            C,
+            np.asarray(v, dtype=np.float64),
+            float(eps),
+            np.asarray(scale, dtype=np.float64),
+            np.asarray(deficit, dtype=np.float64),
+            labels,
+            lanes,
+        )
+    return (
+        labels,
+        mass.sum(axis=0),
+        sums.sum(axis=0),
+        float(cost.sum()),
+        float(hard.sum()),
+        counts.sum(axis=0),
+    )

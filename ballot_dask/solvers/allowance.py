@@ -1,0 +1,119 @@
+"""The exact step's band reach per pair of clusters (its *allowance*), grown where a band
+failed (:func:`_allow`; the pass applies it, :func:`~ballot_dask.exact_pass.exact_pass`).
+
+A single threshold on the top-two gap serves the boundaries that cut through dense clusters,
+where the potentials are sharp.  Where a boundary lies in a sparse region (the tails of
+separated clusters), the potentials are loose: the rows a cluster must give up or take in may
+lie far beyond it, and a threshold wide enough for them holds most of X.  The allowance lets
+the pairs that need it reach further, under the same potentials and threshold.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..candidates import BandCosts
+from ..capacities import Capacities
+from ..exact_pass import ExactPass, gap_bin
+from .search import _sample_costs, _Search
+
+_QUOTA = 2  # a cluster's band rows hold at least this many times its excess, by the sample
+_QUOTA_ROWS = 8  # ... and this many of the sample's rows
+
+
+def _allow(
+    search: _Search,
+    centers: np.ndarray,
+    sample: np.ndarray | None,
+    capacities: Capacities,
+    band: ExactPass,
+    labels: np.ndarray,
+) -> bool:
+    """Grow the band's per-pair allowance (its reach beyond ``theta``, under the same
+    potentials ``v``) where the band proved too narrow; ``False`` if it would not grow.
+
+    A single threshold on the top-two gap serves the boundaries that cut through dense
+    clusters, where the potentials are sharp.  Where a boundary lies in a sparse region (the
+    tails of separated clusters), the potentials are loose: the rows a cluster must give up
+    or take in may lie far beyond it, and a threshold wide enough for them holds most of X.
+    Two rules reach them, each for the pairs that need it:
+
+    - *quotas*: a cluster with ``e`` points beyond its bounds under ``v`` reaches as far as
+      holds about ``_QUOTA * e`` of its rows (rows labelled by it for a surplus; rows whose
+      gap to it is least for a deficit), as the sample's rows tell;
+    - *the band's own potentials*: under the shortest paths' potentials ``v + delta`` of the
+      band that failed, a fixed row labelled ``a`` would move to ``b`` if its gap to ``b`` is
+      below ``delta_b - delta_a``: the pair reaches that far.
+
+    The allowance of ``(a, b)`` is the larger of the two (``e_a + f_b`` for the quotas, ``e``
+    of the surplus cluster ``a`` and ``f`` of the deficit cluster ``b``), never less than it
+    was."""
+    k = capacities.n_clusters
+    v = search.potentials
+    old = search.allowance_for_pass()
+    allow = np.zeros((k, k)) if old is None else old.copy()
+    counts = band.counts + np.bincount(labels, minlength=k)
+    n = int(counts.sum())
+    if sample is not None:
+        costs = _sample_costs(search, sample, centers)
+        s = costs.costs.shape[0]
+        reduced = costs.costs - v[None, :]
+        sample_labels, gaps = costs.labels(v)
+        least = reduced[np.arange(s), sample_labels]
+        reach_out, reach_in = np.zeros(k), np.zeros(k)
+        for a in np.flatnonzero(counts > capacities.upper):
+            excess = int(counts[a] - capacities.upper[a])
+            reach_out[a] = _reach(gaps[sample_labels == a], excess, s, n, search.theta)
+        for b in np.flatnonzero(counts < capacities.lower):
+            lack = int(capacities.lower[b] - counts[b])
+            others = sample_labels != b
+            to_b = reduced[others, b] - least[others]
+            reach_in[b] = _reach(to_b, lack, s, n, search.theta)
+        allow = np.maximum(allow, reach_out[:, None] + reach_in[None, :])
+    if search.repaired is not None:
+        delta = search.repaired - v
+        allow = np.maximum(allow, delta[None, :] - delta[:, None])
+    np.fill_diagonal(allow, 0.0)
+    allow = np.maximum(allow, 0.0)
+    if not np.all(np.isfinite(allow)):
+        return False
+    before = np.zeros((k, k)) if old is None else old
+    if not np.any(allow > before + 1e-9 * (np.abs(before) + search.theta)):
+        return False
+    search.allowance = (v, allow)
+    search.allowed += 1
+    # room for the rows it adds (a pass keeps at most about twice the rows it is asked for)
+    rows = search.limit
+    if sample is not None:
+        share = _allowed_share(_sample_costs(search, sample, centers), v, allow, search.theta)
+        rows = int(1.25 * share * n) + search.per_cluster * k
+    search.wanted = min(search.limit, max(search.wanted, rows))
+    return True
+
+
+def _allowed_share(costs: BandCosts, v: np.ndarray, allow: np.ndarray, theta: float) -> float:
+    """The share of the sample's rows a band at ``theta`` holds with the allowance ``allow``
+    (see :func:`~ballot_dask.exact_pass.exact_pass`)."""
+    reduced = costs.costs - v[None, :]
+    rows = np.arange(reduced.shape[0])
+    labels = reduced.argmin(axis=1)
+    score = reduced - reduced[rows, labels][:, None] - allow[labels]
+    score[rows, labels] = np.inf
+    return float(np.count_nonzero(score.min(axis=1) <= theta)) / max(rows.size, 1)
+
+
+def _truncated(band: ExactPass) -> bool:
+    """Whether the pass surely left rows within its threshold out of its band (its cap)."""
+    top = gap_bin(band.theta)
+    return bool(top > 0 and band.hist[:top].sum() > band.rows.shape[0])
+
+
+def _reach(gaps: np.ndarray, points: int, s: int, n: int, theta: float) -> float:
+    """How far beyond ``theta`` a band must reach to hold about ``_QUOTA * points`` rows of
+    X, from the gaps of the sample's (``s`` of ``n``) rows that could make that move."""
+    if not gaps.size:
+        return 0.0
+    rows = min(gaps.size, math.ceil(_QUOTA * points * s / max(n, 1)) + _QUOTA_ROWS)
+    return max(0.0, float(np.partition(gaps, rows - 1)[rows - 1]) - theta)
