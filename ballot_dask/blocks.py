@@ -191,16 +191,28 @@ def sampled_rows(offset: int, rows: int, stride: int, seed: int) -> np.ndarray:
     return hashed < np.uint64((1 << 32) // stride)
 
 
-def solver_sample(sample: np.ndarray, n_samples: int, n_clusters: int) -> np.ndarray | None:
+def solver_sample(
+    sample: np.ndarray, n_samples: int, n_clusters: int, *, dense_fits: bool = True
+) -> np.ndarray | None:
     """The rows the exact solver's first potentials come from: the fit's row sample, thinned
     (hashed) to at most a quarter of the rows; ``None`` when that leaves fewer than 4096 rows
-    or 16 per cluster (the whole problem is then as cheap)."""
+    or 16 per cluster (the whole problem is then as cheap), unless the whole problem's dense
+    cost rows do not fit the band's budget (``dense_fits=False``: large k on few rows per
+    cluster, where a cold start needs informed potentials to hold its rows as candidates):
+    then 4 per cluster will do."""
     if 4 * sample.shape[0] > n_samples:
         stride = -(-4 * sample.shape[0] // max(n_samples, 1))
         sample = sample[sampled_rows(0, sample.shape[0], stride, _NESTED_SEED)]
-    if sample.shape[0] < max(_NESTED_MIN, 16 * n_clusters):
+    if sample.shape[0] < max(_NESTED_MIN, (16 if dense_fits else 4) * n_clusters):
         return None
     return sample
+
+
+def dense_rows_fit(blocks: Blocks, n_clusters: int) -> bool:
+    """Whether every row's dense cost row fits the blocks' band budget, twice over (as the
+    exact solver counts a gathered row: its k costs, a few numbers and its coordinates)."""
+    row = 8 * (n_clusters + 4) + blocks.row_bytes()
+    return 2 * blocks.n_samples * row <= blocks.band_budget()
 
 
 def _block_weights(wb: np.ndarray | None, xb: Any) -> np.ndarray:
@@ -317,7 +329,11 @@ class RowBlocks:
             n = self.n_samples
             self._sample = self.X[sampled_rows(0, n, sample_stride(n, SAMPLE_ROWS), 0)]
         if self._solver_sample is None:
-            self._solver_sample = solver_sample(self._sample, self.n_samples, self._centers_count())
+            k = self._centers_count()
+            sample = solver_sample(self._sample, self.n_samples, k)
+            if sample is None and not dense_rows_fit(self, k):
+                sample = solver_sample(self._sample, self.n_samples, k, dense_fits=False)
+            self._solver_sample = sample
         return self._solver_sample
 
     def _centers_count(self) -> int:

@@ -41,7 +41,7 @@ import scipy.sparse
 from dask.delayed import Delayed, delayed
 
 from . import config
-from .blocks import PassCounter, sample_stride, solver_sample
+from .blocks import PassCounter, dense_rows_fit, sample_stride, solver_sample
 from .dask_tasks import (
     checked_block,
     chunk_bytes,
@@ -233,7 +233,11 @@ class DaskBlocks:
         sample drawn by :meth:`prepare` (``None`` before it, or for few rows)."""
         if self._sample is None or self._centers is None:
             return None
-        return solver_sample(self._sample, self.n_samples, self._centers.shape[0])
+        k = self._centers.shape[0]
+        sample = solver_sample(self._sample, self.n_samples, k)
+        if sample is None and not self.sparse and not dense_rows_fit(self, k):
+            sample = solver_sample(self._sample, self.n_samples, k, dense_fits=False)
+        return sample
 
     def x_bytes(self) -> int:
         """Bytes of X: known from its shape, or for sparse chunks counted in a round of its

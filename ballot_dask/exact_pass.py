@@ -38,13 +38,14 @@ from scipy.sparse import issparse
 from .candidates import _BUFFER, top_columns
 from .jit import njit
 from .kernels import (
-    _n_lanes,
     _threads_for,
     cost_block,
     lane_workers,
+    pass_lanes,
     prepared_centers,
     slab_costs,
     slab_rows,
+    slack_workers,
 )
 
 #: gaps below this share of a row's cost scale are ties
@@ -160,7 +161,8 @@ def _settle(
     band threshold, the lane's band rows at most, the scale of the pair histogram and the
     allowances.  The row's gap is counted in ``hist``, and, unless ``pairs`` has no bins, by
     label, second-best cluster and gap in ``pairs`` (the thread's: counts, whose order of
-    addition does not matter, are kept per thread, the other sums per lane).  Unless
+    addition does not matter, are kept per thread, the other sums per lane; so is ``slack``,
+    the thread's slack matrix: a minimum, exact in any order).  Unless
     ``allow`` is empty, the band is on the row's *score* ``min_{j != a} (gap to j -
     allow[a, j])`` rather than on its gap (and ``hist`` counts scores): pairs of clusters
     with an allowance take rows farther from their boundary."""
@@ -202,8 +204,8 @@ def _settle(
     if wi > 0.0:  # a weightless row is not in the plan's support: no constraint
         for j in range(k):
             red = C[r, j] - ca
-            if red < slack[lane, a, j]:
-                slack[lane, a, j] = red
+            if red < slack[a, j]:
+                slack[a, j] = red
     return a
 
 
@@ -218,7 +220,7 @@ def _exact_pass(
     counts = np.zeros((n_lanes, k), dtype=np.int64)
     mass = np.zeros((n_lanes, k))
     sums = np.zeros((n_lanes, k, d))
-    slack = np.full((n_lanes, k, k), np.inf)
+    slack = np.full((n_workers, k, k), np.inf)  # a minimum: per thread, as the counts
     obj = np.zeros(n_lanes)
     band = np.empty((n_lanes, max(cap, 1)), dtype=np.int64)
     taken = np.zeros(n_lanes, dtype=np.int64)
@@ -246,7 +248,7 @@ def _exact_pass(
                     i = lo + r
                     wi = W[i] if weighted else 1.0
                     a = _settle(
-                        C, r, i, v, bounds, lane, counts, mass, wi, slack, obj, band, taken,
+                        C, r, i, v, bounds, lane, counts, mass, wi, slack[w], obj, band, taken,
                         hist[w], pairs[w],
                     )  # fmt: skip
                     if a >= 0:
@@ -324,7 +326,7 @@ def exact_pass(
     m = X.shape[0]
     k = centers.shape[0]
     mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
-    lanes = 1 if strict else _n_lanes(m, k * k + k * X.shape[1])  # strict: one global cap
+    lanes = 1 if strict else pass_lanes(m, k, X.shape[1])  # strict: one global cap
     width = min(int(width), k)
     with _threads_for(m, blas=use_dot):
         out = _exact_pass(
@@ -338,7 +340,7 @@ def exact_pass(
             np.asarray(v, dtype=np.float64),
             float(theta),
             _lane_cap(int(cap), lanes),
-            (lanes, lane_workers(lanes)),
+            (lanes, slack_workers(lanes, k)),
             slab_rows(k, use_dot),
             width,
             float(pair_scale),
@@ -448,7 +450,7 @@ def power_labels(
     if m == 0:
         return out
     mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
-    lanes = _n_lanes(m, k * k + k * X.shape[1])
+    lanes = pass_lanes(m, k, X.shape[1])  # the exact pass's, hence its slabs
     with _threads_for(m, blas=use_dot):
         _labels_pass(
             X,

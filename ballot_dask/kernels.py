@@ -75,16 +75,21 @@ def _threads_for(rows: int, blas: bool = False) -> Iterator[None]:
 #: from this many multiply-adds per row (k * d), costs go through BLAS (measured here: the
 #: direct loop, vectorised over the centers, is as fast below k = 64, d = 64)
 _BLAS_WORK = (1 << 12) - 1
-#: a slab's float64 costs take at most this many cells
+#: a slab's float64 costs take at most this many cells (BLAS: ``_BLAS_SLAB_CELLS``)
 _SLAB_CELLS = 1 << 16
+_BLAS_SLAB_CELLS = 1 << 18
 
 
 def slab_rows(k: int, blas: bool = False) -> int:
     """Rows per slab of the cost computation for ``k`` clusters (a function of the shapes
-    only, so every pass computes a row's costs with the same arithmetic); BLAS wants tall
-    slabs."""
-    low = 1024 if blas else 64
-    return max(low, min(4096, _SLAB_CELLS // max(k, 1)))
+    only, so every pass computes a row's costs with the same arithmetic).  BLAS wants tall
+    slabs, up to 1024 rows, but no more than ``_BLAS_SLAB_CELLS`` costs: a slab that leaves
+    the caches costs more than BLAS gains (measured here, d = 64, an exact pass over 10^5
+    rows: 1.95 s at k = 4096 with 1024-row slabs, 1.11 s with 128; 0.57 s and 0.49 s at
+    k = 2048)."""
+    if blas:
+        return max(64, min(1024, _BLAS_SLAB_CELLS // max(k, 1)))
+    return max(64, min(4096, _SLAB_CELLS // max(k, 1)))
 
 
 def lane_workers(lanes: int) -> int:
@@ -95,6 +100,25 @@ def lane_workers(lanes: int) -> int:
     pass its page faults: the exact pass on 250 000 rows took 39 ms instead of 19 ms).  The
     lanes, hence the results, do not depend on it."""
     return max(1, min(numba.get_num_threads(), lanes))
+
+
+#: the exact pass's slack matrices (one per thread, k^2 float64 each) take at most this many
+#: cells in all (256 MB), and always one
+_SLACK_CELLS = 1 << 25
+
+
+def pass_lanes(m: int, k: int, d: int) -> int:
+    """Lanes of the exact pass and of the labels pass that repeats its slabs: sized by what
+    a lane keeps (its counts, weights and coordinate sums).  The slack matrix is a minimum,
+    exact in any order, so it is kept per thread (:func:`slack_workers`), not per lane: at
+    k = 4096 a lane's would be 128 MB, and lanes held one each left a pass on one thread."""
+    return _n_lanes(m, k * (d + 2))
+
+
+def slack_workers(lanes: int, k: int) -> int:
+    """Threads the exact pass's lanes are spread over: :func:`lane_workers`, fewer when their
+    slack matrices would exceed ``_SLACK_CELLS`` (from k = 2048 on, on many threads)."""
+    return max(1, min(lane_workers(lanes), _SLACK_CELLS // max(k * k, 1)))
 
 
 @njit()

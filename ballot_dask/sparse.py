@@ -35,8 +35,10 @@ from .kernels import (
     _n_lanes,
     _threads_for,
     lane_workers,
+    pass_lanes,
     reduced_cost_labels,
     slab_rows,
+    slack_workers,
 )
 from .plan_kernels import _rounded_row
 
@@ -178,7 +180,7 @@ def _csr_exact_pass(
     counts = np.zeros((n_lanes, k), dtype=np.int64)
     mass = np.zeros((n_lanes, k))
     sums = np.zeros((n_lanes, k, d))
-    slack = np.full((n_lanes, k, k), np.inf)
+    slack = np.full((n_workers, k, k), np.inf)  # a minimum: per thread
     obj = np.zeros(n_lanes)
     band = np.empty((n_lanes, max(cap, 1)), dtype=np.int64)
     taken = np.zeros(n_lanes, dtype=np.int64)
@@ -197,7 +199,7 @@ def _csr_exact_pass(
                     i = lo + r
                     wi = W[i] if weighted else 1.0
                     a = _settle(
-                        C, r, i, v, bounds, lane, counts, mass, wi, slack, obj, band, taken,
+                        C, r, i, v, bounds, lane, counts, mass, wi, slack[w], obj, band, taken,
                         hist[w], pairs[w],
                     )  # fmt: skip
                     if a >= 0:
@@ -223,7 +225,7 @@ def exact_pass_csr(
     m, d = X.shape
     k = centers.shape[0]
     mu_t, mu_sq = prepared_centers_csr(X, centers)
-    lanes = 1 if strict else _n_lanes(m, k * k + k * d)
+    lanes = 1 if strict else pass_lanes(m, k, d)
     with _threads_for(m):
         counts, mass, sums, slack, obj, band, taken, hist = _csr_exact_pass(
             X.indptr,
@@ -236,7 +238,7 @@ def exact_pass_csr(
             np.asarray(v, dtype=np.float64),
             float(theta),
             _lane_cap(int(cap), lanes),
-            (lanes, lane_workers(lanes)),
+            (lanes, slack_workers(lanes, k)),
             slab_rows(k),
         )
     rows = np.concatenate([band[lane, : taken[lane]] for lane in range(lanes)])
@@ -284,7 +286,7 @@ def power_labels_csr(
     if m == 0:
         return out
     mu_t, mu_sq = prepared_centers_csr(X, centers)
-    lanes = _n_lanes(m, k * k + k * d)
+    lanes = pass_lanes(m, k, d)  # the exact pass's, hence its slabs
     with _threads_for(m):
         _csr_labels_pass(
             X.indptr,

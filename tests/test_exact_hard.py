@@ -272,3 +272,21 @@ def test_certify_checks_its_arguments() -> None:
         certify(X, np.zeros((2, 3)), [0, 1, 0, 1])
     with pytest.raises(ValueError, match="sizes must sum"):
         certify(X, np.zeros((2, 2)), [0, 1, 0, 1], sizes=[1, 1])
+
+
+def test_large_k_on_few_rows_per_cluster_beyond_the_dense_budget(monkeypatch) -> None:
+    """k = 512 on 32 rows per cluster, with a band budget that holds every row as candidates
+    but not as dense cost rows: the cold start takes its potentials from a thin sample (8
+    rows per cluster; 16 are wanted when the dense rows fit) instead of stopping with the
+    band error, and the step is the LP's optimum."""
+    n, k = 16_384, 512
+    X = separated_mixture(n, 8, k, 1.0, 7)
+    centers = plusplus_start(X, k, 7)
+    dense_row = 8 * (k + 4) + 8 * X.shape[1]
+    budget = n * dense_row // 2  # a quarter of what every dense row needs (twice over)
+    monkeypatch.setattr(RowBlocks, "band_budget", lambda self: budget)
+    blocks = RowBlocks(X)
+    blocks.set_centers(centers)
+    sample = blocks.sample()
+    assert sample is not None and sample.shape[0] < 16 * k
+    _check_against_emd(X, centers)
