@@ -290,3 +290,30 @@ def test_large_k_on_few_rows_per_cluster_beyond_the_dense_budget(monkeypatch) ->
     sample = blocks.sample()
     assert sample is not None and sample.shape[0] < 16 * k
     _check_against_emd(X, centers)
+
+
+@pytest.mark.parametrize("n, k, d, seed", [(2_000, 40, 2, 1), (4_000, 100, 8, 0)])
+def test_paths_arc_lists_keep_the_cheapest_moves(monkeypatch, n, k, d, seed) -> None:
+    """Dense rows, many points a cluster: the shortest paths keep each arc's cheapest moves
+    in short sorted lists.  A point joining a full list with a larger value than all its
+    entries must be left out (and bound what is left out), not take the place of a cheaper
+    one: the arc's slack would then be too large, the result not optimal, and its own slack
+    matrix would certify it (these cases did, by 0.013 and 0.72 in reduced cost).
+    ``_LIST_CELLS = 0``: lists of 4 entries, filled often."""
+    import ballot_dask.solvers.paths as paths
+
+    monkeypatch.setattr(paths, "_LIST_CELLS", 0)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    C = cost_block(X, X[rng.choice(n, k, replace=False)])
+    cap = _equal(n, k)
+    labels = np.argmin(C, axis=1)
+    assert n > paths._DENSE_RESCAN_ROWS * k  # the lists, not the rescans
+    result = successive_shortest_paths(C, labels, cap.lower, cap.upper, np.zeros(k))
+    assert result.status == DONE
+    np.testing.assert_array_equal(np.bincount(labels, minlength=k), cap.lower)
+    # dual feasibility: every point's label minimises its reduced cost
+    R = C - result.potentials
+    assert (R[np.arange(n), labels] - R.min(axis=1)).max() <= 1e-9 * C.max()
+    opt, _ = emd_optimum(C, cap.lower)
+    assert C[np.arange(n), labels].sum() == pytest.approx(opt, rel=1e-9)
