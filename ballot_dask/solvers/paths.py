@@ -55,7 +55,7 @@ STUCK = 2  #: no path from a surplus to a deficit (the band cannot meet the boun
 #: at 85 a cluster, 1.4 times slower at 330)
 _RESCAN_ROWS = 128
 #: the same for dense rows, k costs a point (measured here at k = 1024 from a random start:
-#: twice as fast as the lists at 24 points a cluster, 1.7 times slower at 98)
+#: twice as fast as the lists at 24 points a cluster, as fast at 48, 1.7 times slower at 98)
 _DENSE_RESCAN_ROWS = 32
 #: the arcs' lists of cheapest moves hold at most this many entries in all (32 per arc, fewer
 #: for large k)
