@@ -192,20 +192,26 @@ def sampled_rows(offset: int, rows: int, stride: int, seed: int) -> np.ndarray:
 
 
 def solver_sample(
-    sample: np.ndarray, n_samples: int, n_clusters: int, *, dense_fits: bool = True
+    sample: np.ndarray,
+    n_samples: int,
+    n_clusters: int,
+    dense_fits: Callable[[], bool] | None = None,
 ) -> np.ndarray | None:
     """The rows the exact solver's first potentials come from: the fit's row sample, thinned
     (hashed) to at most a quarter of the rows; ``None`` when that leaves fewer than 4096 rows
     or 16 per cluster (the whole problem is then as cheap), unless the whole problem's dense
-    cost rows do not fit the band's budget (``dense_fits=False``: large k on few rows per
-    cluster, where a cold start needs informed potentials to hold its rows as candidates):
-    then 4 per cluster will do."""
+    cost rows do not fit the band's budget (``dense_fits()`` is false; asked only then):
+    large k on few rows per cluster, where a cold start needs informed potentials to hold
+    its rows as candidates, so 4 per cluster will do."""
     if 4 * sample.shape[0] > n_samples:
         stride = -(-4 * sample.shape[0] // max(n_samples, 1))
         sample = sample[sampled_rows(0, sample.shape[0], stride, _NESTED_SEED)]
-    if sample.shape[0] < max(_NESTED_MIN, (16 if dense_fits else 4) * n_clusters):
-        return None
-    return sample
+    rows = sample.shape[0]
+    if rows >= max(_NESTED_MIN, 16 * n_clusters):
+        return sample
+    if dense_fits is not None and rows >= max(_NESTED_MIN, 4 * n_clusters) and not dense_fits():
+        return sample
+    return None
 
 
 def dense_rows_fit(blocks: Blocks, n_clusters: int) -> bool:
@@ -330,10 +336,9 @@ class RowBlocks:
             self._sample = self.X[sampled_rows(0, n, sample_stride(n, SAMPLE_ROWS), 0)]
         if self._solver_sample is None:
             k = self._centers_count()
-            sample = solver_sample(self._sample, self.n_samples, k)
-            if sample is None and not dense_rows_fit(self, k):
-                sample = solver_sample(self._sample, self.n_samples, k, dense_fits=False)
-            self._solver_sample = sample
+            self._solver_sample = solver_sample(
+                self._sample, self.n_samples, k, lambda: dense_rows_fit(self, k)
+            )
         return self._solver_sample
 
     def _centers_count(self) -> int:

@@ -234,10 +234,10 @@ class DaskBlocks:
         if self._sample is None or self._centers is None:
             return None
         k = self._centers.shape[0]
-        sample = solver_sample(self._sample, self.n_samples, k)
-        if sample is None and not self.sparse and not dense_rows_fit(self, k):
-            sample = solver_sample(self._sample, self.n_samples, k, dense_fits=False)
-        return sample
+        # (sparse chunks: their bytes per row would cost a round to count)
+        return solver_sample(
+            self._sample, self.n_samples, k, lambda: self.sparse or dense_rows_fit(self, k)
+        )
 
     def x_bytes(self) -> int:
         """Bytes of X: known from its shape, or for sparse chunks counted in a round of its
