@@ -9,8 +9,10 @@ from references import emd_optimum, reference_cost, remote_blocks
 
 from ballot_dask import resolve_capacities
 from ballot_dask.exact_pass import band_costs, exact_pass, gap_bin
+from ballot_dask.kernels import reduced_cost_labels
 from ballot_dask.solvers import SolverOptions, exact
 from ballot_dask.solvers.exact import solve_exact
+from ballot_dask.solvers.search import _MIN_BAND
 
 
 def _separated(n: int, k: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +70,10 @@ def test_separated_clusters_settle_in_a_narrow_band(seed: int, dtype) -> None:
     assert step.extra["allowed"] >= 1
     assert step.band_size <= n // 8
     assert step.certificate is not None and step.certificate.optimal
-    assert step.eps == 0.0  # the next step's threshold comes from the sample's gaps
+    # the next step's threshold comes from the sample's gaps (the pass's histogram counted
+    # the allowed scores): under the step's potentials it holds about the least band of X
+    _, gaps = reduced_cost_labels(band_costs(X, np.asarray(blocks.centers)), step.potentials)
+    assert abs(np.count_nonzero(gaps <= step.eps) - _MIN_BAND) <= 0.1 * _MIN_BAND
     C = reference_cost(X, np.asarray(blocks.centers, dtype=X.dtype))
     opt, _ = emd_optimum(C, np.asarray(step.sizes))
     np.testing.assert_array_equal(step.sizes, cap.lower)
@@ -84,3 +89,24 @@ def test_without_allowances_the_band_holds_every_row(monkeypatch) -> None:
     step = solve_exact(remote_blocks(X, start, 24_999), resolve_capacities(n, k), SolverOptions())
     assert step.extra["allowed"] == 0
     assert step.band_size == n
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_allowances_beyond_256_clusters(seed: int, monkeypatch) -> None:
+    # k = 320 on 128 rows a cluster: the failed band's clusters get their reach and the band
+    # holds part of X (without allowances, all of it), at the same exact optimum
+    n, k, d = 40_960, 320, 16
+    X, start = _separated(n, k, d, seed)
+    blocks = remote_blocks(X, start, block_rows=n // 4 + 1)
+    cap = resolve_capacities(n, k)
+    step = solve_exact(blocks, cap, SolverOptions())
+    assert step.extra["allowed"] >= 1
+    assert step.band_size < 0.9 * n
+    assert step.certificate is not None and step.certificate.optimal
+    np.testing.assert_array_equal(step.sizes, cap.lower)
+    opt, _ = emd_optimum(reference_cost(X, np.asarray(blocks.centers)), np.asarray(step.sizes))
+    assert step.objective == pytest.approx(opt, rel=1e-9)
+    monkeypatch.setattr(exact, "_ALLOW_CLUSTERS", 256)
+    plain = solve_exact(remote_blocks(X, start, n // 4 + 1), cap, SolverOptions())
+    assert plain.extra["allowed"] == 0
+    assert plain.band_size == n

@@ -58,3 +58,18 @@ def test_look_ahead_saves_passes_and_keeps_the_exact_labels(overlapping, monkeyp
     assert ahead.n_passes_["sample"] > plain.n_passes_["sample"]
     assert ahead.n_passes_["x"] <= 0.9 * plain.n_passes_["x"], (ahead.n_passes_, plain.n_passes_)
     assert ahead.n_passes_["rounds"] == ahead.n_passes_["x"]
+
+
+def test_in_memory_the_sample_first_tells_far_off_potentials(overlapping, monkeypatch):
+    # in memory the step does not look ahead, but where X has many times the sample's rows
+    # (here 24) a warm step whose potentials the sample sees far off (an early Lloyd step)
+    # takes the sample's own at once: the pass that would have told is saved
+    first = _fit(overlapping)
+    monkeypatch.setattr(exact, "_AHEAD_RATIO", 10**12)  # off
+    plain = _fit(overlapping)
+    for model in (first, plain):
+        assert model.certificate_.optimal
+        np.testing.assert_array_equal(model.sizes_, np.full(K, N // K))
+    np.testing.assert_array_equal(first.labels_, plain.labels_)
+    assert first.n_passes_["sample"] > plain.n_passes_["sample"]
+    assert first.n_passes_["x"] < plain.n_passes_["x"], (first.n_passes_, plain.n_passes_)

@@ -6,11 +6,12 @@
    sample's problem is solved exactly by this same function, on its own nested sample first
    (each level at most a quarter of the one above: the depth is bounded).  From a warm start
    (the previous Lloyd iteration's potentials) the sample replaces them only when they
-   misplace too many points; on Dask, where a pass over X is a round and a read, it also
-   *looks ahead* (:func:`_look_ahead`): its own step, warm-started at the same potentials,
-   tells which gaps the moving rows cross, and the first band is cut that wide, so that one
-   pass is usually all the step needs.  When the sample sees the warm potentials misplace
-   more points than its own would, they are replaced before any pass.
+   misplace too many points.  Where X has many times the sample's rows, the sample tells
+   before any pass (:func:`_warm_off`): when it sees the warm potentials misplace more points
+   than its own would, they are replaced at once.  On Dask, where a pass over X is a round and
+   a read, it also *looks ahead* (:func:`_look_ahead`): its own step, warm-started at the same
+   potentials, tells which gaps the moving rows cross, and the first band is cut that wide, so
+   that one pass is usually all the step needs.
 2. *One pass over X* (:func:`~ballot_dask.exact_pass.exact_pass`): every point is labelled by
    ``argmin_j (C_ij - v_j)``; the points whose top-two gap is at most ``theta`` (the *band*) are
    gathered, the others summarised (counts, centroid sums, objective, slack matrix).  Costs
@@ -86,7 +87,8 @@ _AHEAD_OFF = 0.5  # ... and the warm potentials misplace more than this times it
 _AHEAD_SHARE = 0.25  # ... and the band it asks for is at most this share of the rows
 _MAX_SHIFTS = 3  # potentials shifted by a pass's pair histogram, at most, per step ...
 _SHIFT_SHARE = 8  # ... when the points to move are more than this share of the band's rows
-_ALLOW_CLUSTERS = 256  # pairs of clusters get their own allowance up to this k ...
+_NARROW = 1.25  # a band is widened before its repair when the imbalance asks this much more
+_ALLOW_CLUSTERS = 1024  # pairs of clusters get their own allowance up to this k ...
 _MAX_ALLOWED = 4  # ... grown at most this many times per step
 
 
@@ -210,14 +212,13 @@ def solve_exact(
         and 2 <= k <= _SHIFT_CLUSTERS
         and getattr(blocks, "weights", None) is None
     )
-    if (
-        not cold
-        and sample is not None
-        and not blocks.gather_is_free
-        and n >= _AHEAD_RATIO * sample.shape[0]
-    ):
-        # a pass over X costs a round and a read: size the first band for the whole step
-        _look_ahead(search, blocks, sample, capacities, options)
+    if not cold and sample is not None and n >= _AHEAD_RATIO * sample.shape[0]:
+        # a pass over X costs many times the sample's rows: the sample tells first whether
+        # the warm potentials are far off (an early Lloyd step: its centers moved much)
+        off = _warm_off(search, blocks, sample, capacities, options)
+        if off is not None and not blocks.gather_is_free:
+            # a pass costs a round and a read: size the first band for the whole step
+            _look_ahead(search, blocks, sample, capacities, options, off)
     while True:
         # large k: the band rows' cheapest clusters rather than their whole cost rows, once
         # the potentials are informed (from the zero start they are too far from the optimum)
@@ -281,8 +282,9 @@ def solve_exact(
             search.wanted = max(search.wanted, needed)
             search.theta = band.band_rows_below(search.wanted)
             continue
-        if needed > gathered and gathered < search.limit and search.theta < math.inf:
-            # too narrow a band for this imbalance: the histogram says how wide to go
+        if needed > _NARROW * gathered and gathered < search.limit and search.theta < math.inf:
+            # too narrow a band for this imbalance: the histogram says how wide to go (a band
+            # a little narrower than asked is tried first: the rule is rough, a pass is dear)
             search.wanted = max(search.wanted, needed)
             search.theta = band.band_rows_below(search.wanted)
             search.widenings += 1
@@ -451,6 +453,7 @@ def _look_ahead(
     sample: np.ndarray,
     capacities: Capacities,
     options: SolverOptions,
+    off: float,
 ) -> None:
     """A first band wide enough for the whole step, from the sample (no pass over X).
 
@@ -467,23 +470,15 @@ def _look_ahead(
     transport problem's dual is degenerate, a potential can move far without any row
     following it.)
 
-    When the potentials misplace so many of the sample's rows that a pass would send the step
-    to the sample's potentials anyway (an early Lloyd step), they are taken at once, and the
-    pass that would have told is saved.
-
     Only where a pass is dear (a round and a read of X on Dask): in memory a pass costs about
-    what the sample's solve does."""
+    what the sample's solve does.  ``off``: the points the potentials misplace, as the sample
+    sees them (:func:`_warm_off`)."""
     n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
     v = search.potentials
     costs = _sample_costs(search, sample, blocks.centers)
-    off, labels, gaps = _sample_off(costs, v, capacities, n)
     if off <= _AHEAD_OFF * _sample_error(n, k, s):
         return
-    if off > max(_WARM_SAMPLE * n, _sample_error(n, k, s)):
-        # beyond what the first pass's test (in solve_exact) accepts: the sample's potentials
-        # misplace fewer points (about its own error)
-        _from_sample(search, blocks, sample, capacities, options)
-        return
+    labels, gaps = costs.labels(v)
     nested = RowBlocks(sample)
     nested.set_centers(blocks.centers)
     step = solve_exact(nested, capacities.scaled(s / n), SolverOptions(max_band=None), v)
@@ -503,6 +498,27 @@ def _look_ahead(
         return
     search.theta = theta
     search.wanted = min(search.limit, max(search.wanted, rows))
+
+
+def _warm_off(
+    search: _Search,
+    blocks: Blocks,
+    sample: np.ndarray,
+    capacities: Capacities,
+    options: SolverOptions,
+) -> float | None:
+    """The points the warm potentials misplace among X, as the sample sees them; when that
+    is more than the first pass's test (in :func:`solve_exact`) accepts, the sample's own
+    potentials are taken at once (they misplace fewer: about its own error) and ``None`` is
+    returned.  This saves the pass that would have told, where X has many times the
+    sample's rows (an early Lloyd step)."""
+    n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
+    costs = _sample_costs(search, sample, blocks.centers)
+    off, _, _ = _sample_off(costs, search.potentials, capacities, n)
+    if off > max(_WARM_SAMPLE * n, _sample_error(n, k, s)):
+        _from_sample(search, blocks, sample, capacities, options)
+        return None
+    return off
 
 
 def _sample_error(n: int, k: int, s: int) -> float:

@@ -158,9 +158,13 @@ def _outcome(
     # this step's needed, so that one pass is enough
     wanted = min(search.limit, max(_MIN_BAND, _WARM_PER_CLUSTER * k, search.needed))
     if search.allowance_for_pass() is not None:
-        # the pass's histogram counted the allowance's scores, not the gaps: the next step
-        # takes its threshold from the sample's gaps
-        next_theta = math.inf
+        # the pass's histogram counted the allowance's scores, not the gaps: the sample's
+        # gaps tell (else the next step takes its threshold from them, for its least band)
+        next_theta = (
+            math.inf
+            if search.sample_costs is None
+            else _quantile_of_gaps(search.sample_costs, potentials, wanted / n)
+        )
     elif labels.shape[0] >= n:  # every row was in the band: their own gaps tell (with the
         # margin the histogram's powers of two give a band's threshold below)
         next_theta = _quantile_of_gaps(costs, potentials, 1.5 * wanted / n)
