@@ -24,6 +24,10 @@ from .kernels import _EXP_FLOOR, _exp, _n_lanes, _threads_for
 #: plan entries below this are left out of the Newton Hessian (not of the gradient): a row's
 #: support then holds a few columns, and the k x k outer product costs far less than k^2
 _HESSIAN_FLOOR = 1e-6
+#: ... and plan entries below this from its moments (a row's entries sum to one: what is left
+#: out weighs less than the float64 sums' own rounding, and a row's moments cost its support,
+#: not k (d + k))
+_MOMENT_FLOOR = 1e-20
 
 
 @njit(parallel=True)
@@ -79,7 +83,7 @@ def _entropic(C, v, eps, hessian, n_lanes, X):  # pragma: no cover - compiled
                 for j in range(k):
                     column_costs[lane, j] += C[i, j]
                     pj = p[j]
-                    if pj > 0.0:
+                    if pj > _MOMENT_FLOOR:  # see _MOMENT_FLOOR
                         for t in range(d):
                             px[lane, j, t] += pj * X[i, t]
                         for b in range(k):
