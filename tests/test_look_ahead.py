@@ -1,6 +1,7 @@
-"""The exact step's look-ahead on Dask: a warm step sizes its first band from the sample's own
-step, so that it usually needs one pass over X.  The labels are the same exact optimum as the
-in-memory path's (which does not look ahead); only the passes change."""
+"""The exact step's look-ahead: where X has many times the sample's rows, a warm step sizes its
+first band from the sample's own step, so that it usually needs one pass over X (on Dask and in
+memory alike).  The labels are the same exact optimum with or without it; only the passes
+change."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def test_look_ahead_saves_passes_and_keeps_the_exact_labels(overlapping, monkeyp
     # the early steps' far-off potentials are shifted from the Dask passes' pair histograms
     # (4 shifts here), and the labels below are still the in-memory fit's
     assert shifts
-    reference = _fit(overlapping)  # in memory: no look-ahead
+    reference = _fit(overlapping)  # in memory (it looks ahead too, without pair histograms)
     monkeypatch.setattr(exact, "_AHEAD_RATIO", 10**12)  # off
     plain = _fit(X)
 
@@ -60,10 +61,11 @@ def test_look_ahead_saves_passes_and_keeps_the_exact_labels(overlapping, monkeyp
     assert ahead.n_passes_["rounds"] == ahead.n_passes_["x"]
 
 
-def test_in_memory_the_sample_first_tells_far_off_potentials(overlapping, monkeypatch):
-    # in memory the step does not look ahead, but where X has many times the sample's rows
-    # (here 24) a warm step whose potentials the sample sees far off (an early Lloyd step)
-    # takes the sample's own at once: the pass that would have told is saved
+def test_in_memory_the_sample_looks_ahead_too(overlapping, monkeypatch):
+    # in memory, where X has many times the sample's rows (here 24), a warm step whose
+    # potentials the sample sees far off (an early Lloyd step) takes the sample's own at once
+    # (the pass that would have told is saved), and else cuts its first band as wide as the
+    # sample's own step says
     first = _fit(overlapping)
     monkeypatch.setattr(exact, "_AHEAD_RATIO", 10**12)  # off
     plain = _fit(overlapping)
@@ -72,4 +74,5 @@ def test_in_memory_the_sample_first_tells_far_off_potentials(overlapping, monkey
         np.testing.assert_array_equal(model.sizes_, np.full(K, N // K))
     np.testing.assert_array_equal(first.labels_, plain.labels_)
     assert first.n_passes_["sample"] > plain.n_passes_["sample"]
-    assert first.n_passes_["x"] < plain.n_passes_["x"], (first.n_passes_, plain.n_passes_)
+    # (here 24 passes against 34)
+    assert first.n_passes_["x"] <= 0.8 * plain.n_passes_["x"], (first.n_passes_, plain.n_passes_)

@@ -21,6 +21,9 @@ from .search import _sample_costs, _Search
 
 _QUOTA = 2  # a cluster's band rows hold at least this many times its excess, by the sample
 _QUOTA_ROWS = 8  # ... and this many of the sample's rows
+_COLUMN_BLOCK = 64  # the deficit clusters' reduced costs are taken this many columns at a time
+_SHARE_ROWS = 16384  # the band's share under an allowance is told by this many sample rows ...
+_SLAB_CELLS = 1 << 20  # ... in slabs of this many costs
 
 
 def _allow(
@@ -56,21 +59,33 @@ def _allow(
     allow = np.zeros((k, k)) if old is None else old.copy()
     counts = band.counts + np.bincount(labels, minlength=k)
     n = int(counts.sum())
+    sample_labels = None
     if sample is not None:
         costs = _sample_costs(search, sample, centers)
         s = costs.costs.shape[0]
-        reduced = costs.costs - v[None, :]
         sample_labels, gaps = costs.labels(v)
-        least = reduced[np.arange(s), sample_labels]
         reach_out, reach_in = np.zeros(k), np.zeros(k)
-        for a in np.flatnonzero(counts > capacities.upper):
-            excess = int(counts[a] - capacities.upper[a])
-            reach_out[a] = _reach(gaps[sample_labels == a], excess, s, n, search.theta)
-        for b in np.flatnonzero(counts < capacities.lower):
-            lack = int(capacities.lower[b] - counts[b])
-            others = sample_labels != b
-            to_b = reduced[others, b] - least[others]
-            reach_in[b] = _reach(to_b, lack, s, n, search.theta)
+        over = np.flatnonzero(counts > capacities.upper)
+        if over.size:  # each surplus cluster's rows, grouped once (k may be large)
+            order = np.argsort(sample_labels, kind="stable")
+            first = np.searchsorted(sample_labels[order], np.arange(k + 1))
+            for a in over:
+                excess = int(counts[a] - capacities.upper[a])
+                members = order[first[a] : first[a + 1]]
+                reach_out[a] = _reach(gaps[members], excess, s, n, search.theta)
+        under = np.flatnonzero(counts < capacities.lower)
+        # reduced costs of the deficit clusters' columns only, a block of them at a time
+        # (never the sample's whole s x k matrix)
+        least = costs.costs[np.arange(s), sample_labels] - v[sample_labels]
+        for lo in range(0, under.size, _COLUMN_BLOCK):
+            block = under[lo : lo + _COLUMN_BLOCK]
+            to = costs.costs.T[block]  # a copy, one cluster's costs a row (contiguous)
+            to -= v[block][:, None]
+            to -= least[None, :]
+            for t, b in enumerate(block):
+                lack = int(capacities.lower[b] - counts[b])
+                to_b = to[t][sample_labels != b]
+                reach_in[b] = _reach(to_b, lack, s, n, search.theta)
         allow = np.maximum(allow, reach_out[:, None] + reach_in[None, :])
     if search.repaired is not None:
         delta = search.repaired - v
@@ -86,22 +101,35 @@ def _allow(
     search.allowed += 1
     # room for the rows it adds (a pass keeps at most about twice the rows it is asked for)
     rows = search.limit
-    if sample is not None:
-        share = _allowed_share(_sample_costs(search, sample, centers), v, allow, search.theta)
+    if sample is not None and sample_labels is not None:
+        costs = _sample_costs(search, sample, centers)
+        share = _allowed_share(costs, sample_labels, v, allow, search.theta)
         rows = int(1.25 * share * n) + search.per_cluster * k
     search.wanted = min(search.limit, max(search.wanted, rows))
     return True
 
 
-def _allowed_share(costs: BandCosts, v: np.ndarray, allow: np.ndarray, theta: float) -> float:
-    """The share of the sample's rows a band at ``theta`` holds with the allowance ``allow``
-    (see :func:`~ballot_dask.exact_pass.exact_pass`)."""
-    reduced = costs.costs - v[None, :]
-    rows = np.arange(reduced.shape[0])
-    labels = reduced.argmin(axis=1)
-    score = reduced - reduced[rows, labels][:, None] - allow[labels]
-    score[rows, labels] = np.inf
-    return float(np.count_nonzero(score.min(axis=1) <= theta)) / max(rows.size, 1)
+def _allowed_share(
+    costs: BandCosts, labels: np.ndarray, v: np.ndarray, allow: np.ndarray, theta: float
+) -> float:
+    """The share of the sample's rows (their cost rows ``costs``, their labels under ``v``)
+    a band at ``theta`` holds with the allowance ``allow`` (see
+    :func:`~ballot_dask.exact_pass.exact_pass`): from every few rows (``_SHARE_ROWS`` in
+    all, an estimate that only sizes the band), a slab of rows at a time."""
+    m, k = costs.costs.shape
+    stride = max(1, m // _SHARE_ROWS)
+    picked = np.arange(0, m, stride)
+    held = 0
+    step = max(1, _SLAB_CELLS // max(k, 1))
+    for lo in range(0, picked.size, step):
+        at = picked[lo : lo + step]
+        reduced = costs.costs[at] - v[None, :]
+        lab = labels[at]
+        rows = np.arange(at.size)
+        score = reduced - reduced[rows, lab][:, None] - allow[lab]
+        score[rows, lab] = np.inf
+        held += int(np.count_nonzero(score.min(axis=1) <= theta))
+    return held / max(picked.size, 1)
 
 
 def _truncated(band: ExactPass) -> bool:

@@ -8,10 +8,10 @@
    (the previous Lloyd iteration's potentials) the sample replaces them only when they
    misplace too many points.  Where X has many times the sample's rows, the sample tells
    before any pass (:func:`_warm_off`): when it sees the warm potentials misplace more points
-   than its own would, they are replaced at once.  On Dask, where a pass over X is a round and
-   a read, it also *looks ahead* (:func:`_look_ahead`): its own step, warm-started at the same
-   potentials, tells which gaps the moving rows cross, and the first band is cut that wide, so
-   that one pass is usually all the step needs.
+   than its own would, they are replaced at once.  Else it *looks ahead*
+   (:func:`_look_ahead`): its own step, warm-started at the same potentials, tells which gaps
+   the moving rows cross, and the first band is cut that wide, so that one pass is usually all
+   the step needs (on Dask a pass over X is also a round and a read).
 2. *One pass over X* (:func:`~ballot_dask.exact_pass.exact_pass`): every point is labelled by
    ``argmin_j (C_ij - v_j)``; the points whose top-two gap is at most ``theta`` (the *band*) are
    gathered, the others summarised (counts, centroid sums, objective, slack matrix).  Costs
@@ -213,11 +213,11 @@ def solve_exact(
         and getattr(blocks, "weights", None) is None
     )
     if not cold and sample is not None and n >= _AHEAD_RATIO * sample.shape[0]:
-        # a pass over X costs many times the sample's rows: the sample tells first whether
-        # the warm potentials are far off (an early Lloyd step: its centers moved much)
+        # a pass over X costs many times the sample's solve: the sample tells first whether
+        # the warm potentials are far off (an early Lloyd step: its centers moved much), and
+        # else how wide the first band must be for the whole step
         off = _warm_off(search, blocks, sample, capacities, options)
-        if off is not None and not blocks.gather_is_free:
-            # a pass costs a round and a read: size the first band for the whole step
+        if off is not None:
             _look_ahead(search, blocks, sample, capacities, options, off)
     while True:
         # large k: the band rows' cheapest clusters rather than their whole cost rows, once
@@ -470,9 +470,9 @@ def _look_ahead(
     transport problem's dual is degenerate, a potential can move far without any row
     following it.)
 
-    Only where a pass is dear (a round and a read of X on Dask): in memory a pass costs about
-    what the sample's solve does.  ``off``: the points the potentials misplace, as the sample
-    sees them (:func:`_warm_off`)."""
+    Where X has many times the sample's rows (a pass then costs many times the sample's
+    solve; on Dask it is also a round and a read).  ``off``: the points the potentials
+    misplace, as the sample sees them (:func:`_warm_off`)."""
     n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
     v = search.potentials
     costs = _sample_costs(search, sample, blocks.centers)
