@@ -218,7 +218,7 @@ def solve_exact(
         # else how wide the first band must be for the whole step
         off = _warm_off(search, blocks, sample, capacities, options)
         if off is not None:
-            _look_ahead(search, blocks, sample, capacities, options, off)
+            _look_ahead(search, blocks, sample, capacities, off)
     while True:
         # large k: the band rows' cheapest clusters rather than their whole cost rows, once
         # the potentials are informed (from the zero start they are too far from the optimum)
@@ -452,7 +452,6 @@ def _look_ahead(
     blocks: Blocks,
     sample: np.ndarray,
     capacities: Capacities,
-    options: SolverOptions,
     off: float,
 ) -> None:
     """A first band wide enough for the whole step, from the sample (no pass over X).
@@ -470,9 +469,9 @@ def _look_ahead(
     transport problem's dual is degenerate, a potential can move far without any row
     following it.)
 
-    Where X has many times the sample's rows (a pass then costs many times the sample's
-    solve; on Dask it is also a round and a read).  ``off``: the points the potentials
-    misplace, as the sample sees them (:func:`_warm_off`)."""
+    It runs where X has many times the sample's rows: a pass then costs many times the
+    sample's solve (on Dask it is also a round and a read).  ``off``: the points the
+    potentials misplace, as the sample sees them (:func:`_warm_off`)."""
     n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
     v = search.potentials
     costs = _sample_costs(search, sample, blocks.centers)
