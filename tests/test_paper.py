@@ -135,8 +135,14 @@ def test_experiment3_ballot_and_lloyd_grow_near_linearly(exp03: Ran) -> None:
 
 
 def test_experiment3_hungarian_grows_super_linearly(exp03: Ran) -> None:
+    # the tiny setting times the Hungarian method on 2^9 .. 2^12 points, where a fit takes
+    # 2-130 ms and its slope moves from run to run (1.45 and 1.75 in two runs of the same
+    # tree here; BalLOT's and Lloyd's about 1.0): it must be well above one, and above
+    # theirs by a margin
     slope = _slope(exp03, "Hungarian")
-    assert slope > 1.5, (slope, exp03.record["summary"]["Hungarian"])
+    ours = max(_slope(exp03, method) for method in ("BalLOT", "Lloyd"))
+    assert slope > 1.3, (slope, exp03.record["summary"]["Hungarian"])
+    assert slope > ours + 0.25, (slope, ours)
 
 
 def test_experiment3_full_setting_path_fits_zarr_stores_on_a_local_cluster() -> None:
