@@ -216,9 +216,9 @@ def solve_exact(
         # a pass over X costs many times the sample's solve: the sample tells first whether
         # the warm potentials are far off (an early Lloyd step: its centers moved much), and
         # else how wide the first band must be for the whole step
-        off = _warm_off(search, blocks, sample, capacities, options)
-        if off is not None:
-            _look_ahead(search, blocks, sample, capacities, off)
+        seen = _warm_off(search, blocks, sample, capacities, options)
+        if seen is not None:
+            _look_ahead(search, blocks, sample, capacities, *seen)
     while True:
         # large k: the band rows' cheapest clusters rather than their whole cost rows, once
         # the potentials are informed (from the zero start they are too far from the optimum)
@@ -453,6 +453,8 @@ def _look_ahead(
     sample: np.ndarray,
     capacities: Capacities,
     off: float,
+    labels: np.ndarray,
+    gaps: np.ndarray,
 ) -> None:
     """A first band wide enough for the whole step, from the sample (no pass over X).
 
@@ -470,14 +472,14 @@ def _look_ahead(
     following it.)
 
     It runs where X has many times the sample's rows: a pass then costs many times the
-    sample's solve (on Dask it is also a round and a read).  ``off``: the points the
-    potentials misplace, as the sample sees them (:func:`_warm_off`)."""
+    sample's solve (on Dask it is also a round and a read).  ``off``, ``labels``, ``gaps``:
+    the points the potentials misplace, the sample's labels and top-two gaps under them
+    (:func:`_warm_off`)."""
     n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
     v = search.potentials
     costs = _sample_costs(search, sample, blocks.centers)
     if off <= _AHEAD_OFF * _sample_error(n, k, s):
         return
-    labels, gaps = costs.labels(v)
     nested = RowBlocks(sample)
     nested.set_centers(blocks.centers)
     step = solve_exact(nested, capacities.scaled(s / n), SolverOptions(max_band=None), v)
@@ -505,19 +507,20 @@ def _warm_off(
     sample: np.ndarray,
     capacities: Capacities,
     options: SolverOptions,
-) -> float | None:
-    """The points the warm potentials misplace among X, as the sample sees them; when that
-    is more than the first pass's test (in :func:`solve_exact`) accepts, the sample's own
-    potentials are taken at once (they misplace fewer: about its own error) and ``None`` is
-    returned.  This saves the pass that would have told, where X has many times the
-    sample's rows (an early Lloyd step)."""
+) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """The points the warm potentials misplace among X, as the sample sees them, with the
+    sample's labels and top-two gaps under them; when that is more than the first pass's
+    test (in :func:`solve_exact`) accepts, the sample's own potentials are taken at once
+    (they misplace fewer: about its own error) and ``None`` is returned.  This saves the
+    pass that would have told, where X has many times the sample's rows (an early Lloyd
+    step)."""
     n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
     costs = _sample_costs(search, sample, blocks.centers)
-    off, _, _ = _sample_off(costs, search.potentials, capacities, n)
+    off, labels, gaps = _sample_off(costs, search.potentials, capacities, n)
     if off > max(_WARM_SAMPLE * n, _sample_error(n, k, s)):
         _from_sample(search, blocks, sample, capacities, options)
         return None
-    return off
+    return off, labels, gaps
 
 
 def _sample_error(n: int, k: int, s: int) -> float:
