@@ -101,8 +101,7 @@ def _allow(
     search.allowed += 1
     # room for the rows it adds (a pass keeps at most about twice the rows it is asked for)
     rows = search.limit
-    if sample is not None and sample_labels is not None:
-        costs = _sample_costs(search, sample, centers)
+    if sample_labels is not None:  # the sample's costs and labels from above
         share = _allowed_share(costs, sample_labels, v, allow, search.theta)
         rows = int(1.25 * share * n) + search.per_cluster * k
     search.wanted = min(search.limit, max(search.wanted, rows))
