@@ -4,9 +4,10 @@ The exact repair (:mod:`ballot_dask.solvers.paths`) moves band rows between clus
 k a row only ever moves to one of the few clusters whose reduced cost ``C_ij - v_j`` is near its
 smallest.  The pass over X (:func:`ballot_dask.exact_pass.exact_pass`) therefore keeps, for
 every band row, its ``w`` smallest reduced costs under the pass's potentials ``v0`` (columns and
-float64 costs, computed with the pass's own arithmetic) and the *floor*: the ``(w+1)``-th
-smallest, a lower bound on the reduced cost of every column left out.  That is ``12 w + 8``
-bytes a row instead of ``8 k``, and no second computation of the band's costs.
+float64 costs) and the *floor*: the ``(w+1)``-th smallest, a lower bound on the reduced cost of
+every column left out (less the row's screening bound where the pass's costs were screened).
+That is ``12 w + 8`` bytes a row instead of ``8 k``, and no second computation of the band's
+costs.
 
 The repair then solves the *restricted* problem, in which a row may take only its candidate
 clusters (the others cost ``inf``).  Its optimum is the whole problem's when the certificate

@@ -1,17 +1,20 @@
 """The exact step's pass over one block of X: everything an iteration needs, in one read.
 
-Costs are computed slab by slab inside the pass (a few thousand rows at a time, float64:
-sums of squared differences for small ``k * d``, BLAS beyond) and never stored, so a task's
-memory is bounded by the slab, not by the block.  For every row, the labels under the
-potentials ``v`` and the top-two reduced-cost gap decide:
+Costs are computed slab by slab inside the pass (a few thousand rows at a time: float64 sums
+of squared differences for small ``k * d``; beyond, a BLAS product in float32, each row's
+costs within a proven bound of the float64 ones, :func:`~ballot_dask.kernels.screened_slab_costs`)
+and never stored, so a task's memory is bounded by the slab, not by the block.  For every row,
+the labels under the potentials ``v`` and the top-two reduced-cost gap decide (a gap within
+twice the row's bound counts as a tie: the row goes to the band):
 
 - gap ``<= theta`` (or, with an allowance per pair of clusters, the gap to some cluster
   ``b`` minus the pair's allowance): a *band* row, whose label may change; its index and
   coordinates are kept (the caller recomputes its cost row), and on request its few
   cheapest clusters under ``v`` (:mod:`.candidates`: then nothing is recomputed);
 - otherwise a *fixed* row, summarised at its label ``argmin_j (C_ij - v_j)``: per-cluster
-  counts and coordinate sums (the centroid update), its cost (the objective) and its row of
-  the slack matrix ``min over fixed i in a of (C_ib - C_ia)`` (the certificate).
+  counts and coordinate sums (the centroid update), its float64 cost (the objective) and its
+  row of the slack matrix ``min over fixed i in a of (C_ib - C_ia)`` (the certificate; less
+  twice the row's bound where the costs were screened: a lower bound, still a proof).
 
 A histogram of the gaps (by powers of two) tells the next pass which threshold
 gives the band it wants.  On request (``pair_scale > 0``, small k) the pass also counts the rows
@@ -38,12 +41,18 @@ from scipy.sparse import issparse
 from .candidates import _BUFFER, top_columns
 from .jit import njit
 from .kernels import (
+    _CHAINS_FROM,
+    _best_two,
+    _best_two_chains,
+    _best_two_scan,
     _threads_for,
     cost_block,
     lane_workers,
     pass_lanes,
-    prepared_centers,
-    slab_costs,
+    row_cost,
+    row_costs,
+    screened_centers,
+    screened_slab_costs,
     slab_rows,
     slack_workers,
 )
@@ -152,36 +161,38 @@ def _pair_bin(gap, scale):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _settle(
-    C, r, i, v, bounds, lane, counts, mass, wi, slack, obj, band, taken, hist, pairs
+    C, r, i, v, bounds, lane, counts, mass, wi, e, slack, obj, band, taken, hist, pairs
 ):  # pragma: no cover - compiled
-    """Row ``i`` of the block, whose costs are ``C[r]`` and weight ``wi``: into the lane's
-    band (returns -1), or fixed at its label ``a`` (returns ``a``) with its count, weight,
-    weighted cost and slack-matrix row added.  The caller adds its (weighted) coordinates to
-    the centroid sums (the only use of X).  ``bounds`` is ``(theta, cap, scale, allow)``: the
-    band threshold, the lane's band rows at most, the scale of the pair histogram and the
-    allowances.  The row's gap is counted in ``hist``, and, unless ``pairs`` has no bins, by
-    label, second-best cluster and gap in ``pairs`` (the thread's: counts, whose order of
-    addition does not matter, are kept per thread, the other sums per lane; so is ``slack``,
-    the thread's slack matrix: a minimum, exact in any order).  Unless
-    ``allow`` is empty, the band is on the row's *score* ``min_{j != a} (gap to j -
-    allow[a, j])`` rather than on its gap (and ``hist`` counts scores): pairs of clusters
-    with an allowance take rows farther from their boundary."""
-    theta, cap, scale, allow = bounds
+    """Row ``i`` of the block, whose costs are ``C[r]`` (each within ``e`` of the float64
+    costs: :func:`~ballot_dask.kernels.screened_slab_costs`) and weight ``wi``: into the
+    lane's band (returns -1), or fixed at its label ``a`` (returns ``a``) with its count,
+    weight, weighted cost and slack-matrix row added (the row's slack less ``2 e``: a lower
+    bound; a gap within ``2 e`` puts the row in the band, as a tie does).  The caller adds
+    its (weighted) coordinates to the centroid sums (the only use of X) and, where the costs
+    were screened, its float64 cost to the objective in place of ``C[r, a]``.
+
+    ``bounds`` is ``(theta, cap, scale, *allow)``: the band threshold, the lane's band rows
+    at most, the scale of the pair histogram and the allowances (:func:`_allowance_array`).
+    The row's gap is counted in ``hist``, and, unless ``pairs`` has no bins, by label,
+    second-best cluster and gap in ``pairs`` (the thread's: counts, whose order of addition
+    does not matter, are kept per thread, the other sums per lane; so is ``slack``, the
+    thread's slack matrix: a minimum, exact in any order).  Unless ``allow`` is empty, the
+    band is on the row's *score* ``min_{j != a} (gap to j - allow[a, j])`` rather than on
+    its gap (and ``hist`` counts scores): pairs of clusters with an allowance take rows
+    farther from their boundary."""
+    theta, cap, scale, ptr, col, val = bounds
     k = C.shape[1]
-    b1 = np.inf
-    b2 = np.inf
-    a = 0
-    for j in range(k):
-        red = C[r, j] - v[j]
-        a = j if red < b1 else a
-        b2 = min(b2, max(b1, red))
-        b1 = min(b1, red)
+    if k >= _CHAINS_FROM:  # (as _best_two, whose branch inlined here cost k = 16 a tenth)
+        a, b1, b2 = _best_two_chains(C, v, r)
+    else:
+        a, b1, b2 = _best_two_scan(C, v, r)
     gap = b2 - b1
     score = gap
-    if allow.shape[0] > 0:
-        for j in range(k):
-            if j != a:
-                score = min(score, C[r, j] - v[j] - b1 - allow[a, j])
+    if ptr.shape[0] > 0:  # the pairs with an allowance, by label (CSR; a pair without one:
+        # its gap, at least the row's top-two gap)
+        for q in range(ptr[a], ptr[a + 1]):
+            j = col[q]
+            score = min(score, C[r, j] - v[j] - b1 - val[q])
     hist[_bin(score)] += 1
     if pairs.shape[2] > 0:  # the second-best cluster: the first other one at b2
         a2 = 0 if a else 1
@@ -192,7 +203,7 @@ def _settle(
         pairs[a, a2, _pair_bin(gap, scale)] += 1
     # a gap at round-off level is a tie: always in the band, so that no fixed row's label
     # hangs on the last bit of its costs
-    tie = gap <= _TIE * (abs(b1) + abs(v[a]) + C[r, a])
+    tie = gap <= _TIE * (abs(b1) + abs(v[a]) + C[r, a]) or gap <= 2.0 * e
     if (score <= theta or tie) and taken[lane] < cap:
         band[lane, taken[lane]] = i
         taken[lane] += 1
@@ -202,19 +213,22 @@ def _settle(
     mass[lane, a] += wi
     obj[lane] += wi * ca
     if wi > 0.0:  # a weightless row is not in the plan's support: no constraint
+        least = ca + 2.0 * e
         for j in range(k):
-            red = C[r, j] - ca
+            red = C[r, j] - least
             if red < slack[a, j]:
                 slack[a, j] = red
+        slack[a, a] = 0.0
     return a
 
 
 @njit(parallel=True)
 def _exact_pass(
-    X, W, mu_t, mu_ct, mu_sq, mean, use_dot, v, theta, cap, lanes, slab, width, scale, allow
+    X, W, sc, v, theta, cap, lanes, slab, width, scale, allow
 ):  # pragma: no cover - compiled
     m, d = X.shape
-    k = mu_t.shape[1]
+    k = sc[0].shape[1]
+    screened = sc[6]  # float32 products (use_dot): a fixed row's cost again in float64
     n_lanes, n_workers = lanes
     weighted = W.shape[0] > 0  # else every row weighs 1
     counts = np.zeros((n_lanes, k), dtype=np.int64)
@@ -226,7 +240,7 @@ def _exact_pass(
     taken = np.zeros(n_lanes, dtype=np.int64)
     hist = np.zeros((n_workers, _BINS), dtype=np.int64)
     pairs = np.zeros((n_workers, k, k, PAIR_BINS if scale > 0.0 else 0), dtype=np.int64)
-    bounds = (theta, cap, scale, allow)
+    bounds = (theta, cap, scale, allow[0], allow[1], allow[2])
     # the band rows' candidates (width > 0): columns, costs and floor
     held = max(cap, 1) if width > 0 else 1
     columns = np.empty((n_lanes, held, max(width, 1)), dtype=np.int32)
@@ -235,6 +249,8 @@ def _exact_pass(
     step = (m + n_lanes - 1) // n_lanes
     for w in numba.prange(n_workers):  # one cost buffer per thread, not per lane
         C = np.empty((slab, k))
+        E = np.empty(slab)
+        z = np.empty(d)
         for lane in range(w, n_lanes, n_workers):
             red = np.empty(width + 1)
             col = np.empty(width + 1, dtype=np.int64)
@@ -243,22 +259,27 @@ def _exact_pass(
             lane_end = min(m, (lane + 1) * step)
             for lo in range(lane * step, lane_end, slab):
                 hi = min(lo + slab, lane_end)
-                slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, use_dot, C)
+                screened_slab_costs(X, lo, hi, sc, C, E)
                 for r in range(hi - lo):
                     i = lo + r
                     wi = W[i] if weighted else 1.0
                     a = _settle(
-                        C, r, i, v, bounds, lane, counts, mass, wi, slack[w], obj, band, taken,
-                        hist[w], pairs[w],
+                        C, r, i, v, bounds, lane, counts, mass, wi, E[r], slack[w], obj, band,
+                        taken, hist[w], pairs[w],
                     )  # fmt: skip
                     if a >= 0:
                         for t in range(d):
                             sums[lane, a, t] += wi * X[i, t]
+                        if screened:  # the objective from the float64 cost
+                            obj[lane] += wi * (row_cost(X, i, a, sc) - C[r, a])
                     elif width > 0:
                         p = taken[lane] - 1
                         floor[lane, p] = top_columns(
                             C, r, v, width, columns[lane, p], costs[lane, p], red, col, buf, bred
                         )
+                        if screened:  # the candidates' float64 costs; a floor still below
+                            row_costs(X, i, columns[lane, p], costs[lane, p], sc, z)
+                            floor[lane, p] -= E[r]
     return counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor, pairs
 
 
@@ -325,23 +346,19 @@ def exact_pass(
         return exact_pass_csr(X, centers, v, theta, cap, offset, strict=strict, weights=weights)
     m = X.shape[0]
     k = centers.shape[0]
-    mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
+    sc = screened_centers(X, centers)
     lanes = 1 if strict else pass_lanes(m, k, X.shape[1])  # strict: one global cap
     width = min(int(width), k)
-    with _threads_for(m, blas=use_dot):
+    with _threads_for(m, blas=sc.use_dot):
         out = _exact_pass(
             X,
             _weight_array(weights),
-            mu_t,
-            mu_ct,
-            mu_sq,
-            mean,
-            use_dot,
+            tuple(sc),
             np.asarray(v, dtype=np.float64),
             float(theta),
             _lane_cap(int(cap), lanes),
             (lanes, slack_workers(lanes, k)),
-            slab_rows(k, use_dot),
+            slab_rows(k, sc.use_dot),
             width,
             float(pair_scale),
             _allowance_array(allowance, k),
@@ -372,13 +389,22 @@ def exact_pass(
     )
 
 
-def _allowance_array(allowance: np.ndarray | None, k: int) -> np.ndarray:
+def _allowance_array(allowance: np.ndarray | None, k: int) -> tuple:
+    """The kernel's allowances: the positive entries off the diagonal, row by row (CSR:
+    ``indptr``, ``indices``, ``values``); empty arrays for none.  A pair without one adds
+    nothing to a row's score (its gap is at least the top-two gap), so a row whose label
+    has none costs nothing more (at k = 1024 a dense row of allowances per row cost the pass
+    a quarter of its time, in memory traffic)."""
     if allowance is None:
-        return np.empty((0, 0))
-    allowance = np.ascontiguousarray(allowance, dtype=np.float64)
+        return (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0))
+    allowance = np.array(allowance, dtype=np.float64)
     if allowance.shape != (k, k):
         raise ValueError(f"allowance must have shape ({k}, {k}), got {allowance.shape}")
-    return allowance
+    np.fill_diagonal(allowance, 0.0)
+    rows, cols = np.nonzero(allowance > 0.0)
+    indptr = np.zeros(k + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=k), out=indptr[1:])
+    return indptr, cols.astype(np.int64), allowance[rows, cols]
 
 
 def _weight_array(weights: np.ndarray | None) -> np.ndarray:
@@ -392,40 +418,31 @@ def _weight_array(weights: np.ndarray | None) -> np.ndarray:
 def _label_slab(C, lo, hi, v, rows, fixed, p, out):  # pragma: no cover - compiled
     """``out[i]`` for the rows ``lo <= i < hi`` (costs ``C[i - lo]``): ``argmin_j (C_ij -
     v_j)``, or ``fixed[p]`` where ``rows[p] == i``.  Returns the next ``p``."""
-    k = C.shape[1]
     for r in range(hi - lo):
         i = lo + r
         if p < rows.shape[0] and rows[p] == i:
             out[i] = fixed[p]
             p += 1
             continue
-        b1 = np.inf
-        a = 0
-        for j in range(k):
-            red = C[r, j] - v[j]
-            if red < b1:
-                b1 = red
-                a = j
-        out[i] = a
+        out[i] = _best_two(C, v, r)[0]
     return p
 
 
 @njit(parallel=True)
-def _labels_pass(
-    X, mu_t, mu_ct, mu_sq, mean, use_dot, v, rows, fixed, out, lanes, slab
-):  # pragma: no cover
+def _labels_pass(X, sc, v, rows, fixed, out, lanes, slab):  # pragma: no cover
     m = X.shape[0]
-    k = mu_t.shape[1]
+    k = sc[0].shape[1]
     n_lanes, n_workers = lanes
     step = (m + n_lanes - 1) // n_lanes
     for w in numba.prange(n_workers):  # one cost buffer per thread, not per lane
         C = np.empty((slab, k))
+        E = np.empty(slab)
         for lane in range(w, n_lanes, n_workers):
             lane_end = min(m, (lane + 1) * step)
             p = np.searchsorted(rows, lane * step)
             for lo in range(lane * step, lane_end, slab):
                 hi = min(lo + slab, lane_end)
-                slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, use_dot, C)
+                screened_slab_costs(X, lo, hi, sc, C, E)
                 p = _label_slab(C, lo, hi, v, rows, fixed, p, out)
 
 
@@ -449,22 +466,18 @@ def power_labels(
     out = np.empty(m, dtype=np.int64)
     if m == 0:
         return out
-    mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
+    sc = screened_centers(X, centers)
     lanes = pass_lanes(m, k, X.shape[1])  # the exact pass's, hence its slabs
-    with _threads_for(m, blas=use_dot):
+    with _threads_for(m, blas=sc.use_dot):
         _labels_pass(
             X,
-            mu_t,
-            mu_ct,
-            mu_sq,
-            mean,
-            use_dot,
+            tuple(sc),
             np.asarray(v, dtype=np.float64),
             rows,
             fixed,
             out,
             (lanes, lane_workers(lanes)),
-            slab_rows(k, use_dot),
+            slab_rows(k, sc.use_dot),
         )
     return out
 

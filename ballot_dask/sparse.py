@@ -186,7 +186,8 @@ def _csr_exact_pass(
     taken = np.zeros(n_lanes, dtype=np.int64)
     hist = np.zeros((n_workers, _BINS), dtype=np.int64)
     pairs = np.zeros((n_workers, 1, 1, 0), dtype=np.int64)  # no pair histogram
-    bounds = (theta, cap, 1.0, np.empty((0, 0)))  # no allowances: the band on the gap
+    none = np.empty(0, dtype=np.int64)  # no allowances: the band on the gap
+    bounds = (theta, cap, 1.0, none, none, np.empty(0))
     step = (m + n_lanes - 1) // n_lanes
     for w in numba.prange(n_workers):  # one cost buffer per thread, not per lane
         C = np.empty((slab, k))
@@ -199,8 +200,8 @@ def _csr_exact_pass(
                     i = lo + r
                     wi = W[i] if weighted else 1.0
                     a = _settle(
-                        C, r, i, v, bounds, lane, counts, mass, wi, slack[w], obj, band, taken,
-                        hist[w], pairs[w],
+                        C, r, i, v, bounds, lane, counts, mass, wi, 0.0, slack[w], obj, band,
+                        taken, hist[w], pairs[w],
                     )  # fmt: skip
                     if a >= 0:
                         for p in range(indptr[i], indptr[i + 1]):

@@ -165,6 +165,34 @@ def test_band_from_warm_potentials_reaches_the_optimum(block_rows, move: float) 
     assert step.objective == pytest.approx(cold.objective, rel=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_screened_costs_settle_a_warm_band_of_near_ties(dtype) -> None:
+    # k * d large enough for BLAS: the pass screens rows with float32 products (labels and
+    # slack bounds within a proven error, float64 costs for the band and the objective). On
+    # points of a coarse grid (many near-ties), a warm step on a remote engine must still
+    # reach the LP's optimum on the float64 costs, certified
+    n, k, d = 16_384, 64, 64
+    rng = np.random.default_rng(23)
+    X = np.round(rng.uniform(0, 1, (n, d)) * 4) / 4 + 1e-5 * rng.standard_normal((n, d))
+    X = X.astype(dtype)
+    before = plusplus_start(X.astype(np.float64), k, 23)
+    first = balanced_assign(X, before)
+    centers = (before + 0.02 * rng.standard_normal(before.shape)).astype(dtype)
+    blocks = _Remote(X)
+    blocks.set_centers(centers)
+    cap = _equal(n, k)
+    step = solve_exact(blocks, cap, SolverOptions(), potentials=first.potentials)
+    assert step.certificate is not None and step.certificate.optimal
+    assert step.band_size < n  # a band: most rows were fixed by the screened pass
+    labels = blocks.labels(step.labeler)
+    np.testing.assert_array_equal(np.bincount(labels, minlength=k), cap.lower)
+    C = reference_cost(X, centers)
+    opt, _ = emd_optimum(C, cap.lower)
+    assert step.objective == pytest.approx(opt, rel=1e-9)
+    assert float(C[np.arange(n), labels].sum()) == pytest.approx(opt, rel=1e-9)
+    assert certify(X, centers, labels).optimal
+
+
 def test_a_band_too_narrow_is_caught_by_the_certificate_and_widened() -> None:
     # two clusters; the band holds five points of cluster 1 only: its own problem is solved,
     # but cluster 0 must give points it does not hold, which the certificate detects

@@ -13,7 +13,12 @@ import pytest
 from scipy.special import log_softmax, logsumexp, softmax
 
 from ballot_dask.exact_pass import band_costs, combine_passes, exact_pass, power_labels
-from ballot_dask.kernels import assignment_terms, cost_block, reduced_cost_labels
+from ballot_dask.kernels import (
+    assignment_terms,
+    cost_block,
+    reduced_cost_labels,
+    screened_centers,
+)
 from ballot_dask.plan_kernels import _HESSIAN_FLOOR, entropic_terms, rounded_plan_terms
 
 DTYPES = [np.float32, np.float64]
@@ -99,6 +104,26 @@ def test_reduced_cost_labels_ties_pick_first_column_with_zero_gap() -> None:
     labels, gaps = reduced_cost_labels(C, np.array([0.0, 0.0, 1.5]))
     np.testing.assert_array_equal(labels, [2, 2, 2, 2])
     np.testing.assert_array_equal(gaps, [0.5, 1.5, 1.5, 0.5])
+
+
+@pytest.mark.parametrize("k", [63, 64, 65, 130, 1027])
+def test_top_two_in_chains_matches_one_scan_with_ties(k: int) -> None:
+    """From 64 columns the top two are scanned in four chains and merged: the same labels
+    (lowest column on ties) and gaps as one scan, on rows full of ties (few distinct costs,
+    the least sometimes in several chains, sometimes only in the last, odd columns)."""
+    rng = np.random.default_rng(k)
+    C = rng.integers(0, 6, (4000, k)).astype(np.float64)
+    C[:500] = 3.0  # every column ties
+    C[500:1000, -1] = -1.0  # the least in the last column (the tail of the first chain)
+    C[1000:1500, 1::4] = -2.0  # the least in one chain only, repeated along it
+    v = np.zeros(k)
+    labels, gaps = reduced_cost_labels(C, v)
+    np.testing.assert_array_equal(labels, np.argmin(C, axis=1))
+    two = np.partition(C, 1, axis=1)[:, :2]
+    np.testing.assert_array_equal(gaps, two[:, 1] - two[:, 0])
+    assert np.all(gaps[:500] == 0.0) and np.all(labels[:500] == 0)
+    np.testing.assert_array_equal(labels[500:1000], k - 1)
+    np.testing.assert_array_equal(labels[1000:1500], 1)
 
 
 # --------------------------------------------------------------------------- entropic terms
@@ -421,3 +446,57 @@ def test_exact_pass_cap_and_ties() -> None:
     assert res.counts.sum() + res.rows.shape[0] == 300
     strict = exact_pass(X, centers, np.zeros(3), 0.0, 100, strict=True)
     assert strict.rows.shape[0] == 100
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_screened_exact_pass_is_bounded_by_the_float64_costs(dtype: type) -> None:
+    """Where costs go through BLAS, the pass takes the product in float32: every fixed row
+    still has its float64 label, objective and candidates' costs, its slack-matrix row is a
+    lower bound within the screening error, and rows near a tie go to the band.  On a grid
+    of points (many near-ties) with random potentials."""
+    m, k, d = 20_000, 128, 48
+    rng = np.random.default_rng(5)
+    X = np.round(rng.uniform(0, 1, (m, d)) * 8) / 8 + 1e-6 * rng.standard_normal((m, d))
+    X = X.astype(dtype)
+    centers = X[rng.choice(m, k, replace=False)].astype(np.float64) + 0.01
+    sc = screened_centers(X, centers)
+    assert sc.use_dot  # the float32 product
+    mu = centers.astype(dtype).astype(np.float64)
+    C = ot.dist(X.astype(np.float64), mu)
+    v = rng.normal(0, 0.05, k)
+    R = C - v
+    order = np.sort(R, axis=1)
+    gaps = order[:, 1] - order[:, 0]
+    labels = np.argmin(R, axis=1)
+    theta = float(np.quantile(gaps, 0.1))
+    # the screening error, as the kernel bounds it, and the float64 costs' own
+    mean = mu.mean(axis=0)
+    z = float(np.linalg.norm(X.astype(np.float64) - mean, axis=1).max())
+    norm = float(np.linalg.norm(mu - mean, axis=1).max())
+    err = 2 * (d + 4) * 2.0**-24 * z * norm + 8 * 2.0**-53 * (z + norm) ** 2
+    own = 1e-12 * float(C.max())
+    res = exact_pass(X, centers, v, theta, m, width=32)
+    band = res.rows
+    fixed = np.setdiff1d(np.arange(m), band)
+    assert np.isin(np.flatnonzero(gaps <= theta - 2 * err - own), band).all()
+    assert np.all(gaps[fixed] > 0.0)  # no fixed row hangs on a tie
+    lab = labels[fixed]
+    np.testing.assert_array_equal(res.counts, np.bincount(lab, minlength=k))
+    assert res.objective == pytest.approx(C[fixed, lab].sum(), rel=1e-12)
+    slack = np.full((k, k), np.inf)
+    diff = C[fixed] - C[fixed, lab][:, None]
+    for a in np.unique(lab):
+        slack[a] = diff[lab == a].min(axis=0)
+    seen = np.isfinite(slack)
+    np.testing.assert_array_equal(np.isfinite(res.slack), seen)
+    assert np.all(res.slack[seen] <= slack[seen] + own)  # a lower bound: still a proof
+    assert np.all(res.slack[seen] >= slack[seen] - 2 * err - own)
+    assert np.all(np.diag(res.slack)[np.diag(seen)] == 0.0)
+    # the band rows' candidates: float64 costs, and a floor below every column left out
+    columns, costs, floor = res.candidates
+    np.testing.assert_allclose(costs, np.take_along_axis(C[band], columns, axis=1), rtol=1e-12)
+    out = R[band].copy()
+    np.put_along_axis(out, columns.astype(np.int64), np.inf, axis=1)
+    assert np.all(floor <= out.min(axis=1) + own)
+    # the labels pass repeats the pass's arithmetic: the same fixed labels
+    np.testing.assert_array_equal(power_labels(X, centers, v)[fixed], lab)
