@@ -14,10 +14,19 @@ Nothing is written to the package directory nor to the home directory.  A direct
 not the user's own, or that others may write to, is not used (a cache holds code that is
 loaded on import): the kernels are then compiled in every process.  The setting is read when
 :mod:`ballot_dask.kernels` is first imported (in every Dask worker too).
+
+Within that directory the kernels go to ``src-<stamp>``, :func:`source_stamp` of the
+package's sources.  numba checks a cached kernel against its own source file only, but a
+kernel inlines functions and constants from other modules (the sparse pass inlines the exact
+pass's per-row step): after a change to one of those alone, it would load stale code (a
+histogram read with other bins than it was filled with, a solver that never ends).  Any
+change to any source file therefore starts a fresh cache; the older ``src-*`` directories
+may be deleted at any time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -29,7 +38,7 @@ import numba
 
 from . import config
 
-__all__ = ["cache_dir", "njit"]
+__all__ = ["cache_dir", "njit", "source_stamp"]
 
 
 def _private_dir(path: str) -> bool:
@@ -70,7 +79,29 @@ def cache_dir() -> str | None:
     return os.path.abspath(os.path.expanduser(str(value)))
 
 
-_CACHE = cache_dir()
+def source_stamp(root: str | None = None) -> str:
+    """A fingerprint of the sources under ``root`` (default: this package): every ``.py``
+    file's relative path, size and modification time."""
+    root = os.path.dirname(os.path.abspath(__file__)) if root is None else root
+    digest = hashlib.sha1()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                path = os.path.join(dirpath, name)
+                info = os.stat(path)
+                entry = f"{os.path.relpath(path, root)}:{info.st_size}:{info.st_mtime_ns}\n"
+                digest.update(entry.encode())
+    return digest.hexdigest()[:16]
+
+
+def _kernel_dir() -> str | None:
+    """Where this version of the sources caches its kernels: ``cache_dir()/src-<stamp>``."""
+    base = cache_dir()
+    return None if base is None else os.path.join(base, f"src-{source_stamp()}")
+
+
+_CACHE = _kernel_dir()
 
 
 def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:

@@ -115,3 +115,32 @@ def _run_as_nobody(nobody, tmp: Path) -> None:
     assert _cache_files(where)
     assert where.stat().st_uid == nobody.pw_uid
     assert set(_cache_files(PACKAGE)) == before
+
+
+def test_any_source_change_starts_a_fresh_kernel_cache(tmp_path):
+    # numba checks a cached kernel against its own file only; a kernel that inlines code
+    # from another module must not outlive a change there: the cache sits under a stamp of
+    # every source file
+    from ballot_dask.jit import source_stamp
+
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "a.py").write_text("A = 1\n")
+    (package / "sub" / "b.py").write_text("B = 2\n")
+    (package / "notes.txt").write_text("not a source\n")
+    first = source_stamp(str(package))
+    assert source_stamp(str(package)) == first  # stable
+    (package / "notes.txt").write_text("still not a source\n")
+    assert source_stamp(str(package)) == first
+    (package / "sub" / "b.py").write_text("B = 3\n")  # same size, another time
+    os.utime(package / "sub" / "b.py", ns=(1, 1))
+    changed = source_stamp(str(package))
+    assert changed != first
+    (package / "sub" / "b.py").write_text("B = 33\n")
+    os.utime(package / "sub" / "b.py", ns=(1, 1))
+    assert source_stamp(str(package)) not in (first, changed)
+    # the installed package's kernels go under its own stamp
+    out = _run({"DASK_BALLOT__KERNEL_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    stamped = tmp_path / "cache" / f"src-{source_stamp()}"
+    assert _cache_files(stamped), "nothing was cached under the sources' stamp"

@@ -166,7 +166,7 @@ def _outcome(
             else _quantile_of_gaps(search.sample_costs, potentials, wanted / n)
         )
     elif labels.shape[0] >= n:  # every row was in the band: their own gaps tell (with the
-        # margin the histogram's powers of two give a band's threshold below)
+        # margin the histogram's bins give a band's threshold below)
         next_theta = _quantile_of_gaps(costs, potentials, 1.5 * wanted / n)
     else:
         next_theta = band.band_rows_below(wanted)
