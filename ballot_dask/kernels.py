@@ -343,6 +343,13 @@ def _best_two_scan(C, v, i):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
+def _chain_step(x, j, p, a, s):  # pragma: no cover - compiled
+    """One column of a top-two chain: reduced cost ``x`` of column ``j`` into the chain's
+    least ``p``, its column ``a`` and its second least ``s`` (branch-free)."""
+    return min(p, x), (j if x < p else a), min(s, max(p, x))
+
+
+@njit(inline="always")
 def _best_two_chains(C, v, i):  # pragma: no cover - compiled
     """:func:`_best_two` in four independent chains over the columns (``j mod 4``, the last
     few in the first), merged at the end: one scan's chain of dependent minima took 1.6
@@ -354,28 +361,13 @@ def _best_two_chains(C, v, i):  # pragma: no cover - compiled
     s0 = s1 = s2 = s3 = np.inf
     j = 0
     while j + 4 <= k:
-        x = C[i, j] - v[j]
-        a0 = j if x < p0 else a0
-        s0 = min(s0, max(p0, x))
-        p0 = min(p0, x)
-        x = C[i, j + 1] - v[j + 1]
-        a1 = j + 1 if x < p1 else a1
-        s1 = min(s1, max(p1, x))
-        p1 = min(p1, x)
-        x = C[i, j + 2] - v[j + 2]
-        a2 = j + 2 if x < p2 else a2
-        s2 = min(s2, max(p2, x))
-        p2 = min(p2, x)
-        x = C[i, j + 3] - v[j + 3]
-        a3 = j + 3 if x < p3 else a3
-        s3 = min(s3, max(p3, x))
-        p3 = min(p3, x)
+        p0, a0, s0 = _chain_step(C[i, j] - v[j], j, p0, a0, s0)
+        p1, a1, s1 = _chain_step(C[i, j + 1] - v[j + 1], j + 1, p1, a1, s1)
+        p2, a2, s2 = _chain_step(C[i, j + 2] - v[j + 2], j + 2, p2, a2, s2)
+        p3, a3, s3 = _chain_step(C[i, j + 3] - v[j + 3], j + 3, p3, a3, s3)
         j += 4
     while j < k:  # the last columns, in the first chain (their indices exceed its others)
-        x = C[i, j] - v[j]
-        a0 = j if x < p0 else a0
-        s0 = min(s0, max(p0, x))
-        p0 = min(p0, x)
+        p0, a0, s0 = _chain_step(C[i, j] - v[j], j, p0, a0, s0)
         j += 1
     # merge: the least of the union, its lowest column, and the second least of the union
     a, b1, b2 = a0, p0, s0
