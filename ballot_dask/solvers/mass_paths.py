@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..jit import njit
-from .paths import DONE, LIMIT, STUCK, _shortest_path
+from .paths import DONE, LIMIT, STUCK, _push, _shortest_path, _unlink
 
 __all__ = ["DONE", "LIMIT", "STUCK", "MassPathsResult", "mass_shortest_paths"]
 
@@ -171,14 +171,7 @@ def _mass_paths(
                 while q >= 0 and plab[q] != y:
                     q = rnext[q]
                 if whole:  # the piece leaves x
-                    pp = prv[p]
-                    pn = nxt[p]
-                    if pp >= 0:
-                        nxt[pp] = pn
-                    else:
-                        head[x] = pn
-                    if pn >= 0:
-                        prv[pn] = pp
+                    _unlink(p, x, head, nxt, prv)
                 if q >= 0:  # merge into it
                     pmass[q] += moved
                     if whole:  # p is gone: off the row's list
@@ -213,11 +206,7 @@ def _mass_paths(
                         rnext[q] = rhead[i]
                         rhead[i] = q
                     plab[q] = y
-                    nxt[q] = head[y]
-                    prv[q] = -1
-                    if head[y] >= 0:
-                        prv[head[y]] = q
-                    head[y] = q
+                    _push(q, y, head, nxt, prv)
                 counts[x] -= moved
                 counts[y] += moved
                 if whole:

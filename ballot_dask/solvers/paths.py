@@ -20,6 +20,16 @@ potentials certify it), whatever the data and the start: separated clusters, dup
 nodes and a scan of one cluster's points; the potentials that start it come from a cheaper
 approximation (a row sample), so the imbalance is small.
 
+*Many points to move* (a cold start, an early Lloyd step, large k): then one search starts
+from every over-full cluster at once (:func:`_forest`), runs on past the first deficit it
+settles, and keeps a shortest path to each deficit it reaches while the paths stay
+node-disjoint (the roots aside) and no point serves two of them.  The potentials raised by
+``min(distance, D)``, ``D`` the last distance settled, make every kept path tight, and a point
+moves along each: many augmentations for one search.  At k = 1024 on 25 000 points from a
+sample's cold start (8 844 points moved), the repair took 1.05 s instead of 3.1 s.  Once a
+search finds fewer than one path per ``_FOREST_PATHS`` nodes settled (few deficits left, far
+apart), the searches go one source at a time again.
+
 *Bands.*  Only some points (the *band*: the ones closest to a cell boundary) may be held here
 with their cost rows; the others are *fixed*, counted in the sizes but never moved.  The paths
 then solve the band's own transport problem (the capacity left by the fixed points); whether
@@ -62,6 +72,12 @@ _DENSE_RESCAN_ROWS = 32
 _LIST_CELLS = 1 << 22
 #: above every key of the Dijkstra frontier's bits (``+inf`` is ``0x7FF0...``)
 _NO_KEY = np.int64(0x7FFFFFFFFFFFFFFF)
+#: one search from every surplus at once (:func:`_forest`) while at least this many points
+#: must move ...
+_FOREST_SURPLUS = 16
+#: ... and each such search finds a path per this many nodes it settles, at least (else the
+#: searches go one source at a time for the rest of the repair)
+_FOREST_PATHS = 256
 
 
 class PathsResult(NamedTuple):
@@ -72,6 +88,76 @@ class PathsResult(NamedTuple):
     augmentations: int  #: points moved along shortest paths (path length counted once)
     slack: np.ndarray  #: (k, k) slack matrix of the band's points under their final labels
     settled: int = 0  #: nodes settled by the Dijkstra searches, in all (the work done)
+    searches: int = 0  #: Dijkstra searches (fewer than the augmentations: forest searches)
+
+
+@njit(inline="always")
+def _unlink(i, x, head, nxt, prv):  # pragma: no cover - compiled
+    """Entry ``i`` off cluster ``x``'s doubly linked member list."""
+    p = prv[i]
+    q = nxt[i]
+    if p >= 0:
+        nxt[p] = q
+    else:
+        head[x] = q
+    if q >= 0:
+        prv[q] = p
+
+
+@njit(inline="always")
+def _push(i, y, head, nxt, prv):  # pragma: no cover - compiled
+    """Entry ``i`` at the head of cluster ``y``'s member list."""
+    nxt[i] = head[y]
+    prv[i] = -1
+    if head[y] >= 0:
+        prv[head[y]] = i
+    head[y] = i
+
+
+@njit(inline="always")
+def _nearest(bits, k):  # pragma: no cover - compiled
+    """The frontier's node of least key (the lowest index among equals): an integer minimum
+    on the keys' bits, then the first index holding it (both loops vectorise)."""
+    least = _NO_KEY
+    for y in range(k + 1):
+        t = bits[y]
+        least = t if t < least else least
+    x = k + 1
+    for y in range(k + 1):
+        t = y if bits[y] == least else k + 1
+        x = t if t < x else x
+    return x
+
+
+@njit(inline="always")
+def _relax(x, dx, slack, v, target, lower, upper, tol, dist, key, pred):  # pragma: no cover
+    """Relax the arcs out of the settled node ``x`` (at distance ``dx``): to every cluster
+    (reduced lengths ``slack[x, b] - v_b + v_x``) and to ``R``, or from ``R`` to every
+    cluster that may give a point (bounds compared with ``tol``)."""
+    k = slack.shape[0]
+    R = k
+    if x < k:
+        vx = v[x]
+        for b in range(k):  # slack[x, x] is inf: no arc to itself
+            nd = dx + max(slack[x, b] - v[b] + vx, 0.0)  # < 0: round-off on a tight arc
+            better = nd < dist[b]
+            dist[b] = nd if better else dist[b]
+            key[b] = nd if better else key[b]
+            pred[b] = x if better else pred[b]
+        if target[x] < upper[x] - tol:
+            nd = dx + max(v[x] - v[R], 0.0)
+            if nd < dist[R]:
+                dist[R] = nd
+                key[R] = nd
+                pred[R] = x
+    else:
+        for b in range(k):
+            if target[b] > lower[b] + tol:
+                nd = dx + max(v[R] - v[b], 0.0)
+                if nd < dist[b]:
+                    dist[b] = nd
+                    key[b] = nd
+                    pred[b] = R
 
 
 @njit()
@@ -221,7 +307,6 @@ def _shortest_path(
     settled node needs no test when its neighbours are relaxed: its distance is at most the
     current one and lengths are non-negative, so it never improves."""
     k = slack.shape[0]
-    R = k
     bits = key.view(np.int64)
     for x in range(k + 1):
         dist[x] = np.inf
@@ -231,14 +316,7 @@ def _shortest_path(
     key[source] = 0.0
     work = 0
     while True:
-        least = _NO_KEY
-        for y in range(k + 1):
-            t = bits[y]
-            least = t if t < least else least
-        x = k + 1
-        for y in range(k + 1):  # the lowest index at the minimum
-            t = y if bits[y] == least else k + 1
-            x = t if t < x else x
+        x = _nearest(bits, k)
         dx = key[x]
         if dx == np.inf:
             return -1, 0.0, work
@@ -246,28 +324,84 @@ def _shortest_path(
         work += 1
         if excess[x] < -tol:
             return x, dx, work
-        if x < k:
-            vx = v[x]
-            for b in range(k):  # slack[x, x] is inf: no arc to itself
-                nd = dx + max(slack[x, b] - v[b] + vx, 0.0)  # < 0: round-off on a tight arc
-                better = nd < dist[b]
-                dist[b] = nd if better else dist[b]
-                key[b] = nd if better else key[b]
-                pred[b] = x if better else pred[b]
-            if target[x] < upper[x] - tol:
-                nd = dx + max(v[x] - v[R], 0.0)
-                if nd < dist[R]:
-                    dist[R] = nd
-                    key[R] = nd
-                    pred[R] = x
-        else:
-            for b in range(k):
-                if target[b] > lower[b] + tol:
-                    nd = dx + max(v[R] - v[b], 0.0)
-                    if nd < dist[b]:
-                        dist[b] = nd
-                        key[b] = nd
-                        pred[b] = R
+        _relax(x, dx, slack, v, target, lower, upper, tol, dist, key, pred)
+
+
+@njit()
+def _forest(
+    slack,
+    where,
+    v,
+    excess,
+    target,
+    lower,
+    upper,
+    dist,
+    key,
+    pred,
+    left,
+    used,
+    taken,
+    path_row,
+    sinks,
+    most,
+):  # pragma: no cover - compiled
+    """Dijkstra from every node with a surplus at once (as :func:`_shortest_path`, whose
+    frontier and arcs it shares), accepting a path to each deficit it settles while the
+    paths stay node-disjoint (the roots aside, each giving at most its surplus) and no point
+    serves two of them; at most ``most`` paths.  Returns ``(paths, D, nodes settled)``: the
+    paths' sinks are ``sinks[:paths]``, the point on each path's arc into node ``y`` is
+    ``path_row[y]`` (``used``, ``taken`` mark their nodes and points), and ``D`` is the
+    distance of the last node settled: potentials raised by ``min(dist, D)`` make every
+    accepted path tight (one point moved along each of them is then optimal, as one is in
+    the single search)."""
+    k = slack.shape[0]
+    bits = key.view(np.int64)
+    deficits = 0
+    for x in range(k + 1):
+        dist[x] = np.inf
+        key[x] = np.inf
+        pred[x] = -1
+        left[x] = excess[x] if excess[x] > 0 else 0
+        if excess[x] > 0:
+            dist[x] = 0.0
+            key[x] = 0.0
+        elif excess[x] < 0:
+            deficits += 1
+    found = 0
+    work = 0
+    D = 0.0
+    while found < most and found < deficits:
+        x = _nearest(bits, k)
+        dx = key[x]
+        if dx == np.inf:
+            break
+        key[x] = np.inf
+        work += 1
+        D = dx
+        if excess[x] < 0:
+            ok = True
+            y = x
+            while pred[y] >= 0:
+                p = pred[y]
+                if used[y] or (p < k and y < k and taken[where[p, y]]):
+                    ok = False
+                    break
+                y = p
+            if ok and left[y] > 0:
+                left[y] -= 1
+                y = x
+                while pred[y] >= 0:
+                    p = pred[y]
+                    used[y] = True
+                    if p < k and y < k:
+                        taken[where[p, y]] = True
+                        path_row[y] = where[p, y]
+                    y = p
+                sinks[found] = x
+                found += 1
+        _relax(x, dx, slack, v, target, lower, upper, 0.0, dist, key, pred)
+    return found, D, work
 
 
 @njit()
@@ -327,8 +461,58 @@ def _by_label(costs, columns, labels, k):  # pragma: no cover - compiled
 
 
 @njit()
+def _move(
+    costs,
+    columns,
+    labels,
+    i,
+    x,
+    y,
+    head,
+    nxt,
+    prv,
+    counts,
+    labcost,
+    rescan,
+    slack,
+    where,
+    vals,
+    rows,
+    start,
+    end,
+    bound,
+):  # pragma: no cover - compiled
+    """Point ``i`` moves from cluster ``x`` to ``y``: the member lists, the counts, its cost
+    and the slack matrix's rows of ``x`` and ``y`` follow."""
+    _unlink(i, x, head, nxt, prv)
+    labels[i] = y
+    _push(i, y, head, nxt, prv)
+    counts[x] -= 1
+    counts[y] += 1
+    cy = _cost(costs, columns, i, y)
+    labcost[i] = cy
+    width = costs.shape[1]
+    if not rescan:
+        _moved_lists(
+            costs, columns, labels, i, x, y, cy, head, nxt, slack, where,
+            vals, rows, start, end, bound,
+        )  # fmt: skip
+        return
+    for t in range(width):  # an arc out of x whose cheapest move was i
+        if where[x, _column(columns, i, t)] == i:
+            _rescan(costs, columns, labcost, x, head, nxt, slack, where)
+            break
+    for t in range(width):  # arcs out of y: i may be their cheapest move now
+        b = _column(columns, i, t)
+        r = costs[i, t] - cy
+        if b != y and r < slack[y, b]:
+            slack[y, b] = r
+            where[y, b] = i
+
+
+@njit()
 def _paths(
-    costs, columns, k, labels, lower, upper, fixed_counts, v_in, max_augment, L, rescan
+    costs, columns, k, labels, lower, upper, fixed_counts, v_in, max_augment, L, rescan, forest
 ):  # pragma: no cover - compiled
     m, width = costs.shape
     R = k
@@ -396,24 +580,71 @@ def _paths(
     pred = np.empty(k + 1, np.int64)
     augmentations = 0
     work = 0  # nodes settled by Dijkstra, in all
+    searches = 0
     status = DONE
     source = 0
+    # a forest search's bookkeeping (see _forest): nodes and points on its accepted paths
+    left = np.zeros(k + 1, np.int64)
+    used = np.zeros(k + 1, np.bool_)
+    taken = np.zeros(m, np.bool_)
+    path_row = -np.ones(k + 1, np.int64)
+    sinks = np.empty(k + 1, np.int64)
     while True:
+        surplus = 0
+        for x in range(k + 1):
+            surplus += excess[x] if excess[x] > 0 else 0
+        if surplus == 0:
+            break
+        if augmentations >= max_augment:
+            status = LIMIT
+            break
+        if forest and surplus >= _FOREST_SURPLUS:
+            # many points to move: one search from every surplus at once, and a point moved
+            # along each of its node-disjoint shortest paths
+            found, D, settled_now = _forest(
+                slack, where, v, excess, target, lower, upper, dist, key, pred, left, used,
+                taken, path_row, sinks, min(surplus, max_augment - augmentations),
+            )  # fmt: skip
+            work += settled_now
+            searches += 1
+            if found * _FOREST_PATHS < settled_now:
+                forest = False  # too few paths a search: one source at a time from now on
+            if found:
+                for x in range(k + 1):
+                    v[x] += dist[x] if dist[x] < D else D
+                for f in range(found):
+                    sink = sinks[f]
+                    y = sink
+                    while pred[y] >= 0:
+                        x = pred[y]
+                        if x < k and y < k:
+                            i = path_row[y]
+                            taken[i] = False
+                            _move(
+                                costs, columns, labels, i, x, y, head, nxt, prv, counts,
+                                labcost, rescan, slack, where, vals, rows, start, end, bound,
+                            )  # fmt: skip
+                        elif y == R:
+                            target[x] += 1
+                        else:
+                            target[y] -= 1
+                        used[y] = False
+                        y = x
+                    excess[y] -= 1
+                    excess[sink] += 1
+                    augmentations += 1
+                continue
         # one source at a time, in turn: a search from every surplus at once would settle
         # them all (k arcs each) before reaching any deficit
         for step in range(k + 1):
             if excess[(source + step) % (k + 1)] > 0:
                 source = (source + step) % (k + 1)
                 break
-        else:
-            break
-        if augmentations >= max_augment:
-            status = LIMIT
-            break
         sink, D, settled_now = _shortest_path(
             slack, v, excess, target, lower, upper, source, 0.0, dist, key, pred
         )
         work += settled_now
+        searches += 1
         if sink < 0:
             status = STUCK
             break
@@ -424,41 +655,10 @@ def _paths(
         while pred[y] >= 0:
             x = pred[y]
             if x < k and y < k:
-                i = where[x, y]
-                p = prv[i]
-                q = nxt[i]
-                if p >= 0:
-                    nxt[p] = q
-                else:
-                    head[x] = q
-                if q >= 0:
-                    prv[q] = p
-                labels[i] = y
-                nxt[i] = head[y]
-                prv[i] = -1
-                if head[y] >= 0:
-                    prv[head[y]] = i
-                head[y] = i
-                counts[x] -= 1
-                counts[y] += 1
-                cy = _cost(costs, columns, i, y)
-                labcost[i] = cy
-                if not rescan:
-                    _moved_lists(
-                        costs, columns, labels, i, x, y, cy, head, nxt, slack, where,
-                        vals, rows, start, end, bound,
-                    )  # fmt: skip
-                else:
-                    for t in range(width):  # an arc out of x whose cheapest move was i
-                        if where[x, _column(columns, i, t)] == i:
-                            _rescan(costs, columns, labcost, x, head, nxt, slack, where)
-                            break
-                    for t in range(width):  # arcs out of y: i may be their cheapest move now
-                        b = _column(columns, i, t)
-                        r = costs[i, t] - cy
-                        if b != y and r < slack[y, b]:
-                            slack[y, b] = r
-                            where[y, b] = i
+                _move(
+                    costs, columns, labels, where[x, y], x, y, head, nxt, prv, counts, labcost,
+                    rescan, slack, where, vals, rows, start, end, bound,
+                )  # fmt: skip
             elif y == R:
                 target[x] += 1
             else:
@@ -470,7 +670,7 @@ def _paths(
     out = np.empty(k)
     for j in range(k):
         out[j] = v[j] - v[R]
-    return out, status, augmentations, slack, work
+    return out, status, augmentations, slack, work, searches
 
 
 def successive_shortest_paths(
@@ -484,6 +684,7 @@ def successive_shortest_paths(
     max_augment: int | None = None,
     columns: np.ndarray | None = None,
     n_clusters: int | None = None,
+    forest: bool = True,
 ) -> PathsResult:
     """Exact labels of the band's points, moving them along shortest paths until every size
     is within its bounds.
@@ -508,6 +709,10 @@ def successive_shortest_paths(
         the slack matrix returned is over those moves only).  ``None``: dense cost rows.
     n_clusters : int, default=None
         ``k``, required with ``columns``.
+    forest : bool, default=True
+        While many points must move, search from every surplus at once and move a point
+        along each of the node-disjoint shortest paths found (:func:`_forest`); ``False``:
+        one source and one path a search throughout.  The optimum is the same.
 
     Returns
     -------
@@ -528,7 +733,7 @@ def successive_shortest_paths(
         order, costs, columns, held = _by_label(
             costs, np.ascontiguousarray(columns, dtype=np.int32), labels, k
         )
-    v, status, augmentations, slack, work = _paths(
+    v, status, augmentations, slack, work, searches = _paths(
         costs,
         columns,
         k,
@@ -540,7 +745,8 @@ def successive_shortest_paths(
         np.iinfo(np.int64).max if max_augment is None else int(max_augment),
         int(max(4, min(32, _LIST_CELLS // (k * k)))),
         labels.shape[0] <= (_RESCAN_ROWS if columns is not None else _DENSE_RESCAN_ROWS) * k,
+        bool(forest),
     )
     if order is not None:
         labels[order] = held
-    return PathsResult(v, int(status), int(augmentations), slack, int(work))
+    return PathsResult(v, int(status), int(augmentations), slack, int(work), int(searches))
