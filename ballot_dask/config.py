@@ -18,6 +18,10 @@ Importing the package only registers these defaults; nothing is written to the u
     with a clear message instead of exhausting memory.
 ``ballot.split-every``
     Fan-in of the tree reductions.
+``ballot.futures``
+    With a distributed ``Client`` and X persisted, run a pass over X as futures of the
+    client (a task a chunk submitted directly, one gather) rather than as a graph computed
+    by ``dask.compute``: the same tasks and results, less work on the client a round.
 ``ballot.threads-per-task``
     Threads of the compiled kernels inside one Dask task (Dask already runs one task per
     worker thread).
@@ -65,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
         "memory-fraction": 0.25,
         "band-memory": "256 MiB",
         "split-every": 8,
+        "futures": True,
         "threads-per-task": 1,
         "init-sample": 65536,
         "progress-after": 2.0,

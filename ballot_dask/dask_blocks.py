@@ -38,7 +38,9 @@ import dask.array as da
 import numpy as np
 import psutil
 import scipy.sparse
+from dask.core import flatten
 from dask.delayed import Delayed, delayed
+from dask.sizeof import sizeof
 
 from . import config
 from .blocks import PassCounter, dense_rows_fit, sample_stride, solver_sample
@@ -133,6 +135,10 @@ def row_chunked(X: da.Array, name: str = "X") -> da.Array:
     return X
 
 
+#: a round's shared arguments up to this size travel inline with its tasks (else scattered)
+_INLINE_BYTES = 1 << 20
+
+
 def _token() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -177,6 +183,8 @@ class DaskBlocks:
         self._sample: Any = None
         self.moments: tuple[np.ndarray, np.ndarray] | None = None
         self._warmed: set[tuple[Any, Any]] = set()  # (task, kernel code) warmed on the workers
+        #: X (persisted) and its chunks as the client's futures (:meth:`_persisted_chunks`)
+        self._x_futures: tuple[da.Array, list[Any]] | None = None
         self.sparse = is_sparse(self.X._meta)
         mode = config.persist_mode() if persist is None else bool(persist)
         n, d = self.X.shape
@@ -325,7 +333,62 @@ class DaskBlocks:
         one round, no cost blocks."""
         check = not self._checked
         shared = delayed((kernel, args, check), name=f"ballot-xargs-{_token()}", traverse=False)
+        chunks = self._persisted_chunks()
+        if chunks is not None:
+            self._warm(x_task, shared, kernel)
+            return self._futures_round(combine, x_task, (kernel, args, check), chunks)
         return self._x_round(combine, self._map_x(x_task, shared, kernel))
+
+    def _persisted_chunks(self) -> list[Any] | None:
+        """X's chunks as futures of the active distributed client, in row order, when X is
+        persisted there, ``ballot.futures`` is on and no round runner (a progress display,
+        :func:`observe_rounds`) is set; else ``None``."""
+        client = active_client()
+        if client is None or _ROUND_RUNNER.get() is not None or not config.get("futures"):
+            return None
+        if self._x_futures is not None and self._x_futures[0] is self.X:
+            return self._x_futures[1]
+        from distributed import futures_of
+
+        held = {f.key: f for f in futures_of(self.X)}
+        keys = list(flatten(self.X.__dask_keys__()))
+        if len(keys) != len(self.offsets) or not all(key in held for key in keys):
+            return None
+        chunks = [held[key] for key in keys]
+        self._x_futures = (self.X, chunks)
+        return chunks
+
+    def _futures_round(
+        self,
+        combine: Callable[[list[Any]], Any],
+        task: Callable[..., Any],
+        value: Any,
+        chunks: list[Any],
+    ) -> Any:
+        """One round of a pass over persisted X through the client's futures: ``task(value,
+        X_b, offset)`` submitted for every chunk (no graph built and optimised on the
+        client), combined on the workers ``split-every`` at a time as :meth:`_tree` does, one
+        gather.  ``value`` travels inline with the tasks when small, else scattered once."""
+        client = active_client()
+        assert client is not None  # (see _persisted_chunks)
+        shared = value
+        if sizeof(value) > _INLINE_BYTES:
+            shared = client.scatter(value, hash=False)
+        level = [
+            client.submit(task, shared, xb, off, pure=False)
+            for xb, off in zip(chunks, self.offsets, strict=True)
+        ]
+        fan_in = max(2, int(config.get("split-every")))
+        while len(level) > fan_in:
+            level = [
+                client.submit(combine_task, combine, *level[i : i + fan_in], pure=False)
+                for i in range(0, len(level), fan_in)
+            ]
+        results = client.gather(level)
+        self.passes.rounds += 1
+        self.passes.x += 1
+        self._checked = True
+        return combine(list(results))
 
     def _x_round(self, combine: Callable[[list[Any]], Any], parts: list[Delayed]) -> Any:
         """One round of a pass over X: ``parts`` combined (no cost blocks persisted)."""

@@ -30,7 +30,7 @@ from dask_cases import (
     _numpy_fit,
     _sinkhorn_params,
 )
-from references import check_exact, emd_optimum, lp_optimum, reference_cost
+from references import check_exact, count_calls, emd_optimum, lp_optimum, reference_cost
 
 from ballot_dask import BalancedKMeans, balanced_assign, resolve_capacities
 from ballot_dask import starts as starts_module
@@ -282,6 +282,30 @@ def test_pass_counts_persisted(scheduler):
     # widen), plus the first pass (finiteness, variance, sample) and the labels, persisted
     assert km.n_iter_ + 2 <= passes["x"] <= 1.3 * km.n_iter_ + 2
     assert passes["rounds"] == passes["x"]
+
+
+def test_passes_over_persisted_x_run_as_futures_with_the_same_fit(cluster_client, monkeypatch):
+    """With a distributed client and X persisted, the passes over X are submitted as the
+    client's futures (``ballot.futures``): the same fit, passes and rounds as through
+    ``dask.compute``, and off with the setting."""
+    from ballot_dask import dask_blocks
+
+    rounds = count_calls(monkeypatch, dask_blocks.DaskBlocks, "_futures_round")
+    Xd = _dask(_data(), CHUNKINGS["odd"])
+    fits = {}
+    with cluster_client.as_current(), dask.config.set(scheduler=cluster_client):
+        for futures in (True, False):
+            rounds.clear()
+            with dask.config.set({"ballot.futures": futures}):
+                km = BalancedKMeans(**_exact_params()).fit(Xd)
+            fits[futures] = (km, km.labels_.compute(), len(rounds))
+    (on, on_labels, on_rounds), (off, off_labels, off_rounds) = fits[True], fits[False]
+    assert on_rounds >= on.n_iter_  # every Lloyd step's pass went through the futures
+    assert off_rounds == 0
+    np.testing.assert_array_equal(on_labels, off_labels)
+    np.testing.assert_array_equal(on.cluster_centers_, off.cluster_centers_)
+    assert on.n_passes_ == off.n_passes_
+    assert on.certificate_.optimal and off.certificate_.optimal
 
 
 def test_passes_count_the_reads_of_x(threads):
