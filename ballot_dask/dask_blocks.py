@@ -28,22 +28,27 @@ from __future__ import annotations
 import functools
 import math
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
-import psutil
 import scipy.sparse
 from dask.core import flatten
 from dask.delayed import Delayed, delayed
-from dask.sizeof import sizeof
 
 from . import config
 from .blocks import PassCounter, dense_rows_fit, sample_stride, solver_sample
+from .dask_rounds import (
+    active_client,
+    cluster_memory,
+    combine_levels,
+    compute_round,
+    futures_round,
+    observe_rounds,
+    rounds_observed,
+)
 from .dask_tasks import (
     checked_block,
     chunk_bytes,
@@ -71,48 +76,6 @@ from .task_memory import check_task_memory, largest_chunk
 
 __all__ = ["DaskBlocks", "active_client", "cluster_memory", "observe_rounds", "row_chunked"]
 
-#: computes one round's top-level tasks instead of ``dask.compute`` (a progress display)
-_ROUND_RUNNER: ContextVar[Callable[[list[Delayed]], list[Any]] | None] = ContextVar(
-    "ballot_round_runner", default=None
-)
-
-
-@contextmanager
-def observe_rounds(runner: Callable[[list[Delayed]], list[Any]]) -> Iterator[None]:
-    """Within the block, every round of the engine is computed by ``runner(tasks)``, which
-    must return ``dask.compute(*tasks)``'s results as a list (for instance after showing
-    the round's progress)."""
-    token = _ROUND_RUNNER.set(runner)
-    try:
-        yield
-    finally:
-        _ROUND_RUNNER.reset(token)
-
-
-def active_client() -> Any | None:
-    """The distributed ``Client`` whose scheduler ``dask.compute`` would use, if any."""
-    scheduler = dask.base.get_scheduler()
-    owner = getattr(scheduler, "__self__", None)
-    if owner is not None and type(owner).__name__ == "Client":
-        return owner
-    return None
-
-
-def cluster_memory() -> int:
-    """Memory the active scheduler can hold: the workers' limits, or this machine's free
-    memory for a local scheduler (or workers without a limit)."""
-    client = active_client()
-    if client is not None:
-        try:
-            info = client.scheduler_info(n_workers=-1)  # every worker, not the first few
-        except TypeError:  # distributed < 2025: always lists every worker
-            info = client.scheduler_info()
-        workers = info.get("workers", {})
-        limits = [w.get("memory_limit") or 0 for w in workers.values()]
-        if limits and all(limits):
-            return int(sum(limits))
-    return int(psutil.virtual_memory().available)
-
 
 def row_chunked(X: da.Array, name: str = "X") -> da.Array:
     """``X`` chunked by rows only (one chunk over the columns), with known chunk sizes."""
@@ -133,10 +96,6 @@ def row_chunked(X: da.Array, name: str = "X") -> da.Array:
             )
         X = X.rechunk({1: -1})
     return X
-
-
-#: a round's shared arguments up to this size travel inline with its tasks (else scattered)
-_INLINE_BYTES = 1 << 20
 
 
 def _token() -> str:
@@ -344,7 +303,7 @@ class DaskBlocks:
         persisted there, ``ballot.futures`` is on and no round runner (a progress display,
         :func:`observe_rounds`) is set; else ``None``."""
         client = active_client()
-        if client is None or _ROUND_RUNNER.get() is not None or not config.get("futures"):
+        if client is None or rounds_observed() or not config.get("futures"):
             return None
         if self._x_futures is not None and self._x_futures[0] is self.X:
             return self._x_futures[1]
@@ -365,39 +324,18 @@ class DaskBlocks:
         value: Any,
         chunks: list[Any],
     ) -> Any:
-        """One round of a pass over persisted X through the client's futures: ``task(value,
-        X_b, offset)`` submitted for every chunk (no graph built and optimised on the
-        client), combined on the workers ``split-every`` at a time as :meth:`_tree` does, one
-        gather.  ``value`` travels inline with the tasks when small, else scattered once."""
-        client = active_client()
-        assert client is not None  # (see _persisted_chunks)
-        shared = value
-        if sizeof(value) > _INLINE_BYTES:
-            shared = client.scatter(value, hash=False)
-        level = [
-            client.submit(task, shared, xb, off, pure=False)
-            for xb, off in zip(chunks, self.offsets, strict=True)
-        ]
-        fan_in = max(2, int(config.get("split-every")))
-        while len(level) > fan_in:
-            level = [
-                client.submit(combine_task, combine, *level[i : i + fan_in], pure=False)
-                for i in range(0, len(level), fan_in)
-            ]
-        results = client.gather(level)
+        """One round of a pass over persisted X through the client's futures
+        (:func:`~ballot_dask.dask_rounds.futures_round`)."""
+        results = futures_round(task, value, chunks, self.offsets, combine)
         self.passes.rounds += 1
         self.passes.x += 1
         self._checked = True
-        return combine(list(results))
+        return combine(results)
 
     def _x_round(self, combine: Callable[[list[Any]], Any], parts: list[Delayed]) -> Any:
         """One round of a pass over X: ``parts`` combined (no cost blocks persisted)."""
         combine_, level = self._tree(combine, parts)
-        runner = _ROUND_RUNNER.get()
-        if runner is None:
-            (results,) = dask.compute(level, optimize_graph=False)
-        else:
-            results = runner(level)
+        results = compute_round(level)
         self.passes.rounds += 1
         self.passes.x += 1
         self._checked = True
@@ -586,14 +524,8 @@ class DaskBlocks:
     def _tree(combine: Callable[[list[Any]], Any], parts: list[Delayed]) -> tuple:
         """Combine ``parts`` on the workers, ``split-every`` at a time, until at most that
         many are left; the client combines those (one hop fewer than a full tree)."""
-        fan_in = max(2, int(config.get("split-every")))
-        level = parts
-        while len(level) > fan_in:
-            level = [
-                delayed(combine_task, pure=False)(combine, *level[i : i + fan_in])
-                for i in range(0, len(level), fan_in)
-            ]
-        return combine, level
+        node = delayed(combine_task, pure=False)
+        return combine, combine_levels(parts, lambda group: node(combine, *group))
 
     def _compute(self, tree: tuple) -> Any:
         """One round: the reduction, and the pending cost blocks persisted alongside."""
@@ -601,11 +533,7 @@ class DaskBlocks:
         if self._pending is not None:
             *costs, level = dask.persist(*self._pending, level, optimize_graph=False)
             self._costs, self._pending = costs, None
-        runner = _ROUND_RUNNER.get()
-        if runner is None:
-            (results,) = dask.compute(level, optimize_graph=False)
-        else:
-            results = runner(level)
+        results = compute_round(level)
         self.passes.rounds += 1
         return combine(list(results))
 

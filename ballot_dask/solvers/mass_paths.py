@@ -27,7 +27,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..jit import njit
-from .paths import DONE, LIMIT, STUCK, _push, _shortest_path, _unlink
+from .dijkstra import _shortest_path
+from .paths import DONE, LIMIT, STUCK, _push, _unlink
 
 __all__ = ["DONE", "LIMIT", "STUCK", "MassPathsResult", "mass_shortest_paths"]
 

@@ -21,7 +21,7 @@ nodes and a scan of one cluster's points; the potentials that start it come from
 approximation (a row sample), so the imbalance is small.
 
 *Many points to move* (a cold start, an early Lloyd step, large k): then one search starts
-from every over-full cluster at once (:func:`_forest`), runs on past the first deficit it
+from every over-full cluster at once (:func:`.dijkstra._forest`), runs on past the first deficit it
 settles, and keeps a shortest path to each deficit it reaches while the paths stay
 node-disjoint (the roots aside) and no point serves two of them.  The potentials raised by
 ``min(distance, D)``, ``D`` the last distance settled, make every kept path tight, and a point
@@ -55,6 +55,7 @@ import numba
 import numpy as np
 
 from ..jit import njit
+from .dijkstra import _forest, _shortest_path
 
 DONE = 0  #: every size within its bounds: an exact optimum of the band's problem
 LIMIT = 1  #: stopped at ``max_augment`` augmentations
@@ -70,9 +71,7 @@ _DENSE_RESCAN_ROWS = 32
 #: the arcs' lists of cheapest moves hold at most this many entries in all (32 per arc, fewer
 #: for large k)
 _LIST_CELLS = 1 << 22
-#: above every key of the Dijkstra frontier's bits (``+inf`` is ``0x7FF0...``)
-_NO_KEY = np.int64(0x7FFFFFFFFFFFFFFF)
-#: one search from every surplus at once (:func:`_forest`) while at least this many points
+#: one search from every surplus at once (:func:`.dijkstra._forest`) while at least this many points
 #: must move ...
 _FOREST_SURPLUS = 16
 #: ... and each such search finds a path per this many nodes it settles, at least (else the
@@ -112,52 +111,6 @@ def _push(i, y, head, nxt, prv):  # pragma: no cover - compiled
     if head[y] >= 0:
         prv[head[y]] = i
     head[y] = i
-
-
-@njit(inline="always")
-def _nearest(bits, k):  # pragma: no cover - compiled
-    """The frontier's node of least key (the lowest index among equals): an integer minimum
-    on the keys' bits, then the first index holding it (both loops vectorise)."""
-    least = _NO_KEY
-    for y in range(k + 1):
-        t = bits[y]
-        least = t if t < least else least
-    x = k + 1
-    for y in range(k + 1):
-        t = y if bits[y] == least else k + 1
-        x = t if t < x else x
-    return x
-
-
-@njit(inline="always")
-def _relax(x, dx, slack, v, target, lower, upper, tol, dist, key, pred):  # pragma: no cover
-    """Relax the arcs out of the settled node ``x`` (at distance ``dx``): to every cluster
-    (reduced lengths ``slack[x, b] - v_b + v_x``) and to ``R``, or from ``R`` to every
-    cluster that may give a point (bounds compared with ``tol``)."""
-    k = slack.shape[0]
-    R = k
-    if x < k:
-        vx = v[x]
-        for b in range(k):  # slack[x, x] is inf: no arc to itself
-            nd = dx + max(slack[x, b] - v[b] + vx, 0.0)  # < 0: round-off on a tight arc
-            better = nd < dist[b]
-            dist[b] = nd if better else dist[b]
-            key[b] = nd if better else key[b]
-            pred[b] = x if better else pred[b]
-        if target[x] < upper[x] - tol:
-            nd = dx + max(v[x] - v[R], 0.0)
-            if nd < dist[R]:
-                dist[R] = nd
-                key[R] = nd
-                pred[R] = x
-    else:
-        for b in range(k):
-            if target[b] > lower[b] + tol:
-                nd = dx + max(v[R] - v[b], 0.0)
-                if nd < dist[b]:
-                    dist[b] = nd
-                    key[b] = nd
-                    pred[b] = R
 
 
 @njit()
@@ -286,122 +239,6 @@ def _rescan(costs, columns, labcost, x, head, nxt, slack, where):  # pragma: no 
                 slack[x, b] = r
                 where[x, b] = i
         i = nxt[i]
-
-
-@njit()
-def _shortest_path(
-    slack, v, excess, target, lower, upper, source, tol, dist, key, pred
-):  # pragma: no cover - compiled
-    """Dijkstra on the cluster graph (k clusters and the node ``R = k``) from ``source`` to the
-    nearest node with a deficit (``excess < -tol``): arcs ``x -> b`` of reduced length
-    ``slack[x, b] - v_b + v_x``, ``x -> R`` while ``target[x] < upper[x] - tol`` and
-    ``R -> b`` while ``target[b] > lower[b] + tol``.  Fills ``dist`` and ``pred``; returns
-    ``(sink, distance to it, nodes settled)``, ``sink = -1`` when no deficit is reachable.
-
-    The graph is dense (k arcs a node), so the frontier is an array, not a heap: ``key`` is
-    the tentative distance of the nodes not yet settled (``inf`` once settled).  The scans
-    over it are integer minima on its bits (distances are non-negative, and non-negative
-    floats order as their bits do): the compiler vectorises those, not a float minimum; the
-    relaxation selects instead of branching, for the same reason (measured here, a node
-    settled in 1.0 us instead of 2.6 at k = 1024, 2.3 instead of 3.8 at k = 4096).  A
-    settled node needs no test when its neighbours are relaxed: its distance is at most the
-    current one and lengths are non-negative, so it never improves."""
-    k = slack.shape[0]
-    bits = key.view(np.int64)
-    for x in range(k + 1):
-        dist[x] = np.inf
-        key[x] = np.inf
-        pred[x] = -1
-    dist[source] = 0.0
-    key[source] = 0.0
-    work = 0
-    while True:
-        x = _nearest(bits, k)
-        dx = key[x]
-        if dx == np.inf:
-            return -1, 0.0, work
-        key[x] = np.inf
-        work += 1
-        if excess[x] < -tol:
-            return x, dx, work
-        _relax(x, dx, slack, v, target, lower, upper, tol, dist, key, pred)
-
-
-@njit()
-def _forest(
-    slack,
-    where,
-    v,
-    excess,
-    target,
-    lower,
-    upper,
-    dist,
-    key,
-    pred,
-    left,
-    used,
-    taken,
-    path_row,
-    sinks,
-    most,
-):  # pragma: no cover - compiled
-    """Dijkstra from every node with a surplus at once (as :func:`_shortest_path`, whose
-    frontier and arcs it shares), accepting a path to each deficit it settles while the
-    paths stay node-disjoint (the roots aside, each giving at most its surplus) and no point
-    serves two of them; at most ``most`` paths.  Returns ``(paths, D, nodes settled)``: the
-    paths' sinks are ``sinks[:paths]``, the point on each path's arc into node ``y`` is
-    ``path_row[y]`` (``used``, ``taken`` mark their nodes and points), and ``D`` is the
-    distance of the last node settled: potentials raised by ``min(dist, D)`` make every
-    accepted path tight (one point moved along each of them is then optimal, as one is in
-    the single search)."""
-    k = slack.shape[0]
-    bits = key.view(np.int64)
-    deficits = 0
-    for x in range(k + 1):
-        dist[x] = np.inf
-        key[x] = np.inf
-        pred[x] = -1
-        left[x] = excess[x] if excess[x] > 0 else 0
-        if excess[x] > 0:
-            dist[x] = 0.0
-            key[x] = 0.0
-        elif excess[x] < 0:
-            deficits += 1
-    found = 0
-    work = 0
-    D = 0.0
-    while found < most and found < deficits:
-        x = _nearest(bits, k)
-        dx = key[x]
-        if dx == np.inf:
-            break
-        key[x] = np.inf
-        work += 1
-        D = dx
-        if excess[x] < 0:
-            ok = True
-            y = x
-            while pred[y] >= 0:
-                p = pred[y]
-                if used[y] or (p < k and y < k and taken[where[p, y]]):
-                    ok = False
-                    break
-                y = p
-            if ok and left[y] > 0:
-                left[y] -= 1
-                y = x
-                while pred[y] >= 0:
-                    p = pred[y]
-                    used[y] = True
-                    if p < k and y < k:
-                        taken[where[p, y]] = True
-                        path_row[y] = where[p, y]
-                    y = p
-                sinks[found] = x
-                found += 1
-        _relax(x, dx, slack, v, target, lower, upper, 0.0, dist, key, pred)
-    return found, D, work
 
 
 @njit()
@@ -711,7 +548,7 @@ def successive_shortest_paths(
         ``k``, required with ``columns``.
     forest : bool, default=True
         While many points must move, search from every surplus at once and move a point
-        along each of the node-disjoint shortest paths found (:func:`_forest`); ``False``:
+        along each of the node-disjoint shortest paths found (:func:`.dijkstra._forest`); ``False``:
         one source and one path a search throughout.  The optimum is the same.
 
     Returns

@@ -1,0 +1,123 @@
+"""How the Dask engine's rounds reach the cluster: the active client and its memory, the
+round runner a progress display installs (:func:`observe_rounds`), the tree of combines, and
+a round submitted as the client's futures (:func:`futures_round`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import dask
+import psutil
+from dask.delayed import Delayed
+from dask.sizeof import sizeof
+
+from . import config
+from .dask_tasks import combine_task
+
+__all__ = [
+    "active_client",
+    "cluster_memory",
+    "combine_levels",
+    "compute_round",
+    "futures_round",
+    "observe_rounds",
+    "rounds_observed",
+]
+
+#: a round's shared arguments up to this size travel inline with its tasks (else scattered)
+_INLINE_BYTES = 1 << 20
+
+#: computes one round's top-level tasks instead of ``dask.compute`` (a progress display)
+_ROUND_RUNNER: ContextVar[Callable[[list[Delayed]], list[Any]] | None] = ContextVar(
+    "ballot_round_runner", default=None
+)
+
+
+@contextmanager
+def observe_rounds(runner: Callable[[list[Delayed]], list[Any]]) -> Iterator[None]:
+    """Within the block, every round of the engine is computed by ``runner(tasks)``, which
+    must return ``dask.compute(*tasks)``'s results as a list (for instance after showing
+    the round's progress)."""
+    token = _ROUND_RUNNER.set(runner)
+    try:
+        yield
+    finally:
+        _ROUND_RUNNER.reset(token)
+
+
+def active_client() -> Any | None:
+    """The distributed ``Client`` whose scheduler ``dask.compute`` would use, if any."""
+    scheduler = dask.base.get_scheduler()
+    owner = getattr(scheduler, "__self__", None)
+    if owner is not None and type(owner).__name__ == "Client":
+        return owner
+    return None
+
+
+def cluster_memory() -> int:
+    """Memory the active scheduler can hold: the workers' limits, or this machine's free
+    memory for a local scheduler (or workers without a limit)."""
+    client = active_client()
+    if client is not None:
+        try:
+            info = client.scheduler_info(n_workers=-1)  # every worker, not the first few
+        except TypeError:  # distributed < 2025: always lists every worker
+            info = client.scheduler_info()
+        workers = info.get("workers", {})
+        limits = [w.get("memory_limit") or 0 for w in workers.values()]
+        if limits and all(limits):
+            return int(sum(limits))
+    return int(psutil.virtual_memory().available)
+
+
+def rounds_observed() -> bool:
+    """Whether a round runner (:func:`observe_rounds`) is installed."""
+    return _ROUND_RUNNER.get() is not None
+
+
+def compute_round(level: list[Delayed]) -> list[Any]:
+    """The results of a round's top-level tasks: by the installed runner, else
+    ``dask.compute``."""
+    runner = _ROUND_RUNNER.get()
+    if runner is None:
+        (results,) = dask.compute(level, optimize_graph=False)
+        return list(results)
+    return list(runner(level))
+
+
+def combine_levels(parts: list[Any], node: Callable[[list[Any]], Any]) -> list[Any]:
+    """Group ``parts`` ``ballot.split-every`` at a time into ``node(group)`` until at most that
+    many are left (the client combines those: one hop fewer than a full tree)."""
+    fan_in = max(2, int(config.get("split-every")))
+    level = parts
+    while len(level) > fan_in:
+        level = [node(level[i : i + fan_in]) for i in range(0, len(level), fan_in)]
+    return level
+
+
+def futures_round(
+    task: Callable[..., Any],
+    value: Any,
+    chunks: list[Any],
+    offsets: list[int],
+    combine: Callable[[list[Any]], Any],
+) -> list[Any]:
+    """``task(value, X_b, offset)`` submitted to the active client for every chunk future (no
+    graph built and optimised on the client), combined on the workers as the engine's tree
+    is (:func:`combine_levels`), one gather; the top level's results.  ``value`` travels
+    inline with the tasks when small, else scattered once."""
+    client = active_client()
+    if client is None:
+        raise RuntimeError("futures_round needs an active distributed client")
+    shared = client.scatter(value, hash=False) if sizeof(value) > _INLINE_BYTES else value
+    level = [
+        client.submit(task, shared, xb, off, pure=False)
+        for xb, off in zip(chunks, offsets, strict=True)
+    ]
+    level = combine_levels(
+        level, lambda group: client.submit(combine_task, combine, *group, pure=False)
+    )
+    return list(client.gather(level))
