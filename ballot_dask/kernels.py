@@ -79,6 +79,11 @@ _BLAS_WORK = (1 << 12) - 1
 #: a slab's float64 costs take at most this many cells (BLAS: ``_BLAS_SLAB_CELLS``)
 _SLAB_CELLS = 1 << 16
 _BLAS_SLAB_CELLS = 1 << 18
+#: up to this many centers the direct costs run over the features outermost, ``_GROUP_ROWS``
+#: rows at a time (see :func:`slab_costs`; measured here, the other order is as fast or
+#: faster from k = 32)
+_NARROW_K = 16
+_GROUP_ROWS = 64
 
 
 def slab_rows(k: int, blas: bool = False) -> int:
@@ -157,6 +162,24 @@ def slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, use_dot, out):  # pragma: no
             for j in range(k):
                 c = xsq[r] - 2.0 * prod[r, j] + mu_sq[j]
                 out[r, j] = c if c > 0.0 else 0.0
+    elif k <= _NARROW_K:
+        # few centers: a row's costs fill a vector or two, and its sums over the features
+        # are a chain that waits on each addition; the features go outermost over a group of
+        # rows, whose chains run side by side (about twice as fast here at k = 16, d = 16).
+        # Every cost is still summed over the features in their order: the same numbers
+        for g in range(0, s, _GROUP_ROWS):
+            end = min(s, g + _GROUP_ROWS)
+            for r in range(g, end):
+                for j in range(k):
+                    out[r, j] = 0.0
+            for t in range(d):
+                m = mu_t[t]
+                for r in range(g, end):
+                    xt = np.float64(X[lo + r, t])
+                    o = out[r]
+                    for j in range(k):
+                        diff = xt - m[j]
+                        o[j] += diff * diff
     else:
         for r in range(s):
             for j in range(k):

@@ -60,6 +60,24 @@ def test_cost_block_matches_pot_dist(dtype: type, m: int, k: int, d: int) -> Non
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k, d", [(3, 5), (16, 16), (17, 16), (40, 7)])
+def test_cost_block_sums_the_features_in_order(dtype: type, k: int, d: int) -> None:
+    """Both loop orders of the direct costs (features outermost up to 16 centers, rows
+    outermost beyond) add ``(x_t - mu_t)^2`` over the features in their order, in float64:
+    bit for bit the same numbers as that sum written out, on slabs and row groups with a
+    remainder."""
+    m = 4096 + 130
+    X, centers = _problem(k + d, m, k, d, dtype)
+    C = cost_block(X, centers)
+    x = X.astype(np.float64)
+    mu = centers.astype(dtype).astype(np.float64)
+    ref = np.zeros((m, k))
+    for t in range(d):
+        ref += (x[:, t : t + 1] - mu[None, :, t]) ** 2
+    np.testing.assert_array_equal(C, ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_cost_block_has_no_cancellation(dtype: type) -> None:
     """Far from the origin, ``|x|^2 - 2 x.mu + |mu|^2`` loses every digit; differences do not."""
     rng = np.random.default_rng(3)
