@@ -114,7 +114,8 @@ def _package_version(dist: str) -> str:
 
 
 def _git_revision() -> str:
-    """Commit of the source tree under test (``+dirty`` when it has local changes)."""
+    """Commit of the source tree under test (``+dirty`` when it has local changes; the
+    results folder aside: a batch of benchmarks writes there as it goes)."""
     try:
         head = subprocess.run(
             ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
@@ -124,7 +125,17 @@ def _git_revision() -> str:
             timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "-C",
+                str(REPO_DIR),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)benchmarks/results",
+            ],
             capture_output=True,
             text=True,
             check=True,
