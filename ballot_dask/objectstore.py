@@ -23,6 +23,8 @@ from typing import Any
 
 import dask.config
 
+from .interrupts import raise_if_interrupted
+
 __all__ = [
     "MARKER",
     "atomic_remote_output",
@@ -34,6 +36,7 @@ __all__ = [
     "remove_leftovers",
     "state",
 ]
+
 
 #: the object written last: a Zarr group's root metadata
 MARKER = "zarr.json"
@@ -137,6 +140,7 @@ def atomic_remote_output(
     _, path = filesystem(url, storage_options)
     try:
         yield tmp
+        raise_if_interrupted()  # an interrupt swallowed while writing: not published
         fs.invalidate_cache()
         if not fs.exists(f"{tmp_path}/{MARKER}"):
             raise RuntimeError(f"output {url}: nothing was written to {tmp}")

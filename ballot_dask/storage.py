@@ -25,6 +25,8 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from .interrupts import raise_if_interrupted
+
 __all__ = [
     "atomic_output",
     "check_output",
@@ -36,6 +38,7 @@ __all__ = [
     "remove_leftovers",
     "write_arrays",
 ]
+
 
 #: rows per chunk of a ``.npy`` input (a Zarr input keeps its own chunks)
 NPY_CHUNK_BYTES = 128 * 2**20
@@ -322,6 +325,7 @@ def atomic_output(path: Path | str, *, overwrite: bool = False) -> Iterator[Any]
     tmp = sibling(path, "tmp")
     try:
         yield tmp
+        raise_if_interrupted()  # an interrupt swallowed while writing: not into place
         if path.exists():
             if not overwrite:
                 raise FileExistsError(f"output {path} exists; pass --overwrite to replace it")

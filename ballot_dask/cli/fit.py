@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import click
 
+from ..interrupts import raise_if_interrupted, signals_as_interrupt
 from .base import (
     _abs,
     _cluster,
@@ -303,6 +305,10 @@ def _fit(
     start = time.perf_counter()
     try:
         with ExitStack() as stack:
+            # Ctrl-C is remembered: an interrupt whose exception is swallowed (raised in a
+            # garbage-collector callback) still stops the fit before its next iteration
+            # and before its output is moved into place
+            stack.enter_context(signals_as_interrupt(signal.SIGINT))
             client = stack.enter_context(_cluster(cluster, debug))
             display = stack.enter_context(_reporting(quiet, client))
             if state is not None and not quiet:
@@ -313,6 +319,7 @@ def _fit(
                     logger.info(note)
 
             def on_iteration(current: Any) -> None:
+                raise_if_interrupted()
                 save_state(checkpoint, current, params)
                 if display is not None:
                     display(current)

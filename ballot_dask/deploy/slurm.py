@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import dask.config
 from dask.utils import parse_bytes
 
+from ..interrupts import signals_as_interrupt
 from . import import_without_config_files, missing_extra
 from .waiting import wait_for_workers
 
@@ -184,25 +184,6 @@ def _cancel(job_ids: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (what SLURM sends a batch job it cancels or that reaches its time limit)
-    raises ``KeyboardInterrupt`` in the main thread, so that the worker jobs are cancelled
-    on the way out, as on Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
 def slurm_cluster(
     *,
     jobs: int,
@@ -259,7 +240,9 @@ def slurm_cluster(
         kwargs["shared_temp_directory"] = shared
     log_directory = dask.config.get("jobqueue.slurm.log-directory")
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_sigterm_as_interrupt())
+        # SIGTERM (what SLURM sends a batch job it cancels or that reaches its time limit)
+        # interrupts as Ctrl-C does, so that the worker jobs are cancelled on the way out
+        stack.enter_context(signals_as_interrupt(signal.SIGTERM))
         stack.callback(_cancel, submissions.job_ids)  # last: after the cluster's close
         cluster = stack.enter_context(
             SLURMCluster(
