@@ -26,7 +26,8 @@ _depth = 0  # blocks of signals_as_interrupt entered, nested
 def signals_as_interrupt(*signums: int) -> Iterator[None]:
     """Within the block, each of ``signums`` (e.g. ``signal.SIGINT``, ``signal.SIGTERM``)
     raises ``KeyboardInterrupt`` in the main thread and is remembered until the outermost
-    such block ends (:func:`raise_if_interrupted`).  Outside the main thread (where no signal
+    such block ends (:func:`raise_if_interrupted`).  A signal the process ignores (SIGINT in
+    a background job of a script) stays ignored; outside the main thread (where no signal
     handler can be set) the block changes nothing."""
     global _depth
     if threading.current_thread() is not threading.main_thread():
@@ -39,7 +40,11 @@ def signals_as_interrupt(*signums: int) -> Iterator[None]:
 
     if _depth == 0:
         _requested.clear()
-    previous = {signum: signal.signal(signum, interrupt) for signum in signums}
+    previous = {
+        signum: signal.signal(signum, interrupt)
+        for signum in signums
+        if signal.getsignal(signum) is not signal.SIG_IGN
+    }
     _depth += 1
     try:
         yield

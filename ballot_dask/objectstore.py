@@ -37,7 +37,6 @@ __all__ = [
     "state",
 ]
 
-
 #: the object written last: a Zarr group's root metadata
 MARKER = "zarr.json"
 

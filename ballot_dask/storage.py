@@ -39,7 +39,6 @@ __all__ = [
     "write_arrays",
 ]
 
-
 #: rows per chunk of a ``.npy`` input (a Zarr input keeps its own chunks)
 NPY_CHUNK_BYTES = 128 * 2**20
 

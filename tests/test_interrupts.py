@@ -88,6 +88,17 @@ def test_an_output_is_not_moved_into_place_after_a_swallowed_interrupt(
     assert list(tmp_path.iterdir()) == []  # the temporary directory is gone too
 
 
+def test_an_ignored_signal_stays_ignored() -> None:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with signals_as_interrupt(signal.SIGINT, signal.SIGTERM):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert callable(signal.getsignal(signal.SIGTERM))
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_outside_the_main_thread_the_block_changes_nothing() -> None:
     before = signal.getsignal(signal.SIGTERM)
     seen: list[object] = []
