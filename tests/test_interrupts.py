@@ -9,12 +9,21 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from ballot_dask.interrupts import raise_if_interrupted, signals_as_interrupt
 from ballot_dask.storage import atomic_output
+
+
+def _until_the_handler_runs() -> None:
+    """Run bytecodes (at one of which Python runs a pending signal's handler, whose exception
+    ends this loop) for at most 10 s."""
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        pass
 
 
 def _swallowed_signal(signum: int, monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
@@ -27,8 +36,7 @@ def _swallowed_signal(signum: int, monkeypatch: pytest.MonkeyPatch) -> list[Base
     def callback(phase: str, info: dict) -> None:
         if phase == "start" and not dropped:
             os.kill(os.getpid(), signum)
-            for _ in range(1000):  # bytecodes, at one of which the handler runs
-                pass
+            _until_the_handler_runs()
 
     gc.callbacks.append(callback)
     try:
@@ -44,8 +52,7 @@ def test_a_signal_raises_keyboard_interrupt_and_is_remembered(signum: int) -> No
     with signals_as_interrupt(signum):
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signum)
-            for _ in range(1000):
-                pass
+            _until_the_handler_runs()
         with pytest.raises(KeyboardInterrupt):
             raise_if_interrupted()
     # the handler is restored and the interrupt forgotten once the block ends
