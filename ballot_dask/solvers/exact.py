@@ -467,10 +467,9 @@ def _look_ahead(
     gap wider than that error) or when the band would hold more than ``_AHEAD_SHARE`` of the
     rows (an early step, whose centers moved much: a pass more costs less than gathering
     such a band; in memory with the band rows held as candidates, any share) or more than
-    the band's memory budget allows (the usual widening then
-    decides, within the budget).  (A spread of the potentials' moves would not do: where the
-    transport problem's dual is degenerate, a potential can move far without any row
-    following it.)
+    the band's memory budget allows (the usual widening then decides, within the budget).
+    (A spread of the potentials' moves would not do: where the transport problem's dual is
+    degenerate, a potential can move far without any row following it.)
 
     It runs where X has many times the sample's rows: a pass then costs many times the
     sample's solve (on Dask it is also a round and a read).  ``off``, ``labels``, ``gaps``:
