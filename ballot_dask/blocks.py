@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import psutil
 
+from .exact_pass import PAIR_MAX_CLUSTERS
 from .kernels import cost_block
 from .sparse import column_stats, is_sparse, nbytes
 
@@ -31,7 +32,8 @@ class PassCounter:
     included), passes over the cost blocks, the collective rounds (one reduction each, a
     scheduler round trip on the Dask engine), and passes over the fit's row sample held by
     the client (the named initialisations, ``k`` for k-means++, and the exact step's solves
-    on it; in memory with at most ``2 * ballot.init-sample`` rows the sample is X itself)."""
+    on it; in memory with at most ``2 * ballot.init-sample`` rows the sample is X itself) and
+    over the shift sample (:meth:`Blocks.shift_sample`)."""
 
     x: int = 0
     cost: int = 0
@@ -50,6 +52,13 @@ SAMPLE_PER_CLUSTER = 64
 _NESTED_MIN = 4096
 _NESTED_SEED = 0x5EED
 _PREPARE_ROWS = 1 << 14  # rows per slab of the in-memory engine's first pass
+#: the shift sample holds about one row in this many at most ...
+SHIFT_STRIDE = 4
+#: ... and this many times the fit's row sample at least (else a pass over X is cheap
+#: enough, or that sample will do; by default X has 4 million rows at least) ...
+_SHIFT_OVER_SAMPLE = 16
+#: ... in at most this share of the gather budget
+_SHIFT_BUDGET_SHARE = 0.5
 
 
 class Blocks(Protocol):
@@ -83,6 +92,11 @@ class Blocks(Protocol):
     ``sample()``
         A fixed row sample of X (rows of X, the same for the whole fit, at most about an
         eighth of the rows), or ``None`` when the data are too few to need one.
+    ``shift_sample()``
+        A larger fixed row sample of X held by the client (:func:`shift_stride`), where a
+        pass over X is dear: the exact step counts its rows by label, second-best cluster and
+        gap to shift warm potentials before a pass (:mod:`.solvers.shift`); ``None`` where
+        the engine has none.
     ``band_budget()``
         Bytes of rows the solver may gather from the blocks at once.
     ``row_bytes()``
@@ -139,6 +153,8 @@ class Blocks(Protocol):
     def full_cost(self) -> np.ndarray: ...
 
     def sample(self) -> Any: ...
+
+    def shift_sample(self) -> Any: ...
 
     def band_budget(self) -> int: ...
 
@@ -223,6 +239,29 @@ def dense_rows_fit(blocks: Blocks, n_clusters: int) -> bool:
 
 def _block_weights(wb: np.ndarray | None, xb: Any) -> np.ndarray:
     return np.ones(xb.shape[0]) if wb is None else wb
+
+
+def shift_stride(
+    n_samples: int, n_clusters: int, sample_rows: int, row_bytes: int, budget: int
+) -> int:
+    """The stride of the shift sample (:meth:`Blocks.shift_sample`), 0 for none.
+
+    About one row in :data:`SHIFT_STRIDE`, or fewer where half of ``budget`` (bytes; the
+    gather budget) holds fewer rows of ``row_bytes``; none where that leaves fewer than 16
+    times the fit's row sample (``sample_rows``: a pass over X is then cheap, and that
+    sample nearly as good; by default X has at least 4 million rows) or where a pass does
+    not count pairs (k < 2 or k > :data:`~ballot_dask.exact_pass.PAIR_MAX_CLUSTERS`).
+
+    Its size is what matters: from 10^7 rows (k = 16, d = 16) the shift from one row in 10
+    left 13 000-20 000 points off, which a band within the budget could not always repair
+    (a second pass in 4 of 9 steps); from one row in 5, 7 000-11 000 points, one pass in
+    every step."""
+    if not 2 <= n_clusters <= PAIR_MAX_CLUSTERS or row_bytes <= 0:
+        return 0
+    rows = min(n_samples // SHIFT_STRIDE, int(_SHIFT_BUDGET_SHARE * budget) // row_bytes)
+    if rows < _SHIFT_OVER_SAMPLE * max(sample_rows, 1):
+        return 0
+    return max(SHIFT_STRIDE, -(-n_samples // rows))
 
 
 def sample_stride(n_samples: int, size: int) -> int:
@@ -340,6 +379,10 @@ class RowBlocks:
                 self._sample, self.n_samples, k, lambda: dense_rows_fit(self, k)
             )
         return self._solver_sample
+
+    def shift_sample(self) -> None:
+        """None: in memory a pass costs no more than the sample's."""
+        return None
 
     def _centers_count(self) -> int:
         return 0 if self._centers is None else int(self._centers.shape[0])

@@ -15,7 +15,9 @@ Importing the package only registers these defaults; nothing is written to the u
     The largest set of doubtful points the exact repair may gather on the client (their cost
     rows, k float64 each, and three more numbers; from k = 128, their 32 cheapest clusters,
     about 800 bytes a point, once the potentials are informed).  Beyond it the fit fails
-    with a clear message instead of exhausting memory.
+    with a clear message instead of exhausting memory.  It also bounds the fit's row
+    samples the client holds: for X of millions of rows and k up to 32 the exact step's
+    *shift sample* (one row in four, at most half of this budget; the band has the rest).
 ``ballot.split-every``
     Fan-in of the tree reductions.
 ``ballot.futures``

@@ -39,7 +39,7 @@ from dask.core import flatten
 from dask.delayed import Delayed, delayed
 
 from . import config
-from .blocks import PassCounter, dense_rows_fit, sample_stride, solver_sample
+from .blocks import PassCounter, dense_rows_fit, sample_stride, shift_stride, solver_sample
 from .dask_rounds import (
     active_client,
     cluster_memory,
@@ -140,6 +140,8 @@ class DaskBlocks:
         self._checked = False
         self._stale = False
         self._sample: Any = None
+        self._shift: np.ndarray | None = None  # the shift sample, drawn by prepare
+        self.n_clusters = int(n_clusters)
         self.moments: tuple[np.ndarray, np.ndarray] | None = None
         self._warmed: set[tuple[Any, Any]] = set()  # (task, kernel code) warmed on the workers
         #: X (persisted) and its chunks as the client's futures (:meth:`_persisted_chunks`)
@@ -206,6 +208,11 @@ class DaskBlocks:
             self._sample, self.n_samples, k, lambda: self.sparse or dense_rows_fit(self, k)
         )
 
+    def shift_sample(self) -> np.ndarray | None:
+        """The shift sample drawn by :meth:`prepare` (:func:`~.blocks.shift_stride` of X's
+        rows, held by the client), or ``None``."""
+        return self._shift
+
     def x_bytes(self) -> int:
         """Bytes of X: known from its shape, or for sparse chunks counted in a round of its
         own the first time they are asked for (a pass over X)."""
@@ -222,9 +229,10 @@ class DaskBlocks:
     def band_budget(self) -> int:
         """The smaller of ``ballot.band-memory`` and half of ``ballot.memory-fraction`` of
         the cluster's memory: the rows are first held by the workers, in pieces, then by the
-        client."""
+        client; less the shift sample's bytes, which the client holds for the whole fit."""
         fraction = float(config.get("memory-fraction"))
-        return min(config.band_memory(), int(fraction * cluster_memory() / 2))
+        budget = min(config.band_memory(), int(fraction * cluster_memory() / 2))
+        return budget - (0 if self._shift is None else self._shift.nbytes)
 
     def set_centers(self, centers: np.ndarray) -> None:
         """Use ``centers`` from now on.  Their cost blocks are made by the first pass that
@@ -411,11 +419,16 @@ class DaskBlocks:
     # -- the first pass -------------------------------------------------------------------
 
     def prepare(self, sample_size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The first pass over X: its finiteness, column means and variances and a seeded row
-        sample of about ``sample_size`` rows (the same for any chunking); X is persisted in
-        the same round when it fits.  Returns ``(sample, mean, var)``."""
-        n = self.n_samples
+        """The first pass over X: its finiteness, column means and variances, a seeded row
+        sample of about ``sample_size`` rows and the shift sample (:meth:`shift_sample`;
+        both the same for any chunking); X is persisted in the same round when it fits.
+        Returns ``(sample, mean, var)``."""
+        n, d = self.X.shape
         stride = sample_stride(n, sample_size)
+        shift = 0
+        if not self.sparse and self.weights is None:
+            row = d * self.X.dtype.itemsize
+            shift = shift_stride(n, self.n_clusters, sample_size, row, self.band_budget())
         check = not self._checked
         source = self.X
         if self.persist_x:
@@ -429,11 +442,11 @@ class DaskBlocks:
             )
         if self.persist_x:
             parts = [
-                delayed(stats_task, pure=False)(xb, off, False, seed, stride)
+                delayed(stats_task, pure=False)(xb, off, False, seed, stride, shift)
                 for xb, off in zip(self._chunks(source), self.offsets, strict=True)
             ]
         else:
-            shared = delayed((check, seed, stride), name=f"ballot-stats-{_token()}")
+            shared = delayed((check, seed, stride, shift), name=f"ballot-stats-{_token()}")
             parts = self._map_x(mapped_stats_task, shared)
         root = self._tree(combine_stats, parts)
         if self.persist_x:
@@ -441,10 +454,11 @@ class DaskBlocks:
             root = (root[0], level)
             self.X = source
             self._x_parts = self._chunks(source)
-        rows, mean, m2, sample = self._compute(root)
+        rows, mean, m2, sample, shifted = self._compute(root)
         self._checked = True
         self.passes.x += 1
         self._sample = sample if self.sparse else np.ascontiguousarray(sample)
+        self._shift = np.ascontiguousarray(shifted) if shift else None
         self.moments = (mean, m2 / max(rows, 1))
         return self._sample, *self.moments
 

@@ -170,8 +170,11 @@ def mapped_stats_task(shared: tuple, xb: Any, offset: int) -> tuple:
     return stats_task(xb, offset, *shared)
 
 
-def stats_task(xb: Any, offset: int, check: bool, seed: int, stride: int) -> tuple:
-    """Rows, mean and sum of squared deviations of a chunk, and its rows in the sample.
+def stats_task(
+    xb: Any, offset: int, check: bool, seed: int, stride: int, shift_stride: int = 0
+) -> tuple:
+    """Rows, mean and sum of squared deviations of a chunk, its rows in the sample and its
+    rows in the shift sample (``shift_stride``: 0 for none, an empty array).
 
     Float64 work arrays are a slab of rows at a time, so a worker never holds a float64 copy
     of a whole chunk (a sparse chunk's are the size of its nonzeros)."""
@@ -181,14 +184,15 @@ def stats_task(xb: Any, offset: int, check: bool, seed: int, stride: int) -> tup
     if is_sparse(xb):
         xb = as_csr(xb)
         mean, m2 = column_stats(xb)
-        return m, mean, m2, xb[sampled_rows(offset, m, stride, seed)]
+        return m, mean, m2, xb[sampled_rows(offset, m, stride, seed)], xb[:0]
     mean = xb.sum(axis=0, dtype=np.float64) / max(m, 1)
     m2 = np.zeros(d)
     for start in range(0, m, STATS_SLAB):
         slab = np.asarray(xb[start : start + STATS_SLAB], dtype=np.float64) - mean
         m2 += np.einsum("ij,ij->j", slab, slab)
     keep = sampled_rows(offset, m, stride, seed)
-    return m, mean, m2, np.asarray(xb[keep])
+    shifted = sampled_rows(offset, m, shift_stride, seed) if shift_stride else slice(0, 0)
+    return m, mean, m2, np.asarray(xb[keep]), np.asarray(xb[shifted])
 
 
 #: rows of a chunk turned into float64 at a time by :func:`stats_task`
@@ -197,8 +201,8 @@ STATS_SLAB = 16384
 
 def combine_stats(parts: list[tuple]) -> tuple:
     """Chan et al.'s pairwise update of counts, means and squared deviations (closed)."""
-    n, mean, m2, _ = parts[0]
-    for m, mean_b, m2_b, _ in parts[1:]:
+    n, mean, m2, _, _ = parts[0]
+    for m, mean_b, m2_b, _, _ in parts[1:]:
         if m == 0:
             continue
         total = n + m
@@ -206,7 +210,7 @@ def combine_stats(parts: list[tuple]) -> tuple:
         mean = mean + delta * (m / total)
         m2 = m2 + m2_b + delta**2 * (n * m / total)
         n = total
-    return n, mean, m2, stack_rows([p[3] for p in parts])
+    return n, mean, m2, stack_rows([p[3] for p in parts]), stack_rows([p[4] for p in parts])
 
 
 def streamed_label_task(shared: tuple, xb: Any, offset: int) -> np.ndarray:

@@ -74,6 +74,9 @@ _PAIR_LOW = -11
 _PAIR_HIGH = 4
 _PAIR_SUB = 4
 PAIR_BINS = 2 + _PAIR_SUB * (_PAIR_HIGH - _PAIR_LOW + 1)
+#: a pass counts pairs up to this many clusters (it holds ``k * k * PAIR_BINS`` counts per
+#: thread)
+PAIR_MAX_CLUSTERS = 32
 
 
 class Candidates(NamedTuple):

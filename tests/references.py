@@ -14,7 +14,7 @@ from scipy.optimize import linprog
 from sklearn.datasets import make_blobs
 
 from ballot_dask import AssignmentResult, Capacities
-from ballot_dask.blocks import RowBlocks
+from ballot_dask.blocks import RowBlocks, sampled_rows
 
 # --------------------------------------------------------------------------- references
 
@@ -148,10 +148,23 @@ class RemoteBlocks(RowBlocks):
     band's allowances)."""
 
     gather_is_free = False  # type: ignore[misc]
+    #: rows of the shift sample (:meth:`~ballot_dask.blocks.Blocks.shift_sample`): one in
+    #: this many, hashed as the Dask engine picks them; 0: none
+    shift_every = 0
+
+    def shift_sample(self):
+        if not self.shift_every:
+            return None
+        n = self.n_samples
+        return np.ascontiguousarray(self.X[sampled_rows(0, n, self.shift_every, 1)])
 
 
-def remote_blocks(X: np.ndarray, centers: np.ndarray, block_rows: int = 9_999) -> RemoteBlocks:
-    """:class:`RemoteBlocks` of ``X`` in blocks of ``block_rows``, at ``centers``."""
+def remote_blocks(
+    X: np.ndarray, centers: np.ndarray, block_rows: int = 9_999, shift_every: int = 0
+) -> RemoteBlocks:
+    """:class:`RemoteBlocks` of ``X`` in blocks of ``block_rows``, at ``centers`` (with a
+    shift sample of one row in ``shift_every``; 0: none)."""
     blocks = RemoteBlocks(X, block_rows=block_rows)
+    blocks.shift_every = shift_every
     blocks.set_centers(centers)
     return blocks

@@ -123,6 +123,70 @@ def test_same_seed_same_answer_on_every_engine(scheduler, chunks, init, k, sampl
     assert km.certificate_.optimal and ref.certificate_.optimal
 
 
+def test_the_shift_sample_is_the_same_rows_for_any_chunking(threads):
+    """The engine's first pass draws the shift sample (hashed rows, one in
+    ``blocks.shift_stride``) beside the fit's sample, the same for any chunking; the client
+    holds it against the gather budget; none where a pass does not count pairs (k > 32)."""
+    from ballot_dask.blocks import sampled_rows, shift_stride
+    from ballot_dask.dask_blocks import DaskBlocks
+
+    n, k = 270_000, 8
+    X = np.random.default_rng(4).standard_normal((n, 3))
+    stride = shift_stride(n, k, 4096, 3 * 8, 256 << 20)
+    assert stride == 4
+    drawn = []
+    for rows in (n, 29_989, 50_000):
+        blocks = DaskBlocks(_dask(X, (rows, 3)), k)
+        before = blocks.band_budget()
+        sample, _, _ = blocks.prepare(4096, 11)
+        shifted = blocks.shift_sample()
+        assert shifted is not None and shifted.flags.c_contiguous
+        np.testing.assert_array_equal(shifted, X[sampled_rows(0, n, stride, 11)])
+        assert before - blocks.band_budget() == shifted.nbytes
+        drawn.append(sample)
+    for other in drawn[1:]:
+        np.testing.assert_array_equal(other, drawn[0])
+    wide = DaskBlocks(_dask(X, (29_989, 3)), 40)
+    wide.prepare(4096, 11)
+    assert wide.shift_sample() is None
+
+
+def test_shift_stride_is_bounded_by_the_rows_and_the_budget():
+    from ballot_dask.blocks import shift_stride
+
+    assert shift_stride(10**7, 16, 65_536, 64, 256 << 20) == 5  # half the budget: 2M rows
+    assert shift_stride(10**7, 16, 65_536, 64, 1 << 40) == 4  # a quarter of the rows at most
+    assert shift_stride(10**8, 16, 65_536, 64, 256 << 20) == 48
+    assert shift_stride(4 * 10**6, 16, 65_536, 64, 256 << 20) == 0  # < 16x the fit's sample
+    assert shift_stride(5 * 10**6, 16, 65_536, 64, 256 << 20) == 4
+    assert shift_stride(10**7, 33, 65_536, 64, 256 << 20) == 0  # no pair histogram
+    assert shift_stride(10**7, 1, 65_536, 64, 256 << 20) == 0
+    assert shift_stride(10**7, 16, 65_536, 64, 1 << 20) == 0  # the budget holds too few
+
+
+def test_a_fit_with_a_shift_sample_equals_numpy(scheduler, monkeypatch):
+    """A fit large enough for a shift sample (a smaller fit's sample stands in for the
+    default 65 536 rows): its steps are shifted by it before their passes, and the labels
+    and centers are NumPy's (no shift sample in memory), every step certified."""
+    from ballot_dask.solvers import exact
+
+    calls = count_calls(monkeypatch, exact, "_preshift")
+    rng = np.random.default_rng(8)
+    k = 8
+    X = (3.0 * rng.standard_normal((k, 3)))[rng.integers(k, size=270_000)]
+    X += rng.standard_normal(X.shape)
+    params = {"n_clusters": k, "random_state": 2, "max_iter": 6, "tol": 0}
+    with dask.config.set({"ballot.init-sample": 4096}):
+        ref = BalancedKMeans(**params).fit(X)
+        assert not calls  # in memory: no shift sample
+        km = BalancedKMeans(**params).fit(_dask(X, (29_989, 3)))
+    assert len(calls) >= km.n_iter_  # every step after the first sample's potentials
+    np.testing.assert_array_equal(km.labels_.compute(), ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-8, atol=1e-8)
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
+    assert km.certificate_.optimal and ref.certificate_.optimal
+
+
 def test_every_scheduler_gives_the_same_fit(scheduler):
     """The reductions combine the chunks in a fixed order: the scheduler does not matter.
 

@@ -69,6 +69,35 @@ def test_pair_edges_cover_every_gap_once() -> None:
     np.testing.assert_allclose(high[1:-1] / low[1:-1], np.tile([5 / 4, 6 / 5, 7 / 6, 8 / 7], 16))
 
 
+def assert_emd_optimum(X, blocks, step, cap) -> np.ndarray:
+    """Check that ``step`` is certified, with sizes floor/ceil of n/k, at ot.emd's optimum
+    (rel 1e-9), and that its labels cost that much; return the labels.  (float32 data: the
+    costs are those of the centers in X's dtype, as the passes take them.)"""
+    n, k = X.shape[0], cap.lower.shape[0]
+    assert step.certificate is not None and step.certificate.optimal
+    C = reference_cost(X, np.asarray(blocks.centers, dtype=X.dtype))
+    opt, _ = emd_optimum(C, np.asarray(step.sizes))
+    np.testing.assert_array_equal(step.sizes, cap.lower + (np.arange(k) < n % k))
+    assert step.objective == pytest.approx(opt, rel=1e-9)
+    labels = blocks.labels(step.labeler)
+    assert float(C[np.arange(n), labels].sum()) == pytest.approx(opt, rel=1e-9)
+    return labels
+
+
+def passes_at_calls(monkeypatch, name: str) -> list[int]:
+    """Replace ``exact.<name>`` (a function taking the search state first) by a wrapper that
+    records how many passes the search had made at each call."""
+    real = getattr(exact, name)
+    seen: list[int] = []
+
+    def spied(search, *args, **kwargs):
+        seen.append(search.passes)
+        return real(search, *args, **kwargs)
+
+    monkeypatch.setattr(exact, name, spied)
+    return seen
+
+
 def _lloyd_step(n: int, k: int, d: int, seed: int, steps: int = 2):
     """A Lloyd step's situation: the previous step's exact potentials, and the centers moved
     to the centroids of its labels (after ``steps`` steps from data rows)."""
@@ -125,29 +154,15 @@ def test_exact_step_through_a_shift_equals_emd(monkeypatch, seed: int, dtype) ->
     step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
     assert calls and step.extra["shifts"] == len(calls), "no shift was made"
     assert step.extra["passes"] == 2  # the pass the shift came from, and the one after it
-    assert step.certificate is not None and step.certificate.optimal
     assert step.band_size < n
-    # (float32 data: the costs are those of the centers in X's dtype, as the passes take them)
-    C = reference_cost(X, np.asarray(blocks.centers, dtype=X.dtype))
-    opt, _ = emd_optimum(C, np.asarray(step.sizes))
-    np.testing.assert_array_equal(step.sizes, cap.lower + (np.arange(k) < n % k))
-    assert step.objective == pytest.approx(opt, rel=1e-9)
-    labels = blocks.labels(step.labeler)
-    assert float(C[np.arange(n), labels].sum()) == pytest.approx(opt, rel=1e-9)
+    assert_emd_optimum(X, blocks, step, cap)
 
 
 def test_far_off_warm_potentials_give_way_to_the_sample_before_any_pass(monkeypatch) -> None:
     # the look-ahead (a remote engine, n many times the sample) sees that the warm
     # potentials misplace more of the sample than the sample's own potentials would: it
     # takes those before the first pass (which would only have told the same)
-    seen: list[int] = []
-    real = exact._from_sample
-
-    def spied(search, *args, **kwargs):
-        seen.append(search.passes)
-        return real(search, *args, **kwargs)
-
-    monkeypatch.setattr(exact, "_from_sample", spied)
+    seen = passes_at_calls(monkeypatch, "_from_sample")
     monkeypatch.setattr(exact, "_AHEAD_RATIO", 1)  # the look-ahead at this n
     n, k = 60_000, 12
     X, centers, v0 = _lloyd_step(n, k, 3, 9, steps=0)  # from data rows: the centers move far
@@ -199,13 +214,16 @@ def test_shift_of_a_histogram_that_cannot_move_is_finite() -> None:
     assert shift.imbalance == pytest.approx(50.0, abs=1.0)
 
 
-def test_a_misleading_shift_is_undone(monkeypatch) -> None:
+@pytest.mark.parametrize("shift_every", [0, 4])
+def test_a_misleading_shift_is_undone(monkeypatch, shift_every: int) -> None:
     # a shift whose potentials leave more points off than before (here: the model's shift
     # replaced by a wild one) is undone by the next pass; the step goes on from the
-    # potentials before it, without shifts, to the same certified optimum as ot.emd's
+    # potentials before it, without shifts, to the same certified optimum as ot.emd's.
+    # shift_every=0: the shift told by the first pass's histogram; shift_every=4: the one
+    # told by the engine's shift sample before any pass
     monkeypatch.setattr(exact, "_WARM_SAMPLE", 1.0)
     n, k = 60_000, 12
-    X, centers, v0 = _lloyd_step(n, k, 3, 5, steps=1)
+    X, centers, v0 = _lloyd_step(n, k, 3, 5 if shift_every == 0 else 9, steps=1)
     real = exact.shift_potentials
     wild: list[float] = []
 
@@ -217,7 +235,7 @@ def test_a_misleading_shift_is_undone(monkeypatch) -> None:
 
     monkeypatch.setattr(exact, "shift_potentials", misleading)
 
-    blocks = remote_blocks(X, centers)
+    blocks = remote_blocks(X, centers, shift_every=shift_every)
     cap = resolve_capacities(n, k)
     step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
     assert len(wild) == 1  # shifted once, undone, and never again in this step
@@ -226,3 +244,40 @@ def test_a_misleading_shift_is_undone(monkeypatch) -> None:
     C = reference_cost(X, blocks.centers)
     opt, _ = emd_optimum(C, np.asarray(step.sizes))
     assert step.objective == pytest.approx(opt, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("seed", "dtype", "shifts", "passes"),
+    [(9, np.float64, 1, 1), (7, np.float32, 1, 1), (6, np.float32, 2, 2), (5, np.float64, 0, 1)],
+)
+def test_exact_step_shifted_by_the_shift_sample_before_its_pass_equals_emd(
+    monkeypatch, seed: int, dtype, shifts: int, passes: int
+) -> None:
+    # a warm step on a remote engine holding a shift sample: the potentials are shifted by
+    # the sample's pair histogram before any pass (on the client, scaled to its rows), the
+    # band is cut around them, and one pass settles the step, certified, at ot.emd's optimum
+    # (without the shift sample the same step makes two passes: the one whose histogram
+    # tells the shift, and the one after it).  Seed 6: the shift sample's shift leaves 973
+    # points off, which its band does not settle; the pass's own histogram shifts them again
+    # (two passes, as without the shift sample).  Seed 5: the warm potentials misplace 1 308
+    # points, about the shift sample's own error (848 points): they are not shifted, and a
+    # band as wide settles the step in one pass
+    calls = count_calls(monkeypatch, exact, "shift_potentials")
+    passes_at_shift = passes_at_calls(monkeypatch, "_preshift")
+    monkeypatch.setattr(exact, "_WARM_SAMPLE", 1.0)  # as in the test above
+    n, k = 60_000, 12
+    X, centers, v0 = _lloyd_step(n, k, 3, seed, steps=1)
+    X = X.astype(dtype)
+    cap = resolve_capacities(n, k)
+
+    plain = solve_exact(remote_blocks(X, centers), cap, SolverOptions(), potentials=v0)
+    assert plain.extra["passes"] == 2 and len(calls) == 1
+    calls.clear()
+
+    blocks = remote_blocks(X, centers, shift_every=4)
+    step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
+    assert passes_at_shift == [0]  # counted once, before the first pass
+    assert len(calls) == shifts and step.extra["shifts"] == passes - 1  # (the passes' own)
+    assert step.extra["passes"] == passes
+    labels = assert_emd_optimum(X, blocks, step, cap)
+    np.testing.assert_array_equal(labels, remote_blocks(X, centers).labels(plain.labeler))

@@ -56,6 +56,8 @@ class _Search:
     per_cluster: int = _PER_CLUSTER  # band rows per cluster at least (fewer when warm)
     restricted: int = 0  # band solves on candidates, in all
     shifts: int = 0  # potentials shifted by a pass's pair histogram
+    #: the potentials were shifted by the shift sample's histogram and no pass has seen them
+    preshifted: bool = False
     #: the sample's cost rows at the step's centers (computed once, by :func:`_sample_costs`)
     sample_costs: BandCosts | None = None
     #: before the last shift: the potentials, the points they left off, the band's threshold

@@ -32,10 +32,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ..capacities import Capacities
-from ..exact_pass import _PAIR_HIGH, pair_edges
+from ..exact_pass import _PAIR_HIGH, PAIR_MAX_CLUSTERS, pair_edges
 
 #: at most this many clusters (the pass holds ``k * k * PAIR_BINS`` counts per thread)
-MAX_CLUSTERS = 32
+MAX_CLUSTERS = PAIR_MAX_CLUSTERS
 _COOLING = 4.0  # the temperature falls by this factor per stage ...
 _STAGES = 7  # ... from the gaps' scale to 4^-6 of it (below the narrowest bins in use)
 _NEWTON = 30  # Newton steps per stage, at most
