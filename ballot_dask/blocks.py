@@ -97,6 +97,9 @@ class Blocks(Protocol):
         pass over X is dear: the exact step counts its rows by label, second-best cluster and
         gap to shift warm potentials before a pass (:mod:`.solvers.shift`); ``None`` where
         the engine has none.
+    ``drop_shift_sample()``
+        Let the shift sample go for the rest of the fit (its bytes return to
+        ``band_budget()``, which they were taken from); whether there was one.
     ``band_budget()``
         Bytes of rows the solver may gather from the blocks at once.
     ``row_bytes()``
@@ -155,6 +158,8 @@ class Blocks(Protocol):
     def sample(self) -> Any: ...
 
     def shift_sample(self) -> Any: ...
+
+    def drop_shift_sample(self) -> bool: ...
 
     def band_budget(self) -> int: ...
 
@@ -383,6 +388,10 @@ class RowBlocks:
     def shift_sample(self) -> None:
         """None: in memory a pass costs no more than the sample's."""
         return None
+
+    def drop_shift_sample(self) -> bool:
+        """False: there is none."""
+        return False
 
     def _centers_count(self) -> int:
         return 0 if self._centers is None else int(self._centers.shape[0])

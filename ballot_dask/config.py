@@ -17,7 +17,8 @@ Importing the package only registers these defaults; nothing is written to the u
     about 800 bytes a point, once the potentials are informed).  Beyond it the fit fails
     with a clear message instead of exhausting memory.  It also bounds the fit's row
     samples the client holds: for X of millions of rows and k up to 32 the exact step's
-    *shift sample* (one row in four, at most half of this budget; the band has the rest).
+    *shift sample* (one row in four, at most half of this budget; the band has the rest,
+    and the whole of it from the first step whose band needs more).
 ``ballot.split-every``
     Fan-in of the tree reductions.
 ``ballot.futures``

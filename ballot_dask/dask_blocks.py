@@ -213,6 +213,12 @@ class DaskBlocks:
         rows, held by the client), or ``None``."""
         return self._shift
 
+    def drop_shift_sample(self) -> bool:
+        """Let the shift sample go (its bytes return to :meth:`band_budget`); whether there
+        was one."""
+        held, self._shift = self._shift is not None, None
+        return held
+
     def x_bytes(self) -> int:
         """Bytes of X: known from its shape, or for sparse chunks counted in a round of its
         own the first time they are asked for (a pass over X)."""

@@ -152,11 +152,25 @@ class RemoteBlocks(RowBlocks):
     #: this many, hashed as the Dask engine picks them; 0: none
     shift_every = 0
 
+    #: the bytes :meth:`band_budget` gives, less the shift sample's as on the Dask engine
+    #: (None: the in-memory budget, the shift sample not taken from it)
+    budget: int | None = None
+
     def shift_sample(self):
         if not self.shift_every:
             return None
         n = self.n_samples
         return np.ascontiguousarray(self.X[sampled_rows(0, n, self.shift_every, 1)])
+
+    def drop_shift_sample(self) -> bool:
+        held, self.shift_every = bool(self.shift_every), 0
+        return held
+
+    def band_budget(self) -> int:
+        if self.budget is None:
+            return super().band_budget()
+        held = self.shift_sample()
+        return self.budget - (0 if held is None else held.nbytes)
 
 
 def remote_blocks(

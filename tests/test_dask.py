@@ -126,7 +126,8 @@ def test_same_seed_same_answer_on_every_engine(scheduler, chunks, init, k, sampl
 def test_the_shift_sample_is_the_same_rows_for_any_chunking(threads):
     """The engine's first pass draws the shift sample (hashed rows, one in
     ``blocks.shift_stride``) beside the fit's sample, the same for any chunking; the client
-    holds it against the gather budget; none where a pass does not count pairs (k > 32)."""
+    holds it against the gather budget until it lets it go; none where a pass does not count
+    pairs (k > 32)."""
     from ballot_dask.blocks import sampled_rows, shift_stride
     from ballot_dask.dask_blocks import DaskBlocks
 
@@ -144,6 +145,9 @@ def test_the_shift_sample_is_the_same_rows_for_any_chunking(threads):
         np.testing.assert_array_equal(shifted, X[sampled_rows(0, n, stride, 11)])
         assert before - blocks.band_budget() == shifted.nbytes
         drawn.append(sample)
+    # let go (a band that needs the whole budget): its bytes return to the band
+    assert blocks.drop_shift_sample() and blocks.shift_sample() is None
+    assert blocks.band_budget() == before and not blocks.drop_shift_sample()
     for other in drawn[1:]:
         np.testing.assert_array_equal(other, drawn[0])
     wide = DaskBlocks(_dask(X, (29_989, 3)), 40)

@@ -281,3 +281,30 @@ def test_exact_step_shifted_by_the_shift_sample_before_its_pass_equals_emd(
     assert step.extra["passes"] == passes
     labels = assert_emd_optimum(X, blocks, step, cap)
     np.testing.assert_array_equal(labels, remote_blocks(X, centers).labels(plain.labeler))
+
+
+def test_a_band_over_the_budget_left_by_the_shift_sample_lets_it_go(monkeypatch) -> None:
+    # the shift sample's bytes come out of the band's budget (as on the Dask engine); a hard
+    # step (the centers moved far: from data rows) whose band overflows what is left lets
+    # the shift sample go and goes on with the whole budget, to ot.emd's optimum.  Held to
+    # the end, the same step stops with the band error
+    monkeypatch.setattr(exact, "_WARM_SAMPLE", 1.0)
+    n, k = 60_000, 12
+    X, centers, v0 = _lloyd_step(n, k, 3, 3, steps=0)
+    cap = resolve_capacities(n, k)
+
+    def blocks_at(budget_left: int):
+        blocks = remote_blocks(X, centers, shift_every=4)
+        blocks.budget = budget_left + blocks.shift_sample().nbytes
+        assert blocks.band_budget() == budget_left
+        return blocks
+
+    held = blocks_at(800_000)
+    monkeypatch.setattr(held, "drop_shift_sample", lambda: False)
+    with pytest.raises(RuntimeError, match=r"raise ballot\.band-memory"):
+        solve_exact(held, cap, SolverOptions(), potentials=v0)
+
+    blocks = blocks_at(800_000)
+    step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
+    assert blocks.shift_sample() is None and blocks.band_budget() == blocks.budget
+    assert_emd_optimum(X, blocks, step, cap)

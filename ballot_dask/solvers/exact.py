@@ -172,17 +172,7 @@ def solve_exact(
 
         return solve_weighted_exact(blocks, capacities, options, potentials, eps)
     n, k = blocks.n_samples, capacities.n_clusters
-    # a gathered row: its coordinates, cost row and a few numbers; a pass may return up to
-    # about twice the rows it is asked for (see exact_pass), so ask for half the budget.  A
-    # row held as candidates takes far less: its columns and costs (twice: the shortest
-    # paths group them by label), its floor, its coordinates and the paths' own numbers
-    budget = blocks.band_budget()
-    dense_bytes = 8 * (k + 4) + blocks.row_bytes()
-    wide_bytes = 24 * candidate_width(k) + 56 + blocks.row_bytes()
-    dense_limit, wide_limit = (min(n, max(budget // (2 * b), 1)) for b in (dense_bytes, wide_bytes))
-    if options.max_band is not None:
-        dense_limit = min(dense_limit, options.max_band)
-        wide_limit = min(wide_limit, options.max_band)
+    budget, dense_limit, wide_limit = _band_limits(blocks, k, options)
     cold = potentials is None
     limit = dense_limit if cold or not candidate_width(k) else wide_limit
     per_cluster = _PER_CLUSTER if cold else _WARM_PER_CLUSTER
@@ -341,6 +331,16 @@ def solve_exact(
             _shift(search, band, capacities, off)
             continue
         if gathered >= search.limit:
+            if subset is not None and blocks.drop_shift_sample():
+                # the shift sample held half the budget: its bytes go to the band (for the
+                # rest of the fit), and the widest band, about twice as wide, is cut around
+                # the same potentials
+                subset = None
+                budget, dense_limit, wide_limit = _band_limits(blocks, k, options)
+                search.limit = wide_limit if width else dense_limit
+                search.wanted = search.limit
+                search.theta = band.band_rows_below(search.wanted)
+                continue
             if search.recentred >= _MAX_RECENTRED or sample is None:
                 raise _band_error(search, budget, k, options)
             # the widest band the budget allows cannot settle these potentials: bring them
@@ -373,6 +373,24 @@ def solve_exact(
         search.widenings += 1
         search.wanted = min(search.limit, _WIDEN * max(search.wanted, gathered))
         search.theta = band.band_rows_below(search.wanted)
+
+
+def _band_limits(blocks: Blocks, k: int, options: SolverOptions) -> tuple[int, int, int]:
+    """The band's budget (bytes) and the most rows it holds: dense cost rows, candidates.
+
+    A gathered row: its coordinates, cost row and a few numbers; a pass may return up to
+    about twice the rows it is asked for (see exact_pass), so the limits ask for half the
+    budget.  A row held as candidates takes far less: its columns and costs (twice: the
+    shortest paths group them by label), its floor, its coordinates and the paths' own
+    numbers."""
+    n, budget = blocks.n_samples, blocks.band_budget()
+    dense_bytes = 8 * (k + 4) + blocks.row_bytes()
+    wide_bytes = 24 * candidate_width(k) + 56 + blocks.row_bytes()
+    dense_limit, wide_limit = (min(n, max(budget // (2 * b), 1)) for b in (dense_bytes, wide_bytes))
+    if options.max_band is not None:
+        dense_limit = min(dense_limit, options.max_band)
+        wide_limit = min(wide_limit, options.max_band)
+    return budget, dense_limit, wide_limit
 
 
 def _pair_scale(
