@@ -23,7 +23,8 @@ from ._validation import (
 from .blocks import Blocks, RowBlocks
 from .capacities import Capacities, resolve_capacities
 from .certificate import Certificate
-from .dask_blocks import DaskBlocks, as_dask_data
+from .dask_blocks import DaskBlocks
+from .dask_input import as_dask_data
 from .solvers import SOLVERS, SolverOptions, StepOutcome, labels_of
 from .solvers.base import interior_potentials
 from .weights import SampleWeight, check_sample_weight, mass_capacities

@@ -369,7 +369,7 @@ def certify(
 
     data: Any = X
     if is_dask_collection(data):
-        from .dask_blocks import as_dask_data
+        from .dask_input import as_dask_data
 
         data = as_dask_data(data)
     else:

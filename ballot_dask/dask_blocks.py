@@ -26,7 +26,6 @@ band by the rows' nonzeros.
 from __future__ import annotations
 
 import functools
-import math
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +39,7 @@ from dask.delayed import Delayed, delayed
 
 from . import config
 from .blocks import PassCounter, dense_rows_fit, sample_stride, shift_stride, solver_sample
+from .dask_input import row_chunked
 from .dask_rounds import (
     active_client,
     cluster_memory,
@@ -74,28 +74,7 @@ from .dask_tasks import (
 from .sparse import as_csr, is_sparse
 from .task_memory import check_task_memory, largest_chunk
 
-__all__ = ["DaskBlocks", "active_client", "cluster_memory", "observe_rounds", "row_chunked"]
-
-
-def row_chunked(X: da.Array, name: str = "X") -> da.Array:
-    """``X`` chunked by rows only (one chunk over the columns), with known chunk sizes."""
-    if X.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D (n_samples, n_features), got a {X.ndim}-D dask array; "
-            "reshape it, e.g. X.reshape(-1, 1) for a single feature"
-        )
-    if any(math.isnan(c) for c in X.chunks[0]) or any(math.isnan(c) for c in X.chunks[1]):
-        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
-    if len(X.chunks[1]) > 1:
-        if is_sparse(X._meta):
-            raise ValueError(
-                f"{name} has scipy.sparse chunks split along its columns "
-                f"({len(X.chunks[1])} column chunks); each chunk must hold whole rows: make "
-                f"it with one chunk over the columns (chunks=(rows, {X.shape[1]})), or "
-                f"rechunk and persist it first ({name}.rechunk({{1: -1}}).persist())"
-            )
-        X = X.rechunk({1: -1})
-    return X
+__all__ = ["DaskBlocks", "active_client", "cluster_memory", "observe_rounds"]
 
 
 def _token() -> str:
@@ -573,29 +552,3 @@ def _label_array(parts: list[Delayed], lengths: list[int]) -> da.Array:
         for part, length in zip(parts, lengths, strict=True)
     ]
     return da.concatenate(blocks) if len(blocks) > 1 else blocks[0]
-
-
-def as_dask_data(X: da.Array, name: str = "X") -> da.Array:
-    """A row-chunked float32/float64 dask array (other numeric dtypes become float64).
-
-    Chunks may be NumPy arrays or ``scipy.sparse`` matrices (other formats than CSR are
-    converted chunk by chunk); sparse chunks must hold whole rows (one chunk over the
-    columns)."""
-    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
-        raise TypeError(f"{name} must hold real numbers, got a dask array of dtype {X.dtype}")
-    meta: Any = getattr(X, "_meta", None)
-    if not is_sparse(meta) and hasattr(meta, "todense"):
-        raise TypeError(
-            f"{name} has chunks of type {type(meta).__module__}.{type(meta).__name__}, which "
-            "are not supported; convert them to scipy.sparse CSR matrices "
-            f"({name}.map_blocks(lambda b: b.tocsr(), dtype={name}.dtype)) or to NumPy arrays"
-        )
-    if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)
-    if is_sparse(meta) and meta.format != "csr":
-        X = da.map_blocks(_to_csr, X, dtype=X.dtype, meta=_to_csr(X._meta))
-    return row_chunked(X, name)
-
-
-def _to_csr(xb: Any) -> Any:
-    return xb.tocsr()

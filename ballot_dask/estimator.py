@@ -22,7 +22,7 @@ from .assign import (
     solver_options,
     step_capacities,
 )
-from .dask_blocks import as_dask_data
+from .dask_input import as_dask_data
 from .initialization import INITIALIZERS
 from .lloyd import LloydResult, LloydState, best_of_starts
 from .prediction import (

@@ -12,7 +12,7 @@ import pytest
 from references import count_calls
 
 from ballot_dask import BalancedKMeans
-from ballot_dask.solvers import exact
+from ballot_dask.solvers import exact, shifting
 
 N, D, K, CHUNK = 400_000, 8, 16, 50_000
 
@@ -36,7 +36,7 @@ def _fit(X, **config):
 
 def test_look_ahead_saves_passes_and_keeps_the_exact_labels(overlapping, monkeypatch):
     X = da.from_array(overlapping, chunks=(CHUNK, D))
-    shifts = count_calls(monkeypatch, exact, "shift_potentials")
+    shifts = count_calls(monkeypatch, shifting, "shift_potentials")
     ahead = _fit(X)
     # the early steps' far-off potentials are shifted from the Dask passes' pair histograms
     # (4 shifts here), and the labels below are still the in-memory fit's

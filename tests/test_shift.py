@@ -12,7 +12,7 @@ from references import count_calls, emd_optimum, reference_cost, remote_blocks
 from ballot_dask import balanced_assign, resolve_capacities
 from ballot_dask.exact_pass import PAIR_BINS, band_costs, combine_passes, exact_pass, pair_edges
 from ballot_dask.kernels import reduced_cost_labels
-from ballot_dask.solvers import SolverOptions, exact
+from ballot_dask.solvers import SolverOptions, exact, shifting
 from ballot_dask.solvers.exact import imbalance, solve_exact
 from ballot_dask.solvers.shift import shift_potentials
 
@@ -140,7 +140,7 @@ def test_exact_step_through_a_shift_equals_emd(monkeypatch, seed: int, dtype) ->
     # a warm step on a remote engine (gathering is not free) whose centers moved: a pass
     # with the pair histogram, the potentials shifted (counted), a band around them, the
     # repair and the certificate; the objective is ot.emd's
-    calls = count_calls(monkeypatch, exact, "shift_potentials")
+    calls = count_calls(monkeypatch, shifting, "shift_potentials")
     # at this size the sample's potentials misplace fewer points than a band holds; the
     # shift is for n where they misplace many times that (n = 10^7: 50 000): the sample's
     # turn is skipped here so that the warm potentials' pass is shifted
@@ -224,7 +224,7 @@ def test_a_misleading_shift_is_undone(monkeypatch, shift_every: int) -> None:
     monkeypatch.setattr(exact, "_WARM_SAMPLE", 1.0)
     n, k = 60_000, 12
     X, centers, v0 = _lloyd_step(n, k, 3, 5 if shift_every == 0 else 9, steps=1)
-    real = exact.shift_potentials
+    real = shifting.shift_potentials
     wild: list[float] = []
 
     def misleading(pairs, scale, v, capacities):
@@ -233,7 +233,7 @@ def test_a_misleading_shift_is_undone(monkeypatch, shift_every: int) -> None:
         spread = 50.0 * scale * np.linspace(-1.0, 1.0, v.shape[0])
         return out._replace(potentials=np.asarray(v) + spread)
 
-    monkeypatch.setattr(exact, "shift_potentials", misleading)
+    monkeypatch.setattr(shifting, "shift_potentials", misleading)
 
     blocks = remote_blocks(X, centers, shift_every=shift_every)
     cap = resolve_capacities(n, k)
@@ -262,7 +262,7 @@ def test_exact_step_shifted_by_the_shift_sample_before_its_pass_equals_emd(
     # (two passes, as without the shift sample).  Seed 5: the warm potentials misplace 1 308
     # points, about the shift sample's own error (848 points): they are not shifted, and a
     # band as wide settles the step in one pass
-    calls = count_calls(monkeypatch, exact, "shift_potentials")
+    calls = count_calls(monkeypatch, shifting, "shift_potentials")
     passes_at_shift = passes_at_calls(monkeypatch, "_preshift")
     monkeypatch.setattr(exact, "_WARM_SAMPLE", 1.0)  # as in the test above
     n, k = 60_000, 12

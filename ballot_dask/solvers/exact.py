@@ -22,12 +22,12 @@
    Where a pass is dear and k is small, a pass that may find the potentials far off also
    counts the rows by label, second-best cluster and gap (the *pair histogram*); when the
    points to move are many times the band's rows, the client shifts the potentials to
-   balance that model (:mod:`.shift`, no pass) and cuts the next band around them.  Where
-   the engine holds a *shift sample* (Dask, X of millions of rows:
-   :meth:`~ballot_dask.blocks.Blocks.shift_sample`), the client counts it the same way
-   before the first pass and shifts the potentials from its model (:func:`_preshift`), in
-   place of the look-ahead: the band of that pass is cut around them, and the step is
-   usually that one pass.
+   balance that model (:mod:`.shift`, no pass) and cuts the next band around them
+   (:mod:`.shifting`).  Where the engine holds a *shift sample* (Dask, X of millions of
+   rows: :meth:`~ballot_dask.blocks.Blocks.shift_sample`), the client counts it the same
+   way before the first pass and shifts the potentials from its model
+   (:func:`.shifting._preshift`), in place of the look-ahead: the band of that pass is cut
+   around them, and the step is usually that one pass.
 3. *Exact repair*: successive shortest paths on the cluster graph
    (:func:`.paths.successive_shortest_paths`) solve the band's own transport problem (the
    capacity the fixed points leave) exactly.  When they would have many points to move, a few
@@ -68,41 +68,37 @@ from .newton import entropic_potentials
 from .paths import DONE, successive_shortest_paths
 from .prices import price_rounds, worth_rounds
 from .search import (
+    _AHEAD_OFF,
     _MIN_BAND,
     _PER_CLUSTER,
     _WARM_PER_CLUSTER,
     _WIDEN,
     _band_error,
+    _band_limits,
     _certified,
     _costs_of,
     _outcome,
     _quantile_of_gaps,
     _sample_costs,
+    _sample_error,
+    _sample_off,
     _Search,
+    imbalance,
 )
 from .shift import MAX_CLUSTERS as _SHIFT_CLUSTERS
-from .shift import shift_potentials
+from .shifting import _SHIFT_SHARE, _pair_scale, _preshift, _shift
 
 _WARM_ROOM = 4  # a warm step's first band may hold this many times a cold step's least band
 _WARM_SAMPLE = 0.02  # warm potentials misplacing more than this share go back to the sample
 _MAX_RECENTRED = 4  # potentials refined for a full band before giving up
 _REFINE_PASSES = 12  # passes of one refinement, at most
 _AHEAD_RATIO = 8  # the sample looks ahead when X has at least this many times its rows ...
-_AHEAD_OFF = 0.5  # ... and the warm potentials misplace more than this times its own error
+# ... and the warm potentials misplace more than _AHEAD_OFF times its own error ...
 _AHEAD_SHARE = 0.25  # ... and the band it asks for is at most this share of the rows
-_MAX_SHIFTS = 3  # potentials shifted by a pass's pair histogram, at most, per step ...
-_SHIFT_SHARE = 8  # ... when the points to move are more than this share of the band's rows
-_PRESHIFT_TELLS = 1.5  # the shift sample shifts when it sees this times its error off, or more
+_MAX_SHIFTS = 3  # potentials shifted by a pair histogram, at most, per step
 _NARROW = 1.25  # a band is widened before its repair when the imbalance asks this much more
 _ALLOW_CLUSTERS = 1024  # pairs of clusters get their own allowance up to this k ...
 _MAX_ALLOWED = 4  # ... grown at most this many times per step
-
-
-def imbalance(counts: np.ndarray, capacities: Capacities) -> int:
-    """Points to move before every size is within its bounds."""
-    over = np.maximum(counts - capacities.upper, 0)
-    under = np.maximum(capacities.lower - counts, 0)
-    return int(max(over.sum(), under.sum()))
 
 
 def _pass_kernel(
@@ -375,128 +371,6 @@ def solve_exact(
         search.theta = band.band_rows_below(search.wanted)
 
 
-def _band_limits(blocks: Blocks, k: int, options: SolverOptions) -> tuple[int, int, int]:
-    """The band's budget (bytes) and the most rows it holds: dense cost rows, candidates.
-
-    A gathered row: its coordinates, cost row and a few numbers; a pass may return up to
-    about twice the rows it is asked for (see exact_pass), so the limits ask for half the
-    budget.  A row held as candidates takes far less: its columns and costs (twice: the
-    shortest paths group them by label), its floor, its coordinates and the paths' own
-    numbers."""
-    n, budget = blocks.n_samples, blocks.band_budget()
-    dense_bytes = 8 * (k + 4) + blocks.row_bytes()
-    wide_bytes = 24 * candidate_width(k) + 56 + blocks.row_bytes()
-    dense_limit, wide_limit = (min(n, max(budget // (2 * b), 1)) for b in (dense_bytes, wide_bytes))
-    if options.max_band is not None:
-        dense_limit = min(dense_limit, options.max_band)
-        wide_limit = min(wide_limit, options.max_band)
-    return budget, dense_limit, wide_limit
-
-
-def _pair_scale(
-    search: _Search, sample: np.ndarray | None, centers: np.ndarray, capacities: Capacities, n: int
-) -> float:
-    """The scale of the next pass's pair histogram: the sample's median top-two gap under
-    the search's potentials (the bins reach from about 2^-12 to 16 times it).  0 (no
-    histogram) when the sample has none, or when the step has made no pass and taken no
-    sample's potentials yet and these misplace no more of the sample than its own noise (a
-    warm step's first pass, which then usually settles the step alone: the histogram would
-    slow it for nothing)."""
-    if sample is None:
-        return 0.0
-    costs = _sample_costs(search, sample, centers)
-    off, _, gaps = _sample_off(costs, search.potentials, capacities, n)
-    sure = search.passes > 0 or search.sampled or search.preshifted
-    if not sure and off <= _AHEAD_OFF * _sample_error(n, capacities.n_clusters, sample.shape[0]):
-        return 0.0
-    scale = float(np.median(gaps)) if gaps.size else 0.0
-    return scale if math.isfinite(scale) and scale > 0.0 else 0.0
-
-
-def _sample_off(
-    costs: BandCosts, v: np.ndarray, capacities: Capacities, n: int
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Points the potentials ``v`` misplace among ``n``, as the sample (its cost rows
-    ``costs``) sees them; and the sample's labels and top-two gaps under ``v``."""
-    labels, gaps = costs.labels(v)
-    s = costs.costs.shape[0]
-    counts = np.bincount(labels, minlength=capacities.n_clusters)
-    return imbalance(counts, capacities.scaled(s / n)) * n / s, labels, gaps
-
-
-def _shift(search: _Search, band: ExactPass, capacities: Capacities, off: int) -> None:
-    """Shift the potentials by the pass's pair histogram (:mod:`.shift`), and cut the next
-    band around them: twice the points that were off, as the model orders the gaps.  The
-    potentials, the points off and the band before the shift are kept: if the next pass finds
-    more points off, the step goes back to them (see :func:`solve_exact`)."""
-    assert band.pairs is not None
-    shift = shift_potentials(band.pairs, band.pair_scale, search.potentials, capacities)
-    search.unshifted = (search.potentials, off, search.theta, search.wanted)
-    search.shifts += 1
-    search.potentials = shift.potentials
-    search.cold = False
-    wanted = max(_MIN_BAND, search.per_cluster * capacities.n_clusters, 2 * off)
-    search.wanted = min(search.limit, wanted)
-    search.theta = shift.theta_for(search.wanted)
-
-
-def _preshift(
-    search: _Search,
-    blocks: Blocks,
-    subset: np.ndarray,
-    sample: np.ndarray,
-    capacities: Capacities,
-) -> None:
-    """Shift the potentials by the shift sample's pair histogram, before any pass over X.
-
-    The shift sample (``subset``, :meth:`~ballot_dask.blocks.Blocks.shift_sample`) is
-    counted as a pass would count X (:func:`~ballot_dask.exact_pass.exact_pass` with a pair
-    histogram, on the client), and its model is balanced at its own sizes (the capacities
-    scaled to its rows, :mod:`.shift`).  The band is then cut around the shifted potentials
-    as :func:`_shift` cuts it (twice the points the potentials misplaced, as the shift
-    sample sees them), and the potentials before the shift are kept: the first pass goes
-    back to them if it finds more points off.  Where the warm potentials misplace points
-    on many boundaries (a Lloyd step's centers all move a little), this is what a pass with
-    a histogram would tell, without that pass: the step is usually one pass over X.
-
-    Where the potentials misplace no more of the shift sample than its own error (a late
-    Lloyd step, whose warm potentials are nearly right), they are not moved: the band is cut
-    around them, as wide.  (At 10^7 rows, k = 16, from 2 million sample rows: one pass in
-    each of 20 iterations; shifting in the late ones too, 2-5 passes in each of the last
-    ten.)
-
-    The bins' scale is the sample's median top-two gap under the potentials."""
-    n, s, k = blocks.n_samples, subset.shape[0], capacities.n_clusters
-    _, _, gaps = _sample_off(
-        _sample_costs(search, sample, blocks.centers), search.potentials, capacities, n
-    )
-    scale = float(np.median(gaps)) if gaps.size else 0.0
-    if not (math.isfinite(scale) and scale > 0.0) or not 0 < s < n:
-        return
-    counted = exact_pass(subset, blocks.centers, search.potentials, 0.0, 0, pair_scale=scale)
-    blocks.passes.sample += 1
-    assert counted.pairs is not None
-    scaled = capacities.scaled(s / n)
-    off = int(imbalance(counted.pairs.sum(axis=(1, 2)), scaled) * n / s)
-    error = _sample_error(n, k, s)
-    # the shift sample's own error: about ``error`` points left off, which a band of 16
-    # times as many rows repairs (at 10^7 rows, k = 16: 7 000-11 000 points off, repaired
-    # in bands of 12-22 times as many rows; 9 times was too narrow)
-    noise = 2 * _SHIFT_SHARE * error
-    search.wanted = min(search.limit, max(_MIN_BAND, search.per_cluster * k, 2 * off, int(noise)))
-    if off <= _PRESHIFT_TELLS * error:
-        # the potentials misplace no more of the shift sample than its own error: it cannot
-        # tell where they are off, and a shift would only add its error (a late Lloyd step);
-        # a band as wide around them
-        search.theta = counted.band_rows_below(int(search.wanted * s / n))
-        return
-    shift = shift_potentials(counted.pairs, scale, search.potentials, scaled)
-    search.unshifted = (search.potentials, off, search.theta, search.wanted)
-    search.potentials = shift.potentials
-    search.preshifted = True
-    search.theta = shift.theta_for(int(search.wanted * s / n))
-
-
 def _repair(
     blocks: Blocks,
     capacities: Capacities,
@@ -617,11 +491,6 @@ def _warm_off(
         _from_sample(search, blocks, sample, capacities, options)
         return None
     return off, labels, gaps
-
-
-def _sample_error(n: int, k: int, s: int) -> float:
-    """Points the potentials of an ``s``-row sample misplace among ``n``, about."""
-    return 0.5 * n * math.sqrt(k / s)
 
 
 def _from_sample(

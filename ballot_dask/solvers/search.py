@@ -6,6 +6,11 @@ asks for, its counters) and, once the band's repair is solved, builds the step's
 the warm start of the next Lloyd step; or, when no band within the memory budget settles the
 step, the error that names the setting (:func:`_band_error`).  The weighted step
 (:mod:`.weighted`) shares the state and the error.
+
+It also holds what the step and its shifts (:mod:`.shifting`) share: the band's memory
+limits (:func:`_band_limits`), the imbalance of a labelling (:func:`imbalance`), and what the
+row sample sees of the potentials (:func:`_sample_off`, :func:`_sample_error`,
+:func:`_gap_scale`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 from dask.utils import format_bytes
 
 from ..blocks import Blocks
-from ..candidates import BandCosts, band_slack_matrix
+from ..candidates import BandCosts, band_slack_matrix, candidate_width
 from ..capacities import Capacities
 from ..certificate import certify_labels
 from ..exact_pass import ExactPass, band_costs
@@ -34,6 +39,9 @@ _WARM_PER_CLUSTER = 16
 #: instead of 55; as many at k = 1024 and k = 16)
 _GROWN = 2
 _WIDEN = 4  # a band too narrow for the shortest paths grows by this factor
+#: the sample tells where warm potentials are off only when they misplace more than this
+#: times its own error (:func:`_sample_error`)
+_AHEAD_OFF = 0.5
 
 
 @dataclass
@@ -103,6 +111,54 @@ def _quantile_of_gaps(costs: BandCosts, v: np.ndarray, share: float) -> float:
         return math.inf
     _, gaps = costs.labels(v)
     return float(np.quantile(gaps, min(1.0, share)))
+
+
+def imbalance(counts: np.ndarray, capacities: Capacities) -> int:
+    """Points to move before every size is within its bounds."""
+    over = np.maximum(counts - capacities.upper, 0)
+    under = np.maximum(capacities.lower - counts, 0)
+    return int(max(over.sum(), under.sum()))
+
+
+def _sample_error(n: int, k: int, s: int) -> float:
+    """Points the potentials of an ``s``-row sample misplace among ``n``, about."""
+    return 0.5 * n * math.sqrt(k / s)
+
+
+def _sample_off(
+    costs: BandCosts, v: np.ndarray, capacities: Capacities, n: int
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Points the potentials ``v`` misplace among ``n``, as the sample (its cost rows
+    ``costs``) sees them; and the sample's labels and top-two gaps under ``v``."""
+    labels, gaps = costs.labels(v)
+    s = costs.costs.shape[0]
+    counts = np.bincount(labels, minlength=capacities.n_clusters)
+    return imbalance(counts, capacities.scaled(s / n)) * n / s, labels, gaps
+
+
+def _gap_scale(gaps: np.ndarray) -> float:
+    """The median of a sample's top-two gaps: the scale of a pair histogram's bins (0 when
+    there is none: no rows, or no gap above zero)."""
+    scale = float(np.median(gaps)) if gaps.size else 0.0
+    return scale if math.isfinite(scale) and scale > 0.0 else 0.0
+
+
+def _band_limits(blocks: Blocks, k: int, options: SolverOptions) -> tuple[int, int, int]:
+    """The band's budget (bytes) and the most rows it holds: dense cost rows, candidates.
+
+    A gathered row: its coordinates, cost row and a few numbers; a pass may return up to
+    about twice the rows it is asked for (see exact_pass), so the limits ask for half the
+    budget.  A row held as candidates takes far less: its columns and costs (twice: the
+    shortest paths group them by label), its floor, its coordinates and the paths' own
+    numbers."""
+    n, budget = blocks.n_samples, blocks.band_budget()
+    dense_bytes = 8 * (k + 4) + blocks.row_bytes()
+    wide_bytes = 24 * candidate_width(k) + 56 + blocks.row_bytes()
+    dense_limit, wide_limit = (min(n, max(budget // (2 * b), 1)) for b in (dense_bytes, wide_bytes))
+    if options.max_band is not None:
+        dense_limit = min(dense_limit, options.max_band)
+        wide_limit = min(wide_limit, options.max_band)
+    return budget, dense_limit, wide_limit
 
 
 def _band_error(search: _Search, budget: int, k: int, options: SolverOptions) -> RuntimeError:

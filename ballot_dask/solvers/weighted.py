@@ -32,9 +32,17 @@ from ..exact_pass import ExactPass, band_costs, combine_passes
 from ..kernels import reduced_cost_labels
 from ..sparse import is_sparse, stack_rows
 from .base import ExactLabels, SolverOptions, StepOutcome
-from .exact import _WARM_SAMPLE, _pass_kernel, _quantile_gap, _sample_error, solve_exact
+from .exact import _WARM_SAMPLE, _pass_kernel, _quantile_gap, solve_exact
 from .mass_paths import DONE, mass_shortest_paths
-from .search import _MIN_BAND, _PER_CLUSTER, _WIDEN, _band_error, _quantile_of_gaps, _Search
+from .search import (
+    _MIN_BAND,
+    _PER_CLUSTER,
+    _WIDEN,
+    _band_error,
+    _quantile_of_gaps,
+    _sample_error,
+    _Search,
+)
 
 #: masses within this share of the total weight meet a bound (round-off of fractional sums)
 MASS_TOLERANCE = 1e-12
