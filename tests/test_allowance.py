@@ -55,7 +55,15 @@ def test_pass_bands_rows_by_their_allowed_score(dtype) -> None:
         exact_pass(X, centers, v, theta, n, allowance=np.zeros((k, k + 1)))
 
 
-@pytest.mark.parametrize(("seed", "dtype"), [(0, np.float64), (1, np.float32), (2, np.float64)])
+# seeds 0 and 2 (about 17 s each, most of it ot.emd's reference) run with -m slow
+@pytest.mark.parametrize(
+    ("seed", "dtype"),
+    [
+        pytest.param(0, np.float64, marks=pytest.mark.slow),
+        (1, np.float32),
+        pytest.param(2, np.float64, marks=pytest.mark.slow),
+    ],
+)
 def test_separated_clusters_settle_in_a_narrow_band(seed: int, dtype) -> None:
     # a cold step on a remote engine: the sample's potentials are sharp where a boundary
     # cuts a cluster and loose where it runs between separated ones; the clusters' quotas
@@ -93,7 +101,8 @@ def test_without_allowances_the_band_holds_every_row(monkeypatch) -> None:
     assert step.band_size == n
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+# seed 0 (about 20 s) runs with -m slow
+@pytest.mark.parametrize("seed", [pytest.param(0, marks=pytest.mark.slow), 1])
 def test_allowances_beyond_256_clusters(seed: int, monkeypatch) -> None:
     # k = 320 on 128 rows a cluster: the failed band's clusters get their reach and the band
     # holds part of X (without allowances, all of it), at the same exact optimum

@@ -206,6 +206,7 @@ def _kill_when(process: subprocess.Popen, ready, timeout: float = 240) -> None:
     raise AssertionError(f"the command ended before it could be killed: {process.returncode}")
 
 
+@pytest.mark.slow  # about a minute: five runs of the CLI (tests/test_cli.py kills a local fit)
 def test_a_fit_killed_mid_write_leaves_no_output_that_reads_as_complete(data, reference):
     out = f"s3://{BUCKET}/killed.zarr"
     path = f"{BUCKET}/killed.zarr"
