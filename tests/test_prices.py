@@ -24,6 +24,29 @@ def _mixture(n: int, d: int, k: int, sep: float, seed: int) -> np.ndarray:
     return means[np.arange(n) % k] + rng.standard_normal((n, d))
 
 
+@pytest.mark.parametrize(
+    ("m", "k", "share"),
+    [(5000, 8, 0.5), (5000, 8, 1.0), (3000, 300, 0.5), (200, 300, 0.2), (4000, 40000, 0.01)],
+)
+def test_a_rounds_gap_per_cluster_is_the_wanted_smallest(m: int, k: int, share: float) -> None:
+    # each moving cluster's gap is the wanted-th smallest among its rows (all of them when
+    # fewer), ties included; by sorting in NumPy.  The cases reach both ways of finding it:
+    # a selection per cluster (many rows a cluster) and one sort (few)
+    rng = np.random.default_rng(m + k)
+    keys = rng.integers(0, k, m)
+    gaps = np.round(rng.random(m), 2)  # many ties
+    wanted = np.where(rng.random(k) < share, rng.integers(1, 3 * m // k + 3, k), 0)
+    clusters, shift = prices._shift(keys, gaps, wanted, k)
+    expected = [
+        (j, np.sort(gaps[keys == j])[min(wanted[j], np.count_nonzero(keys == j)) - 1])
+        for j in range(k)
+        if wanted[j] > 0 and np.any(keys == j)
+    ]
+    assert len(expected) > 0
+    np.testing.assert_array_equal(clusters, [j for j, _ in expected])
+    np.testing.assert_array_equal(shift, [g for _, g in expected])
+
+
 def test_runner_up_matches_a_sort_ties_to_the_lowest_index() -> None:
     rng = np.random.default_rng(0)
     C = rng.integers(0, 6, size=(500, 7)).astype(np.float64)  # many ties

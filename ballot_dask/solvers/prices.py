@@ -45,6 +45,8 @@ MIN_MOVES = 8192
 #: scan of the band's costs, costs about what 100 augmentations do at k = 256 and 1024, and
 #: the rounds remove nine tenths of the imbalance or more)
 MIN_SHARE = 1 / 16
+#: a round selects each moving cluster's gap from its rows when they average this many or more
+_GROUP_ROWS = 32
 
 
 def worth_rounds(off: int, k: int, m: int, width: int = 0) -> bool:
@@ -62,17 +64,31 @@ def _shift(
 ) -> tuple[np.ndarray, np.ndarray]:
     """For every cluster ``j`` with ``wanted[j] > 0``: the ``wanted[j]``-th smallest of the
     gaps whose key is ``j`` (fewer when fewer rows have that key).  Returns the clusters and
-    their gaps."""
-    asked = wanted[keys] > 0  # only the moving clusters' rows are sorted (few, mostly)
+    their gaps.
+
+    With many rows a cluster, the rows are grouped by key (a stable radix sort of small
+    integers) and each group's gap is selected, not sorted: linear in the rows (sorting the
+    gaps by key and gap took two thirds of a round at k = 16 on 150 000 band rows: 11 ms
+    against 3 ms).  With few rows a cluster (large k, a small band), one sort by key and gap
+    costs less than a selection per cluster."""
+    asked = wanted[keys] > 0  # only the moving clusters' rows are grouped (few, mostly)
     keys = keys[asked]
     gaps = gaps[asked]
-    order = np.lexsort((gaps, keys))
-    sorted_keys = keys[order]
-    first = np.searchsorted(sorted_keys, np.arange(k))
-    available = np.searchsorted(sorted_keys, np.arange(k), side="right") - first
+    available = np.bincount(keys, minlength=k)
     take = np.minimum(wanted, available)
     clusters = np.flatnonzero(take > 0)
-    return clusters, gaps[order[first[clusters] + take[clusters] - 1]]
+    if clusters.shape[0] * _GROUP_ROWS > keys.shape[0]:
+        order = np.lexsort((gaps, keys))
+        first = np.searchsorted(keys[order], clusters)
+        return clusters, gaps[order[first + take[clusters] - 1]]
+    small = np.int16 if k <= np.iinfo(np.int16).max else np.int32
+    grouped = gaps[np.argsort(keys.astype(small), kind="stable")]
+    first = np.concatenate(([0], np.cumsum(available)[:-1]))
+    selected = np.empty(clusters.shape[0], dtype=np.float64)
+    for i, j in enumerate(clusters):
+        group = grouped[first[j] : first[j] + available[j]]
+        selected[i] = np.partition(group, take[j] - 1)[take[j] - 1]
+    return clusters, selected
 
 
 def _imbalance(counts: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> int:
