@@ -68,7 +68,8 @@ def test_separated_clusters_settle_in_a_narrow_band(seed: int, dtype) -> None:
     # a cold step on a remote engine: the sample's potentials are sharp where a boundary
     # cuts a cluster and loose where it runs between separated ones; the clusters' quotas
     # and the failed band's own potentials give those pairs their reach, and the band stays
-    # a tenth of X (a single threshold needs all of it: see the test below)
+    # a fraction of X (a single threshold needs all of it: see the test below; the sample's
+    # first band holds 16 times its error here, 20 000 rows, see exact._SAMPLE_ROOM)
     n, k, d = 100_000, 16, 16
     X, start = _separated(n, k, d, seed)
     X = X.astype(dtype)
@@ -76,7 +77,7 @@ def test_separated_clusters_settle_in_a_narrow_band(seed: int, dtype) -> None:
     cap = resolve_capacities(n, k)
     step = solve_exact(blocks, cap, SolverOptions())
     assert step.extra["allowed"] >= 1
-    assert step.band_size <= n // 8
+    assert step.band_size <= n // 4
     assert step.certificate is not None and step.certificate.optimal
     # the next step's threshold comes from the sample's gaps (the pass's histogram counted
     # the allowed scores): under the step's potentials it holds about the band the next step
@@ -98,7 +99,9 @@ def test_without_allowances_the_band_holds_every_row(monkeypatch) -> None:
     X, start = _separated(n, k, d, 0)
     step = solve_exact(remote_blocks(X, start, 24_999), resolve_capacities(n, k), SolverOptions())
     assert step.extra["allowed"] == 0
-    assert step.band_size == n
+    # a single threshold settles the step only once the band holds most of X (91 302 rows
+    # of 100 000 here, after the first band of 20 000 failed); with allowances, a fifth
+    assert step.band_size > n // 2
 
 
 # seed 0 (about 20 s) runs with -m slow

@@ -88,6 +88,38 @@ def test_ball_model_with_a_start_that_splits_balls(delta: float) -> None:
     _check_against_emd(X, centers)
 
 
+def test_a_cold_band_from_the_sample_wide_enough_for_one_pass(monkeypatch) -> None:
+    # a cold step from a random start, in memory, with a row sample: the first band holds up
+    # to 16 times the points the sample's potentials misplace (within 2^15 rows), and the
+    # boundaries between separated clusters lie inside it: one pass, at emd's optimum.  With
+    # four times (the least band, 8 192 rows here) the same step needs an allowance and a
+    # second pass, and ends at the same optimum
+    from ballot_dask.solvers import exact
+
+    n, k = 60_000, 16
+    X = separated_mixture(n, 8, k, 1.0, 2)
+    start = random_start(X, k, 2)
+    cap = _equal(n, k)
+
+    def step():
+        blocks = RowBlocks(X)
+        blocks.set_centers(start)
+        return solve_exact(blocks, cap, SolverOptions())
+
+    wide = step()
+    assert wide.extra["passes"] == 1 and wide.extra["allowed"] == 0
+    assert 8_192 < wide.band_size <= 1 << 15
+    monkeypatch.setattr(exact, "_SAMPLE_ROOM", exact._SAMPLE_BAND)
+    narrow = step()
+    assert narrow.extra["passes"] == 2 and narrow.extra["allowed"] == 1
+    assert narrow.band_size < wide.band_size
+    opt, _ = emd_optimum(reference_cost(X, start), cap.lower)
+    for result in (wide, narrow):
+        assert result.certificate is not None and result.certificate.optimal
+        np.testing.assert_array_equal(result.sizes, cap.lower)
+        assert result.objective == pytest.approx(opt, rel=1e-9)
+
+
 def test_duplicated_points_move_one_at_a_time() -> None:
     rng = np.random.default_rng(5)
     X = rng.standard_normal((6_000, 2))

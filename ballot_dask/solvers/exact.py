@@ -90,6 +90,18 @@ from .shifting import _SHIFT_SHARE, _pair_scale, _preshift, _shift
 
 _WARM_ROOM = 4  # a warm step's first band may hold this many times a cold step's least band
 _WARM_SAMPLE = 0.02  # warm potentials misplacing more than this share go back to the sample
+#: a sample's potentials: a band of this many times the points they misplace, at least ...
+_SAMPLE_BAND = 4
+#: ... and up to ``_SAMPLE_ROOM`` times as many within ``_SAMPLE_ROWS`` rows, which a repair
+#: settles in a few milliseconds: the boundaries between separated clusters, where the
+#: points are sparse and the potentials loose, then lie inside the first band more often, and a
+#: cold step is one pass, not two with an allowance between them (measured here, one cold
+#: step from random rows, in memory: 10^5 x 2, k = 10: 45-47 -> 29 ms; 10^5 x 16, k = 16:
+#: 82-88 -> 46-54 ms; 10^5 x 16, k = 64: 198-212 -> 125-129 ms; 3x10^5 x 2, k = 10: 82-85 ->
+#: 45-50 ms; from 10^6 rows and k = 16, or 10^5 rows and k = 256, four times the error is
+#: about that many rows or more: little or no change)
+_SAMPLE_ROOM = 16
+_SAMPLE_ROWS = 1 << 15
 _MAX_RECENTRED = 4  # potentials refined for a full band before giving up
 _REFINE_PASSES = 12  # passes of one refinement, at most
 _AHEAD_RATIO = 8  # the sample looks ahead when X has at least this many times its rows ...
@@ -501,8 +513,9 @@ def _from_sample(
     options: SolverOptions,
 ) -> None:
     """Potentials from the sample (warm-started at the current ones unless cold), and a band
-    wide enough for what they misplace: about ``(n / 2) sqrt(k / s)`` points, the rows whose
-    gap is below the matching quantile of the sample's gaps."""
+    wide enough for what they misplace: they misplace about ``(n / 2) sqrt(k / s)`` points;
+    the band holds 4 times as many, or up to 16 times within ``_SAMPLE_ROWS`` rows: the rows
+    whose gap is below the matching quantile of the sample's gaps."""
     n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
     warm = None if search.cold else search.potentials
     nested = RowBlocks(sample)
@@ -514,7 +527,8 @@ def _from_sample(
     search.cold = False
     search.per_cluster = _PER_CLUSTER  # a sample's potentials misplace more, and anywhere
     expected = _sample_error(n, k, s)
-    search.wanted = min(search.limit, max(search.wanted, int(4 * expected)))
+    band = max(_SAMPLE_BAND * expected, min(_SAMPLE_ROOM * expected, _SAMPLE_ROWS))
+    search.wanted = min(search.limit, max(search.wanted, int(band)))
     costs = _sample_costs(search, sample, blocks.centers)
     search.theta = _quantile_of_gaps(costs, step.potentials, search.wanted / n)
 
