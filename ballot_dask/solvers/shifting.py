@@ -35,8 +35,8 @@ from .search import (
 )
 from .shift import shift_potentials
 
-#: a pass's histogram shifts the potentials when the points to move are more than this
-#: share of the band's rows (see :func:`.exact.solve_exact`)
+#: a pass's histogram shifts the potentials when the points to move are more than one in
+#: this many of the band's rows (see :func:`.exact.solve_exact`)
 _SHIFT_SHARE = 8
 _PRESHIFT_TELLS = 1.5  # the shift sample shifts when it sees this times its error off, or more
 
@@ -64,7 +64,7 @@ def _shift(search: _Search, band: ExactPass, capacities: Capacities, off: int) -
     """Shift the potentials by the pass's pair histogram (:mod:`.shift`), and cut the next
     band around them: twice the points that were off, as the model orders the gaps.  The
     potentials, the points off and the band before the shift are kept: if the next pass finds
-    more points off, the step goes back to them (see :func:`solve_exact`)."""
+    more points off, the step goes back to them (see :func:`.exact.solve_exact`)."""
     assert band.pairs is not None
     shift = shift_potentials(band.pairs, band.pair_scale, search.potentials, capacities)
     search.unshifted = (search.potentials, off, search.theta, search.wanted)
