@@ -28,6 +28,7 @@ import numpy as np
 
 from ..candidates import BandCosts
 from ..capacities import Capacities
+from .search import imbalance
 
 #: scans of the band's costs at most
 ROUNDS = 10
@@ -91,10 +92,6 @@ def _shift(
     return clusters, selected
 
 
-def _imbalance(counts: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> int:
-    return int(max(np.maximum(counts - upper, 0).sum(), np.maximum(lower - counts, 0).sum()))
-
-
 def price_rounds(
     costs: np.ndarray | BandCosts,
     potentials: np.ndarray,
@@ -126,7 +123,7 @@ def price_rounds(
     for _ in range(rounds):
         labels, second, gaps = band.runner_up(v)
         counts = fixed_counts + np.bincount(labels, minlength=k)
-        off = _imbalance(counts, lower, upper)
+        off = imbalance(counts, capacities)
         if best is not None and off >= best[0]:
             retries += 1  # overshot: half the move, from the best
             if retries > _RETRIES:
@@ -152,7 +149,7 @@ def price_rounds(
     if best is None:
         labels, _, _ = band.runner_up(v)
         counts = fixed_counts + np.bincount(labels, minlength=k)
-        return v, labels, _imbalance(counts, lower, upper)
+        return v, labels, imbalance(counts, capacities)
     return best[1], best[2], best[0]
 
 
