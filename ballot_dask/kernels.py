@@ -73,9 +73,15 @@ def _threads_for(rows: int, blas: bool = False) -> Iterator[None]:
             numba.set_num_threads(previous)
 
 
-#: from this many multiply-adds per row (k * d), costs go through BLAS (measured here: the
-#: direct loop, vectorised over the centers, is as fast below k = 64, d = 64)
+#: costs go through BLAS from this many multiply-adds per row (k * d) with at least
+#: ``_BLAS_FEATURES`` features, and from ``_BLAS_WORK`` whatever d.  Measured here, one
+#: thread, an exact pass over 10^6 rows: at k = 16, d = 32, 168 ms with the direct loop and
+#: 93 ms through BLAS (70 ms against 98 ms at d = 16, 55 ms against 58 ms at d = 4); with two
+#: or three features the direct loop is as fast or faster (d = 2: 71 ms against 73 ms at
+#: k = 32, 313 ms against 317 ms at k = 256)
 _BLAS_WORK = (1 << 12) - 1
+_BLAS_WIDE_WORK = 63
+_BLAS_FEATURES = 4
 #: a slab's float64 costs take at most this many cells (BLAS: ``_BLAS_SLAB_CELLS``)
 _SLAB_CELLS = 1 << 16
 _BLAS_SLAB_CELLS = 1 << 18
@@ -128,16 +134,46 @@ def slack_workers(lanes: int, k: int) -> int:
 
 
 @njit(inline="always")
+def _centred_row(X, i, mean, z):  # pragma: no cover - compiled
+    """``z[:] = X[i] - mean`` (computed in float64, stored in z's dtype); returns the row's
+    squared norm from the float64 differences, summed in four interleaved chains (feature
+    ``t`` into chain ``t % 4``, then ``(s0 + s1) + (s2 + s3)``): a fixed order, so every
+    kernel gets the same number, and four independent additions at a time instead of one
+    chain that waits on each (the norms of 10^6 rows of 32 features: 27 ms -> 9 ms)."""
+    d = z.shape[0]
+    s0 = s1 = s2 = s3 = 0.0
+    t = 0
+    while t + 4 <= d:
+        z0 = np.float64(X[i, t]) - mean[t]
+        z1 = np.float64(X[i, t + 1]) - mean[t + 1]
+        z2 = np.float64(X[i, t + 2]) - mean[t + 2]
+        z3 = np.float64(X[i, t + 3]) - mean[t + 3]
+        z[t] = z0
+        z[t + 1] = z1
+        z[t + 2] = z2
+        z[t + 3] = z3
+        s0 += z0 * z0
+        s1 += z1 * z1
+        s2 += z2 * z2
+        s3 += z3 * z3
+        t += 4
+    while t < d:
+        zt = np.float64(X[i, t]) - mean[t]
+        z[t] = zt
+        s0 += zt * zt
+        t += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(inline="always")
 def _centred(X, lo, mean, xs):  # pragma: no cover - compiled
     """``xs[r] = X[lo + r] - mean`` (computed in float64, stored in xs's dtype) for the rows
-    of ``xs``; returns their squared norms (float64, from the float64 differences)."""
-    s, d = xs.shape
-    xsq = np.zeros(s)
+    of ``xs``; returns their squared norms (float64, from the float64 differences:
+    :func:`_centred_row`)."""
+    s = xs.shape[0]
+    xsq = np.empty(s)
     for r in range(s):
-        for t in range(d):
-            z = np.float64(X[lo + r, t]) - mean[t]
-            xs[r, t] = z
-            xsq[r] += z * z
+        xsq[r] = _centred_row(X, lo + r, mean, xs[r])
     return xsq
 
 
@@ -199,7 +235,8 @@ def prepared_centers(X: np.ndarray, centers: np.ndarray) -> tuple:
     mean = mu.mean(axis=0) if mu.shape[0] else np.zeros(mu.shape[1])
     mu_c = mu - mean
     mu_sq = np.einsum("ij,ij->i", mu_c, mu_c)
-    use_dot = bool(mu.shape[0] * mu.shape[1] > _BLAS_WORK)
+    k, d = mu.shape
+    use_dot = bool(k * d > _BLAS_WORK or (d >= _BLAS_FEATURES and k * d > _BLAS_WIDE_WORK))
     return np.ascontiguousarray(mu.T), np.ascontiguousarray(mu_c.T), mu_sq, mean, use_dot
 
 
@@ -210,33 +247,53 @@ _U64 = 2.0**-53
 
 class Screen(NamedTuple):
     """The centers as :func:`screened_slab_costs` takes them: :func:`prepared_centers`'s,
-    the centred centers in float32 (transposed, (d, k); empty without BLAS) and in float64
-    row by row ((k, d): a row's cost at one center, :func:`row_cost`), and the largest
-    centred center's norm.  The kernels take it as a plain tuple (``tuple(screen)``): a
-    class in a compiled signature is pickled into the kernel cache's index, which another
-    version of the package, without the class, could then not read."""
+    the centred centers in the BLAS product's dtype (transposed, (d, k): float32 when
+    ``screened``, else float64; empty without BLAS) and in float64 row by row ((k, d): a
+    row's cost at one center, :func:`row_cost`), the largest centred center's norm, and
+    whether the products are float32 (``screened``: the pass takes a fixed row's cost for the
+    objective, and a band row's candidates' costs, again in float64).  The kernels take it
+    as a plain tuple (``tuple(screen)``): a class in a compiled signature is pickled into the
+    kernel cache's index, which another version of the package, without the class, could
+    then not read."""
 
     mu_t: np.ndarray
     mu_ct: np.ndarray
-    mu_ct32: np.ndarray
+    mu_cb: np.ndarray
     mu_c: np.ndarray
     mu_sq: np.ndarray
     mean: np.ndarray
     use_dot: bool
     norm: float
+    screened: bool
+
+
+#: the exact pass's BLAS products are float32 from this many centers (and ``_BLAS_WORK``
+#: multiply-adds a row), float64 below.  With few columns float32 products are hardly
+#: faster (measured here, 10^6 x 32, k = 16: 39 ms against 41 ms for the costs) and they
+#: cost a second float64 cost per fixed row for the objective; float64 products also leave
+#: the band and the slack matrix as the float64 costs would (a screening bound about 10^-12
+#: of theirs instead of 10^-5 or so)
+_F64_PRODUCTS = 32
 
 
 def screened_centers(X: np.ndarray, centers: np.ndarray) -> Screen:
     """The centers as the exact pass and its labels pass take them (:class:`Screen`)."""
     mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
-    mu_ct32 = mu_ct.astype(np.float32) if use_dot else np.empty((0, 0), dtype=np.float32)
+    k, d = mu_ct.shape[1], mu_ct.shape[0]
+    screened = use_dot and k > _F64_PRODUCTS and k * d > _BLAS_WORK
+    if not use_dot:
+        mu_cb = np.empty((0, 0))
+    else:
+        mu_cb = mu_ct.astype(np.float32) if screened else mu_ct
     norm = float(np.sqrt(mu_sq.max(initial=0.0)))
-    return Screen(mu_t, mu_ct, mu_ct32, np.ascontiguousarray(mu_ct.T), mu_sq, mean, use_dot, norm)
+    mu_c = np.ascontiguousarray(mu_ct.T)
+    return Screen(mu_t, mu_ct, mu_cb, mu_c, mu_sq, mean, use_dot, norm, screened)
 
 
 @njit()
 def screened_slab_costs(X, lo, hi, sc, out, err):  # pragma: no cover - compiled
-    """:func:`slab_costs` with the BLAS product in float32 (twice as fast as float64), and
+    """:func:`slab_costs` with the BLAS product in the dtype of ``sc``'s centred centers
+    (float32 when ``screened``: twice as fast as float64 at large k; else float64), and
     ``err[r]`` a bound on the error that adds to the float64 costs' own, at every center.
 
     The exact step needs a row's costs only to tell its label, its gap and its slack-matrix
@@ -249,19 +306,21 @@ def screened_slab_costs(X, lo, hi, sc, out, err):  # pragma: no cover - compiled
     Higham, *Accuracy and Stability of Numerical Algorithms*, 3.1), and the roundings add
     ``2 u |z| |mu_j - m|``: with ``u = 2^-24``, the cost ``|z|^2 - 2 z.(mu_j - m) + |mu_j -
     m|^2`` is within ``2 (d + 4) u |z| max_j |mu_j - m|`` (``d u`` below 1 %), plus a few
-    float64 roundings of its terms.  Without BLAS: :func:`slab_costs`, ``err`` 0."""
+    float64 roundings of its terms.  Float64 products: the same bound with ``u = 2^-53``
+    (the rows' norms are :func:`row_cost`'s, summed in the same order).  Without BLAS:
+    :func:`slab_costs`, ``err`` 0."""
     s = hi - lo
-    mu_t, mu_ct, mu_ct32, _, mu_sq, mean, use_dot, norm = sc
+    mu_t, mu_ct, mu_cb, _, mu_sq, mean, use_dot, norm, screened = sc
     if not use_dot:
         slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, False, out)
         for r in range(s):
             err[r] = 0.0
         return
-    d, k = mu_ct32.shape
-    xs = np.empty((s, d), dtype=np.float32)
+    d, k = mu_cb.shape
+    xs = np.empty((s, d), dtype=mu_cb.dtype)
     xsq = _centred(X, lo, mean, xs)
-    prod = np.dot(xs, mu_ct32)
-    unit = 2.0 * (d + 4) * _U32
+    prod = np.dot(xs, mu_cb)
+    unit = 2.0 * (d + 4) * (_U32 if screened else _U64)
     for r in range(s):
         xn = math.sqrt(xsq[r])
         err[r] = unit * xn * norm + 8.0 * _U64 * (xn + norm) ** 2
@@ -271,17 +330,30 @@ def screened_slab_costs(X, lo, hi, sc, out, err):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
-def row_cost(X, i, j, sc):  # pragma: no cover - compiled
+def _dot_row(z, mu_c, j):  # pragma: no cover - compiled
+    """``z . mu_c[j]`` in float64, in :func:`_centred_row`'s four chains."""
+    d = z.shape[0]
+    s0 = s1 = s2 = s3 = 0.0
+    t = 0
+    while t + 4 <= d:
+        s0 += z[t] * mu_c[j, t]
+        s1 += z[t + 1] * mu_c[j, t + 1]
+        s2 += z[t + 2] * mu_c[j, t + 2]
+        s3 += z[t + 3] * mu_c[j, t + 3]
+        t += 4
+    while t < d:
+        s0 += z[t] * mu_c[j, t]
+        t += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(inline="always")
+def row_cost(X, i, j, sc, z):  # pragma: no cover - compiled
     """Row ``i``'s float64 cost at center ``j``: :func:`slab_costs`'s BLAS expansion, one
-    center (``sc``: a :class:`Screen` as a plain tuple)."""
-    _, _, _, mu_c, mu_sq, mean, _, _ = sc
-    xsq = 0.0
-    dot = 0.0
-    for t in range(mu_c.shape[1]):
-        z = np.float64(X[i, t]) - mean[t]
-        xsq += z * z
-        dot += z * mu_c[j, t]
-    c = xsq - 2.0 * dot + mu_sq[j]
+    center (``sc``: a :class:`Screen` as a plain tuple; ``z``: scratch of d float64)."""
+    _, _, _, mu_c, mu_sq, mean, _, _, _ = sc
+    xsq = _centred_row(X, i, mean, z)
+    c = xsq - 2.0 * _dot_row(z, mu_c, j) + mu_sq[j]
     return c if c > 0.0 else 0.0
 
 
@@ -289,18 +361,11 @@ def row_cost(X, i, j, sc):  # pragma: no cover - compiled
 def row_costs(X, i, columns, out, sc, z):  # pragma: no cover - compiled
     """Row ``i``'s float64 costs at the centers ``columns``, into ``out``: :func:`row_cost`
     at each (the same numbers), the row's centred coordinates taken once (into ``z``)."""
-    _, _, _, mu_c, mu_sq, mean, _, _ = sc
-    xsq = 0.0
-    for t in range(mu_c.shape[1]):
-        zt = np.float64(X[i, t]) - mean[t]
-        z[t] = zt
-        xsq += zt * zt
+    _, _, _, mu_c, mu_sq, mean, _, _, _ = sc
+    xsq = _centred_row(X, i, mean, z)
     for q in range(columns.shape[0]):
         j = columns[q]
-        dot = 0.0
-        for t in range(mu_c.shape[1]):
-            dot += z[t] * mu_c[j, t]
-        c = xsq - 2.0 * dot + mu_sq[j]
+        c = xsq - 2.0 * _dot_row(z, mu_c, j) + mu_sq[j]
         out[q] = c if c > 0.0 else 0.0
 
 

@@ -7,15 +7,27 @@ Block sizes above 4096 rows exercise the multi-lane accumulation of the compiled
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import ot
 import pytest
 from scipy.special import log_softmax, logsumexp, softmax
 
-from ballot_dask.exact_pass import band_costs, combine_passes, exact_pass, power_labels
+from ballot_dask.exact_pass import (
+    _BINS,
+    _EXP,
+    _SUB,
+    band_costs,
+    combine_passes,
+    exact_pass,
+    gap_bin,
+    power_labels,
+)
 from ballot_dask.kernels import (
     assignment_terms,
     cost_block,
+    prepared_centers,
     reduced_cost_labels,
     screened_centers,
 )
@@ -60,12 +72,13 @@ def test_cost_block_matches_pot_dist(dtype: type, m: int, k: int, d: int) -> Non
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("k, d", [(3, 5), (16, 16), (17, 16), (40, 7)])
+@pytest.mark.parametrize("k, d", [(3, 5), (9, 7), (16, 3), (17, 3), (40, 2)])
 def test_cost_block_sums_the_features_in_order(dtype: type, k: int, d: int) -> None:
     """Both loop orders of the direct costs (features outermost up to 16 centers, rows
-    outermost beyond) add ``(x_t - mu_t)^2`` over the features in their order, in float64:
-    bit for bit the same numbers as that sum written out, on slabs and row groups with a
-    remainder."""
+    outermost beyond; below 64 multiply-adds a row, or with fewer than four features) add
+    ``(x_t - mu_t)^2`` over the features in their order, in float64: bit for bit the same
+    numbers as that sum written out, on slabs and row groups with a remainder."""
+    assert not prepared_centers(np.zeros((1, d)), np.zeros((k, d)))[-1]  # the direct loop
     m = 4096 + 130
     X, centers = _problem(k + d, m, k, d, dtype)
     C = cost_block(X, centers)
@@ -408,7 +421,7 @@ def test_split_block_gives_the_same_summaries(dtype: type, split: int) -> None:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m, k, d", [(500, 4, 3), (9000, 7, 2), (40000, 64, 24)])
+@pytest.mark.parametrize("m, k, d", [(500, 4, 3), (9000, 7, 2), (40000, 64, 24), (40000, 64, 3)])
 def test_exact_pass_matches_numpy(dtype: type, m: int, k: int, d: int) -> None:
     """Band = rows whose top-two gap is at most theta; every other row summarised at its
     power-diagram label: counts, sums, objective and slack matrix, against numpy."""
@@ -454,6 +467,32 @@ def test_exact_pass_matches_numpy(dtype: type, m: int, k: int, d: int) -> None:
     np.testing.assert_array_equal(got, want)
 
 
+def _frexp_bin(gap: float) -> int:
+    """The gap histogram's bin as its definition states it, through ``math.frexp``."""
+    if not gap > 0.0:
+        return 0
+    if gap == math.inf:
+        return _BINS - 1
+    m, e = math.frexp(gap)
+    octave = min(max(e + _EXP, 1), 2 * _EXP)
+    return 1 + (octave - 1) * _SUB + min(int((m - 0.5) * 2 * _SUB), _SUB - 1)
+
+
+def test_gap_bins_read_from_the_bits_are_frexps() -> None:
+    """The pass reads a gap's bin from its float's bits: the same bin as the definition
+    through ``frexp``, on octave and quarter edges, subnormals, the extremes and random
+    gaps over the whole range."""
+    rng = np.random.default_rng(8)
+    edges = [math.ldexp(1.0 + q / 4, e) for e in range(-1080, 1024) for q in range(4)]
+    around = [np.nextafter(g, 0.0) for g in edges] + [np.nextafter(g, math.inf) for g in edges]
+    special = [0.0, -0.0, -1.0, math.nan, math.inf, 5e-324, 2.2250738585072014e-308,
+               2.225073858507201e-308, 1.7976931348623157e308, 1e-310, 3e-320]  # fmt: skip
+    randoms = list(np.exp(rng.uniform(-740.0, 709.0, 20_000)))
+    randoms += list(rng.uniform(0.0, 1e-308, 2_000))  # subnormal and near
+    for gap in edges + around + special + randoms:
+        assert gap_bin(float(gap)) == _frexp_bin(float(gap)), gap
+
+
 def test_exact_pass_cap_and_ties() -> None:
     # identical rows tie exactly: they are always in the band (while it has room); beyond its
     # cap the rest are fixed, and the summaries account for every row
@@ -468,18 +507,21 @@ def test_exact_pass_cap_and_ties() -> None:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_screened_exact_pass_is_bounded_by_the_float64_costs(dtype: type) -> None:
-    """Where costs go through BLAS, the pass takes the product in float32: every fixed row
-    still has its float64 label, objective and candidates' costs, its slack-matrix row is a
-    lower bound within the screening error, and rows near a tie go to the band.  On a grid
-    of points (many near-ties) with random potentials."""
-    m, k, d = 20_000, 128, 48
+@pytest.mark.parametrize("k", [128, 16])
+def test_screened_exact_pass_is_bounded_by_the_float64_costs(dtype: type, k: int) -> None:
+    """Where costs go through BLAS, the pass takes the product in float32 from 33 centers
+    (float64 below): every fixed row still has its float64 label, objective and
+    candidates' costs, its slack-matrix row is a lower bound within the screening error,
+    and rows near a tie go to the band.  On a grid of points (many near-ties) with random
+    potentials."""
+    m, d = 20_000, 48
     rng = np.random.default_rng(5)
     X = np.round(rng.uniform(0, 1, (m, d)) * 8) / 8 + 1e-6 * rng.standard_normal((m, d))
     X = X.astype(dtype)
     centers = X[rng.choice(m, k, replace=False)].astype(np.float64) + 0.01
     sc = screened_centers(X, centers)
-    assert sc.use_dot  # the float32 product
+    assert sc.use_dot and sc.screened == (k > 32)  # BLAS; float32 products from 33 centers
+    unit = 2.0**-24 if sc.screened else 2.0**-53
     mu = centers.astype(dtype).astype(np.float64)
     C = ot.dist(X.astype(np.float64), mu)
     v = rng.normal(0, 0.05, k)
@@ -492,12 +534,13 @@ def test_screened_exact_pass_is_bounded_by_the_float64_costs(dtype: type) -> Non
     mean = mu.mean(axis=0)
     z = float(np.linalg.norm(X.astype(np.float64) - mean, axis=1).max())
     norm = float(np.linalg.norm(mu - mean, axis=1).max())
-    err = 2 * (d + 4) * 2.0**-24 * z * norm + 8 * 2.0**-53 * (z + norm) ** 2
+    err = 2 * (d + 4) * unit * z * norm + 8 * 2.0**-53 * (z + norm) ** 2
     own = 1e-12 * float(C.max())
     res = exact_pass(X, centers, v, theta, m, width=32)
     band = res.rows
     fixed = np.setdiff1d(np.arange(m), band)
     assert np.isin(np.flatnonzero(gaps <= theta - 2 * err - own), band).all()
+    assert np.all(gaps[band] <= theta + 2 * err + own)  # and no row much farther
     assert np.all(gaps[fixed] > 0.0)  # no fixed row hangs on a tie
     lab = labels[fixed]
     np.testing.assert_array_equal(res.counts, np.bincount(lab, minlength=k))
