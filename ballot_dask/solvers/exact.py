@@ -242,13 +242,18 @@ def solve_exact(
             if shifting and search.shifts < _MAX_SHIFTS
             else 0.0
         )
+        # a threshold decides the band (up to the budget): a band cut at the rows asked for
+        # would leave rows within the threshold out, at random, and the step would need
+        # another pass (the threshold's estimate of the rows below it is rough); with no
+        # threshold the band is the first rows asked for
+        cap = search.wanted if search.theta == math.inf else max(search.wanted, search.limit)
         band = blocks.reduce_x(
             _pass_kernel,
             combine_passes,
             blocks.centers,
             search.potentials,
             search.theta,
-            search.wanted,
+            cap,
             n,
             options.max_band is not None,
             width,
