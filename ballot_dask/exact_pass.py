@@ -56,6 +56,7 @@ from .kernels import (
     screened_centers,
     screened_slab_costs,
     slab_rows,
+    slab_work,
     slack_workers,
 )
 
@@ -255,20 +256,6 @@ def _settle(
     return a
 
 
-@njit(inline="always")
-def _work(slab, sc):  # pragma: no cover - compiled
-    """A thread's buffers for :func:`~ballot_dask.kernels.screened_slab_costs` (centred
-    rows, their norms and the BLAS products, in the products' dtype; empty without BLAS)."""
-    mu_cb = sc[2]
-    d, k = mu_cb.shape
-    rows = slab if sc[6] else 0
-    return (
-        np.empty((rows, d), dtype=mu_cb.dtype),
-        np.empty(rows),
-        np.empty((rows, k), dtype=mu_cb.dtype),
-    )
-
-
 @njit(parallel=True)
 def _exact_pass(
     X, W, sc, v, theta, cap, lanes, slab, width, scale, allow
@@ -298,7 +285,7 @@ def _exact_pass(
         C = np.empty((slab, k))
         E = np.empty(slab)
         z = np.empty(d)
-        work = _work(slab, sc)
+        work = slab_work(slab, sc)
         for lane in range(w, n_lanes, n_workers):
             red = np.empty(width + 1)
             col = np.empty(width + 1, dtype=np.int64)
@@ -485,7 +472,7 @@ def _labels_pass(X, sc, v, rows, fixed, out, lanes, slab):  # pragma: no cover
     for w in numba.prange(n_workers):  # one cost buffer per thread, not per lane
         C = np.empty((slab, k))
         E = np.empty(slab)
-        work = _work(slab, sc)
+        work = slab_work(slab, sc)
         for lane in range(w, n_lanes, n_workers):
             lane_end = min(m, (lane + 1) * step)
             p = np.searchsorted(rows, lane * step)

@@ -250,18 +250,19 @@ _U64 = 2.0**-53
 
 class Screen(NamedTuple):
     """The centers as :func:`screened_slab_costs` takes them: :func:`prepared_centers`'s,
-    the centred centers in the BLAS product's dtype (transposed, (d, k): float32 when
-    ``screened``, else float64; empty without BLAS) and in float64 row by row ((k, d): a
-    row's cost at one center, :func:`row_cost`), the largest centred center's norm, and
-    whether the products are float32 (``screened``: the pass takes a fixed row's cost for the
-    objective, and a band row's candidates' costs, again in float64).  The kernels take it
-    as a plain tuple (``tuple(screen)``): a class in a compiled signature is pickled into the
-    kernel cache's index, which another version of the package, without the class, could
-    then not read."""
+    the centred centers in float32 (transposed, (d, k); empty unless ``screened``) and in
+    float64 row by row ((k, d): a row's cost at one center, :func:`row_cost`), the largest
+    centred center's norm, and whether the BLAS products are float32 (``screened``: the pass
+    then takes a fixed row's cost for the objective, and a band row's candidates' costs,
+    again in float64; else float64 products, on ``mu_ct``).  The kernels take it as a plain
+    tuple (``tuple(screen)``): a class in a compiled signature is pickled into the kernel
+    cache's index, which another version of the package, without the class, could then not
+    read.  Its types are the same whatever the products' dtype: one compiled kernel per
+    dtype of X (each takes about 20 s to compile)."""
 
     mu_t: np.ndarray
     mu_ct: np.ndarray
-    mu_cb: np.ndarray
+    mu_ct32: np.ndarray
     mu_c: np.ndarray
     mu_sq: np.ndarray
     mean: np.ndarray
@@ -284,19 +285,47 @@ def screened_centers(X: np.ndarray, centers: np.ndarray) -> Screen:
     mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
     k, d = mu_ct.shape[1], mu_ct.shape[0]
     screened = use_dot and k > _F64_PRODUCTS and k * d > _BLAS_WORK
-    if not use_dot:
-        mu_cb = np.empty((0, 0))
-    else:
-        mu_cb = mu_ct.astype(np.float32) if screened else mu_ct
+    mu_ct32 = mu_ct.astype(np.float32) if screened else np.empty((0, 0), dtype=np.float32)
     norm = float(np.sqrt(mu_sq.max(initial=0.0)))
     mu_c = np.ascontiguousarray(mu_ct.T)
-    return Screen(mu_t, mu_ct, mu_cb, mu_c, mu_sq, mean, use_dot, norm, screened)
+    return Screen(mu_t, mu_ct, mu_ct32, mu_c, mu_sq, mean, use_dot, norm, screened)
+
+
+@njit(inline="always")
+def slab_work(slab, sc):  # pragma: no cover - compiled
+    """A thread's buffers for :func:`screened_slab_costs`: centred rows, their norms and the
+    BLAS products, float64 ``(xs, xs32, xsq, prod, prod32)``; only those of the products'
+    dtype have rows (none without BLAS)."""
+    d, k = sc[1].shape
+    use_dot, screened = sc[6], sc[8]
+    wide = slab if use_dot and not screened else 0
+    narrow = slab if screened else 0
+    return (
+        np.empty((wide, d)),
+        np.empty((narrow, d), dtype=np.float32),
+        np.empty(slab if use_dot else 0),
+        np.empty((wide, k)),
+        np.empty((narrow, k), dtype=np.float32),
+    )
+
+
+@njit(inline="always")
+def _bounded_costs(xsq, prod, mu_sq, norm, unit, s, out, err):  # pragma: no cover - compiled
+    """The slab's costs from its norms and products, and each row's bound (see
+    :func:`screened_slab_costs`)."""
+    k = mu_sq.shape[0]
+    for r in range(s):
+        xn = math.sqrt(xsq[r])
+        err[r] = unit * xn * norm + 8.0 * _U64 * (xn + norm) ** 2
+        for j in range(k):
+            c = xsq[r] - 2.0 * np.float64(prod[r, j]) + mu_sq[j]
+            out[r, j] = c if c > 0.0 else 0.0
 
 
 @njit()
 def screened_slab_costs(X, lo, hi, sc, out, err, work):  # pragma: no cover - compiled
-    """:func:`slab_costs` with the BLAS product in the dtype of ``sc``'s centred centers
-    (float32 when ``screened``: twice as fast as float64 at large k; else float64), and
+    """:func:`slab_costs` with the BLAS product in float32 when ``sc`` is ``screened``
+    (twice as fast as float64 at large k), else in float64, and
     ``err[r]`` a bound on the error that adds to the float64 costs' own, at every center.
 
     The exact step needs a row's costs only to tell its label, its gap and its slack-matrix
@@ -311,25 +340,22 @@ def screened_slab_costs(X, lo, hi, sc, out, err, work):  # pragma: no cover - co
     m|^2`` is within ``2 (d + 4) u |z| max_j |mu_j - m|`` (``d u`` below 1 %), plus a few
     float64 roundings of its terms.  Float64 products: the same bound with ``u = 2^-53``
     (the rows' norms are :func:`row_cost`'s, summed in the same order).  Without BLAS:
-    :func:`slab_costs`, ``err`` 0.  ``work``: the thread's buffers ``(xs, xsq, prod)`` of
-    :func:`_slab_products`, in ``mu_cb``'s dtype (BLAS only)."""
+    :func:`slab_costs`, ``err`` 0.  ``work``: the thread's :func:`slab_work`."""
     s = hi - lo
-    mu_t, _, mu_cb, _, mu_sq, mean, use_dot, norm, screened = sc
-    if not use_dot:  # (mu_cb and work: of one dtype, as slab_costs types its BLAS branch)
-        slab_costs(X, lo, hi, mu_t, mu_cb, mu_sq, mean, False, out, work)
+    mu_t, mu_ct, mu_ct32, _, mu_sq, mean, use_dot, norm, screened = sc
+    xs, xs32, xsq, prod, prod32 = work
+    if not use_dot:
+        slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, False, out, (xs, xsq, prod))
         for r in range(s):
             err[r] = 0.0
         return
-    d, k = mu_cb.shape
-    xs, xsq, prod = work
-    _slab_products(X, lo, s, mean, mu_cb, xs, xsq, prod)
-    unit = 2.0 * (d + 4) * (_U32 if screened else _U64)
-    for r in range(s):
-        xn = math.sqrt(xsq[r])
-        err[r] = unit * xn * norm + 8.0 * _U64 * (xn + norm) ** 2
-        for j in range(k):
-            c = xsq[r] - 2.0 * np.float64(prod[r, j]) + mu_sq[j]
-            out[r, j] = c if c > 0.0 else 0.0
+    d = mu_ct.shape[0]
+    if screened:
+        _slab_products(X, lo, s, mean, mu_ct32, xs32, xsq, prod32)
+        _bounded_costs(xsq, prod32, mu_sq, norm, 2.0 * (d + 4) * _U32, s, out, err)
+    else:
+        _slab_products(X, lo, s, mean, mu_ct, xs, xsq, prod)
+        _bounded_costs(xsq, prod, mu_sq, norm, 2.0 * (d + 4) * _U64, s, out, err)
 
 
 @njit(inline="always")
