@@ -294,8 +294,8 @@ def screened_centers(X: np.ndarray, centers: np.ndarray) -> Screen:
 @njit(inline="always")
 def slab_work(slab, sc):  # pragma: no cover - compiled
     """A thread's buffers for :func:`screened_slab_costs`: centred rows, their norms and the
-    BLAS products, float64 ``(xs, xs32, xsq, prod, prod32)``; only those of the products'
-    dtype have rows (none without BLAS)."""
+    BLAS products ``(xs, xs32, xsq, prod, prod32)`` (the ``32`` ones float32, the others
+    float64); only those of the products' dtype have rows (none without BLAS)."""
     d, k = sc[1].shape
     use_dot, screened = sc[6], sc[8]
     wide = slab if use_dot and not screened else 0
