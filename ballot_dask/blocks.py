@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 import psutil
 
+from .costs import cost_block
 from .exact_pass import PAIR_MAX_CLUSTERS
-from .kernels import cost_block
 from .sparse import column_stats, is_sparse, nbytes
 
 

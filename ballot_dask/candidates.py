@@ -32,12 +32,12 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from .costs import cost_block
 from .jit import njit
 from .kernels import (
     _n_lanes,
     _threads_for,
     assignment_terms,
-    cost_block,
     reduced_cost_labels,
     reduced_cost_runner_up,
 )

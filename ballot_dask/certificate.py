@@ -25,8 +25,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .capacities import Capacities
+from .costs import cost_block
 from .jit import njit
-from .kernels import assignment_terms, cost_block
+from .kernels import assignment_terms
 
 
 @dataclass(frozen=True)

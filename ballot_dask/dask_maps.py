@@ -11,8 +11,8 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from .costs import cost_block
 from .dask_tasks import kernel_threads, require_finite
-from .kernels import cost_block
 from .plan_kernels import plan_rows
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from . import config
 from .blocks import sampled_rows
 from .compiler_pages import release_compiler_pages
-from .kernels import cost_block
+from .costs import cost_block
 from .sparse import as_csr, column_stats, is_sparse, nbytes, nonfinite_row, stack_rows
 
 __all__ = [

@@ -118,7 +118,8 @@ _MODEL_NAMES = {"gmm": "balanced Gaussian mixture", "ball": "balanced stochastic
 
 def _nearest(block: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Labels of the nearest center (a chunk's task)."""
-    from .kernels import cost_block, reduced_cost_labels
+    from .costs import cost_block
+    from .kernels import reduced_cost_labels
 
     costs = cost_block(np.ascontiguousarray(block), centers.astype(block.dtype))
     return reduced_cost_labels(costs, np.zeros(centers.shape[0]))[0].astype(np.intp)

@@ -4,7 +4,7 @@ Costs are computed slab by slab inside the pass (a few thousand rows at a time: 
 of squared differences for small ``k * d`` or fewer than four features; beyond, a BLAS
 product, float64 up to 32 clusters and float32 from 33 with ``k * d`` of 4096 or more, each
 row's costs within a proven bound of the float64 ones,
-:func:`~ballot_dask.kernels.screened_slab_costs`)
+:func:`~ballot_dask.costs.screened_slab_costs`)
 and never stored, so a task's memory is bounded by the slab, not by the block.  For every row,
 the labels under the potentials ``v`` and the top-two reduced-cost gap decide (a gap within
 twice the row's bound counts as a tie: the row goes to the band):
@@ -41,6 +41,15 @@ import numpy as np
 from scipy.sparse import issparse
 
 from .candidates import _BUFFER, top_columns
+from .costs import (
+    cost_block,
+    row_cost,
+    row_costs,
+    screened_centers,
+    screened_slab_costs,
+    slab_rows,
+    slab_work,
+)
 from .jit import njit
 from .kernels import (
     _CHAINS_FROM,
@@ -48,15 +57,8 @@ from .kernels import (
     _best_two_chains,
     _best_two_scan,
     _threads_for,
-    cost_block,
     lane_workers,
     pass_lanes,
-    row_cost,
-    row_costs,
-    screened_centers,
-    screened_slab_costs,
-    slab_rows,
-    slab_work,
     slack_workers,
 )
 
@@ -198,7 +200,7 @@ def _settle(
     C, r, i, v, bounds, lane, counts, mass, wi, e, slack, obj, band, taken, hist, pairs
 ):  # pragma: no cover - compiled
     """Row ``i`` of the block, whose costs are ``C[r]`` (each within ``e`` of the float64
-    costs: :func:`~ballot_dask.kernels.screened_slab_costs`) and weight ``wi``: into the
+    costs: :func:`~ballot_dask.costs.screened_slab_costs`) and weight ``wi``: into the
     lane's band (returns -1), or fixed at its label ``a`` (returns ``a``) with its count,
     weight, weighted cost and slack-matrix row added (the row's slack less ``2 e``: a lower
     bound; a gap within ``2 e`` puts the row in the band, as a tie does).  The caller adds

@@ -27,8 +27,9 @@ from numpy.typing import ArrayLike
 from ._validation import check_choice, check_positive
 from .assign import AssignmentResult, balanced_assign
 from .capacities import Capacities, apportion
+from .costs import cost_block
 from .dask_maps import map_chosen_costs, map_costs, map_labels, map_plan_rows
-from .kernels import cost_block, reduced_cost_labels
+from .kernels import reduced_cost_labels
 from .plan_kernels import plan_rows
 from .weights import check_sample_weight
 

@@ -28,6 +28,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from .costs import slab_rows
 from .exact_pass import _BINS, ExactPass, _label_slab, _lane_cap, _settle, _weight_array
 from .jit import njit
 from .kernels import (
@@ -37,7 +38,6 @@ from .kernels import (
     lane_workers,
     pass_lanes,
     reduced_cost_labels,
-    slab_rows,
     slack_workers,
 )
 from .plan_kernels import _rounded_row
@@ -154,7 +154,7 @@ def _csr_costs(indptr, indices, data, mu_t, mu_sq, out, slab):  # pragma: no cov
 
 
 def cost_block_csr(X: Any, centers: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`~ballot_dask.kernels.cost_block` of a sparse block (float64, (m, k))."""
+    """:func:`~ballot_dask.costs.cost_block` of a sparse block (float64, (m, k))."""
     X = as_csr(X)
     shape = (X.shape[0], centers.shape[0])
     if out is None or out.shape != shape or out.dtype != np.float64:

@@ -16,7 +16,7 @@ from sklearn.cluster import kmeans_plusplus
 from ballot_dask import balanced_assign, certify, resolve_capacities
 from ballot_dask.blocks import RowBlocks
 from ballot_dask.capacities import Capacities
-from ballot_dask.kernels import cost_block
+from ballot_dask.costs import cost_block
 from ballot_dask.solvers import SolverOptions
 from ballot_dask.solvers.exact import solve_exact
 from ballot_dask.solvers.paths import DONE, STUCK, successive_shortest_paths

@@ -17,9 +17,9 @@ PACKAGE = Path(ballot_dask.__file__).resolve().parent
 # compiles one small kernel and prints where the cache went
 SCRIPT = """
 import numpy as np
-from ballot_dask import kernels
+from ballot_dask import costs
 from ballot_dask.jit import cache_dir
-kernels.cost_block(np.ones((3, 2)), np.zeros((2, 2)))
+costs.cost_block(np.ones((3, 2)), np.zeros((2, 2)))
 print(cache_dir())
 """
 

@@ -14,6 +14,7 @@ import ot
 import pytest
 from scipy.special import log_softmax, logsumexp, softmax
 
+from ballot_dask.costs import cost_block, prepared_centers, screened_centers
 from ballot_dask.exact_pass import (
     _BINS,
     _EXP,
@@ -24,13 +25,7 @@ from ballot_dask.exact_pass import (
     gap_bin,
     power_labels,
 )
-from ballot_dask.kernels import (
-    assignment_terms,
-    cost_block,
-    prepared_centers,
-    reduced_cost_labels,
-    screened_centers,
-)
+from ballot_dask.kernels import assignment_terms, reduced_cost_labels
 from ballot_dask.plan_kernels import _HESSIAN_FLOOR, entropic_terms, rounded_plan_terms
 
 DTYPES = [np.float32, np.float64]

@@ -10,7 +10,7 @@ import pytest
 from references import emd_optimum, lp_optimum
 
 from ballot_dask import resolve_capacities
-from ballot_dask.kernels import cost_block
+from ballot_dask.costs import cost_block
 from ballot_dask.solvers.exact import imbalance
 from ballot_dask.solvers.paths import DONE, successive_shortest_paths
 

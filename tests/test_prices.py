@@ -12,7 +12,8 @@ from sklearn.cluster import kmeans_plusplus
 from ballot_dask import resolve_capacities
 from ballot_dask.blocks import RowBlocks
 from ballot_dask.capacities import Capacities
-from ballot_dask.kernels import cost_block, reduced_cost_labels, reduced_cost_runner_up
+from ballot_dask.costs import cost_block
+from ballot_dask.kernels import reduced_cost_labels, reduced_cost_runner_up
 from ballot_dask.solvers import SolverOptions, exact, prices
 from ballot_dask.solvers.exact import imbalance, solve_exact
 from ballot_dask.solvers.paths import DONE, successive_shortest_paths
