@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import ot
 import pytest
@@ -26,7 +27,15 @@ from ballot_dask.exact_pass import (
     power_labels,
 )
 from ballot_dask.kernels import assignment_terms, reduced_cost_labels
-from ballot_dask.plan_kernels import _HESSIAN_FLOOR, entropic_terms, rounded_plan_terms
+from ballot_dask.plan_kernels import (
+    _DENSE_HESSIAN_K,
+    _HESSIAN_FLOOR,
+    _exp_parts,
+    entropic_moment_terms,
+    entropic_terms,
+    plan_moments,
+    rounded_plan_terms,
+)
 
 DTYPES = [np.float32, np.float64]
 # float32 cost blocks are rounded to ~6e-8 relative before any float64 accumulation
@@ -160,14 +169,16 @@ def _entropic_reference(C: np.ndarray, v: np.ndarray, eps: float):
     lse = logsumexp(Z, axis=1)
     logP = log_softmax(Z, axis=1)
     P = softmax(Z, axis=1)
-    # the Hessian leaves out a row's entries at or below the floor (their products are tiny)
-    Q = np.where(P > _HESSIAN_FLOOR, P, 0.0)
+    # beyond _DENSE_HESSIAN_K clusters the Hessian alone leaves out a row's entries at or
+    # below the floor (their products are tiny); up to it, every entry counts
+    floor = _HESSIAN_FLOOR if C.shape[1] > _DENSE_HESSIAN_K else 0.0
+    Q = np.where(P > floor, P, 0.0)
     return -eps * lse.sum(), logsumexp(logP, axis=0), Q.T @ Q, P
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("eps", [10.0, 1.0, 1e-2])
-@pytest.mark.parametrize("m, k", [(1, 1), (40, 3), (700, 8), (9000, 5)])
+@pytest.mark.parametrize("m, k", [(1, 1), (40, 3), (700, 8), (9000, 5), (600, 80)])
 def test_entropic_terms_match_logsumexp_softmax(dtype: type, eps: float, m: int, k: int) -> None:
     X, centers = _problem(m * k, m, k, 3, dtype)
     C = cost_block(X, centers)
@@ -183,7 +194,8 @@ def test_entropic_terms_match_logsumexp_softmax(dtype: type, eps: float, m: int,
     # Laplacian whose rows sum to 0, up to the entries left out below the floor (diagonally
     # dominant, so still semidefinite)
     hess = -(np.diag(np.exp(logcol)) - ptp) / eps
-    np.testing.assert_allclose(hess.sum(axis=1), 0.0, atol=(1e-9 + k * _HESSIAN_FLOOR) * m / eps)
+    floor = _HESSIAN_FLOOR if k > _DENSE_HESSIAN_K else 0.0
+    np.testing.assert_allclose(hess.sum(axis=1), 0.0, atol=(1e-9 + k * floor) * m / eps)
     assert np.linalg.eigvalsh(hess).max() <= 1e-9 * m / eps
     # without the Hessian: same value and column sums
     value2, logcol2, none = entropic_terms(C, v, eps, hessian=False)
@@ -222,6 +234,75 @@ def test_entropic_terms_column_that_never_wins_keeps_its_mass() -> None:
     eps = 1e-2
     _, logcol, _ = entropic_terms(C, np.zeros(2), eps)
     np.testing.assert_allclose(logcol, [np.log(50), np.log(50) - 100.0 / eps], rtol=1e-12)
+
+
+def test_exp_parts_are_within_an_ulp_of_libm() -> None:
+    """The plan's branch-free exponential (a Cody-Waite reduction and a degree-13 Taylor
+    polynomial) against libm's over its whole range, with the octave edges and the ends."""
+
+    @numba.njit
+    def through(z):  # pragma: no cover - compiled
+        out = np.empty_like(z)
+        bits = np.empty(1, dtype=np.int64)
+        for i in range(z.shape[0]):
+            q, bits[0] = _exp_parts(z[i])
+            out[i] = q * bits.view(np.float64)[0]
+        return out
+
+    rng = np.random.default_rng(0)
+    edges = -np.log(2.0) * (np.arange(1022) + 0.5)
+    z = np.concatenate(
+        [
+            -rng.random(200_000) * 708.0,
+            -rng.random(100_000) * 2.0,
+            edges,
+            np.nextafter(edges, 0.0),
+            np.nextafter(edges, -np.inf),
+            [0.0, -0.0, -1e-300, -708.0, -707.99],
+        ]
+    )
+    z = z[z >= -708.0]
+    got, ref = through(z), np.exp(z)
+    assert np.all(np.abs(got - ref) <= np.spacing(ref))
+    assert through(np.array([-750.0]))[0] == through(np.array([-708.0]))[0]  # taken as -708
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, k, d", [(1, 1, 2), (700, 3, 5), (40_000, 16, 16), (3_000, 80, 4)])
+def test_entropic_moment_terms_match_the_dense_plan(dtype: type, m: int, k: int, d: int) -> None:
+    """One sweep's value, column sums, Hessian and plan moments (slab products through BLAS,
+    slabs and lanes spanning the block) against the plan in NumPy, every entry counted; the
+    same numbers on one thread as on two."""
+    X, centers = _problem(m + k, m, k, d, dtype)
+    C = cost_block(X, centers)
+    v = _potentials(k, k)
+    eps = 0.3 * float(np.median(C))
+    value, logcol, ptp, (px, pc, column_costs, coords) = entropic_moment_terms(X, C, v, eps)
+    ref_value, ref_logcol, _, P = _entropic_reference(C, v, eps)
+    scale = np.abs(C).max() * m
+    assert value == pytest.approx(ref_value, rel=1e-12, abs=1e-12 * eps * m)
+    np.testing.assert_allclose(logcol, ref_logcol, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ptp, P.T @ P, rtol=1e-11, atol=1e-13 * m)
+    x64 = X.astype(np.float64)
+    np.testing.assert_allclose(px, P.T @ x64, rtol=1e-11, atol=1e-13 * np.abs(x64).max() * m)
+    np.testing.assert_allclose(pc, P.T @ C, rtol=1e-11, atol=1e-14 * scale)
+    np.testing.assert_allclose(column_costs, C.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(coords, x64.sum(axis=0), rtol=1e-12, atol=1e-12 * m)
+    # the moments agree with their slab-by-slab NumPy twin (the CSR rows' path)
+    for got, want in zip((px, pc, column_costs, coords), plan_moments(X, C, v, eps), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13 * scale)
+    # the lanes, not the threads, decide the order of every sum
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        again = entropic_moment_terms(X, C, v, eps)
+    finally:
+        numba.set_num_threads(previous)
+    assert again[0] == value
+    np.testing.assert_array_equal(again[1], logcol)
+    np.testing.assert_array_equal(again[2], ptp)
+    for got, want in zip(again[3], (px, pc, column_costs, coords), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 # --------------------------------------------------------------------------- assignment terms
