@@ -13,7 +13,9 @@ regularisation).  ``e`` is scaled down by factors of at most 8 from a value at w
 spreads over many columns (Newton converges from anywhere there), each stage warm-starting the
 next.  A warm start (the previous Lloyd step's potentials) goes to ``e = eps`` at once; where
 its steps crawl (separated clusters: the potentials must cross empty space, where the plan has
-almost no curvature) the stage gives up after a few passes and is staged from the top.
+almost no curvature) the stage gives up after a few passes and is staged from the top.  With
+the engine's row sample at hand, a cold start (or a warm one far off or crawling) solves the
+sample's problem first, in memory, and X's last stage starts from its potentials.
 """
 
 from __future__ import annotations
@@ -154,6 +156,7 @@ def entropic_potentials(
     max_passes: int,
     warm: bool = False,
     moments: bool = False,
+    sample: Blocks | None = None,
 ) -> EntropicPlan:
     """The potentials of the entropic problem at ``eps``, by Newton stages with ``e`` from
     ``start`` down to ``eps`` (equal factors of at most 8); the last stage stops at column
@@ -161,7 +164,15 @@ def entropic_potentials(
 
     A ``warm`` start (potentials of a nearby problem, e.g. the previous Lloyd iteration) is
     evaluated at ``eps`` first and goes straight to the last stage when its column error is
-    within 5 % of ``n``; otherwise it is staged from ``start`` like a cold one.
+    within half of ``n``; otherwise it is staged from ``start`` like a cold one.
+
+    ``sample``: an engine over a row sample of X held in memory (its centers set), or
+    ``None``.  The same problem on the sample (its column targets scaled to its rows) has
+    nearly the same potentials, within its sampling error, and a pass over it costs a
+    fraction of one over X.  A cold start then solves the sample first, staged from
+    ``start``, and starts X's last stage from its potentials; so does a warm start far off or
+    whose steps crawl, before it is staged from the top.  The sample's passes are counted as
+    one in ``blocks.passes.sample`` each time.
 
     Returns the :class:`EntropicPlan`; with ``moments``, the passes at ``eps`` also measure
     the plan's moments, and the plan carries those of its potentials (so that its rounding
@@ -170,10 +181,28 @@ def entropic_potentials(
     n = float(target.sum())
     bound = max(start, eps)
     passes = 0
-    state = None
-    if warm:
+
+    def from_sample(rows: Blocks, v0: np.ndarray) -> np.ndarray:
+        """The same problem's potentials on the sample (targets and tolerance scaled to its
+        rows), from ``v0``: one pass over the sample in ``blocks.passes``."""
+        share = rows.n_samples / n
+        blocks.passes.sample += 1
+        return entropic_potentials(
+            rows,
+            target * share,
+            v0,
+            eps,
+            start=start,
+            tol=tol * share,
+            max_passes=max_passes,
+            warm=bool(np.any(v0 != 0)),
+        ).potentials
+
+    if sample is not None and not warm:
+        v, warm, sample = from_sample(sample, v), True, None
+    while warm:
         state = _evaluate(blocks, target, v, eps, moments)
-        passes = 1
+        passes += 1
         if np.abs(target - _column_sums(state[1])).sum() <= _WARM_TOL * n:
             plan = newton_stage(
                 blocks,
@@ -181,7 +210,7 @@ def entropic_potentials(
                 v,
                 eps,
                 tol=tol,
-                max_steps=max_passes,
+                max_steps=max_passes - passes,
                 bound=bound,
                 state=state,
                 moments=moments,
@@ -191,9 +220,12 @@ def entropic_potentials(
             if np.abs(target - plan.column_sums).sum() <= tol or passes >= max_passes:
                 return plan._replace(passes=passes)
             # the steps crawl at eps (separated clusters: the potentials must cross empty
-            # space, where the plan has almost no curvature): staged from the top, from here
+            # space, where the plan has almost no curvature)
             v = plan.potentials
-        state = None
+        if sample is None or passes >= max_passes:
+            break  # staged from the top, from here
+        # far off, or crawling: the sample's problem first (a fraction of a pass a pass)
+        v, sample = from_sample(sample, v), None
     # equal factors of at most _SCALE from ``start`` to ``eps``
     count = max(0, int(np.ceil(np.log(max(start, eps) / eps) / np.log(_SCALE) - 1e-9)))
     stages = [eps * (max(start, eps) / eps) ** (i / count) for i in range(count, 0, -1)]

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..blocks import Blocks
+from ..blocks import Blocks, RowBlocks
 from ..capacities import Capacities
 from ..plan_kernels import combine_entropic, entropic_terms, rounded_plan_terms
 from .base import RoundedLabels, SolverOptions, StepOutcome, cost_scale, mean_cost
@@ -44,6 +44,20 @@ _NEWTON_MAX_K = 512
 def _column_logsums(blocks: Blocks, v: np.ndarray, eps: float) -> np.ndarray:
     """One pass: ``log sum_i P_ij`` for every column of the plan at ``v``."""
     return blocks.reduce(entropic_terms, combine_entropic, v, eps, False)[1]
+
+
+def _sample_blocks(blocks: Blocks) -> RowBlocks | None:
+    """The engine's row sample (:meth:`~ballot_dask.blocks.Blocks.sample`, held in memory) as
+    an engine at the current centers, for the Newton solver's first potentials; ``None``
+    without one (few rows) or with sample weights (the sample's rows have none)."""
+    if blocks.weights is not None:
+        return None
+    rows = blocks.sample()
+    if rows is None:
+        return None
+    sample = RowBlocks(rows)
+    sample.set_centers(blocks.centers)
+    return sample
 
 
 def _rounded_summary(X: np.ndarray, C: np.ndarray, *args: Any) -> tuple:
@@ -106,6 +120,7 @@ def solve_sinkhorn(
             max_passes=options.sinkhorn_max_iter,
             warm=not cold,
             moments=True,
+            sample=_sample_blocks(blocks),
         )
         v, col, iters, moments = plan
         error = float(np.abs(col - target).sum())
