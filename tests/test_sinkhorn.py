@@ -309,6 +309,54 @@ def test_a_cold_newton_step_solves_the_row_sample_first(separation: float) -> No
     assert np.abs(P1 - P0).sum() <= 4 * tol
 
 
+def test_a_crawling_warm_step_takes_the_samples_corrected_problems() -> None:
+    # separated clusters, centers that split some and merge others, a warm start from other
+    # centers: Newton's steps crawl (the potentials must cross empty space); with a row
+    # sample, the sample's problem with its targets corrected by X's column sums at each pass
+    # takes over, and the step meets the criterion in a fraction of the passes over X
+    from ballot_dask.solvers.newton import entropic_potentials
+    from ballot_dask.solvers.sinkhorn import _sample_blocks
+
+    rng = np.random.default_rng(5)
+    n, k, d = 40_000, 8, 4
+    means = 12.0 * rng.standard_normal((k, d))
+    X = means[rng.integers(k, size=n)] + rng.standard_normal((n, d))
+    before, centers = (X[rng.choice(n, k, replace=False)] for _ in range(2))
+    target = np.full(k, n / k)
+    C = ot.dist(X, centers)
+    eps, spread, tol = 0.01 * float(C.mean()), float(np.median(C)), 1e-3 * n
+    first = _blocks(X, before, prepare=True)
+    warm = entropic_potentials(
+        first, target, np.zeros(k), eps, start=spread, tol=tol, max_passes=300
+    ).potentials
+    plans, counted = [], []
+    for with_sample in (False, True):
+        blocks = _blocks(X, centers, prepare=True)
+        sample = _sample_blocks(blocks) if with_sample else None
+        plan = entropic_potentials(
+            blocks,
+            target,
+            warm,
+            eps,
+            start=spread,
+            tol=tol,
+            max_passes=300,
+            warm=True,
+            moments=True,
+            sample=sample,
+        )
+        assert np.abs(plan.column_sums - target).sum() <= tol
+        assert plan.moments is not None  # the plan's rounding needs them
+        assert blocks.passes.cost == plan.passes
+        counted.append((plan.passes, blocks.passes.sample))
+        plans.append(plan)
+    (alone, none), (helped, solves) = counted
+    assert none == 0 and solves >= 1
+    assert helped <= alone / 2, counted
+    P0, P1 = (softmax((plan.potentials - C) / eps, axis=1) for plan in plans)
+    assert np.abs(P1 - P0).sum() <= 4 * tol
+
+
 def _blocks(X, centers, *, prepare: bool):
     from ballot_dask.blocks import RowBlocks
 

@@ -13,9 +13,12 @@ regularisation).  ``e`` is scaled down by factors of at most 8 from a value at w
 spreads over many columns (Newton converges from anywhere there), each stage warm-starting the
 next.  A warm start (the previous Lloyd step's potentials) goes to ``e = eps`` at once; where
 its steps crawl (separated clusters: the potentials must cross empty space, where the plan has
-almost no curvature) the stage gives up after a few passes and is staged from the top.  With
-the engine's row sample at hand, a cold start (or a warm one far off or crawling) solves the
-sample's problem first, in memory, and X's last stage starts from its potentials.
+almost no curvature) the stage gives up after a few passes and is staged from the top.
+
+With the engine's row sample at hand (in memory), a cold start solves the sample's problem
+first and X's last stage starts from its potentials; a warm start far off, or whose steps
+crawl, solves the sample's problem with its targets corrected by X's column sums at each pass
+(:func:`_corrected`): two or three passes over X where Newton's steps took tens.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ _SCALE = 8.0  # e shrinks by at most this factor per stage
 _STAGE_TOL = 0.002  # column error (share of n) at which an intermediate stage ends
 _WARM_TOL = 0.5  # a warm start with a larger column error (share of n) is staged as a cold one
 _PATIENCE = 12  # ... and a warm start whose steps do not halve that error in this many passes
+#: ... or in this many with a row sample at hand: its corrected problems take over
+_SAMPLE_PATIENCE = 3
+#: a corrected sample problem is solved to this share of the tolerance (scaled to its rows)
+_SAMPLE_TOL = 0.1
 
 
 class EntropicPlan(NamedTuple):
@@ -170,9 +177,10 @@ def entropic_potentials(
     ``None``.  The same problem on the sample (its column targets scaled to its rows) has
     nearly the same potentials, within its sampling error, and a pass over it costs a
     fraction of one over X.  A cold start then solves the sample first, staged from
-    ``start``, and starts X's last stage from its potentials; so does a warm start far off or
-    whose steps crawl, before it is staged from the top.  The sample's passes are counted as
-    one in ``blocks.passes.sample`` each time.
+    ``start``, and starts X's last stage from its potentials; a warm start far off, or whose
+    Newton steps do not halve the error in ``_SAMPLE_PATIENCE`` passes, goes to the sample's
+    corrected problems (:func:`_corrected`), then on to Newton's stages if those stall.  Each
+    solve on the sample counts as one pass in ``blocks.passes.sample``.
 
     Returns the :class:`EntropicPlan`; with ``moments``, the passes at ``eps`` also measure
     the plan's moments, and the plan carries those of its potentials (so that its rounding
@@ -203,7 +211,8 @@ def entropic_potentials(
     while warm:
         state = _evaluate(blocks, target, v, eps, moments)
         passes += 1
-        if np.abs(target - _column_sums(state[1])).sum() <= _WARM_TOL * n:
+        col = _column_sums(state[1])
+        if np.abs(target - col).sum() <= _WARM_TOL * n:
             plan = newton_stage(
                 blocks,
                 target,
@@ -214,18 +223,24 @@ def entropic_potentials(
                 bound=bound,
                 state=state,
                 moments=moments,
-                patience=_PATIENCE,
+                patience=_PATIENCE if sample is None else _SAMPLE_PATIENCE,
             )
             passes += plan.passes
             if np.abs(target - plan.column_sums).sum() <= tol or passes >= max_passes:
                 return plan._replace(passes=passes)
             # the steps crawl at eps (separated clusters: the potentials must cross empty
             # space, where the plan has almost no curvature)
-            v = plan.potentials
+            v, col = plan.potentials, plan.column_sums
         if sample is None or passes >= max_passes:
             break  # staged from the top, from here
-        # far off, or crawling: the sample's problem first (a fraction of a pass a pass)
-        v, sample = from_sample(sample, v), None
+        # far off, or crawling: the sample's problems, corrected by X's column sums
+        plan = _corrected(
+            blocks, sample, target, v, col, eps, start, tol, max_passes - passes, moments
+        )
+        passes += plan.passes
+        if np.abs(target - plan.column_sums).sum() <= tol or passes >= max_passes:
+            return plan._replace(passes=passes)
+        v, sample = plan.potentials, None
     # equal factors of at most _SCALE from ``start`` to ``eps``
     count = max(0, int(np.ceil(np.log(max(start, eps) / eps) / np.log(_SCALE) - 1e-9)))
     stages = [eps * (max(start, eps) / eps) ** (i / count) for i in range(count, 0, -1)]
@@ -258,3 +273,53 @@ def entropic_potentials(
         moments=moments,
     )
     return plan._replace(passes=passes + plan.passes)
+
+
+def _corrected(
+    blocks: Blocks,
+    sample: Blocks,
+    target: np.ndarray,
+    v: np.ndarray,
+    col: np.ndarray,
+    eps: float,
+    start: float,
+    tol: float,
+    max_passes: int,
+    moments: bool,
+) -> EntropicPlan:
+    """X's potentials through the sample's problem, its targets corrected at every pass.
+
+    ``col`` are X's column sums at ``v``.  The sample's column sums at ``v``, scaled to X,
+    differ from them by the sampling error; that error changes little while ``v`` moves, so
+    the potentials at which the sample's column sums are the scaled targets *less* the error
+    measured at ``v`` are nearly X's.  Each round solves that problem on the sample, in
+    memory (counted as one pass over the sample), then makes one pass over X at its
+    potentials.  Where Newton's steps crawl (separated clusters) two or three rounds meet
+    the tolerance.  Ends at the tolerance, after ``max_passes`` (at least one), or when a
+    round does not halve X's column error; returns the last pass's plan (with its moments if
+    ``moments``)."""
+    share = sample.n_samples / float(target.sum())
+    error = float(np.abs(target - col).sum())
+    passes = 0
+    while True:
+        at_v = _column_sums(_evaluate(sample, target * share, v, eps)[1])
+        corrected = np.maximum(share * (target - col) + at_v, 1e-12 * sample.n_samples)
+        corrected *= sample.n_samples / corrected.sum()
+        v = entropic_potentials(
+            sample,
+            corrected,
+            v,
+            eps,
+            start=start,
+            tol=_SAMPLE_TOL * tol * share,
+            max_passes=max_passes,
+            warm=True,
+        ).potentials
+        blocks.passes.sample += 1
+        _, logcol, _, found = _evaluate(blocks, target, v, eps, moments)
+        passes += 1
+        col = _column_sums(logcol)
+        last = error
+        error = float(np.abs(target - col).sum())
+        if error <= tol or passes >= max_passes or error > last / 2:
+            return EntropicPlan(v, col, passes, found)
