@@ -296,10 +296,12 @@ def _corrected(
     memory (counted as one pass over the sample), then makes one pass over X at its
     potentials.  Where Newton's steps crawl (separated clusters) two or three rounds meet
     the tolerance.  Ends at the tolerance, after ``max_passes`` (at least one), or when a
-    round does not halve X's column error; returns the last pass's plan (with its moments if
-    ``moments``)."""
+    round does not halve X's column error; returns the plan of least column error seen (with
+    its pass's moments if ``moments``; ``v`` itself, without them, when no round improved on
+    it: the caller goes on from there)."""
     share = sample.n_samples / float(target.sum())
     error = float(np.abs(target - col).sum())
+    best, least = EntropicPlan(v, col, 0, None), error
     passes = 0
     while True:
         at_v = _column_sums(_evaluate(sample, target * share, v, eps)[1])
@@ -321,5 +323,7 @@ def _corrected(
         col = _column_sums(logcol)
         last = error
         error = float(np.abs(target - col).sum())
+        if error < least:
+            best, least = EntropicPlan(v, col, 0, found), error
         if error <= tol or passes >= max_passes or error > last / 2:
-            return EntropicPlan(v, col, passes, found)
+            return best._replace(passes=passes)
