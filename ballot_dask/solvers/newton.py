@@ -35,7 +35,7 @@ _STAGE_TOL = 0.002  # column error (share of n) at which an intermediate stage e
 _WARM_TOL = 0.5  # a warm start with a larger column error (share of n) is staged as a cold one
 _PATIENCE = 12  # ... and a warm start whose steps do not halve that error in this many passes
 #: ... or in this many with a row sample at hand: its corrected problems take over
-_SAMPLE_PATIENCE = 3
+_SAMPLE_PATIENCE = 2
 #: a corrected sample problem is solved to this share of the tolerance (scaled to its rows)
 _SAMPLE_TOL = 0.1
 
