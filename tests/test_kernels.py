@@ -1,4 +1,5 @@
-"""Per-block kernels of ballot_dask.kernels against plain numpy / scipy / POT computations.
+"""Per-block kernels (costs, labels, the entropic plan, assignments, rounding) against plain
+numpy / scipy / POT computations; the exact pass's own tests are in :mod:`test_exact_pass`.
 
 Every kernel is also checked for *chunk additivity*: splitting a block in two and reducing the
 two summaries gives the summary of the whole block (the property the Dask engine relies on).
@@ -7,25 +8,15 @@ Block sizes above 4096 rows exercise the multi-lane accumulation of the compiled
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 import ot
 import pytest
+from kernel_cases import DTYPES, RTOL, random_potentials, random_problem
 from scipy.special import log_softmax, logsumexp, softmax
 
-from ballot_dask.costs import cost_block, prepared_centers, screened_centers
-from ballot_dask.exact_pass import (
-    _BINS,
-    _EXP,
-    _SUB,
-    band_costs,
-    combine_passes,
-    exact_pass,
-    gap_bin,
-    power_labels,
-)
+from ballot_dask.costs import cost_block, prepared_centers
+from ballot_dask.exact_pass import combine_passes, exact_pass
 from ballot_dask.kernels import assignment_terms, reduced_cost_labels
 from ballot_dask.plan_kernels import (
     _DENSE_HESSIAN_K,
@@ -37,25 +28,10 @@ from ballot_dask.plan_kernels import (
     rounded_plan_terms,
 )
 
-DTYPES = [np.float32, np.float64]
-# float32 cost blocks are rounded to ~6e-8 relative before any float64 accumulation
-RTOL = {np.float32: 1e-5, np.float64: 1e-11}
-
-
-def _problem(seed: int, m: int, k: int, d: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    X = (rng.standard_normal((m, d)) * 2.0).astype(dtype)
-    centers = rng.standard_normal((k, d)) * 2.0
-    return X, centers
-
 
 def _sqdist64(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     diff = X.astype(np.float64)[:, None, :] - centers.astype(np.float64)[None, :, :]
     return (diff * diff).sum(axis=2)
-
-
-def _potentials(seed: int, k: int) -> np.ndarray:
-    return np.random.default_rng(seed + 1000).standard_normal(k)
 
 
 # --------------------------------------------------------------------------- cost_block
@@ -64,7 +40,7 @@ def _potentials(seed: int, k: int) -> np.ndarray:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m, k, d", [(1, 1, 1), (37, 3, 2), (500, 10, 5), (9000, 4, 3)])
 def test_cost_block_matches_pot_dist(dtype: type, m: int, k: int, d: int) -> None:
-    X, centers = _problem(m + k + d, m, k, d, dtype)
+    X, centers = random_problem(m + k + d, m, k, d, dtype)
     C = cost_block(X, centers)
     assert C.dtype == np.float64  # float64 costs whatever X's dtype (a float64 certificate)
     assert C.shape == (m, k)
@@ -84,7 +60,7 @@ def test_cost_block_sums_the_features_in_order(dtype: type, k: int, d: int) -> N
     numbers as that sum written out, on slabs and row groups with a remainder."""
     assert not prepared_centers(np.zeros((1, d)), np.zeros((k, d)))[-1]  # the direct loop
     m = 4096 + 130
-    X, centers = _problem(k + d, m, k, d, dtype)
+    X, centers = random_problem(k + d, m, k, d, dtype)
     C = cost_block(X, centers)
     x = X.astype(np.float64)
     mu = centers.astype(dtype).astype(np.float64)
@@ -115,9 +91,9 @@ def test_cost_block_has_no_cancellation(dtype: type) -> None:
 @pytest.mark.parametrize("k", [1, 2, 7])
 @pytest.mark.parametrize("m", [1, 300, 9000])
 def test_reduced_cost_labels_match_argmin_and_partition(dtype: type, k: int, m: int) -> None:
-    X, centers = _problem(k * m, m, k, 2, dtype)
+    X, centers = random_problem(k * m, m, k, 2, dtype)
     C = cost_block(X, centers)
-    v = _potentials(m, k)
+    v = random_potentials(m, k)
     labels, gaps = reduced_cost_labels(C, v)
     R = C.astype(np.float64) - v[None, :]
     np.testing.assert_array_equal(labels, np.argmin(R, axis=1))
@@ -180,9 +156,9 @@ def _entropic_reference(C: np.ndarray, v: np.ndarray, eps: float):
 @pytest.mark.parametrize("eps", [10.0, 1.0, 1e-2])
 @pytest.mark.parametrize("m, k", [(1, 1), (40, 3), (700, 8), (9000, 5), (600, 80)])
 def test_entropic_terms_match_logsumexp_softmax(dtype: type, eps: float, m: int, k: int) -> None:
-    X, centers = _problem(m * k, m, k, 3, dtype)
+    X, centers = random_problem(m * k, m, k, 3, dtype)
     C = cost_block(X, centers)
-    v = _potentials(m, k)
+    v = random_potentials(m, k)
     value, logcol, ptp = entropic_terms(C, v, eps, hessian=True)
     ref_value, ref_logcol, ref_ptp, P = _entropic_reference(C, v, eps)
     np.testing.assert_allclose(P.sum(axis=1), 1.0)  # the reference plan has unit rows
@@ -211,9 +187,9 @@ def test_entropic_terms_match_logsumexp_softmax(dtype: type, eps: float, m: int,
 def test_entropic_terms_tiny_eps_no_nan_and_log_domain_columns(dtype: type, eps: float) -> None:
     """For tiny eps almost every plan entry underflows; the column log-sums must stay exact."""
     m, k = 600, 6
-    X, centers = _problem(11, m, k, 2, dtype)
+    X, centers = random_problem(11, m, k, 2, dtype)
     C = cost_block(X, centers)
-    v = _potentials(3, k)
+    v = random_potentials(3, k)
     value, logcol, ptp = entropic_terms(C, v, eps, hessian=True)
     assert np.isfinite(value)
     assert np.all(np.isfinite(logcol))  # every column has (tiny) mass, none is -inf
@@ -273,9 +249,9 @@ def test_entropic_moment_terms_match_the_dense_plan(dtype: type, m: int, k: int,
     """One sweep's value, column sums, Hessian and plan moments (slab products through BLAS,
     slabs and lanes spanning the block) against the plan in NumPy, every entry counted; the
     same numbers on one thread as on two."""
-    X, centers = _problem(m + k, m, k, d, dtype)
+    X, centers = random_problem(m + k, m, k, d, dtype)
     C = cost_block(X, centers)
-    v = _potentials(k, k)
+    v = random_potentials(k, k)
     eps = 0.3 * float(np.median(C))
     value, logcol, ptp, (px, pc, column_costs, coords) = entropic_moment_terms(X, C, v, eps)
     ref_value, ref_logcol, _, P = _entropic_reference(C, v, eps)
@@ -325,7 +301,7 @@ def _assignment_reference(X, C, labels, k):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m, k, d", [(1, 1, 1), (60, 4, 2), (9000, 6, 3)])
 def test_assignment_terms_match_numpy(dtype: type, m: int, k: int, d: int) -> None:
-    X, centers = _problem(m + 7 * k, m, k, d, dtype)
+    X, centers = random_problem(m + 7 * k, m, k, d, dtype)
     C = cost_block(X, centers)
     rng = np.random.default_rng(m)
     # leave the last cluster empty when k > 1: its slack row is inf, its count and sums 0
@@ -345,7 +321,7 @@ def test_assignment_terms_match_numpy(dtype: type, m: int, k: int, d: int) -> No
 
 
 def test_assignment_slack_is_nonnegative_exactly_for_nearest_center_labels() -> None:
-    X, centers = _problem(5, 400, 5, 2, np.float64)
+    X, centers = random_problem(5, 400, 5, 2, np.float64)
     C = cost_block(X, centers)
     nearest = np.argmin(C, axis=1)
     _, _, slack, _ = assignment_terms(X, C, nearest)
@@ -378,9 +354,9 @@ def _rounding_inputs(C: np.ndarray, v: np.ndarray, eps: float, target: np.ndarra
 @pytest.mark.parametrize("eps", [1.0, 0.05])
 @pytest.mark.parametrize("m, k", [(12, 3), (90, 5)])
 def test_rounded_plan_terms_match_dense_alg2(dtype: type, eps: float, m: int, k: int) -> None:
-    Xc, centers = _problem(m * k, m, k, 2, dtype)
+    Xc, centers = random_problem(m * k, m, k, 2, dtype)
     C = cost_block(Xc, centers)
-    v = 0.3 * _potentials(m, k)
+    v = 0.3 * random_potentials(m, k)
     target = np.full(k, m / k)
     scale, deficit, G = _rounding_inputs(C, v, eps, target)
     # with X = identity the centroid numerators sum_i G_ij x_i are G itself (transposed)
@@ -403,9 +379,9 @@ def test_rounded_plan_terms_match_dense_alg2(dtype: type, eps: float, m: int, k:
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_rounded_plan_terms_unequal_target_many_rows(dtype: type) -> None:
     m, k, eps = 9000, 4, 0.2
-    X, centers = _problem(2, m, k, 3, dtype)
+    X, centers = random_problem(2, m, k, 3, dtype)
     C = cost_block(X, centers)
-    v = _potentials(2, k)
+    v = random_potentials(2, k)
     target = np.array([1000.0, 2000.0, 2500.0, 3500.0])
     scale, deficit, G = _rounding_inputs(C, v, eps, target)
     labels, mass, sums, cost, hard, counts = rounded_plan_terms(X, C, v, eps, scale, deficit)
@@ -420,9 +396,9 @@ def test_rounded_plan_terms_unequal_target_many_rows(dtype: type) -> None:
 @pytest.mark.parametrize("eps", [1e-6, 1e-10])
 def test_rounded_plan_terms_tiny_eps_is_finite(eps: float) -> None:
     m, k = 200, 5
-    X, centers = _problem(8, m, k, 2, np.float64)
+    X, centers = random_problem(8, m, k, 2, np.float64)
     C = cost_block(X, centers)
-    v = _potentials(8, k)
+    v = random_potentials(8, k)
     target = np.full(k, m / k)
     scale, deficit, _ = _rounding_inputs(C, v, eps, target)
     assert np.all(np.isfinite(scale)) and np.all(np.isfinite(deficit))
@@ -440,11 +416,11 @@ def test_rounded_plan_terms_tiny_eps_is_finite(eps: float) -> None:
 @pytest.mark.parametrize("split", [1, 6001])
 def test_split_block_gives_the_same_summaries(dtype: type, split: int) -> None:
     m, k, d = 9000, 5, 3
-    X, centers = _problem(21, m, k, d, dtype)
+    X, centers = random_problem(21, m, k, d, dtype)
     C = cost_block(X, centers)
     halves = [(X[:split], C[:split], 0), (X[split:], C[split:], split)]
     np.testing.assert_array_equal(np.concatenate([h[1] for h in halves]), C)
-    v = _potentials(21, k)
+    v = random_potentials(21, k)
     eps = 0.3
 
     # entropic terms: values add, column log-sums combine by logaddexp, Hessians add
@@ -491,150 +467,3 @@ def test_split_block_gives_the_same_summaries(dtype: type, split: int) -> None:
     np.testing.assert_array_equal(combined.hist, whole.hist)
     np.testing.assert_allclose(combined.sums, whole.sums, rtol=1e-12, atol=1e-9)
     assert combined.objective == pytest.approx(whole.objective, rel=1e-12)
-
-
-# --------------------------------------------------------------------------- the exact pass
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m, k, d", [(500, 4, 3), (9000, 7, 2), (40000, 64, 24), (40000, 64, 3)])
-def test_exact_pass_matches_numpy(dtype: type, m: int, k: int, d: int) -> None:
-    """Band = rows whose top-two gap is at most theta; every other row summarised at its
-    power-diagram label: counts, sums, objective and slack matrix, against numpy."""
-    X, centers = _problem(m + k, m, k, d, dtype)
-    v = np.random.default_rng(m).normal(0, 0.5, k)
-    C = ot.dist(X.astype(np.float64), centers.astype(dtype).astype(np.float64))
-    R = C - v
-    labels = np.argmin(R, axis=1)
-    ordered = np.sort(R, axis=1)
-    gaps = ordered[:, 1] - ordered[:, 0]
-    theta = float(np.quantile(gaps, 0.2))
-    res = exact_pass(X, centers, v, theta, m)
-    band = np.flatnonzero(gaps <= theta)
-    np.testing.assert_array_equal(res.rows, band)
-    np.testing.assert_array_equal(res.x, X[band])
-    fixed = np.setdiff1d(np.arange(m), band)
-    lab = labels[fixed]
-    np.testing.assert_array_equal(res.counts, np.bincount(lab, minlength=k))
-    sums = np.zeros((k, d))
-    np.add.at(sums, lab, X[fixed].astype(np.float64))
-    np.testing.assert_allclose(res.sums, sums, rtol=1e-10, atol=1e-9)
-    assert res.objective == pytest.approx(C[fixed, lab].sum(), rel=1e-12)
-    slack = np.full((k, k), np.inf)
-    diff = C[fixed] - C[fixed, lab][:, None]
-    for a in range(k):
-        if np.any(lab == a):
-            slack[a] = diff[lab == a].min(axis=0)
-    np.testing.assert_allclose(res.slack, slack, rtol=0, atol=1e-9 * C.max())
-    assert res.hist.sum() == m
-    # the histogram (four bins per octave): the least bin edge below which the wanted rows
-    # lie; the edge before it (at most 1.25 times smaller) holds fewer
-    for wanted in (10, m // 3):
-        t = res.band_rows_below(wanted)
-        assert np.count_nonzero(gaps <= t) >= wanted > np.count_nonzero(gaps < t / 1.25)
-    # band costs: the pass's own arithmetic
-    np.testing.assert_allclose(band_costs(res.x, centers), C[band], rtol=1e-12, atol=1e-12)
-    # power labels with overrides reproduce the pass's fixed labels exactly
-    override = np.sort(np.random.default_rng(1).choice(m, 7, replace=False))
-    fixed_labels = (labels[override] + 1) % k
-    got = power_labels(X, centers, v, override, fixed_labels)
-    want = labels.copy()
-    want[override] = fixed_labels
-    np.testing.assert_array_equal(got, want)
-
-
-def _frexp_bin(gap: float) -> int:
-    """The gap histogram's bin as its definition states it, through ``math.frexp``."""
-    if not gap > 0.0:
-        return 0
-    if gap == math.inf:
-        return _BINS - 1
-    m, e = math.frexp(gap)
-    octave = min(max(e + _EXP, 1), 2 * _EXP)
-    return 1 + (octave - 1) * _SUB + min(int((m - 0.5) * 2 * _SUB), _SUB - 1)
-
-
-def test_gap_bins_read_from_the_bits_are_frexps() -> None:
-    """The pass reads a gap's bin from its float's bits: the same bin as the definition
-    through ``frexp``, on octave and quarter edges, subnormals, the extremes and random
-    gaps over the whole range."""
-    rng = np.random.default_rng(8)
-    edges = [math.ldexp(1.0 + q / 4, e) for e in range(-1080, 1024) for q in range(4)]
-    around = [np.nextafter(g, 0.0) for g in edges] + [np.nextafter(g, math.inf) for g in edges]
-    special = [0.0, -0.0, -1.0, math.nan, math.inf, 5e-324, 2.2250738585072014e-308,
-               2.225073858507201e-308, 1.7976931348623157e308, 1e-310, 3e-320]  # fmt: skip
-    randoms = list(np.exp(rng.uniform(-740.0, 709.0, 20_000)))
-    randoms += list(rng.uniform(0.0, 1e-308, 2_000))  # subnormal and near
-    for gap in edges + around + special + randoms:
-        assert gap_bin(float(gap)) == _frexp_bin(float(gap)), gap
-
-
-def test_exact_pass_cap_and_ties() -> None:
-    # identical rows tie exactly: they are always in the band (while it has room); beyond its
-    # cap the rest are fixed, and the summaries account for every row
-    X = np.zeros((300, 2))
-    X[150:] = 1.0
-    centers = np.array([[0.5, 0.5], [0.5, 0.5 + 1e-300], [3.0, 3.0]])
-    res = exact_pass(X, centers, np.zeros(3), 0.0, 100)
-    assert res.rows.shape[0] <= 100 + 64  # the cap (and a lane's slack)
-    assert res.counts.sum() + res.rows.shape[0] == 300
-    strict = exact_pass(X, centers, np.zeros(3), 0.0, 100, strict=True)
-    assert strict.rows.shape[0] == 100
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("k", [128, 16])
-def test_screened_exact_pass_is_bounded_by_the_float64_costs(dtype: type, k: int) -> None:
-    """Where costs go through BLAS, the pass takes the product in float32 from 33 centers
-    (float64 below): every fixed row still has its float64 label, objective and
-    candidates' costs, its slack-matrix row is a lower bound within the screening error,
-    and rows near a tie go to the band.  On a grid of points (many near-ties) with random
-    potentials."""
-    m, d = 20_000, 48
-    rng = np.random.default_rng(5)
-    X = np.round(rng.uniform(0, 1, (m, d)) * 8) / 8 + 1e-6 * rng.standard_normal((m, d))
-    X = X.astype(dtype)
-    centers = X[rng.choice(m, k, replace=False)].astype(np.float64) + 0.01
-    sc = screened_centers(X, centers)
-    assert sc.use_dot and sc.screened == (k > 32)  # BLAS; float32 products from 33 centers
-    unit = 2.0**-24 if sc.screened else 2.0**-53
-    mu = centers.astype(dtype).astype(np.float64)
-    C = ot.dist(X.astype(np.float64), mu)
-    v = rng.normal(0, 0.05, k)
-    R = C - v
-    order = np.sort(R, axis=1)
-    gaps = order[:, 1] - order[:, 0]
-    labels = np.argmin(R, axis=1)
-    theta = float(np.quantile(gaps, 0.1))
-    # the screening error, as the kernel bounds it, and the float64 costs' own
-    mean = mu.mean(axis=0)
-    z = float(np.linalg.norm(X.astype(np.float64) - mean, axis=1).max())
-    norm = float(np.linalg.norm(mu - mean, axis=1).max())
-    err = 2 * (d + 4) * unit * z * norm + 8 * 2.0**-53 * (z + norm) ** 2
-    own = 1e-12 * float(C.max())
-    res = exact_pass(X, centers, v, theta, m, width=32)
-    band = res.rows
-    fixed = np.setdiff1d(np.arange(m), band)
-    assert np.isin(np.flatnonzero(gaps <= theta - 2 * err - own), band).all()
-    assert np.all(gaps[band] <= theta + 2 * err + own)  # and no row much farther
-    assert np.all(gaps[fixed] > 0.0)  # no fixed row hangs on a tie
-    lab = labels[fixed]
-    np.testing.assert_array_equal(res.counts, np.bincount(lab, minlength=k))
-    assert res.objective == pytest.approx(C[fixed, lab].sum(), rel=1e-12)
-    slack = np.full((k, k), np.inf)
-    diff = C[fixed] - C[fixed, lab][:, None]
-    for a in np.unique(lab):
-        slack[a] = diff[lab == a].min(axis=0)
-    seen = np.isfinite(slack)
-    np.testing.assert_array_equal(np.isfinite(res.slack), seen)
-    assert np.all(res.slack[seen] <= slack[seen] + own)  # a lower bound: still a proof
-    assert np.all(res.slack[seen] >= slack[seen] - 2 * err - own)
-    assert np.all(np.diag(res.slack)[np.diag(seen)] == 0.0)
-    # the band rows' candidates: float64 costs, and a floor below every column left out
-    columns, costs, floor = res.candidates
-    np.testing.assert_allclose(costs, np.take_along_axis(C[band], columns, axis=1), rtol=1e-12)
-    out = R[band].copy()
-    np.put_along_axis(out, columns.astype(np.int64), np.inf, axis=1)
-    assert np.all(floor <= out.min(axis=1) + own)
-    # the labels pass repeats the pass's arithmetic: the same fixed labels
-    np.testing.assert_array_equal(power_labels(X, centers, v)[fixed], lab)
