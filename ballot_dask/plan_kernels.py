@@ -158,15 +158,15 @@ def _entropic(C, v, eps, hessian, n_lanes, X, workers):  # pragma: no cover - co
                         direct[lane, j] += p[j]
                     if under:
                         _log_domain(z, logs, lse_max[lane], lse_sum[lane])
-                    if moments:
+                    if moments:  # the row's sums, and the row into the slab
                         for t in range(d):
-                            coords[lane, t] += X[i, t]
+                            x = X[i, t]
+                            coords[lane, t] += x
+                            xs[i - lo, t] = x
                         for j in range(k):
-                            column_costs[lane, j] += C[i, j]
-                        for t in range(d):
-                            xs[i - lo, t] = X[i, t]
-                        for j in range(k):
-                            cs[i - lo, j] = C[i, j]
+                            c = C[i, j]
+                            column_costs[lane, j] += c
+                            cs[i - lo, j] = c
                     if hessian and not dense:
                         # only the row's non-negligible entries (see _HESSIAN_FLOOR)
                         nnz = 0
