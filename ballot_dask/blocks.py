@@ -22,7 +22,7 @@ import numpy as np
 import psutil
 
 from .costs import cost_block
-from .exact_pass import PAIR_MAX_CLUSTERS
+from .pair_bins import PAIR_MAX_CLUSTERS
 from .sparse import column_stats, is_sparse, nbytes
 
 
@@ -97,6 +97,15 @@ class Blocks(Protocol):
         pass over X is dear: the exact step counts its rows by label, second-best cluster and
         gap to shift warm potentials before a pass (:mod:`.solvers.shift`); ``None`` where
         the engine has none.
+    ``reduce_x_holding(kernel, combine, *args)``
+        As ``reduce_x``, for a ``kernel`` that returns a pair: the first is combined and
+        returned, the second is *held* where its block is (a Dask chunk's: by the worker that
+        read it) until ``drop_held()`` or the next ``reduce_x_holding``.  One pass over X.
+    ``reduce_held(kernel, combine, *args)``
+        ``combine`` of ``kernel(held_b, *args)`` over the held parts: one round, no pass
+        over X (:mod:`ballot_dask.reserve`).
+    ``drop_held()``
+        Let the held parts go.
     ``drop_shift_sample()``
         Let the shift sample go for the rest of the fit (its bytes return to
         ``band_budget()``, which they were taken from); whether there was one.
@@ -150,6 +159,16 @@ class Blocks(Protocol):
     def reduce_xw(
         self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
     ) -> Any: ...
+
+    def reduce_x_holding(
+        self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
+    ) -> Any: ...
+
+    def reduce_held(
+        self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
+    ) -> Any: ...
+
+    def drop_held(self) -> None: ...
 
     def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> Any: ...
 
@@ -255,7 +274,7 @@ def shift_stride(
     gather budget) holds fewer rows of ``row_bytes``; none where that leaves fewer than 16
     times the fit's row sample (``sample_rows``: a pass over X is then cheap, and that
     sample nearly as good; by default X has at least 4 million rows) or where a pass does
-    not count pairs (k < 2 or k > :data:`~ballot_dask.exact_pass.PAIR_MAX_CLUSTERS`).
+    not count pairs (k < 2 or k > :data:`~ballot_dask.pair_bins.PAIR_MAX_CLUSTERS`).
 
     Its size is what matters: from 10^7 rows (k = 16, d = 16) the shift from one row in 10
     left 13 000-20 000 points off, which a band within the budget could not always repair
@@ -301,6 +320,7 @@ class RowBlocks:
     _solver_sample: np.ndarray | None = field(default=None, init=False, repr=False)
     moments: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
     _stale: bool = field(default=False, init=False, repr=False)
+    _held: list[Any] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = self.X.shape[0]
@@ -474,6 +494,31 @@ class RowBlocks:
         self.passes.x += 1
         self.passes.rounds += 1
         return combine(parts)
+
+    def reduce_x_holding(
+        self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
+    ) -> Any:
+        """``combine`` of the first of ``kernel(X_b, *args, offset)`` over the blocks, the
+        second held (:meth:`reduce_held`): one pass over X."""
+        parts = [kernel(xb, *args, off) for off, xb in zip(self.offsets, self.blocks, strict=True)]
+        self._held = [held for _, held in parts]
+        self.passes.x += 1
+        self.passes.rounds += 1
+        return combine([shipped for shipped, _ in parts])
+
+    def reduce_held(
+        self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
+    ) -> Any:
+        """``combine`` of ``kernel(held_b, *args)`` over the held parts: one round."""
+        if self._held is None:
+            raise RuntimeError("reduce_x_holding() must be called first")
+        parts = [kernel(held, *args) for held in self._held]
+        self.passes.rounds += 1
+        return combine(parts)
+
+    def drop_held(self) -> None:
+        """Let the held parts go."""
+        self._held = None
 
     def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
         """``labeler(C_b, offset)`` of every block, concatenated (one pass over the costs);

@@ -26,6 +26,7 @@ band by the rows' nonzeros.
 from __future__ import annotations
 
 import functools
+import operator
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +57,7 @@ from .dask_tasks import (
     combine_task,
     concatenate,
     cost_task,
+    held_task,
     identity,
     label_task,
     mapped_stats_task,
@@ -123,6 +125,7 @@ class DaskBlocks:
         self.n_clusters = int(n_clusters)
         self.moments: tuple[np.ndarray, np.ndarray] | None = None
         self._warmed: set[tuple[Any, Any]] = set()  # (task, kernel code) warmed on the workers
+        self._held: list[Delayed] | None = None  # parts held by reduce_x_holding, persisted
         #: X (persisted) and its chunks as the client's futures (:meth:`_persisted_chunks`)
         self._x_futures: tuple[da.Array, list[Any]] | None = None
         self.sparse = is_sparse(self.X._meta)
@@ -333,6 +336,45 @@ class DaskBlocks:
         self.passes.x += 1
         self._checked = True
         return combine_(list(results))
+
+    def reduce_x_holding(
+        self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
+    ) -> Any:
+        """``combine`` of the first of ``kernel(X_b, *args, offset)`` over the chunks; the
+        second stays on the worker that read the chunk, persisted (:meth:`reduce_held`), in
+        place of the previous ones.  One pass over X, one round."""
+        self.drop_held()
+        check = not self._checked
+        shared = delayed((kernel, args, check), name=f"ballot-hargs-{_token()}", traverse=False)
+        parts = self._map_x(x_task, shared, kernel)
+        first = [delayed(operator.getitem, pure=True)(p, 0) for p in parts]
+        second = [delayed(operator.getitem, pure=True)(p, 1) for p in parts]
+        combine_, level = self._tree(combine, first)
+        *held, level = dask.persist(*second, level, optimize_graph=False)
+        self._held = held
+        results = compute_round(level)
+        self.passes.rounds += 1
+        self.passes.x += 1
+        self._checked = True
+        return combine_(list(results))
+
+    def reduce_held(
+        self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
+    ) -> Any:
+        """``combine`` of ``kernel(held_b, *args)`` over the held parts, where they are: one
+        round, no pass over X."""
+        if self._held is None:
+            raise RuntimeError("reduce_x_holding() must be called first")
+        shared = delayed((kernel, args), name=f"ballot-rargs-{_token()}", traverse=False)
+        parts = [delayed(held_task, pure=False)(shared, h) for h in self._held]
+        combine_, level = self._tree(combine, parts)
+        results = compute_round(level)
+        self.passes.rounds += 1
+        return combine_(list(results))
+
+    def drop_held(self) -> None:
+        """Let the held parts go (their keys are released on the workers)."""
+        self._held = None
 
     def reduce_xw(
         self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any

@@ -148,6 +148,13 @@ def x_task(shared: tuple, xb: np.ndarray, offset: int) -> Any:
         return kernel(xb, *args, offset)
 
 
+def held_task(shared: tuple, held: Any) -> Any:
+    """One held part (:meth:`~ballot_dask.dask_blocks.DaskBlocks.reduce_held`)."""
+    kernel, args = shared
+    with kernel_threads():
+        return kernel(held, *args)
+
+
 def unit_weights(kernel: Callable[..., Any], xb: Any, *rest: Any) -> Any:
     """``kernel(X_b, ones, *rest)``: a weighted kernel on unweighted data."""
     return kernel(xb, np.ones(xb.shape[0]), *rest)

@@ -61,6 +61,7 @@ from .kernels import (
     pass_lanes,
     slack_workers,
 )
+from .pair_bins import PAIR_BINS, _pair_bin
 
 #: gaps below this share of a row's cost scale are ties
 _TIE = 1e-12
@@ -72,16 +73,6 @@ _TIE = 1e-12
 _EXP = 1080
 _SUB = 4
 _BINS = 2 * _EXP * _SUB + 2
-#: pair-histogram bins: bin 0 for a gap below ``2^(_PAIR_LOW - 1)`` times the scale, then four
-#: per octave (linear in the mantissa) up to ``2^_PAIR_HIGH`` times the scale, then one bin
-#: for every wider gap (see :func:`pair_edges`)
-_PAIR_LOW = -11
-_PAIR_HIGH = 4
-_PAIR_SUB = 4
-PAIR_BINS = 2 + _PAIR_SUB * (_PAIR_HIGH - _PAIR_LOW + 1)
-#: a pass counts pairs up to this many clusters (it holds ``k * k * PAIR_BINS`` counts per
-#: thread)
-PAIR_MAX_CLUSTERS = 32
 
 
 class Candidates(NamedTuple):
@@ -109,9 +100,12 @@ class ExactPass(NamedTuple):
     #: the band rows' cheapest clusters (a pass asked for them), see :mod:`.candidates`
     candidates: Candidates | None = None
     #: (k, k, PAIR_BINS) int64: rows by label, second-best cluster and gap bin (every row,
-    #: band or fixed), when the pass was asked for them (:func:`pair_edges` gives the bins)
+    #: band or fixed), when the pass was asked for them (bins: :mod:`ballot_dask.pair_bins`)
     pairs: np.ndarray | None = None
     pair_scale: float = 0.0  #: the scale of the pair histogram's bins
+    #: a lane of the pass took as many band rows as it could: rows within ``theta`` may have
+    #: been fixed rather than gathered
+    full: bool = False
 
     def band_rows_below(self, wanted: int) -> float:
         """A threshold that would have put at least ``wanted`` rows in the band (the upper
@@ -160,39 +154,6 @@ def bin_edge(j: int) -> float:
 def gap_bin(gap: float) -> int:
     """The bin of ``ExactPass.hist`` that holds ``gap`` (the pass's own :func:`_bin`)."""
     return int(_bin(float(gap)))
-
-
-def pair_edges(scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """The ``(low, high)`` gap bounds of each pair-histogram bin for ``scale``: bin 0 holds
-    the gaps below ``2^(_PAIR_LOW - 1) * scale`` (ties included), the last one every gap from
-    ``2^_PAIR_HIGH * scale`` on (``high = inf``)."""
-    low = np.empty(PAIR_BINS)
-    high = np.empty(PAIR_BINS)
-    low[0], high[0] = 0.0, math.ldexp(scale, _PAIR_LOW - 1)
-    for b in range(1, PAIR_BINS - 1):
-        e, q = divmod(b - 1, _PAIR_SUB)
-        base = math.ldexp(scale, e + _PAIR_LOW - 1)
-        low[b] = base * (1.0 + q / _PAIR_SUB)
-        high[b] = base * (1.0 + (q + 1) / _PAIR_SUB)
-    low[-1], high[-1] = math.ldexp(scale, _PAIR_HIGH), math.inf
-    return low, high
-
-
-@njit(inline="always")
-def _pair_bin(gap, scale):  # pragma: no cover - compiled
-    """Pair-histogram bin of a gap (see :func:`pair_edges`)."""
-    x = gap / scale
-    if not x > 0.0:
-        return 0
-    if x == np.inf:
-        return PAIR_BINS - 1
-    mantissa, e = math.frexp(x)
-    if e < _PAIR_LOW:
-        return 0
-    if e > _PAIR_HIGH:
-        return PAIR_BINS - 1
-    q = min(int((mantissa - 0.5) * 2 * _PAIR_SUB), _PAIR_SUB - 1)
-    return 1 + (e - _PAIR_LOW) * _PAIR_SUB + q
 
 
 @njit(inline="always")
@@ -320,6 +281,12 @@ def _exact_pass(
     return counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor, pairs
 
 
+def block_share(cap: int, m: int, total: int) -> int:
+    """A block's share of a band of at most ``cap`` rows among ``total``: all of it for one
+    block, else twice its share (rows are not spread evenly over the blocks) and a few."""
+    return cap if m >= total else min(m, math.ceil(2.0 * cap * m / max(total, 1)) + 16)
+
+
 def _lane_cap(cap: int, lanes: int) -> int:
     """Band rows one lane may take: twice its share, and a few (rows in the band are not
     spread evenly over the block); the block's total stays within about twice ``cap``."""
@@ -367,7 +334,7 @@ def exact_pass(
         (:class:`~ballot_dask.candidates.BandCosts`); 0: none.
     pair_scale : float, default=0.0
         Count every row by label, second-best cluster and gap, in bins around this scale
-        (``pairs``; :func:`pair_edges`); 0: none.
+        (``pairs``; :func:`~ballot_dask.pair_bins.pair_edges`); 0: none.
     allowance : ndarray of shape (k, k), default=None
         Per pair of clusters ``(a, b)``, how much farther than ``theta`` from the boundary
         with ``b`` a row labelled ``a`` may lie and still enter the band (non-negative): the
@@ -401,6 +368,9 @@ def exact_pass(
             _allowance_array(allowance, k),
         )
     counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor, pairs = out
+    step = -(-m // lanes)  # a lane's rows (the last one's fewer): full when it refused one
+    lane_rows = np.minimum(m, step * np.arange(1, lanes + 1)) - step * np.arange(lanes)
+    full = bool(((taken >= _lane_cap(int(cap), lanes)) & (taken < lane_rows)).any())
     rows = np.concatenate([band[lane, : taken[lane]] for lane in range(lanes)])
     candidates = None
     if width > 0:
@@ -423,6 +393,7 @@ def exact_pass(
         candidates=candidates,
         pairs=pairs.sum(axis=0) if pair_scale > 0.0 else None,
         pair_scale=float(pair_scale),
+        full=full,
     )
 
 
@@ -559,6 +530,7 @@ def combine_passes(parts: list[ExactPass]) -> ExactPass:
         candidates=_concat_candidates([p.candidates for p in parts]),
         pairs=_sum_optional([p.pairs for p in parts]),
         pair_scale=parts[0].pair_scale,
+        full=any(p.full for p in parts),
     )
 
 
@@ -591,6 +563,7 @@ def band_costs(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
 __all__ = [
     "ExactPass",
     "band_costs",
+    "block_share",
     "combine_passes",
     "exact_pass",
     "power_labels",

@@ -10,8 +10,9 @@ import pytest
 from references import count_calls, emd_optimum, reference_cost, remote_blocks
 
 from ballot_dask import balanced_assign, resolve_capacities
-from ballot_dask.exact_pass import PAIR_BINS, band_costs, combine_passes, exact_pass, pair_edges
+from ballot_dask.exact_pass import band_costs, combine_passes, exact_pass
 from ballot_dask.kernels import reduced_cost_labels
+from ballot_dask.pair_bins import PAIR_BINS, pair_edges
 from ballot_dask.solvers import SolverOptions, exact, shifting
 from ballot_dask.solvers.exact import imbalance, solve_exact
 from ballot_dask.solvers.shift import shift_potentials
@@ -153,9 +154,20 @@ def test_exact_step_through_a_shift_equals_emd(monkeypatch, seed: int, dtype) ->
     cap = resolve_capacities(n, k)
     step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
     assert calls and step.extra["shifts"] == len(calls), "no shift was made"
-    assert step.extra["passes"] == 2  # the pass the shift came from, and the one after it
+    # the pass the shift came from; the band around the shifted potentials is cut from the
+    # rows that pass kept (its reserve): one round more, no second read of X
+    assert step.extra["passes"] == 1 and step.extra["reserved"] == 1
+    assert blocks.passes.x == 1 and blocks.passes.rounds == 2
     assert step.band_size < n
-    assert_emd_optimum(X, blocks, step, cap)
+    labels = assert_emd_optimum(X, blocks, step, cap)
+
+    # without the reserve: a second pass over X, to the same labels
+    monkeypatch.setattr(exact, "reserve_size", lambda *args: None)
+    again = remote_blocks(X, centers)
+    plain = solve_exact(again, cap, SolverOptions(), potentials=v0)
+    assert plain.extra["passes"] == 2 and plain.extra["reserved"] == 0
+    assert again.passes.x == 2 and again.passes.rounds == 2
+    np.testing.assert_array_equal(assert_emd_optimum(X, again, plain, cap), labels)
 
 
 def test_far_off_warm_potentials_give_way_to_the_sample_before_any_pass(monkeypatch) -> None:
@@ -247,11 +259,11 @@ def test_a_misleading_shift_is_undone(monkeypatch, shift_every: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("seed", "dtype", "shifts", "passes"),
-    [(9, np.float64, 1, 1), (7, np.float32, 1, 1), (6, np.float32, 2, 2), (5, np.float64, 0, 1)],
+    ("seed", "dtype", "shifts", "reserved"),
+    [(9, np.float64, 1, 0), (7, np.float32, 1, 0), (6, np.float32, 2, 1), (5, np.float64, 0, 0)],
 )
 def test_exact_step_shifted_by_the_shift_sample_before_its_pass_equals_emd(
-    monkeypatch, seed: int, dtype, shifts: int, passes: int
+    monkeypatch, seed: int, dtype, shifts: int, reserved: int
 ) -> None:
     # a warm step on a remote engine holding a shift sample: the potentials are shifted by
     # the sample's pair histogram before any pass (on the client, scaled to its rows), the
@@ -259,7 +271,8 @@ def test_exact_step_shifted_by_the_shift_sample_before_its_pass_equals_emd(
     # (without the shift sample the same step makes two passes: the one whose histogram
     # tells the shift, and the one after it).  Seed 6: the shift sample's shift leaves 973
     # points off, which its band does not settle; the pass's own histogram shifts them again
-    # (two passes, as without the shift sample).  Seed 5: the warm potentials misplace 1 308
+    # (from the pass's reserve: one round more, no second pass, as without the shift
+    # sample).  Seed 5: the warm potentials misplace 1 308
     # points, about the shift sample's own error (848 points): they are not shifted, and a
     # band as wide settles the step in one pass
     calls = count_calls(monkeypatch, shifting, "shift_potentials")
@@ -271,14 +284,15 @@ def test_exact_step_shifted_by_the_shift_sample_before_its_pass_equals_emd(
     cap = resolve_capacities(n, k)
 
     plain = solve_exact(remote_blocks(X, centers), cap, SolverOptions(), potentials=v0)
-    assert plain.extra["passes"] == 2 and len(calls) == 1
+    assert plain.extra["passes"] == 1 and plain.extra["reserved"] == 1 and len(calls) == 1
     calls.clear()
 
     blocks = remote_blocks(X, centers, shift_every=4)
     step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
     assert passes_at_shift == [0]  # counted once, before the first pass
-    assert len(calls) == shifts and step.extra["shifts"] == passes - 1  # (the passes' own)
-    assert step.extra["passes"] == passes
+    assert len(calls) == shifts and step.extra["shifts"] == reserved  # (the pass's own)
+    assert step.extra["passes"] == 1 and step.extra["reserved"] == reserved
+    assert blocks.passes.x == 1 and blocks.passes.rounds == 1 + reserved
     labels = assert_emd_optimum(X, blocks, step, cap)
     np.testing.assert_array_equal(labels, remote_blocks(X, centers).labels(plain.labeler))
 

@@ -60,13 +60,14 @@ from scipy.sparse import issparse
 from ..blocks import Blocks, RowBlocks
 from ..candidates import BandCosts, candidate_width
 from ..capacities import Capacities
-from ..exact_pass import ExactPass, band_costs, combine_passes, exact_pass, whole_block
+from ..exact_pass import ExactPass, band_costs, block_share, combine_passes, exact_pass, whole_block
 from ..kernels import reduced_cost_labels
 from .allowance import _allow, _truncated
 from .base import SolverOptions, StepOutcome
 from .newton import entropic_potentials
 from .paths import DONE, successive_shortest_paths
 from .prices import price_rounds, worth_rounds
+from .reserved import HeldReserve, band_from_reserve, pass_keeping_reserve, reserve_size
 from .search import (
     _AHEAD_OFF,
     _MIN_BAND,
@@ -138,7 +139,7 @@ def _pass_kernel(
     :func:`.allowance._allow`; ``None``: none).
     ``weights``: the block's sample weights (the weighted step's pass)."""
     m = X.shape[0]
-    share = cap if m >= total else min(m, math.ceil(2.0 * cap * m / max(total, 1)) + 16)
+    share = block_share(cap, m, total)
     if strict:
         share = cap if m >= total else cap * m // max(total, 1)
         if 0 < share < m:
@@ -229,163 +230,185 @@ def solve_exact(
         # informed potentials (warm, or the sample's), X many times the shift sample and a
         # pass dear: shift them by the shift sample's pair histogram first (no pass)
         _preshift(search, blocks, subset, sample, capacities)
-    while True:
-        # large k: the band rows' cheapest clusters rather than their whole cost rows, once
-        # the potentials are informed (from the zero start they are too far from the optimum)
-        width = 0 if search.cold or search.dense else candidate_width(k)
-        search.limit = wide_limit if width else dense_limit
-        search.wanted = min(search.wanted, search.limit)
-        # a pass over X is dear (Dask) and k small: the pass also counts the rows by label,
-        # second-best cluster and gap, so that far-off potentials can be shifted without one
-        pair_scale = (
-            _pair_scale(search, sample, blocks.centers, capacities, n)
-            if shifting and search.shifts < _MAX_SHIFTS
-            else 0.0
-        )
-        # a threshold decides the band (up to the budget): a band cut at the rows asked for
-        # would leave rows within the threshold out, at random, and the step would need
-        # another pass (the threshold's estimate of the rows below it is rough); with no
-        # threshold the band is the first rows asked for
-        cap = search.wanted if search.theta == math.inf else max(search.wanted, search.limit)
-        band = blocks.reduce_x(
-            _pass_kernel,
-            combine_passes,
-            blocks.centers,
-            search.potentials,
-            search.theta,
-            cap,
-            n,
-            options.max_band is not None,
-            width,
-            pair_scale,
-            search.allowance_for_pass(),
-        )
-        search.passes += 1
-        gathered = band.rows.shape[0]
-        costs = _costs_of(band, blocks.centers, search.potentials)
-        labels, _ = costs.labels(search.potentials)
-        off = imbalance(band.counts + np.bincount(labels, minlength=k), capacities)
-        preshifted, search.preshifted = search.preshifted, False
-        if search.unshifted is not None:
-            before, before_off, theta, wanted = search.unshifted
-            search.unshifted = None
-            if off > before_off:
-                # the shift misled (the model does not see moves past its bins or to a
-                # third-best cluster): back to the potentials before it, and no more shifts
-                # in this step
-                search.potentials, search.theta, search.wanted = before, theta, wanted
-                search.shifts = _MAX_SHIFTS
-                continue
-        if (
-            not search.sampled
-            and sample is not None
-            and off > max(_WARM_SAMPLE * n, _sample_error(n, k, sample.shape[0]))
-        ):
-            # warm potentials far off (the centers moved much): the sample first, unless its
-            # own potentials would misplace as many points (large k: few sample rows per
-            # cluster)
-            _from_sample(search, blocks, sample, capacities, options)
-            continue
-        if band.pairs is not None and off * _SHIFT_SHARE > max(gathered, _MIN_BAND):
-            # the potentials, not the band's width, are what is off: shift them by the
-            # pass's pair histogram (no pass), and cut a band around the shifted ones
-            _shift(search, band, capacities, off)
-            continue
-        needed = min(search.limit, 4 * off + search.per_cluster * k)
-        search.needed = max(search.needed, needed)
-        if search.theta == math.inf and gathered < n:
-            # no threshold yet and the band was cut at its size: take the boundary rows
-            search.wanted = max(search.wanted, needed)
-            search.theta = band.band_rows_below(search.wanted)
-            continue
-        if needed > _NARROW * gathered and gathered < search.limit and search.theta < math.inf:
-            # too narrow a band for this imbalance: the histogram says how wide to go (a band
-            # a little narrower than asked is tried first: the rule is rough, a pass is dear)
-            search.wanted = max(search.wanted, needed)
-            search.theta = band.band_rows_below(search.wanted)
-            search.widenings += 1
-            continue
-        step = _repair(blocks, capacities, band, costs, labels, off, search)
-        if (
-            costs.restricted
-            and gathered <= dense_limit
-            and not ((step is not None and _certified(step)) or (search.narrow and gathered < n))
-        ):
-            # the candidates could not settle the band (a row wanted a cluster it does not
-            # hold, or no path on their columns): the same band, dense rows, if they fit the
-            # budget (else the band is widened, or the potentials recentred, below).  (A band
-            # whose own rows all hold is too narrow, see _outcome: it is widened below.)
-            search.dense = True
-            costs = BandCosts(band_costs(band.x, blocks.centers))
+    held: HeldReserve | None = None  # the last pass's reserve (:mod:`.reserved`)
+    try:
+        while True:
+            # large k: the band rows' cheapest clusters rather than their whole cost rows, once
+            # the potentials are informed (from the zero start they are too far from the optimum)
+            width = 0 if search.cold or search.dense else candidate_width(k)
+            search.limit = wide_limit if width else dense_limit
+            search.wanted = min(search.wanted, search.limit)
+            # a pass over X is dear (Dask) and k small: the pass also counts the rows by label,
+            # second-best cluster and gap, so that far-off potentials can be shifted without one
+            pair_scale = (
+                _pair_scale(search, sample, blocks.centers, capacities, n)
+                if shifting and search.shifts < _MAX_SHIFTS
+                else 0.0
+            )
+            # a threshold decides the band (up to the budget): a band cut at the rows asked for
+            # would leave rows within the threshold out, at random, and the step would need
+            # another pass (the threshold's estimate of the rows below it is rough); with no
+            # threshold the band is the first rows asked for
+            cap = search.wanted if search.theta == math.inf else max(search.wanted, search.limit)
+            allowance = search.allowance_for_pass()
+            plain = width or allowance is not None or options.max_band is not None
+            if held is not None and not plain and held.serves(search.potentials, search.theta):
+                # the potentials moved (or the band widened) within the last pass's reserve
+                band = band_from_reserve(held, search, blocks, cap)
+                search.reserved += 1
+            elif (
+                pair_scale > 0.0
+                and not plain
+                and sample is not None
+                and (size := reserve_size(search, blocks, sample)) is not None
+            ):
+                # a dear pass (it counts the pair histogram): it keeps a reserve
+                band, held = pass_keeping_reserve(search, blocks, cap, pair_scale, size)
+                search.passes += 1
+            else:
+                band = blocks.reduce_x(
+                    _pass_kernel,
+                    combine_passes,
+                    blocks.centers,
+                    search.potentials,
+                    search.theta,
+                    cap,
+                    n,
+                    options.max_band is not None,
+                    width,
+                    pair_scale,
+                    allowance,
+                )
+                search.passes += 1
+            gathered = band.rows.shape[0]
+            costs = _costs_of(band, blocks.centers, search.potentials)
             labels, _ = costs.labels(search.potentials)
-            step = _repair(blocks, capacities, band, costs, labels, off, search)
-        if step is not None and (_certified(step) or (gathered >= n and not costs.restricted)):
-            # (every row in the band, on dense rows: the whole problem's optimum)
-            return step
-        if preshifted and band.pairs is not None and search.shifts < _MAX_SHIFTS:
-            # the shift sample's shift left more points off than its band could settle:
-            # shift again by this pass's histogram (every row of X), as without it
-            _shift(search, band, capacities, off)
-            continue
-        if (
-            allowing
-            and search.allowed < _MAX_ALLOWED
-            and gathered < search.limit
-            and math.isfinite(search.theta)
-            and not _truncated(band)
-            and _allow(search, blocks.centers, sample, capacities, band, labels)
-        ):
-            # the band holds too few of the rows some clusters must trade (their boundaries
-            # lie where the points are sparse, far beyond the threshold that holds the dense
-            # boundaries' rows): the same potentials and threshold, with those pairs' reach
-            continue
-        if gathered >= search.limit and band.pairs is not None:
-            # the widest band the budget allows cannot settle these potentials: shift them
-            _shift(search, band, capacities, off)
-            continue
-        if gathered >= search.limit:
-            if subset is not None and blocks.drop_shift_sample():
-                # the shift sample held half the budget: its bytes go to the band (for the
-                # rest of the fit), and the widest band, about twice as wide, is cut around
-                # the same potentials
-                subset = None
-                budget, dense_limit, wide_limit = _band_limits(blocks, k, options)
-                search.limit = wide_limit if width else dense_limit
-                search.wanted = search.limit
+            off = imbalance(band.counts + np.bincount(labels, minlength=k), capacities)
+            preshifted, search.preshifted = search.preshifted, False
+            if search.unshifted is not None:
+                before, before_off, theta, wanted = search.unshifted
+                search.unshifted = None
+                if off > before_off:
+                    # the shift misled (the model does not see moves past its bins or to a
+                    # third-best cluster): back to the potentials before it, and no more shifts
+                    # in this step
+                    search.potentials, search.theta, search.wanted = before, theta, wanted
+                    search.shifts = _MAX_SHIFTS
+                    continue
+            if (
+                not search.sampled
+                and sample is not None
+                and off > max(_WARM_SAMPLE * n, _sample_error(n, k, sample.shape[0]))
+            ):
+                # warm potentials far off (the centers moved much): the sample first, unless its
+                # own potentials would misplace as many points (large k: few sample rows per
+                # cluster)
+                _from_sample(search, blocks, sample, capacities, options)
+                continue
+            if band.pairs is not None and off * _SHIFT_SHARE > max(gathered, _MIN_BAND):
+                # the potentials, not the band's width, are what is off: shift them by the
+                # pass's pair histogram (no pass), and cut a band around the shifted ones
+                _shift(search, band, capacities, off)
+                continue
+            needed = min(search.limit, 4 * off + search.per_cluster * k)
+            search.needed = max(search.needed, needed)
+            if search.theta == math.inf and gathered < n:
+                # no threshold yet and the band was cut at its size: take the boundary rows
+                search.wanted = max(search.wanted, needed)
                 search.theta = band.band_rows_below(search.wanted)
                 continue
-            if search.recentred >= _MAX_RECENTRED or sample is None:
-                raise _band_error(search, budget, k, options)
-            # the widest band the budget allows cannot settle these potentials: bring them
-            # nearer the optimum with a few passes that need no band (Newton on the entropic
-            # semi-dual, at a temperature whose fuzzy zone is a fraction of that band), then
-            # cut a band of the same size around them
-            search.recentred += 1
-            costs_of_sample = _sample_costs(search, sample, blocks.centers)
-            theta = _quantile_of_gaps(costs_of_sample, search.potentials, search.limit / n)
-            counts = band.counts + np.bincount(labels, minlength=k)
-            target = capacities.target(counts.astype(np.float64))
-            refined = entropic_potentials(
-                blocks,
-                target,
-                search.potentials,
-                max(theta, 1e-300) / 8,
-                start=max(theta, 1e-300),
-                tol=search.limit / 8,
-                max_passes=_REFINE_PASSES,
-            )
-            search.potentials = refined.potentials
-            search.passes += refined.passes
-            search.wanted = search.limit
-            search.theta = _quantile_of_gaps(
-                costs_of_sample, search.potentials, search.limit / (2 * n)
-            )
-            continue
-        # the band's optimum is not the whole problem's (a point beyond the band must move):
-        # widen it, from the same potentials (the band's own may misplace fixed rows)
-        search.widenings += 1
-        search.wanted = min(search.limit, _WIDEN * max(search.wanted, gathered))
-        search.theta = band.band_rows_below(search.wanted)
+            if needed > _NARROW * gathered and gathered < search.limit and search.theta < math.inf:
+                # too narrow a band for this imbalance: the histogram says how wide to go (a band
+                # a little narrower than asked is tried first: the rule is rough, a pass is dear)
+                search.wanted = max(search.wanted, needed)
+                search.theta = band.band_rows_below(search.wanted)
+                search.widenings += 1
+                continue
+            step = _repair(blocks, capacities, band, costs, labels, off, search)
+            if (
+                costs.restricted
+                and gathered <= dense_limit
+                and not (
+                    (step is not None and _certified(step)) or (search.narrow and gathered < n)
+                )
+            ):
+                # the candidates could not settle the band (a row wanted a cluster it does not
+                # hold, or no path on their columns): the same band, dense rows, if they fit the
+                # budget (else the band is widened, or the potentials recentred, below).  (A band
+                # whose own rows all hold is too narrow, see _outcome: it is widened below.)
+                search.dense = True
+                costs = BandCosts(band_costs(band.x, blocks.centers))
+                labels, _ = costs.labels(search.potentials)
+                step = _repair(blocks, capacities, band, costs, labels, off, search)
+            if step is not None and (_certified(step) or (gathered >= n and not costs.restricted)):
+                # (every row in the band, on dense rows: the whole problem's optimum)
+                return step
+            if preshifted and band.pairs is not None and search.shifts < _MAX_SHIFTS:
+                # the shift sample's shift left more points off than its band could settle:
+                # shift again by this pass's histogram (every row of X), as without it
+                _shift(search, band, capacities, off)
+                continue
+            if (
+                allowing
+                and search.allowed < _MAX_ALLOWED
+                and gathered < search.limit
+                and math.isfinite(search.theta)
+                and not _truncated(band)
+                and _allow(search, blocks.centers, sample, capacities, band, labels)
+            ):
+                # the band holds too few of the rows some clusters must trade (their boundaries
+                # lie where the points are sparse, far beyond the threshold that holds the dense
+                # boundaries' rows): the same potentials and threshold, with those pairs' reach
+                continue
+            if gathered >= search.limit and band.pairs is not None:
+                # the widest band the budget allows cannot settle these potentials: shift them
+                _shift(search, band, capacities, off)
+                continue
+            if gathered >= search.limit:
+                if subset is not None and blocks.drop_shift_sample():
+                    # the shift sample held half the budget: its bytes go to the band (for the
+                    # rest of the fit), and the widest band, about twice as wide, is cut around
+                    # the same potentials
+                    subset = None
+                    budget, dense_limit, wide_limit = _band_limits(blocks, k, options)
+                    search.limit = wide_limit if width else dense_limit
+                    search.wanted = search.limit
+                    search.theta = band.band_rows_below(search.wanted)
+                    continue
+                if search.recentred >= _MAX_RECENTRED or sample is None:
+                    raise _band_error(search, budget, k, options)
+                # the widest band the budget allows cannot settle these potentials: bring them
+                # nearer the optimum with a few passes that need no band (Newton on the entropic
+                # semi-dual, at a temperature whose fuzzy zone is a fraction of that band), then
+                # cut a band of the same size around them
+                search.recentred += 1
+                costs_of_sample = _sample_costs(search, sample, blocks.centers)
+                theta = _quantile_of_gaps(costs_of_sample, search.potentials, search.limit / n)
+                counts = band.counts + np.bincount(labels, minlength=k)
+                target = capacities.target(counts.astype(np.float64))
+                refined = entropic_potentials(
+                    blocks,
+                    target,
+                    search.potentials,
+                    max(theta, 1e-300) / 8,
+                    start=max(theta, 1e-300),
+                    tol=search.limit / 8,
+                    max_passes=_REFINE_PASSES,
+                )
+                search.potentials = refined.potentials
+                search.passes += refined.passes
+                search.wanted = search.limit
+                search.theta = _quantile_of_gaps(
+                    costs_of_sample, search.potentials, search.limit / (2 * n)
+                )
+                continue
+            # the band's optimum is not the whole problem's (a point beyond the band must move):
+            # widen it, from the same potentials (the band's own may misplace fixed rows)
+            search.widenings += 1
+            search.wanted = min(search.limit, _WIDEN * max(search.wanted, gathered))
+            search.theta = band.band_rows_below(search.wanted)
+    finally:
+        blocks.drop_held()
 
 
 def _repair(

@@ -64,6 +64,7 @@ class _Search:
     per_cluster: int = _PER_CLUSTER  # band rows per cluster at least (fewer when warm)
     restricted: int = 0  # band solves on candidates, in all
     shifts: int = 0  # potentials shifted by a pass's pair histogram
+    reserved: int = 0  # bands cut from a pass's reserve (:mod:`.reserved`), no pass over X
     #: the potentials were shifted by the shift sample's histogram and no pass has seen them
     preshifted: bool = False
     #: the sample's cost rows at the step's centers (computed once, by :func:`_sample_costs`)
@@ -253,6 +254,7 @@ def _outcome(
         retries=search.widenings,
         extra={
             "passes": float(search.passes),
+            "reserved": float(search.reserved),
             "sampled": float(search.sampled),
             "restricted": float(search.restricted),
             "dense": float(search.dense),

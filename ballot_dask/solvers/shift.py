@@ -2,7 +2,7 @@
 
 A pass under the potentials ``v`` can count every row by its label ``a``, its second-best
 cluster ``b`` and its top-two gap ``g`` (:func:`~ballot_dask.exact_pass.exact_pass` with
-``pair_scale``; bins of a quarter octave, :func:`~ballot_dask.exact_pass.pair_edges`).  Under
+``pair_scale``; bins of a quarter octave, :func:`~ballot_dask.pair_bins.pair_edges`).  Under
 the shifted potentials ``v + delta`` a row of the pair moves from ``a`` to ``b`` when
 ``delta_b - delta_a > g``, as long as its third-best cluster stays behind, which holds for
 the shifts a Lloyd step needs on all but a few rows.  The histogram is then a model of the
@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..capacities import Capacities
-from ..exact_pass import _PAIR_HIGH, PAIR_MAX_CLUSTERS, pair_edges
+from ..pair_bins import _PAIR_HIGH, PAIR_MAX_CLUSTERS, pair_edges
 
 #: at most this many clusters (the pass holds ``k * k * PAIR_BINS`` counts per thread)
 MAX_CLUSTERS = PAIR_MAX_CLUSTERS
