@@ -118,6 +118,10 @@ class Blocks(Protocol):
         The :class:`PassCounter` every pass increments.
     ``gather_is_free``
         True when the blocks live in this process, so that gathering rows costs no transfer.
+    ``streamed``
+        True when every pass reads X from its storage (a Dask array not persisted): a pass
+        is then as dear as a read, and the exact step keeps a reserve of rows to save one
+        (:mod:`ballot_dask.reserve`).
     """
 
     passes: PassCounter
@@ -128,6 +132,9 @@ class Blocks(Protocol):
     total_weight: float
     #: X's column means and variances, measured by ``prepare`` (``None`` before)
     moments: tuple[np.ndarray, np.ndarray] | None
+
+    @property
+    def streamed(self) -> bool: ...
 
     @property
     def n_samples(self) -> int: ...
@@ -314,6 +321,7 @@ class RowBlocks:
     weights: np.ndarray | None = None
     passes: PassCounter = field(default_factory=PassCounter)
     gather_is_free: bool = field(default=True, init=False)
+    streamed: bool = field(default=False, init=False)
     _costs: list[np.ndarray] | None = field(default=None, init=False, repr=False)
     _centers: np.ndarray | None = field(default=None, init=False, repr=False)
     _sample: np.ndarray | None = field(default=None, init=False, repr=False)

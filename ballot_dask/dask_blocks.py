@@ -179,6 +179,11 @@ class DaskBlocks:
             raise RuntimeError("set_centers() must be called first")
         return self._centers
 
+    @property
+    def streamed(self) -> bool:
+        """Whether every pass reads X from its storage (X not persisted)."""
+        return not self.persist_x
+
     def sample(self) -> Any:
         """Rows for the exact solver's first potentials: :func:`solver_sample` of the row
         sample drawn by :meth:`prepare` (``None`` before it, or for few rows)."""

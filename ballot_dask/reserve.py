@@ -1,7 +1,7 @@
 """The pass's reserve: the rows near a boundary, kept where they were read.
 
-Where a pass over X is dear (the Dask engine, X of millions of rows) and the potentials may
-move after it (a shift by the pass's pair histogram, a band cut wider), the exact step's pass
+Where a pass reads X from its storage (a Dask array too large to persist) and the potentials
+may move after it (a shift by the pass's pair histogram, a band cut wider), the exact step's pass
 (:func:`reserve_pass`) also keeps, on the worker that read each chunk, the chunk's rows whose
 top-two gap is at most ``reach`` (a threshold above the band's): their indices, coordinates,
 and the summary of the chunk's other rows (their labels, counts, centroid sums, objective,

@@ -148,6 +148,8 @@ class RemoteBlocks(RowBlocks):
     band's allowances)."""
 
     gather_is_free = False  # type: ignore[misc]
+    #: passes read X from storage (the exact step keeps a pass's reserve)
+    streamed = True  # type: ignore[misc]
     #: rows of the shift sample (:meth:`~ballot_dask.blocks.Blocks.shift_sample`): one in
     #: this many, hashed as the Dask engine picks them; 0: none
     shift_every = 0

@@ -91,11 +91,16 @@ def test_fits_that_cut_bands_from_reserves_equal_the_in_memory_fit(
     overlapping, scheduler, monkeypatch
 ):
     params = dict(n_clusters=K, random_state=0, max_iter=12, tol=0.0)
+    X = da.from_array(overlapping, chunks=(CHUNK, D))
     with dask.config.set({"ballot.init-sample": 16384}):
         reference = BalancedKMeans(**params).fit(overlapping)
         reserved = count_calls(monkeypatch, exact, "band_from_reserve")
-        km = BalancedKMeans(**params).fit(da.from_array(overlapping, chunks=(CHUNK, D)))
+        persisted = BalancedKMeans(**params).fit(X)
+        assert not reserved  # X persisted: a pass costs no read, no reserve is kept
+        with dask.config.set({"ballot.persist": False}):  # every pass reads X
+            km = BalancedKMeans(**params).fit(X)
     assert reserved, "no band was cut from a reserve"
+    np.testing.assert_array_equal(persisted.labels_.compute(), reference.labels_)
     assert km.certificate_.optimal and reference.certificate_.optimal
     np.testing.assert_array_equal(km.labels_.compute(), reference.labels_)
     np.testing.assert_allclose(km.cluster_centers_, reference.cluster_centers_, atol=1e-5)

@@ -258,11 +258,13 @@ def solve_exact(
                 search.reserved += 1
             elif (
                 pair_scale > 0.0
+                and blocks.streamed
                 and not plain
                 and sample is not None
                 and (size := reserve_size(search, blocks, sample)) is not None
             ):
-                # a dear pass (it counts the pair histogram): it keeps a reserve
+                # a pass that reads X from storage and counts the pair histogram (the
+                # potentials may be shifted after it): it keeps a reserve
                 band, held = pass_keeping_reserve(search, blocks, cap, pair_scale, size)
                 search.passes += 1
             else:
