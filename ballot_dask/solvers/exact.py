@@ -27,7 +27,11 @@
    rows: :meth:`~ballot_dask.blocks.Blocks.shift_sample`), the client counts it the same
    way before the first pass and shifts the potentials from its model
    (:func:`.shifting._preshift`), in place of the look-ahead: the band of that pass is cut
-   around them, and the step is usually that one pass.
+   around them, and the step is usually that one pass.  Where X is streamed from storage, a
+   pass that counts the pair histogram also keeps a *reserve* where each chunk was read (the
+   rows within a threshold about ten times the band's, :mod:`.reserved`): when that pass's
+   histogram shifts the potentials by less than the reserve reaches, the next band is cut
+   from the reserve in one round, with no second read of X.
 3. *Exact repair*: successive shortest paths on the cluster graph
    (:func:`.paths.successive_shortest_paths`) solve the band's own transport problem (the
    capacity the fixed points leave) exactly.  When they would have many points to move, a few
