@@ -34,7 +34,6 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-import scipy.sparse
 from dask.core import flatten
 from dask.delayed import Delayed, delayed
 
@@ -68,12 +67,12 @@ from .dask_tasks import (
     streamed_label_task,
     streamed_pass_task,
     unit_weights,
-    warm_task,
     x_label_task,
     x_task,
     xw_task,
 )
-from .sparse import as_csr, is_sparse
+from .dask_warm import warm_workers
+from .sparse import is_sparse
 from .task_memory import check_task_memory, largest_chunk
 
 __all__ = ["DaskBlocks", "active_client", "cluster_memory", "observe_rounds"]
@@ -524,40 +523,9 @@ class DaskBlocks:
         return list(mapped.to_delayed(optimize_graph=True).ravel())
 
     def _warm(self, task: Callable[..., Any], shared: Delayed, kernel: Any) -> None:
-        """On a distributed cluster, run ``task`` once on every worker on a few synthetic
-        rows of X's dtype (:func:`~ballot_dask.dask_tasks.warm_task`), the first time this
-        ``(task, kernel)`` is mapped: the workers compile or load its kernels before they
-        hold a chunk, so loading the compiler never adds to a chunk's read (on 400 MB
-        workers streaming 16 MB zstd chunks the first pass peaked 16 MiB higher than the
-        others).  One round without data; not counted as a pass."""
-        client = active_client()
-        key = (task, _code_of(kernel))
-        if client is None or key in self._warmed:
-            return
-        self._warmed.add(key)
-        try:
-            workers = list(client.scheduler_info(n_workers=-1)["workers"])
-        except TypeError:  # distributed < 2025: always lists every worker
-            workers = list(client.scheduler_info()["workers"])
-        rows, d = 8, self.n_features
-        if self.sparse:
-            block: Any = as_csr(scipy.sparse.csr_matrix((rows, d), dtype=self.X.dtype))
-        else:
-            block = np.zeros((rows, d), dtype=self.X.dtype)
-        # a worker that left meanwhile leaves its run to another (loose restriction); a run
-        # lost with its worker is no reason to fail the fit: the real map runs anyway
-        runs = [
-            client.compute(
-                delayed(warm_task, pure=False)(task, shared, block, ".".join(map(str, key[1]))),
-                workers=[address],
-                allow_other_workers=True,
-            )
-            for address in workers
-        ]
-        try:
-            client.gather(runs)
-        except Exception:  # the warm-up never fails a fit
-            client.cancel(runs)
+        """The workers' warm-up for ``task`` with ``kernel`` (:func:`.dask_warm.warm_workers`),
+        the first time it is mapped."""
+        warm_workers(task, shared, kernel, self.X.dtype, self.n_features, self.sparse, self._warmed)
 
     def _cost_parts(self) -> list[Delayed] | None:
         if self._centers is None:
@@ -582,15 +550,6 @@ class DaskBlocks:
         results = compute_round(level)
         self.passes.rounds += 1
         return combine(list(results))
-
-
-def _code_of(kernel: Any) -> tuple[str | None, str | None]:
-    """What a kernel runs, whatever object carries it (a function, a ``functools.partial``
-    of one, a bound method, a callable object): the same code warms up once."""
-    func = getattr(kernel, "func", kernel)
-    func = getattr(func, "__func__", func)
-    name = getattr(func, "__qualname__", None) or type(func).__qualname__
-    return getattr(func, "__module__", None), name
 
 
 def _label_array(parts: list[Delayed], lengths: list[int]) -> da.Array:
