@@ -14,8 +14,10 @@ Importing the package only registers these defaults; nothing is written to the u
 ``ballot.band-memory``
     The largest set of doubtful points the exact repair may gather on the client (their cost
     rows, k float64 each, and three more numbers; from k = 128, their 32 cheapest clusters,
-    about 800 bytes a point, once the potentials are informed).  Beyond it the fit fails
-    with a clear message instead of exhausting memory.  It also bounds the fit's row
+    about 800 bytes a point, once the potentials are informed).  A pass gathers at most
+    this (its band's rows spread unevenly over the chunks may take up to all of it, so the
+    band's limit is half).  Beyond it the fit fails with a clear message instead of
+    exhausting memory.  It also bounds the fit's row
     samples the client holds: for X of millions of rows and k up to 32 the exact step's
     *shift sample* (one row in four, at most half of this budget; the band has the rest,
     and the whole of it from the first step whose band needs more).
@@ -70,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "ballot": {
         "persist": "auto",
         "memory-fraction": 0.25,
-        "band-memory": "256 MiB",
+        "band-memory": "512 MiB",
         "split-every": 8,
         "futures": True,
         "threads-per-task": 1,

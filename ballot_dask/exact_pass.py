@@ -287,12 +287,17 @@ def block_share(cap: int, m: int, total: int) -> int:
     return cap if m >= total else min(m, math.ceil(2.0 * cap * m / max(total, 1)) + 16)
 
 
-def _lane_cap(cap: int, lanes: int) -> int:
+def _lane_cap(cap: int, lanes: int, shared: bool = False) -> int:
     """Band rows one lane may take: twice its share, and a few (rows in the band are not
-    spread evenly over the block); the block's total stays within about twice ``cap``."""
+    spread evenly over the block); the block's total stays within about twice ``cap``.
+    ``shared``: ``cap`` is already twice the block's share of a band over many blocks
+    (:func:`block_share`), and the lanes share it (each still up to twice its own share of
+    the block's), so that the blocks' total stays within about twice the band asked for (a
+    lane's doubling on top of the block's let a pass over ten chunks return 3.6 times the
+    rows asked for, beyond the memory budget that allows twice)."""
     if lanes <= 1:
         return cap
-    return min(cap, 2 * -(-cap // lanes) + 64)
+    return min(cap, (1 if shared else 2) * -(-cap // lanes) + 64)
 
 
 def exact_pass(
@@ -308,6 +313,7 @@ def exact_pass(
     width: int = 0,
     pair_scale: float = 0.0,
     allowance: np.ndarray | None = None,
+    shared: bool = False,
 ) -> ExactPass:
     """The exact step's pass over one block (see the module docstring).
 
@@ -322,7 +328,7 @@ def exact_pass(
         Band threshold on the top-two gap (``inf``: every row, up to ``cap``).
     cap : int
         Band rows this block should return at most (about twice as many may come back when
-        they are unevenly spread over the block's lanes, unless ``strict``).
+        they are unevenly spread over the block's lanes, unless ``strict`` or ``shared``).
     offset : int
         Global index of the block's first row.
     weights : ndarray of shape (m,), default=None
@@ -340,6 +346,9 @@ def exact_pass(
         with ``b`` a row labelled ``a`` may lie and still enter the band (non-negative): the
         band is on ``min_b (gap to b - allowance[a, b]) <= theta``, and ``hist`` counts that
         score.  ``None``: on the top-two gap (all allowances 0).
+    shared : bool, default=False
+        ``cap`` is one block's :func:`block_share` of a band over many blocks (already twice
+        its share): at most about ``cap`` rows come back (see :func:`_lane_cap`).
 
     A sparse (CSR) block goes to :func:`~ballot_dask.sparse.exact_pass_csr`, the same pass
     with the costs from the rows' nonzeros (without candidates).
@@ -347,7 +356,9 @@ def exact_pass(
     if issparse(X):
         from .sparse import exact_pass_csr
 
-        return exact_pass_csr(X, centers, v, theta, cap, offset, strict=strict, weights=weights)
+        return exact_pass_csr(
+            X, centers, v, theta, cap, offset, strict=strict, weights=weights, shared=shared
+        )
     m = X.shape[0]
     k = centers.shape[0]
     sc = screened_centers(X, centers)
@@ -360,7 +371,7 @@ def exact_pass(
             tuple(sc),
             np.asarray(v, dtype=np.float64),
             float(theta),
-            _lane_cap(int(cap), lanes),
+            _lane_cap(int(cap), lanes, shared),
             (lanes, slack_workers(lanes, k)),
             slab_rows(k, sc.use_dot),
             width,
@@ -370,7 +381,7 @@ def exact_pass(
     counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor, pairs = out
     step = -(-m // lanes)  # a lane's rows (the last one's fewer): full when it refused one
     lane_rows = np.minimum(m, step * np.arange(1, lanes + 1)) - step * np.arange(lanes)
-    full = bool(((taken >= _lane_cap(int(cap), lanes)) & (taken < lane_rows)).any())
+    full = bool(((taken >= _lane_cap(int(cap), lanes, shared)) & (taken < lane_rows)).any())
     rows = np.concatenate([band[lane, : taken[lane]] for lane in range(lanes)])
     candidates = None
     if width > 0:

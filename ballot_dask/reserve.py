@@ -81,14 +81,24 @@ def reserve_pass(
     rows); ``full``: the reserve ran out of room, and the chunk was passed again without
     one (it is still in memory: no second read), to the same pass."""
     m, share = X.shape[0], block_share(cap, X.shape[0], total)
+    shared = m < total  # (see exact_pass)
     wide = exact_pass(
-        X, centers, v, reach, block_share(reserve_cap, m, total), offset, pair_scale=pair_scale
+        X,
+        centers,
+        v,
+        reach,
+        block_share(reserve_cap, m, total),
+        offset,
+        pair_scale=pair_scale,
+        shared=shared,
     )
     if wide.full:  # more rows within reach than room: the plain pass, no reserve
-        plain = exact_pass(X, centers, v, theta, share, offset, pair_scale=pair_scale)
+        plain = exact_pass(
+            X, centers, v, theta, share, offset, pair_scale=pair_scale, shared=shared
+        )
         empty = plain._replace(rows=plain.rows[:0], x=plain.x[:0], pairs=None)
         return (plain, True), Reserve(plain.rows[:0], plain.x[:0], empty, m)
-    inner = exact_pass(wide.x, centers, v, theta, share, 0)
+    inner = exact_pass(wide.x, centers, v, theta, share, 0, shared=shared)
     beyond = wide._replace(
         rows=wide.rows[:0], x=wide.x[:0], hist=wide.hist - inner.hist, theta=reach, full=False
     )
@@ -101,7 +111,8 @@ def reserve_band(
 ) -> ExactPass:
     """The chunk's pass at potentials ``v`` and threshold ``theta`` from its reserve (no
     pair histogram): its rows passed again, the others as the reserve's pass fixed them."""
-    inner = exact_pass(reserve.x, centers, v, theta, block_share(cap, reserve.m, total), 0)
+    share = block_share(cap, reserve.m, total)
+    inner = exact_pass(reserve.x, centers, v, theta, share, 0, shared=reserve.m < total)
     hist = reserve.beyond.hist + inner.hist
     return _joined(reserve.beyond, inner, reserve.rows[inner.rows], hist)
 

@@ -219,6 +219,7 @@ def exact_pass_csr(
     *,
     strict: bool = False,
     weights: np.ndarray | None = None,
+    shared: bool = False,
 ) -> ExactPass:
     """:func:`~ballot_dask.exact_pass.exact_pass` of a sparse block: the band's rows come back
     as a CSR matrix."""
@@ -238,7 +239,7 @@ def exact_pass_csr(
             mu_sq,
             np.asarray(v, dtype=np.float64),
             float(theta),
-            _lane_cap(int(cap), lanes),
+            _lane_cap(int(cap), lanes, shared),
             (lanes, slack_workers(lanes, k)),
             slab_rows(k),
         )

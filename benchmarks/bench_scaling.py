@@ -80,6 +80,22 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
+def add_store_args(parser: Any) -> None:
+    """The options of the Zarr stores (their chunks and folder) and of the cluster."""
+    parser.add_argument("--chunk-rows", type=int, default=1_000_000, help="rows per chunk, at most")
+    parser.add_argument(
+        "--min-chunks", type=int, default=4, help="chunks per array, at least (parallelism)"
+    )
+    add_cluster_args(parser)
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=Path("/tmp/ballot_dask_bench_store"),
+        help="folder of the Zarr stores (one per n)",
+    )
+    parser.add_argument("--rewrite", action="store_true", help="rewrite existing stores")
+
+
 def parse_args() -> Any:
     """Command-line options."""
     parser = base_parser(__doc__.splitlines()[0])
@@ -94,18 +110,7 @@ def parse_args() -> Any:
     parser.add_argument("--k", type=int, default=16, help="clusters")
     parser.add_argument("--d", type=int, default=16, help="features")
     parser.add_argument("--iters", type=int, default=5, help="Lloyd iterations M (max_iter)")
-    parser.add_argument("--chunk-rows", type=int, default=1_000_000, help="rows per chunk, at most")
-    parser.add_argument(
-        "--min-chunks", type=int, default=4, help="chunks per array, at least (parallelism)"
-    )
-    add_cluster_args(parser)
-    parser.add_argument(
-        "--store",
-        type=Path,
-        default=Path("/tmp/ballot_dask_bench_store"),
-        help="folder of the Zarr stores (one per n)",
-    )
-    parser.add_argument("--rewrite", action="store_true", help="rewrite existing stores")
+    add_store_args(parser)
     parser.add_argument(
         "--init-sample", type=int, default=65_536, help="rows the k-means++ init is drawn from"
     )

@@ -212,7 +212,7 @@ def test_persist_from_the_environment(monkeypatch, clean_config):
     monkeypatch.delenv("DASK_BALLOT__BAND_MEMORY")
     dask.config.refresh()
     assert ballot_config.persist_mode() is None
-    assert ballot_config.band_memory() == 256 * 2**20
+    assert ballot_config.band_memory() == 512 * 2**20
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def test_settings_table_has_every_key_with_its_default_and_description():
     assert missing == []
     for key in settings_table.flatten(config.DEFAULTS):
         assert f"``{key}``" in text
-    assert '``"256 MiB"``' in text  # ballot.band-memory's default, as YAML
+    assert '``"512 MiB"``' in text  # ballot.band-memory's default, as YAML
 
 
 def test_settings_table_reports_a_key_without_description():

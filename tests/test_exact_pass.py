@@ -3,6 +3,7 @@ sums, slack, band and gap histogram, its caps and ties, and the screened (BLAS) 
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -164,3 +165,35 @@ def test_screened_exact_pass_is_bounded_by_the_float64_costs(dtype: type, k: int
     assert np.all(floor <= out.min(axis=1) + own)
     # the labels pass repeats the pass's arithmetic: the same fixed labels
     np.testing.assert_array_equal(power_labels(X, centers, v)[fixed], lab)
+
+
+@pytest.mark.parametrize("blocks", [1, 10])
+def test_band_over_blocks_stays_within_twice_the_rows_asked_for(blocks: int) -> None:
+    # every row within the threshold (inf), a band of 40 000 asked for among 400 000 rows:
+    # each block takes twice its share, and its lanes share that (a lane taking twice its own
+    # on top returned four times the rows asked for, beyond the band's memory budget)
+    from ballot_dask.exact_pass import combine_passes
+    from ballot_dask.kernels import pass_lanes
+    from ballot_dask.solvers.exact import _pass_kernel
+
+    rng = np.random.default_rng(3)
+    n, k, cap = 400_000, 8, 40_000
+    X = rng.standard_normal((n, 4))
+    centers = X[:k].copy()
+    v = np.zeros(k)
+    edges = np.linspace(0, n, blocks + 1).astype(int)
+    parts = [
+        _pass_kernel(X[lo:hi], centers, v, 1e300, cap, n, False, 0, 0.0, None, lo)
+        for lo, hi in itertools.pairwise(edges)
+    ]
+    band = combine_passes(parts) if blocks > 1 else parts[0]
+    lanes = sum(pass_lanes(hi - lo, k, 4) for lo, hi in itertools.pairwise(edges))
+    # (each lane a few more, 64 and a rounding, each block 16)
+    assert cap <= band.rows.shape[0] <= 2 * cap + 65 * lanes + 16 * blocks
+    # the rows left out are fixed, with their summaries: every row is accounted for once
+    assert band.counts.sum() + band.rows.shape[0] == n
+    assert np.array_equal(np.unique(band.rows), band.rows)
+    labels = power_labels(X, centers, v)
+    fixed = np.ones(n, dtype=bool)
+    fixed[band.rows] = False
+    assert np.array_equal(band.counts, np.bincount(labels[fixed], minlength=k))

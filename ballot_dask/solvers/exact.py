@@ -164,6 +164,7 @@ def _pass_kernel(
         width=width,
         pair_scale=pair_scale,
         allowance=allowance,
+        shared=m < total and not strict,
     )
 
 
@@ -354,6 +355,18 @@ def solve_exact(
                 # shift again by this pass's histogram (every row of X), as without it
                 _shift(search, band, capacities, off)
                 continue
+            if gathered >= search.limit and subset is not None and blocks.drop_shift_sample():
+                # the shift sample held half the budget: its bytes go to the band (for the rest
+                # of the fit).  A band within the new limit is judged again below (an
+                # allowance, else a wider band); else the widest band, about twice as wide, is
+                # cut around the same potentials
+                subset = None
+                budget, dense_limit, wide_limit = _band_limits(blocks, k, options)
+                search.limit = wide_limit if width else dense_limit
+                if gathered >= search.limit:
+                    search.wanted = search.limit
+                    search.theta = band.band_rows_below(search.wanted)
+                    continue
             if (
                 allowing
                 and search.allowed < _MAX_ALLOWED
@@ -371,16 +384,6 @@ def solve_exact(
                 _shift(search, band, capacities, off)
                 continue
             if gathered >= search.limit:
-                if subset is not None and blocks.drop_shift_sample():
-                    # the shift sample held half the budget: its bytes go to the band (for the
-                    # rest of the fit), and the widest band, about twice as wide, is cut around
-                    # the same potentials
-                    subset = None
-                    budget, dense_limit, wide_limit = _band_limits(blocks, k, options)
-                    search.limit = wide_limit if width else dense_limit
-                    search.wanted = search.limit
-                    search.theta = band.band_rows_below(search.wanted)
-                    continue
                 if search.recentred >= _MAX_RECENTRED or sample is None:
                     raise _band_error(search, budget, k, options)
                 # the widest band the budget allows cannot settle these potentials: bring them
