@@ -322,3 +322,26 @@ def test_a_band_over_the_budget_left_by_the_shift_sample_lets_it_go(monkeypatch)
     step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
     assert blocks.shift_sample() is None and blocks.band_budget() == blocks.budget
     assert_emd_optimum(X, blocks, step, cap)
+
+
+def test_a_band_over_the_budget_that_holds_every_row_is_the_whole_problem(monkeypatch) -> None:
+    # a hard step (separated blobs; centers after one balanced step from random data rows)
+    # whose band outgrows its limit, on a budget where a pass (up to twice its limit) can
+    # return every row: the whole problem is gathered as one band, with no recentring of the
+    # potentials, to ot.emd's optimum (the same step recentred 9 times and stopped with the
+    # band error at 200 000 rows before)
+    n, k, d = 60_000, 16, 16
+    rng = np.random.default_rng(1)
+    means = 17 * rng.standard_normal((k, d)) / np.sqrt(2)
+    X = (means[rng.integers(k, size=n)] + rng.standard_normal((n, d))).astype(np.float32)
+    start = balanced_assign(X, X[rng.choice(n, k, replace=False)].astype(np.float64))
+    centers = np.stack([X[start.labels == j].mean(axis=0) for j in range(k)])
+    cap = resolve_capacities(n, k)
+    blocks = remote_blocks(X, centers, block_rows=n // 10, shift_every=4)
+    row = 8 * (k + 4) + blocks.row_bytes()  # a dense band row's bytes (search._band_limits)
+    blocks.budget = n * row + blocks.shift_sample().nbytes  # half of X's rows, and the sample
+    recentred = count_calls(monkeypatch, exact, "entropic_potentials")
+    step = solve_exact(blocks, cap, SolverOptions(), potentials=start.potentials)
+    assert not recentred
+    assert step.band_size == n
+    assert_emd_optimum(X, blocks, step, cap)

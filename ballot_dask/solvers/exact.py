@@ -384,6 +384,13 @@ def solve_exact(
                 _shift(search, band, capacities, off)
                 continue
             if gathered >= search.limit:
+                if 2 * search.limit >= n and gathered < n and search.theta < math.inf and not width:
+                    # a pass returns up to twice its limit: the budget holds every row, and the
+                    # whole problem is one band (its optimum is the step's), rather than
+                    # potentials recentred to fit a narrower one
+                    search.theta = math.inf
+                    search.wanted = search.limit
+                    continue
                 if search.recentred >= _MAX_RECENTRED or sample is None:
                     raise _band_error(search, budget, k, options)
                 # the widest band the budget allows cannot settle these potentials: bring them
