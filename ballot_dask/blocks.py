@@ -106,6 +106,10 @@ class Blocks(Protocol):
         over X (:mod:`ballot_dask.reserve`).
     ``drop_held()``
         Let the held parts go.
+    ``shift_reference``
+        The shift sample's size bounds at the last exact step's optimum, for the next step's
+        shift (:func:`.solvers.shifting.sample_sizes`), or ``None``: set and taken by that
+        solver only.
     ``drop_shift_sample()``
         Let the shift sample go for the rest of the fit (its bytes return to
         ``band_budget()``, which they were taken from); whether there was one.
@@ -132,6 +136,8 @@ class Blocks(Protocol):
     total_weight: float
     #: X's column means and variances, measured by ``prepare`` (``None`` before)
     moments: tuple[np.ndarray, np.ndarray] | None
+    #: the shift sample's size bounds at the last exact step's optimum (``None``: none)
+    shift_reference: Any
 
     @property
     def streamed(self) -> bool: ...
@@ -327,6 +333,7 @@ class RowBlocks:
     _sample: np.ndarray | None = field(default=None, init=False, repr=False)
     _solver_sample: np.ndarray | None = field(default=None, init=False, repr=False)
     moments: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
+    shift_reference: Any = field(default=None, init=False, repr=False)
     _stale: bool = field(default=False, init=False, repr=False)
     _held: list[Any] | None = field(default=None, init=False, repr=False)
 

@@ -121,6 +121,7 @@ class DaskBlocks:
         self._stale = False
         self._sample: Any = None
         self._shift: np.ndarray | None = None  # the shift sample, drawn by prepare
+        self.shift_reference: Any = None  # its sizes at the last exact step's optimum
         self.n_clusters = int(n_clusters)
         self.moments: tuple[np.ndarray, np.ndarray] | None = None
         self._warmed: set[tuple[Any, Any]] = set()  # (task, kernel code) warmed on the workers
@@ -203,6 +204,7 @@ class DaskBlocks:
         """Let the shift sample go (its bytes return to :meth:`band_budget`); whether there
         was one."""
         held, self._shift = self._shift is not None, None
+        self.shift_reference = None
         return held
 
     def x_bytes(self) -> int:

@@ -91,7 +91,14 @@ from .search import (
     imbalance,
 )
 from .shift import MAX_CLUSTERS as _SHIFT_CLUSTERS
-from .shifting import _SHIFT_SHARE, _pair_scale, _preshift, _shift
+from .shifting import (
+    _SHIFT_SHARE,
+    MAX_SHIFTS,
+    _pair_scale,
+    _preshift,
+    _shift,
+    sample_sizes,
+)
 
 _WARM_ROOM = 4  # a warm step's first band may hold this many times a cold step's least band
 _WARM_SAMPLE = 0.02  # warm potentials misplacing more than this share go back to the sample
@@ -112,7 +119,7 @@ _REFINE_PASSES = 12  # passes of one refinement, at most
 _AHEAD_RATIO = 8  # the sample looks ahead when X has at least this many times its rows ...
 # ... and the warm potentials misplace more than _AHEAD_OFF times its own error ...
 _AHEAD_SHARE = 0.25  # ... and the band it asks for is at most this share of the rows
-_MAX_SHIFTS = 3  # potentials shifted by a pair histogram, at most, per step
+_MAX_SHIFTS = MAX_SHIFTS  # potentials shifted by a pair histogram, at most, per step
 _NARROW = 1.25  # a band is widened before its repair when the imbalance asks this much more
 _ALLOW_CLUSTERS = 1024  # pairs of clusters get their own allowance up to this k ...
 _MAX_ALLOWED = 4  # ... grown at most this many times per step
@@ -231,10 +238,12 @@ def solve_exact(
         seen = _warm_off(search, blocks, sample, capacities, options)
         if seen is not None and subset is None:
             _look_ahead(search, blocks, sample, capacities, *seen)
+    # the shift sample's sizes at the previous step's optimum (its first use: this step)
+    reference, blocks.shift_reference = blocks.shift_reference, None
     if subset is not None and not search.cold:
         # informed potentials (warm, or the sample's), X many times the shift sample and a
         # pass dear: shift them by the shift sample's pair histogram first (no pass)
-        _preshift(search, blocks, subset, sample, capacities)
+        _preshift(search, blocks, subset, sample, capacities, None if cold else reference)
     held: HeldReserve | None = None  # the last pass's reserve (:mod:`.reserved`)
     try:
         while True:
@@ -349,6 +358,10 @@ def solve_exact(
                 step = _repair(blocks, capacities, band, costs, labels, off, search)
             if step is not None and (_certified(step) or (gathered >= n and not costs.restricted)):
                 # (every row in the band, on dense rows: the whole problem's optimum)
+                if subset is not None:
+                    blocks.shift_reference = sample_sizes(
+                        search, step.potentials, step.sizes, capacities, n
+                    )
                 return step
             if preshifted and band.pairs is not None and search.shifts < _MAX_SHIFTS:
                 # the shift sample's shift left more points off than its band could settle:

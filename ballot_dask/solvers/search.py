@@ -78,6 +78,9 @@ class _Search:
     allowed: int = 0  # allowances grown in this step
     #: the last band's potentials from the shortest paths (its own optimum's), if it had one
     repaired: np.ndarray | None = None
+    #: the shift sample's pair histogram at the step's centers, its scale and the potentials
+    #: it was counted under (:func:`.shifting._preshift`; for :func:`.shifting.sample_sizes`)
+    sample_pairs: tuple[np.ndarray, float, np.ndarray] | None = None
 
     def allowance_for_pass(self) -> np.ndarray | None:
         """The allowance matrix if it was cut for the current potentials, else ``None``."""

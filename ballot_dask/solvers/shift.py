@@ -61,6 +61,23 @@ class Shift(NamedTuple):
         return float(self.gaps[order[min(j, order.size - 1)]])
 
 
+def pair_counts(pairs: np.ndarray, scale: float, delta: np.ndarray) -> np.ndarray:
+    """The rows per cluster the pair histogram's model puts under its potentials shifted by
+    ``delta`` (``(k,)``): a group of rows labelled ``a`` with second-best ``b`` moves to ``b``
+    in the share of its gap bin below ``delta_b - delta_a`` (linear within the bin; the model
+    at zero temperature).  Float counts, summing to the histogram's rows."""
+    k = pairs.shape[0]
+    low, high = pair_edges(scale)
+    counts = pairs.sum(axis=(1, 2)).astype(np.float64)
+    a, b, bins = np.nonzero(pairs[:, :, :-1])  # the last bin: gaps too wide to cross
+    keep = a != b
+    a, b, bins = a[keep], b[keep], bins[keep]
+    t = np.asarray(delta, dtype=np.float64)
+    share = np.clip((t[b] - t[a] - low[bins]) / (high[bins] - low[bins]), 0.0, 1.0)
+    moving = pairs[a, b, bins].astype(np.float64) * share
+    return counts - np.bincount(a, moving, minlength=k) + np.bincount(b, moving, minlength=k)
+
+
 def shift_potentials(
     pairs: np.ndarray, scale: float, v: np.ndarray, capacities: Capacities
 ) -> Shift:
