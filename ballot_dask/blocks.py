@@ -110,6 +110,9 @@ class Blocks(Protocol):
         The shift sample's size bounds at the last exact step's optimum, for the next step's
         shift (:func:`.solvers.shifting.sample_sizes`), or ``None``: set and taken by that
         solver only.
+    ``sample_reference``
+        The same for ``sample()``'s rows, for the next step's first potentials
+        (:mod:`.solvers.referenced`), or ``None``: set and taken by that solver only.
     ``drop_shift_sample()``
         Let the shift sample go for the rest of the fit (its bytes return to
         ``band_budget()``, which they were taken from); whether there was one.
@@ -138,6 +141,8 @@ class Blocks(Protocol):
     moments: tuple[np.ndarray, np.ndarray] | None
     #: the shift sample's size bounds at the last exact step's optimum (``None``: none)
     shift_reference: Any
+    #: the row sample's size bounds at the last exact step's optimum (``None``: none)
+    sample_reference: Any
 
     @property
     def streamed(self) -> bool: ...
@@ -334,6 +339,7 @@ class RowBlocks:
     _solver_sample: np.ndarray | None = field(default=None, init=False, repr=False)
     moments: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
     shift_reference: Any = field(default=None, init=False, repr=False)
+    sample_reference: Any = field(default=None, init=False, repr=False)
     _stale: bool = field(default=False, init=False, repr=False)
     _held: list[Any] | None = field(default=None, init=False, repr=False)
 

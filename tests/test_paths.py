@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from references import emd_optimum, lp_optimum
+from references import count_calls, emd_optimum, lp_optimum
 
 from ballot_dask import resolve_capacities
 from ballot_dask.costs import cost_block
+from ballot_dask.solvers import paths
 from ballot_dask.solvers.exact import imbalance
+from ballot_dask.solvers.grouping import to_move
 from ballot_dask.solvers.paths import DONE, successive_shortest_paths
 
 
@@ -88,3 +90,48 @@ def test_forest_searches_with_size_ranges_match_the_lp() -> None:
     _check_optimal(C, labels, result.potentials)
     opt, _ = lp_optimum(C, cap.lower, cap.upper)
     assert float(C[np.arange(n), labels].sum()) == pytest.approx(opt, rel=1e-9)
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_dense_rows_grouped_by_label_give_the_ungrouped_repair(monkeypatch, fixed: bool) -> None:
+    # many points to move on dense rows with arc lists (more rows a cluster than the rescan
+    # bound): the rows are grouped by label before the paths (counted), and the labels,
+    # potentials and augmentations are those of the ungrouped rows, at POT's optimum; with
+    # fixed points beside the band (fixed_counts) as well
+    n, k = 6000, 8
+    C, start = _cold_problem(n, 8, k, 3.0, seed=3)
+    fixed_counts = np.arange(k, dtype=np.int64) * 50 if fixed else np.zeros(k, dtype=np.int64)
+    cap = resolve_capacities(n + int(fixed_counts.sum()), k)
+    moves = imbalance(np.bincount(start, minlength=k) + fixed_counts, cap)
+    assert moves >= paths.GROUPED_MOVES and n > paths._DENSE_RESCAN_ROWS * k
+    grouped = count_calls(monkeypatch, paths, "by_label")
+    on = start.copy()
+    kept = successive_shortest_paths(
+        C, on, cap.lower, cap.upper, np.zeros(k), fixed_counts=fixed_counts
+    )
+    assert len(grouped) == 1
+    monkeypatch.setattr(paths, "GROUPED_MOVES", 10**12)  # off
+    off = start.copy()
+    plain = successive_shortest_paths(
+        C, off, cap.lower, cap.upper, np.zeros(k), fixed_counts=fixed_counts
+    )
+    assert len(grouped) == 1
+    assert kept.status == plain.status == DONE
+    np.testing.assert_array_equal(on, off)
+    np.testing.assert_allclose(kept.potentials, plain.potentials, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(kept.slack, plain.slack)
+    assert kept.augmentations == plain.augmentations >= moves
+    _check_optimal(C, on, kept.potentials)
+    opt, _ = emd_optimum(C, np.bincount(on, minlength=k))
+    assert float(C[np.arange(n), on].sum()) == pytest.approx(opt, rel=1e-9)
+    np.testing.assert_array_equal(np.bincount(on, minlength=k) + fixed_counts, cap.lower)
+
+
+def test_rows_to_move_counts_the_larger_of_surplus_and_deficit() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 2, 2], dtype=np.int64)
+    lower = np.array([1, 2, 2], dtype=np.int64)
+    upper = np.array([2, 3, 3], dtype=np.int64)
+    fixed = np.array([0, 0, 1], dtype=np.int64)
+    # counts 4, 1, 3: two over cluster 0's upper bound, one under cluster 1's lower bound
+    assert to_move(labels, lower, upper, fixed) == 2
+    assert to_move(labels, lower, upper + 2, fixed) == 1

@@ -14,7 +14,7 @@ from ballot_dask.blocks import RowBlocks
 from ballot_dask.capacities import Capacities
 from ballot_dask.costs import cost_block
 from ballot_dask.kernels import reduced_cost_labels, reduced_cost_runner_up
-from ballot_dask.solvers import SolverOptions, exact, prices
+from ballot_dask.solvers import SolverOptions, prices, repair
 from ballot_dask.solvers.exact import imbalance, solve_exact
 from ballot_dask.solvers.paths import DONE, successive_shortest_paths
 
@@ -145,7 +145,7 @@ def test_exact_step_with_rounds_equals_emd(
         calls.append(out[2])
         return out
 
-    monkeypatch.setattr(exact, "price_rounds", counted)
+    monkeypatch.setattr(repair, "price_rounds", counted)
     if k < prices.MIN_CLUSTERS:
         monkeypatch.setattr(prices, "MIN_MOVES", 1)
     n = per_cluster * k

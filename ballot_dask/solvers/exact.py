@@ -8,7 +8,10 @@
    (the previous Lloyd iteration's potentials) the sample replaces them only when they
    misplace too many points.  Where X has many times the sample's rows, the sample tells
    before any pass (:func:`_warm_off`): when it sees the warm potentials misplace more points
-   than its own would, they are replaced at once.  Else it *looks ahead*
+   than its own would, they are replaced at once.  After a step that ended certified, the
+   sample is balanced at the sizes that step's optimum gave it instead of the capacities
+   scaled (:mod:`.referenced`, a control variate: its own draw's error cancels), and those
+   potentials replace the warm ones where they likely misplace fewer points.  Else it *looks ahead*
    (:func:`_look_ahead`): its own step, warm-started at the same potentials, tells which gaps
    the moving rows cross, and the first band is cut that wide, so that one pass is usually all
    the step needs (on Dask a pass over X is also a round and a read).
@@ -69,8 +72,8 @@ from ..kernels import reduced_cost_labels
 from .allowance import _allow, _truncated
 from .base import SolverOptions, StepOutcome
 from .newton import entropic_potentials
-from .paths import DONE, successive_shortest_paths
-from .prices import price_rounds, worth_rounds
+from .referenced import from_reference, sample_reference
+from .repair import repair_band as _repair
 from .reserved import HeldReserve, band_from_reserve, pass_keeping_reserve, reserve_size
 from .search import (
     _AHEAD_OFF,
@@ -82,7 +85,6 @@ from .search import (
     _band_limits,
     _certified,
     _costs_of,
-    _outcome,
     _quantile_of_gaps,
     _sample_costs,
     _sample_error,
@@ -230,13 +232,22 @@ def solve_exact(
         and getattr(blocks, "weights", None) is None
     )
     subset = blocks.shift_sample() if shifting and sample is not None else None
-    if not cold and sample is not None and n >= _AHEAD_RATIO * sample.shape[0]:
+    # the row sample's sizes at the previous step's optimum (:mod:`.referenced`)
+    referenced, blocks.sample_reference = blocks.sample_reference, None
+    ahead = sample is not None and n >= _AHEAD_RATIO * sample.shape[0]
+    if not cold and ahead:
         # a pass over X costs many times the sample's solve: the sample tells first whether
         # the warm potentials are far off (an early Lloyd step: its centers moved much), and
-        # else how wide the first band must be for the whole step (unless the shift sample
-        # moves the potentials first, below)
-        seen = _warm_off(search, blocks, sample, capacities, options)
-        if seen is not None and subset is None:
+        # its potentials at its sizes at the previous optimum replace them if they misplace
+        # fewer points; else it tells how wide the first band must be for the whole step
+        # (unless the shift sample moves the potentials first, below)
+        referenced = referenced if subset is None else None
+        seen = _warm_off(search, blocks, sample, capacities, options, referenced)
+        if (
+            seen is not None
+            and subset is None
+            and not from_reference(search, blocks, referenced, seen[0], seen[1])
+        ):
             _look_ahead(search, blocks, sample, capacities, *seen)
     # the shift sample's sizes at the previous step's optimum (its first use: this step)
     reference, blocks.shift_reference = blocks.shift_reference, None
@@ -362,6 +373,14 @@ def solve_exact(
                     blocks.shift_reference = sample_sizes(
                         search, step.potentials, step.sizes, capacities, n
                     )
+                elif ahead and sample is not None:
+                    blocks.sample_reference = sample_reference(
+                        _sample_costs(search, sample, blocks.centers),
+                        step.potentials,
+                        step.sizes,
+                        capacities,
+                        n,
+                    )
                 return step
             if preshifted and band.pairs is not None and search.shifts < _MAX_SHIFTS:
                 # the shift sample's shift left more points off than its band could settle:
@@ -440,49 +459,6 @@ def solve_exact(
         blocks.drop_held()
 
 
-def _repair(
-    blocks: Blocks,
-    capacities: Capacities,
-    band: ExactPass,
-    costs: BandCosts,
-    labels: np.ndarray,
-    off: int,
-    search: _Search,
-) -> StepOutcome | None:
-    """The band's exact optimum from the pass's potentials (price rounds first when many
-    points must move), with the step's summaries; ``None`` when the band cannot meet the
-    sizes (the shortest paths found no path)."""
-    start = search.potentials  # the pass's: the fixed rows' labels are minimisers
-    width = costs.costs.shape[1] if costs.restricted else 0
-    if worth_rounds(off, capacities.n_clusters, labels.shape[0], width):
-        # many points to move: the clusters' prices first (the repair's start only)
-        start, labels, _ = price_rounds(costs, start, capacities, band.counts)
-    result = successive_shortest_paths(
-        costs.costs,
-        labels,
-        capacities.lower,
-        capacities.upper,
-        start,
-        fixed_counts=band.counts,
-        columns=costs.columns,
-        n_clusters=capacities.n_clusters,
-    )
-    search.augmentations += result.augmentations
-    search.repaired = result.potentials if result.status == DONE else None
-    search.restricted += int(costs.restricted)
-    if result.status != DONE:
-        # no path from a surplus: dense rows would not help when a cluster over its bound
-        # holds no band row (none can leave it), so the band is too narrow
-        counts = band.counts + np.bincount(labels, minlength=capacities.n_clusters)
-        over = counts > capacities.upper
-        rowless = np.bincount(labels, minlength=capacities.n_clusters) == 0
-        search.narrow = bool(np.any(over & rowless))
-        return None
-    return _outcome(
-        blocks, capacities, band, costs, labels, result.slack, result.potentials, search
-    )
-
-
 def _look_ahead(
     search: _Search,
     blocks: Blocks,
@@ -546,15 +522,22 @@ def _warm_off(
     sample: np.ndarray,
     capacities: Capacities,
     options: SolverOptions,
+    held: Capacities | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray] | None:
     """The points the warm potentials misplace among X, as the sample sees them, with the
     sample's labels and top-two gaps under them; when that is more than the first pass's
     test (in :func:`solve_exact`) accepts, the sample's own potentials are taken at once
     (they misplace fewer: about its own error) and ``None`` is returned.  This saves the
     pass that would have told, where X has many times the sample's rows (an early Lloyd
-    step)."""
+    step).  ``held``: the sample's bounds at the previous step's optimum (see
+    :func:`.referenced.from_reference`), which the points misplaced are counted against instead of
+    the capacities scaled (then nothing is taken here)."""
     n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
     costs = _sample_costs(search, sample, blocks.centers)
+    if held is not None:
+        labels, gaps = costs.labels(search.potentials)
+        counts = np.bincount(labels, minlength=k)
+        return imbalance(counts, held) * n / s, labels, gaps
     off, labels, gaps = _sample_off(costs, search.potentials, capacities, n)
     if off > max(_WARM_SAMPLE * n, _sample_error(n, k, s)):
         _from_sample(search, blocks, sample, capacities, options)

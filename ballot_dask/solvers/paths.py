@@ -51,11 +51,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
 from ..jit import njit
 from .dijkstra import _forest, _shortest_path
+from .grouping import GROUPED_MOVES, by_label, to_move
 
 DONE = 0  #: every size within its bounds: an exact optimum of the band's problem
 LIMIT = 1  #: stopped at ``max_augment`` augmentations
@@ -269,32 +269,6 @@ def _moved_lists(
         if r < slack[y, b]:
             slack[y, b] = r
             where[y, b] = i
-
-
-@njit(parallel=True)
-def _by_label(costs, columns, labels, k):  # pragma: no cover - compiled
-    """The rows grouped by label (stable): ``order``, and the costs, columns and labels in
-    that order.  A cluster's points are then mostly adjacent in memory, which its scans
-    (:func:`_rescan`, :func:`_refill`) follow from point to point."""
-    m = labels.shape[0]
-    first = np.zeros(k + 1, np.int64)
-    for i in range(m):
-        first[labels[i] + 1] += 1
-    for j in range(k):
-        first[j + 1] += first[j]
-    order = np.empty(m, np.int64)
-    for i in range(m):
-        order[first[labels[i]]] = i
-        first[labels[i]] += 1
-    out_costs = np.empty_like(costs)
-    out_columns = np.empty_like(columns)
-    out_labels = np.empty_like(labels)
-    for r in numba.prange(m):
-        i = order[r]
-        out_costs[r] = costs[i]
-        out_columns[r] = columns[i]
-        out_labels[r] = labels[i]
-    return order, out_costs, out_columns, out_labels
 
 
 @njit()
@@ -564,24 +538,33 @@ def successive_shortest_paths(
     if fixed_counts is None:
         fixed_counts = np.zeros(k, dtype=np.int64)
     costs = np.ascontiguousarray(costs, dtype=np.float64)
+    lower = np.asarray(lower, dtype=np.int64)
+    upper = np.asarray(upper, dtype=np.int64)
+    fixed_counts = np.asarray(fixed_counts, dtype=np.int64)
+    rescan = labels.shape[0] <= (_RESCAN_ROWS if columns is not None else _DENSE_RESCAN_ROWS) * k
     held = labels
     order = None
     if columns is not None:
-        order, costs, columns, held = _by_label(
+        order, costs, columns, held = by_label(
             costs, np.ascontiguousarray(columns, dtype=np.int32), labels, k
+        )
+    elif not rescan and to_move(labels, lower, upper, fixed_counts) >= GROUPED_MOVES:
+        # (no columns: an empty array of them rides along)
+        order, costs, _, held = by_label(
+            costs, np.empty((costs.shape[0], 0), dtype=np.int32), labels, k
         )
     v, status, augmentations, slack, work, searches = _paths(
         costs,
         columns,
         k,
         held,
-        np.asarray(lower, dtype=np.int64),
-        np.asarray(upper, dtype=np.int64),
-        np.asarray(fixed_counts, dtype=np.int64),
+        lower,
+        upper,
+        fixed_counts,
         np.asarray(potentials, dtype=np.float64),
         np.iinfo(np.int64).max if max_augment is None else int(max_augment),
         int(max(4, min(32, _LIST_CELLS // (k * k)))),
-        labels.shape[0] <= (_RESCAN_ROWS if columns is not None else _DENSE_RESCAN_ROWS) * k,
+        rescan,
         bool(forest),
     )
     if order is not None:

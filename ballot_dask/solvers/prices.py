@@ -39,9 +39,11 @@ _RETRIES = 2
 #: worth the rounds from this many clusters (below, an augmentation costs microseconds) ...
 MIN_CLUSTERS = 64
 #: ... or from this many points to move at any k: the repair's per-arc lists then hold many
-#: rows a cluster, and an augmentation costs far more (measured here at k = 16, n = 10^7 on
-#: Dask, bands of 0.24-0.86 million rows: the repair's time halved with the rounds)
-MIN_MOVES = 8192
+#: rows a cluster, and an augmentation costs far more (measured here at k = 16, with the
+#: repair's rows grouped by label, :mod:`.grouping`: 24 000-56 000 points to move on bands
+#: of 0.12-0.72 million rows, the rounds and the repair took 0.6-0.8 times the repair alone;
+#: 8 700-14 000 on 0.03-0.16 million, 1.05-1.8 times)
+MIN_MOVES = 16384
 #: ... when more than this share of the band's rows must move (measured here: a round, one
 #: scan of the band's costs, costs about what 100 augmentations do at k = 256 and 1024, and
 #: the rounds remove nine tenths of the imbalance or more)

@@ -26,6 +26,7 @@ import numpy as np
 from ..blocks import Blocks
 from ..capacities import Capacities
 from ..exact_pass import ExactPass, exact_pass
+from .referenced import reference_bounds
 from .search import (
     _AHEAD_OFF,
     _MIN_BAND,
@@ -68,16 +69,7 @@ def sample_sizes(
         return None
     pairs, scale, before = search.sample_pairs
     held = pair_counts(pairs, scale, np.asarray(potentials, dtype=np.float64) - before)
-    s = float(held.sum())
-    ratio = s / n
-    sizes = np.asarray(sizes, dtype=np.float64)
-    lower = np.floor(held + ratio * (capacities.lower - sizes) + 1e-9)
-    upper = np.ceil(held + ratio * (capacities.upper - sizes) - 1e-9)
-    lower = np.clip(lower, 0.0, s).astype(np.int64)
-    upper = np.clip(np.maximum(upper, lower), 0.0, s).astype(np.int64)
-    if lower.sum() > s or upper.sum() < s:  # (rounding cannot do this; a guard)
-        return None
-    return Capacities(lower, upper)
+    return reference_bounds(held, sizes, capacities, n)
 
 
 def _count(

@@ -1,0 +1,60 @@
+"""The exact repair of one band (:func:`.exact.solve_exact`'s step 3): price rounds where many
+points must move (:mod:`.prices`), then successive shortest paths (:mod:`.paths`), and the
+step's outcome with its certificate when they reach the band's optimum (:func:`.search._outcome`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..blocks import Blocks
+from ..candidates import BandCosts
+from ..capacities import Capacities
+from ..exact_pass import ExactPass
+from .base import StepOutcome
+from .paths import DONE, successive_shortest_paths
+from .prices import price_rounds, worth_rounds
+from .search import _outcome, _Search
+
+
+def repair_band(
+    blocks: Blocks,
+    capacities: Capacities,
+    band: ExactPass,
+    costs: BandCosts,
+    labels: np.ndarray,
+    off: int,
+    search: _Search,
+) -> StepOutcome | None:
+    """The band's exact optimum from the pass's potentials (price rounds first when many
+    points must move), with the step's summaries; ``None`` when the band cannot meet the
+    sizes (the shortest paths found no path)."""
+    start = search.potentials  # the pass's: the fixed rows' labels are minimisers
+    width = costs.costs.shape[1] if costs.restricted else 0
+    if worth_rounds(off, capacities.n_clusters, labels.shape[0], width):
+        # many points to move: the clusters' prices first (the repair's start only)
+        start, labels, _ = price_rounds(costs, start, capacities, band.counts)
+    result = successive_shortest_paths(
+        costs.costs,
+        labels,
+        capacities.lower,
+        capacities.upper,
+        start,
+        fixed_counts=band.counts,
+        columns=costs.columns,
+        n_clusters=capacities.n_clusters,
+    )
+    search.augmentations += result.augmentations
+    search.repaired = result.potentials if result.status == DONE else None
+    search.restricted += int(costs.restricted)
+    if result.status != DONE:
+        # no path from a surplus: dense rows would not help when a cluster over its bound
+        # holds no band row (none can leave it), so the band is too narrow
+        counts = band.counts + np.bincount(labels, minlength=capacities.n_clusters)
+        over = counts > capacities.upper
+        rowless = np.bincount(labels, minlength=capacities.n_clusters) == 0
+        search.narrow = bool(np.any(over & rowless))
+        return None
+    return _outcome(
+        blocks, capacities, band, costs, labels, result.slack, result.potentials, search
+    )
