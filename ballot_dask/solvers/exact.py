@@ -530,16 +530,20 @@ def _warm_off(
     (they misplace fewer: about its own error) and ``None`` is returned.  This saves the
     pass that would have told, where X has many times the sample's rows (an early Lloyd
     step).  ``held``: the sample's bounds at the previous step's optimum (see
-    :func:`.referenced.from_reference`), which the points misplaced are counted against instead of
-    the capacities scaled (then nothing is taken here)."""
+    :func:`.referenced.from_reference`), which the points misplaced are counted against
+    instead of the capacities scaled."""
     n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
     costs = _sample_costs(search, sample, blocks.centers)
     if held is not None:
         labels, gaps = costs.labels(search.potentials)
-        counts = np.bincount(labels, minlength=k)
-        return imbalance(counts, held) * n / s, labels, gaps
-    off, labels, gaps = _sample_off(costs, search.potentials, capacities, n)
+        off = imbalance(np.bincount(labels, minlength=k), held) * n / s
+    else:
+        off, labels, gaps = _sample_off(costs, search.potentials, capacities, n)
     if off > max(_WARM_SAMPLE * n, _sample_error(n, k, s)):
+        # (far off, the sample's own potentials, whatever its sizes at the last optimum: the
+        # centers moved much, and on separated clusters a band around the referenced ones
+        # took wider bands in this and the next steps: 10^7 rows from random data rows,
+        # 12-15 s against 7-12 s in memory)
         _from_sample(search, blocks, sample, capacities, options)
         return None
     return off, labels, gaps
