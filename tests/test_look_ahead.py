@@ -74,8 +74,6 @@ def test_in_memory_the_sample_looks_ahead_too(overlapping, monkeypatch):
         np.testing.assert_array_equal(model.sizes_, np.full(K, N // K))
     np.testing.assert_array_equal(first.labels_, plain.labels_)
     assert first.n_passes_["sample"] > plain.n_passes_["sample"]
-    # (here 25 passes against 29, and 24 before warm steps took the sample's potentials at
-    # its sizes at the last optimum, :mod:`ballot_dask.solvers.referenced`, which saves
-    # repair work rather than passes; against 34 when a band with a threshold was also cut
-    # at the rows asked for, which left rows within the threshold out)
-    assert first.n_passes_["x"] <= 0.9 * plain.n_passes_["x"], (first.n_passes_, plain.n_passes_)
+    # (here 24 passes against 29; against 34 when a band with a threshold was also cut at
+    # the rows asked for, which left rows within the threshold out)
+    assert first.n_passes_["x"] <= 0.85 * plain.n_passes_["x"], (first.n_passes_, plain.n_passes_)

@@ -73,10 +73,10 @@ def test_warm_steps_take_the_samples_potentials_at_its_last_sizes(overlapping, m
             far += 1
             assert ours < warm, (off, expected, warm, ours)
     assert far >= 1
-    # in all, the potentials taken misplace three fifths of what the warm ones did here
+    # in all, the potentials taken misplace two fifths of what the warm ones did here
     # (potentials far off go to the sample at the capacities scaled, as before: see
     # :func:`ballot_dask.solvers.exact._warm_off`)
-    assert misplaced[1] < 0.75 * misplaced[0], misplaced
+    assert misplaced[1] < 0.6 * misplaced[0], misplaced
 
     monkeypatch.setattr(exact, "from_reference", real)
     monkeypatch.setattr(referenced, "take_referenced", lambda off, expected: False)

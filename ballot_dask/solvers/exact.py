@@ -104,6 +104,7 @@ from .shifting import (
 
 _WARM_ROOM = 4  # a warm step's first band may hold this many times a cold step's least band
 _WARM_SAMPLE = 0.02  # warm potentials misplacing more than this share go back to the sample
+_REFERENCED_FAR = 0.05  # ... this share, where the sample has its sizes at the last optimum
 #: a sample's potentials: a band of this many times the points they misplace, at least ...
 _SAMPLE_BAND = 4
 #: ... and up to ``_SAMPLE_ROOM`` times as many within ``_SAMPLE_ROWS`` rows, which a repair
@@ -534,16 +535,18 @@ def _warm_off(
     instead of the capacities scaled."""
     n, k, s = blocks.n_samples, capacities.n_clusters, sample.shape[0]
     costs = _sample_costs(search, sample, blocks.centers)
+    far = _WARM_SAMPLE * n
     if held is not None:
         labels, gaps = costs.labels(search.potentials)
         off = imbalance(np.bincount(labels, minlength=k), held) * n / s
+        far = _REFERENCED_FAR * n
     else:
         off, labels, gaps = _sample_off(costs, search.potentials, capacities, n)
-    if off > max(_WARM_SAMPLE * n, _sample_error(n, k, s)):
-        # (far off, the sample's own potentials, whatever its sizes at the last optimum: the
-        # centers moved much, and on separated clusters a band around the referenced ones
-        # took wider bands in this and the next steps: 10^7 rows from random data rows,
-        # 12-15 s against 7-12 s in memory)
+    if off > max(far, _sample_error(n, k, s)):
+        # (far off, the sample's own potentials at the capacities scaled: with its sizes at
+        # the last optimum, from 5 % of the rows off, since on separated clusters a band
+        # around the referenced potentials there took wider bands in that step and the next
+        # ones: 10^7 rows from random data rows in memory, 12-15 s against 7-12 s a fit)
         _from_sample(search, blocks, sample, capacities, options)
         return None
     return off, labels, gaps

@@ -18,11 +18,11 @@ X misplaced in steps 2-14:
 The sample also says how far off the warm potentials are, against the same sizes, to within
 a few percent (221 051 seen for 219 526, 15 870 for 15 131), so a step takes the sample's
 potentials only where they are likely to misplace fewer points (:func:`take_referenced`).
-Warm potentials so far off that the sample's own would misplace fewer at any sizes (an early
-Lloyd step whose centers moved much) still go to the sample balanced at the capacities
-scaled (:func:`.exact._warm_off`): on separated clusters from random data rows, a band cut
-around the referenced potentials there needed wider bands in that step and the next ones
-(10^7 rows in memory: 12-15 s a fit against 7-12 s).
+Warm potentials that misplace more than 5 % of the rows (an early Lloyd step whose centers
+moved much) still go to the sample balanced at the capacities scaled
+(:func:`.exact._warm_off`): on separated clusters from random data rows, a band cut around
+the referenced potentials there needed wider bands in that step and the next ones (10^7 rows
+in memory: 12-15 s a fit against 7-15 s).
 """
 
 from __future__ import annotations
