@@ -45,14 +45,3 @@ def by_label(costs, columns, labels, k):  # pragma: no cover - compiled
         out_columns[r] = columns[i]
         out_labels[r] = labels[i]
     return order, out_costs, out_columns, out_labels
-
-
-def to_move(
-    labels: np.ndarray, lower: np.ndarray, upper: np.ndarray, fixed_counts: np.ndarray
-) -> int:
-    """Points the labels leave over or under the bounds, the larger of the two (at least
-    that many augmentations)."""
-    counts = fixed_counts + np.bincount(labels, minlength=lower.shape[0])
-    over = int(np.maximum(counts - upper, 0).sum())
-    under = int(np.maximum(lower - counts, 0).sum())
-    return max(over, under)

@@ -53,9 +53,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..capacities import Capacities
 from ..jit import njit
 from .dijkstra import _forest, _shortest_path
-from .grouping import GROUPED_MOVES, by_label, to_move
+from .grouping import GROUPED_MOVES, by_label
+from .search import imbalance
 
 DONE = 0  #: every size within its bounds: an exact optimum of the band's problem
 LIMIT = 1  #: stopped at ``max_augment`` augmentations
@@ -548,7 +550,11 @@ def successive_shortest_paths(
         order, costs, columns, held = by_label(
             costs, np.ascontiguousarray(columns, dtype=np.int32), labels, k
         )
-    elif not rescan and to_move(labels, lower, upper, fixed_counts) >= GROUPED_MOVES:
+    elif (
+        not rescan
+        and imbalance(fixed_counts + np.bincount(labels, minlength=k), Capacities(lower, upper))
+        >= GROUPED_MOVES
+    ):
         # (no columns: an empty array of them rides along)
         order, costs, _, held = by_label(
             costs, np.empty((costs.shape[0], 0), dtype=np.int32), labels, k
