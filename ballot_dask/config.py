@@ -24,9 +24,10 @@ Importing the package only registers these defaults; nothing is written to the u
 ``ballot.split-every``
     Fan-in of the tree reductions.
 ``ballot.futures``
-    With a distributed ``Client`` and X persisted, run a pass over X as futures of the
-    client (a task a chunk submitted directly, one gather) rather than as a graph computed
-    by ``dask.compute``: the same tasks and results, less work on the client a round.
+    With a distributed ``Client`` and X persisted, run a pass over X (or over the persisted
+    cost blocks) as futures of the client (a task a chunk, submitted in one message, one
+    gather) rather than as a graph computed by ``dask.compute``: the same tasks and
+    results, less work on the client a round.
 ``ballot.threads-per-task``
     Threads of the compiled kernels inside one Dask task (Dask already runs one task per
     worker thread).

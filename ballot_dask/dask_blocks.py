@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +63,7 @@ from .dask_tasks import (
     mapped_stats_task,
     on_chunk,
     on_weighted_chunk,
+    paired_pass_task,
     pass_task,
     stats_task,
     streamed_label_task,
@@ -76,6 +78,9 @@ from .sparse import is_sparse
 from .task_memory import check_task_memory, largest_chunk
 
 __all__ = ["DaskBlocks", "active_client", "cluster_memory", "observe_rounds"]
+
+#: seconds a fit keeps the cluster's memory (:meth:`DaskBlocks.band_budget`) before asking again
+_MEMORY_TTL = 1.0
 
 
 def _token() -> str:
@@ -137,7 +142,8 @@ class DaskBlocks:
         client = active_client()
         if client is not None and not self.sparse:
             check_task_memory(client, largest_chunk(self.X.chunks[0]), d * item)
-        budget = float(config.get("memory-fraction")) * cluster_memory()
+        self._memory = (time.monotonic(), cluster_memory())
+        budget = float(config.get("memory-fraction")) * self._memory[1]
         self.budget = budget
         self._x_parts = self._chunks(self.X)
         self._x_bytes: int | None = None if self.sparse else n * d * item
@@ -226,8 +232,17 @@ class DaskBlocks:
         the cluster's memory: the rows are first held by the workers, in pieces, then by the
         client; less the shift sample's bytes, which the client holds for the whole fit."""
         fraction = float(config.get("memory-fraction"))
-        budget = min(config.band_memory(), int(fraction * cluster_memory() / 2))
+        budget = min(config.band_memory(), int(fraction * self._cluster_memory() / 2))
         return budget - (0 if self._shift is None else self._shift.nbytes)
+
+    def _cluster_memory(self) -> int:
+        """:func:`~ballot_dask.dask_rounds.cluster_memory`, asked again after
+        ``_MEMORY_TTL`` seconds (each ask is a call to the scheduler, about 1.6 ms; a fit's
+        steps ask once each)."""
+        asked, memory = self._memory
+        if time.monotonic() - asked > _MEMORY_TTL:
+            self._memory = (time.monotonic(), memory := cluster_memory())
+        return memory
 
     def set_centers(self, centers: np.ndarray) -> None:
         """Use ``centers`` from now on.  Their cost blocks are made by the first pass that
@@ -270,7 +285,17 @@ class DaskBlocks:
         reads_x = with_x or streamed
         check = reads_x and not self._checked
         value = (self._centers if streamed else None, args, with_x, with_offset, check)
-        if costs is None:
+        if costs is not None and self._pending is not None and self._persisted_chunks():
+            # the new centers' cost blocks, persisted now (asynchronously): the pass's tasks
+            # then run on them as futures, in the same round
+            costs = self._costs = list(dask.persist(*self._pending, optimize_graph=False))
+            self._pending = None
+        pairs = None if costs is None else self._pairs(reads_x)
+        if pairs is not None:
+            results = futures_round(paired_pass_task, (kernel, value), pairs, self.offsets, combine)
+            self.passes.rounds += 1
+            result = combine(results)
+        elif costs is None:
             pair = delayed((kernel, combine, value), name=f"ballot-args-{_token()}", traverse=False)
             parts = self._map_x(streamed_pass_task, pair, kernel)
         else:
@@ -281,7 +306,8 @@ class DaskBlocks:
                 )
                 for i, off in enumerate(self.offsets)
             ]
-        result = self._compute(self._tree(combine, parts))
+        if pairs is None:
+            result = self._compute(self._tree(combine, parts))
         self.passes.cost += 1
         if reads_x:
             self.passes.x += 1
@@ -319,6 +345,20 @@ class DaskBlocks:
         chunks = [held[key] for key in keys]
         self._x_futures = (self.X, chunks)
         return chunks
+
+    def _pairs(self, with_x: bool) -> list[tuple[Any, Any]] | None:
+        """Each chunk's ``(X_b or None, C_b)`` as the client's futures, when the cost blocks
+        are persisted there (and X, ``with_x``) and :meth:`_persisted_chunks` allows
+        futures; else ``None``."""
+        chunks = self._persisted_chunks()
+        if chunks is None or self._costs is None:
+            return None
+        from distributed import futures_of
+
+        costs = [futures_of(part) for part in self._costs]
+        if not all(len(held) == 1 for held in costs):
+            return None
+        return [(xb if with_x else None, held[0]) for xb, held in zip(chunks, costs, strict=True)]
 
     def _futures_round(
         self,

@@ -34,6 +34,7 @@ __all__ = [
     "WARMED",
     "checked_block",
     "chunk_bytes",
+    "combine_group",
     "combine_stats",
     "combine_task",
     "concatenate",
@@ -43,6 +44,7 @@ __all__ = [
     "label_task",
     "mapped_stats_task",
     "on_chunk",
+    "paired_pass_task",
     "pass_task",
     "require_finite",
     "stats_task",
@@ -114,6 +116,13 @@ def pass_task(shared: tuple, kernel: Callable[..., Any], xb: Any, cb: Any, offse
         return kernel(*head, *args, *((offset,) if with_offset else ()))
 
 
+def paired_pass_task(shared: tuple, pair: tuple, offset: int) -> Any:
+    """:func:`pass_task` on a chunk's ``(X_b or None, C_b)`` (a round of the client's
+    futures, :func:`~ballot_dask.dask_rounds.futures_round`)."""
+    kernel, rest = shared
+    return pass_task(rest, kernel, pair[0], pair[1], offset)
+
+
 def streamed_pass_task(shared: tuple, xb: Any, offset: int) -> Any:
     """One block of a streamed pass, slab by slab: each slab's cost block built from X and
     the kernel on it, the slabs' results combined as the chunks' are (a kernel sees rows and
@@ -170,6 +179,11 @@ def xw_task(shared: tuple, xb: np.ndarray, wb: np.ndarray, offset: int) -> Any:
 
 
 def combine_task(combine: Callable[[list[Any]], Any], *parts: Any) -> Any:
+    return combine(list(parts))
+
+
+def combine_group(combine: Callable[[list[Any]], Any], parts: list[Any]) -> Any:
+    """``combine(parts)``: a node of a round's tree whose parts come as one list."""
     return combine(list(parts))
 
 
