@@ -48,7 +48,7 @@ def test_warm_steps_take_the_samples_potentials_at_its_last_sizes(overlapping, m
     def recorded(search, blocks, held, off, labels):
         before = search.potentials.copy()
         out = real(search, blocks, held, off, labels)
-        if out:
+        if out is not None:
             rows = blocks.sample().shape[0]
             step = (blocks.centers.copy(), before, search.potentials.copy(), held, rows)
             taken.append((*step, off, errors[-1]))
@@ -113,3 +113,40 @@ def test_the_referenced_error_grows_with_the_rows_relabelled():
     assert referenced.referenced_error(10**6, 16, 50_000, 400) == pytest.approx(2 * one)
     assert one == pytest.approx(referenced._ERROR * 20 * np.sqrt(3200))
     assert referenced.take_referenced(2 * one, one) and not referenced.take_referenced(one, 2 * one)
+
+
+def test_calm_warm_steps_make_their_first_pass_without_the_pair_histogram(overlapping, monkeypatch):
+    """On Dask chunks (a pass dear, k small) a pass counts the pair histogram, unless the
+    row sample expects the step's potentials to misplace far fewer points than a shift by
+    it needs: then the step's first pass counts none.  The fit is the same exact optimum as
+    with the histogram in every pass."""
+    import dask.array as da
+
+    Xd = da.from_array(overlapping, chunks=(100_000, D))
+    scales: list[float] = []
+    real = exact._pass_kernel
+
+    def recorded(X, centers, v, theta, cap, total, strict, width, pair_scale, *rest, **kw):
+        if total == N:  # a chunk of X's (not the row sample's own steps)
+            scales.append(pair_scale)
+        return real(X, centers, v, theta, cap, total, strict, width, pair_scale, *rest, **kw)
+
+    monkeypatch.setattr(exact, "_pass_kernel", recorded)
+    default, never = exact._CALM, 1e12  # never: no step is calm
+    fits, without = {}, {}
+    for calm in (default, never):
+        monkeypatch.setattr(exact, "_CALM", calm)
+        scales.clear()
+        with dask.config.set(scheduler="threads"):
+            fits[calm] = _fit(Xd)
+        assert len(scales) % Xd.numblocks[0] == 0
+        without[calm] = sum(scale == 0.0 for scale in scales) // Xd.numblocks[0]
+    # every pass over X counts the histogram unless its step is calm; most of the 11 warm
+    # steps are (measured: 10)
+    assert without[never] == 0 and without[default] >= 8, without
+    for fit in fits.values():
+        assert fit.certificate_.optimal
+    np.testing.assert_array_equal(fits[default].labels_.compute(), fits[never].labels_.compute())
+    np.testing.assert_allclose(
+        fits[default].cluster_centers_, fits[never].cluster_centers_, rtol=0, atol=1e-9
+    )

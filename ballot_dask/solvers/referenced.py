@@ -99,18 +99,20 @@ def from_reference(
     held: Capacities | None,
     off: float,
     labels: np.ndarray,
-) -> bool:
+) -> float | None:
     """The sample's potentials at its bounds at the previous step's optimum (``held``,
     :mod:`.referenced`), warm-started at the current ones, replace them where they likely
     misplace fewer of X's points than the ``off`` the sample sees the current ones
     misplace; the first band then holds what they misplace as a sample's potentials' band
     does (:func:`.exact._from_sample`).  ``labels``: the sample's under the current potentials.
-    Whether they were replaced (``False`` without ``held``)."""
+    Returns the points of X the potentials taken are expected to misplace
+    (:func:`referenced_error`), or ``None`` when the current ones stay (always without
+    ``held``)."""
     from .exact import _PER_CLUSTER, _SAMPLE_BAND, _SAMPLE_ROOM, _SAMPLE_ROWS, solve_exact
 
     sample = blocks.sample()
     if held is None or sample is None:
-        return False
+        return None
     n, k, s = blocks.n_samples, held.n_clusters, sample.shape[0]
     nested = RowBlocks(sample)
     nested.set_centers(blocks.centers)
@@ -120,11 +122,11 @@ def from_reference(
     moved = int(np.count_nonzero(costs.labels(step.potentials)[0] != labels))
     expected = referenced_error(n, k, s, moved)
     if not take_referenced(off, expected):
-        return False
+        return None
     search.potentials = step.potentials
     search.sampled = True
     search.per_cluster = _PER_CLUSTER
     band = max(_SAMPLE_BAND * expected, min(_SAMPLE_ROOM * expected, _SAMPLE_ROWS))
     search.wanted = min(search.limit, max(search.wanted, int(band)))
     search.theta = _quantile_of_gaps(costs, step.potentials, search.wanted / n)
-    return True
+    return expected

@@ -67,6 +67,9 @@ class _Search:
     reserved: int = 0  # bands cut from a pass's reserve (:mod:`.reserved`), no pass over X
     #: the potentials were shifted by the shift sample's histogram and no pass has seen them
     preshifted: bool = False
+    #: the row sample expects the potentials to misplace far fewer points than a shift by a
+    #: pass's pair histogram needs, and no pass has seen them: that pass counts none
+    calm: bool = False
     #: the sample's cost rows at the step's centers (computed once, by :func:`_sample_costs`)
     sample_costs: BandCosts | None = None
     #: before the last shift: the potentials, the points they left off, the band's threshold
