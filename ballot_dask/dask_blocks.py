@@ -35,7 +35,6 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-from dask.core import flatten
 from dask.delayed import Delayed, delayed
 
 from . import config
@@ -43,11 +42,13 @@ from .blocks import PassCounter, dense_rows_fit, sample_stride, shift_stride, so
 from .dask_input import row_chunked
 from .dask_rounds import (
     active_client,
+    chunk_futures,
     cluster_memory,
     combine_levels,
     compute_round,
     futures_round,
     observe_rounds,
+    part_futures,
     rounds_observed,
 )
 from .dask_tasks import (
@@ -336,13 +337,9 @@ class DaskBlocks:
             return None
         if self._x_futures is not None and self._x_futures[0] is self.X:
             return self._x_futures[1]
-        from distributed import futures_of
-
-        held = {f.key: f for f in futures_of(self.X)}
-        keys = list(flatten(self.X.__dask_keys__()))
-        if len(keys) != len(self.offsets) or not all(key in held for key in keys):
+        chunks = chunk_futures(self.X)
+        if chunks is None or len(chunks) != len(self.offsets):
             return None
-        chunks = [held[key] for key in keys]
         self._x_futures = (self.X, chunks)
         return chunks
 
@@ -351,14 +348,10 @@ class DaskBlocks:
         are persisted there (and X, ``with_x``) and :meth:`_persisted_chunks` allows
         futures; else ``None``."""
         chunks = self._persisted_chunks()
-        if chunks is None or self._costs is None:
+        costs = None if chunks is None or self._costs is None else part_futures(self._costs)
+        if chunks is None or costs is None:
             return None
-        from distributed import futures_of
-
-        costs = [futures_of(part) for part in self._costs]
-        if not all(len(held) == 1 for held in costs):
-            return None
-        return [(xb if with_x else None, held[0]) for xb, held in zip(chunks, costs, strict=True)]
+        return [(xb if with_x else None, cb) for xb, cb in zip(chunks, costs, strict=True)]
 
     def _futures_round(
         self,
@@ -582,7 +575,9 @@ class DaskBlocks:
         """Combine ``parts`` on the workers, ``split-every`` at a time, until at most that
         many are left; the client combines those (one hop fewer than a full tree)."""
         node = delayed(combine_task, pure=False)
-        return combine, combine_levels(parts, lambda group: node(combine, *group))
+        return combine, combine_levels(
+            parts, lambda groups: [node(combine, *group) for group in groups]
+        )
 
     def _compute(self, tree: tuple) -> Any:
         """One round: the reduction, and the pending cost blocks persisted alongside."""

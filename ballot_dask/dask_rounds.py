@@ -19,11 +19,13 @@ from .dask_tasks import combine_group
 
 __all__ = [
     "active_client",
+    "chunk_futures",
     "cluster_memory",
     "combine_levels",
     "compute_round",
     "futures_round",
     "observe_rounds",
+    "part_futures",
     "rounds_observed",
 ]
 
@@ -88,14 +90,37 @@ def compute_round(level: list[Delayed]) -> list[Any]:
     return list(runner(level))
 
 
-def combine_levels(parts: list[Any], node: Callable[[list[Any]], Any]) -> list[Any]:
-    """Group ``parts`` ``ballot.split-every`` at a time into ``node(group)`` until at most that
-    many are left (the client combines those: one hop fewer than a full tree)."""
+def combine_levels(parts: list[Any], nodes: Callable[[list[list[Any]]], list[Any]]) -> list[Any]:
+    """Group ``parts`` ``ballot.split-every`` at a time, each level's groups made into
+    ``nodes(groups)`` (a node per group), until at most that many are left (the client
+    combines those: one hop fewer than a full tree)."""
     fan_in = max(2, int(config.get("split-every")))
     level = parts
     while len(level) > fan_in:
-        level = [node(level[i : i + fan_in]) for i in range(0, len(level), fan_in)]
+        level = nodes([level[i : i + fan_in] for i in range(0, len(level), fan_in)])
     return level
+
+
+def chunk_futures(X: Any) -> list[Any] | None:
+    """The futures of the active distributed client that hold a persisted dask array's
+    chunks, in row order, when every chunk is one; else ``None``."""
+    from dask.core import flatten
+    from distributed import futures_of
+
+    held = {f.key: f for f in futures_of(X)}
+    keys = list(flatten(X.__dask_keys__()))
+    if not all(key in held for key in keys):
+        return None
+    return [held[key] for key in keys]
+
+
+def part_futures(parts: list[Any]) -> list[Any] | None:
+    """The future that holds each persisted ``Delayed`` of ``parts``, or ``None`` when one
+    is held otherwise."""
+    from distributed import futures_of
+
+    held = [futures_of(part) for part in parts]
+    return [one[0] for one in held] if all(len(one) == 1 for one in held) else None
 
 
 def futures_round(
@@ -120,8 +145,8 @@ def futures_round(
         raise RuntimeError("futures_round needs an active distributed client")
     shared = client.scatter(value, hash=False) if sizeof(value) > _INLINE_BYTES else value
     level = client.map(task, [shared] * len(chunks), chunks, offsets, pure=False)
-    fan_in = max(2, int(config.get("split-every")))
-    while len(level) > fan_in:
-        groups = [level[i : i + fan_in] for i in range(0, len(level), fan_in)]
-        level = client.map(combine_group, [combine] * len(groups), groups, pure=False)
+    level = combine_levels(
+        level,
+        lambda groups: client.map(combine_group, [combine] * len(groups), groups, pure=False),
+    )
     return list(client.gather(level))
