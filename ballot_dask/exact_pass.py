@@ -61,6 +61,7 @@ from .kernels import (
     pass_lanes,
     slack_workers,
 )
+from .lanes import gather_band
 from .pair_bins import PAIR_BINS, _pair_bin
 
 #: gaps below this share of a row's cost scale are ties
@@ -382,21 +383,16 @@ def exact_pass(
     step = -(-m // lanes)  # a lane's rows (the last one's fewer): full when it refused one
     lane_rows = np.minimum(m, step * np.arange(1, lanes + 1)) - step * np.arange(lanes)
     full = bool(((taken >= _lane_cap(int(cap), lanes, shared)) & (taken < lane_rows)).any())
-    rows = np.concatenate([band[lane, : taken[lane]] for lane in range(lanes)])
-    candidates = None
-    if width > 0:
-        candidates = Candidates(
-            np.concatenate([columns[lane, : taken[lane]] for lane in range(lanes)]),
-            np.concatenate([costs[lane, : taken[lane]] for lane in range(lanes)]),
-            np.concatenate([floor[lane, : taken[lane]] for lane in range(lanes)]),
-        )
+    gathered = gather_band(X, band, taken, columns, costs, floor, width)
+    rows = gathered.rows
+    candidates = None if gathered.candidates is None else Candidates(*gathered.candidates)
     return ExactPass(
         counts=counts.sum(axis=0),
         sums=sums.sum(axis=0),
         objective=float(obj.sum()),
         slack=slack.min(axis=0),
-        rows=rows.astype(np.int64) + offset,
-        x=np.ascontiguousarray(X[rows]),
+        rows=rows + offset,
+        x=gathered.x,
         hist=hist.sum(axis=0),
         theta=float(theta),
         mass=mass.sum(axis=0),

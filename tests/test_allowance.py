@@ -55,6 +55,50 @@ def test_pass_bands_rows_by_their_allowed_score(dtype) -> None:
         exact_pass(X, centers, v, theta, n, allowance=np.zeros((k, k + 1)))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pairs_no_row_can_use_are_left_out_of_the_pass_with_the_same_band(dtype) -> None:
+    # two failed bands in a row under the same potentials, each given an allowance by the
+    # failed band's own potentials (_allow): the pass applies only the pairs some row can
+    # use (its fixed rows' slack and the last pass's pairs tell) and cuts the same band as
+    # with every pair
+    from ballot_dask.solvers.allowance import _allow
+    from ballot_dask.solvers.search import _Search
+
+    rng = np.random.default_rng(4)
+    n, k, d, theta = 20_000, 48, 8, 0.5
+    X, centers = _separated(n, k, d, 4)
+    X = X.astype(dtype)
+    v = 0.5 * rng.standard_normal(k)
+    search = _Search(potentials=v, theta=theta, wanted=n, limit=n)
+    cap = resolve_capacities(n, k)
+    band = exact_pass(X, centers, v, theta, n, allowance=search.pass_allowance())
+    assert search.applied is None
+    for _ in range(2):
+        labels, _ = reduced_cost_labels(band_costs(band.x, centers), v)
+        search.repaired = v + 2.0 * rng.standard_normal(k)  # the failed band's potentials
+        assert _allow(search, centers, None, cap, band, labels)
+        every = search.allowance_for_pass()
+        applied = search.pass_allowance()
+        assert every is not None and applied is not None
+        assert 0 < np.count_nonzero(applied) < np.count_nonzero(every) / 4
+        full = exact_pass(X, centers, v, theta, n, allowance=every)
+        band = exact_pass(X, centers, v, theta, n, allowance=applied)
+        np.testing.assert_array_equal(band.rows, full.rows)
+        np.testing.assert_array_equal(band.counts, full.counts)
+        np.testing.assert_array_equal(band.slack, full.slack)
+        np.testing.assert_array_equal(band.sums, full.sums)
+        assert band.objective == full.objective
+        # (the histogram counts each row's score by the pairs applied: a band row's may be
+        # another, still within the threshold)
+        assert band.hist.sum() == full.hist.sum() == n
+        assert full.rows.shape[0] > 0
+    # a threshold below the one the bound holds for: every pair the allowance has
+    search.theta = theta / 2
+    lower = search.pass_allowance()
+    assert lower is not None
+    np.testing.assert_array_equal(lower > 0.0, search.allowance_for_pass() > 0.0)
+
+
 # seeds 0 and 2 (about 17 s each, most of it ot.emd's reference) run with -m slow
 @pytest.mark.parametrize(
     ("seed", "dtype"),
@@ -124,3 +168,50 @@ def test_allowances_beyond_256_clusters(seed: int, monkeypatch) -> None:
     plain = solve_exact(remote_blocks(X, start, n // 4 + 1), cap, SolverOptions())
     assert plain.extra["allowed"] == 0
     assert plain.band_size == n
+
+
+def _selected_reach(costs, v, labels, under, lack, n, theta) -> list[float]:
+    """The deficit clusters' reach by a selection in each column's gaps (NumPy)."""
+    from ballot_dask.solvers.allowance import _quota_rows
+
+    s = costs.shape[0]
+    least = costs[np.arange(s), labels] - v[labels]
+    out = []
+    for t, b in enumerate(under):
+        gaps = (costs[:, b] - v[b] - least)[labels != b]
+        rows = min(gaps.size, _quota_rows(int(lack[t]), s, n))
+        out.append(max(0.0, float(np.partition(gaps, rows - 1)[rows - 1]) - theta) if rows else 0.0)
+    return out
+
+
+@pytest.mark.parametrize("case", ["ties", "few rows", "every row"])
+def test_deficit_reach_picks_each_columns_quota_gap_as_a_selection_would(case: str) -> None:
+    # the deficit clusters' reach (one pass over the sample's rows, every column at once)
+    # against a selection in each column's gaps: costs on a coarse grid (ties), a column
+    # whose rows are fewer than its quota, a column that labels every row
+    from ballot_dask.solvers.allowance import _reach_in
+
+    rng = np.random.default_rng(5)
+    s, k, n, theta = 400, 9, 40_000, 0.05
+    costs = np.round(4.0 * rng.random((s, k)), 1)
+    v = np.round(rng.standard_normal(k), 1)
+    labels = (costs - v).argmin(axis=1)
+    if case == "few rows":  # column 7's rows: the 3 not labelled 7, its quota 8 or more
+        labels[:] = 7
+        labels[:3] = 1
+    elif case == "every row":
+        labels[:] = 2
+    least = costs[np.arange(s), labels] - v[labels]
+    under = np.array([0, 2, 5, 7], dtype=np.int64)
+    lack = np.array([30, 1, 400, 50], dtype=np.int64)
+    got = _reach_in(costs, v, least, labels, under, lack, n, theta)
+    expected = _selected_reach(costs, v, labels, under, lack, n, theta)
+    np.testing.assert_array_equal(got, expected)
+    if case == "every row":
+        assert got[1] == 0.0  # no row to take in
+    elif case == "few rows":
+        # column 7: the largest of its 3 rows' gaps
+        three = costs[:3, 7] - v[7] - (costs[:3, 1] - v[1])
+        assert got[3] == max(0.0, float(three.max()) - theta) > 0.0
+    else:
+        assert np.all(got > 0.0)

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 from ..candidates import BandCosts
 from ..capacities import Capacities
 from ..exact_pass import ExactPass, gap_bin
+from ..jit import njit
 from .search import _sample_costs, _Search
 
 _QUOTA = 2  # a cluster's band rows hold at least this many times its excess, by the sample
 _QUOTA_ROWS = 8  # ... and this many of the sample's rows
-_COLUMN_BLOCK = 64  # the deficit clusters' reduced costs are taken this many columns at a time
 _SHARE_ROWS = 16384  # the band's share under an allowance is told by this many sample rows ...
 _SLAB_CELLS = 1 << 20  # ... in slabs of this many costs
 
@@ -74,18 +75,12 @@ def _allow(
                 members = order[first[a] : first[a + 1]]
                 reach_out[a] = _reach(gaps[members], excess, s, n, search.theta)
         under = np.flatnonzero(counts < capacities.lower)
-        # reduced costs of the deficit clusters' columns only, a block of them at a time
-        # (never the sample's whole s x k matrix)
-        least = costs.costs[np.arange(s), sample_labels] - v[sample_labels]
-        for lo in range(0, under.size, _COLUMN_BLOCK):
-            block = under[lo : lo + _COLUMN_BLOCK]
-            to = costs.costs.T[block]  # a copy, one cluster's costs a row (contiguous)
-            to -= v[block][:, None]
-            to -= least[None, :]
-            for t, b in enumerate(block):
-                lack = int(capacities.lower[b] - counts[b])
-                to_b = to[t][sample_labels != b]
-                reach_in[b] = _reach(to_b, lack, s, n, search.theta)
+        if under.size:  # the deficit clusters' columns, read in one pass over the sample rows
+            lack = capacities.lower[under] - counts[under]
+            least = costs.costs[np.arange(s), sample_labels] - v[sample_labels]
+            reach_in[under] = _reach_in(
+                costs.costs, v, least, sample_labels, under, lack, n, search.theta
+            )
         allow = np.maximum(allow, reach_out[:, None] + reach_in[None, :])
     if search.repaired is not None:
         delta = search.repaired - v
@@ -94,15 +89,26 @@ def _allow(
     allow = np.maximum(allow, 0.0)
     if not np.all(np.isfinite(allow)):
         return False
-    before = np.zeros((k, k)) if old is None else old
-    if not np.any(allow > before + 1e-9 * (np.abs(before) + search.theta)):
+    # the pairs a row can use (see _Search.pass_allowance): the failed pass's fixed rows
+    # labelled a have a gap to b of at least their slack less v_b - v_a; its band rows enter
+    # again by their gap or by the pairs it applied
+    bound = band.slack - (v[None, :] - v[:, None])
+    if old is not None and search.applied is not None:
+        bound[search.applied] = -np.inf
+    search.reach_bound = (bound, band.theta)
+    # grown where a pass applies it (growth in pairs no row can use would repeat the pass)
+    usable = np.where(bound <= search.theta + allow, allow, 0.0)
+    before = np.zeros((k, k))
+    if old is not None and search.applied is not None:
+        before = np.where(search.applied, old, 0.0)
+    if not np.any(usable > before + 1e-9 * (np.abs(before) + search.theta)):
         return False
     search.allowance = (v, allow)
     search.allowed += 1
     # room for the rows it adds (a pass keeps at most about twice the rows it is asked for)
     rows = search.limit
     if sample_labels is not None:  # the sample's costs and labels from above
-        share = _allowed_share(costs, sample_labels, v, allow, search.theta)
+        share = _allowed_share(costs, sample_labels, v, usable, search.theta)
         rows = int(1.25 * share * n) + search.per_cluster * k
     search.wanted = min(search.limit, max(search.wanted, rows))
     return True
@@ -137,10 +143,81 @@ def _truncated(band: ExactPass) -> bool:
     return bool(top > 0 and band.hist[:top].sum() > band.rows.shape[0])
 
 
+def _quota_rows(points: int, s: int, n: int) -> int:
+    """Sample rows that stand for about ``_QUOTA * points`` rows of X (and a few)."""
+    return math.ceil(_QUOTA * points * s / max(n, 1)) + _QUOTA_ROWS
+
+
+def _reach_in(
+    costs: np.ndarray,
+    v: np.ndarray,
+    least: np.ndarray,
+    labels: np.ndarray,
+    under: np.ndarray,
+    lack: np.ndarray,
+    n: int,
+    theta: float,
+) -> np.ndarray:
+    """:func:`_reach` for each deficit cluster ``under[t]`` (``lack[t]`` points short): the
+    gaps to it of the sample's rows labelled otherwise (``costs``: their cost rows, ``least``
+    their least reduced costs under ``v``, ``labels`` their labels).  One pass over the rows
+    keeps each column's smallest gaps (the rows they stand for are few), instead of a copy of
+    every deficit column and a selection in each (at k = 1024 on 66 667 sample rows: most of
+    the second a failed band's allowance took)."""
+    s = costs.shape[0]
+    ranks = np.array([_quota_rows(int(e), s, n) for e in lack], dtype=np.int64)
+    kept = _smallest_gaps(
+        costs,
+        np.asarray(v, dtype=np.float64),
+        least,
+        labels.astype(np.int64),
+        under.astype(np.int64),
+        ranks,
+        max(1, min(numba.get_num_threads(), under.shape[0])),
+    )
+    return np.maximum(kept - theta, 0.0)
+
+
+@njit(parallel=True)
+def _smallest_gaps(costs, v, least, labels, under, ranks, workers):  # pragma: no cover
+    """For each column ``b = under[t]``: the ``ranks[t]``-th smallest ``costs[i, b] - v[b] -
+    least[i]`` over the rows ``i`` not labelled ``b`` (the largest there is when fewer rows;
+    0 when none), as ``np.partition`` picks it (ties counted).  Rows outer, so that each
+    cost row is read once from memory; thread ``w`` keeps the columns ``w, w + workers, ...``."""
+    s = costs.shape[0]
+    u = under.shape[0]
+    red = np.empty((u, max(1, ranks.max())))
+    held = np.zeros(u, dtype=np.int64)
+    for w in numba.prange(workers):
+        for i in range(s):
+            for t in range(w, u, workers):
+                b = under[t]
+                if labels[i] == b:
+                    continue
+                x = costs[i, b] - v[b] - least[i]
+                keep = ranks[t]
+                if held[t] == keep:
+                    if not x < red[t, keep - 1]:
+                        continue
+                    p = keep - 1
+                else:
+                    p = held[t]
+                    held[t] += 1
+                while p > 0 and red[t, p - 1] > x:
+                    red[t, p] = red[t, p - 1]
+                    p -= 1
+                red[t, p] = x
+    out = np.zeros(u)
+    for t in range(u):
+        if held[t]:
+            out[t] = red[t, held[t] - 1]
+    return out
+
+
 def _reach(gaps: np.ndarray, points: int, s: int, n: int, theta: float) -> float:
     """How far beyond ``theta`` a band must reach to hold about ``_QUOTA * points`` rows of
     X, from the gaps of the sample's (``s`` of ``n``) rows that could make that move."""
     if not gaps.size:
         return 0.0
-    rows = min(gaps.size, math.ceil(_QUOTA * points * s / max(n, 1)) + _QUOTA_ROWS)
+    rows = min(gaps.size, _quota_rows(points, s, n))
     return max(0.0, float(np.partition(gaps, rows - 1)[rows - 1]) - theta)

@@ -287,7 +287,7 @@ def solve_exact(
             # another pass (the threshold's estimate of the rows below it is rough); with no
             # threshold the band is the first rows asked for
             cap = search.wanted if search.theta == math.inf else max(search.wanted, search.limit)
-            allowance = search.allowance_for_pass()
+            allowance = search.pass_allowance()
             plain = width or allowance is not None or options.max_band is not None
             if held is not None and not plain and held.serves(search.potentials, search.theta):
                 # the potentials moved (or the band widened) within the last pass's reserve
