@@ -543,7 +543,12 @@ class RowBlocks:
 
     def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
         """``labeler(C_b, offset)`` of every block, concatenated (one pass over the costs);
-        ``labeler(X_b, offset)`` for a labeler with ``reads_x`` (one pass over X)."""
+        ``labeler(X_b, offset)`` for a labeler with ``reads_x`` (one pass over X); no pass
+        for one that holds them (``labeler.held()``, the exact step's)."""
+        held = getattr(labeler, "held", None)
+        labels = None if held is None else held()
+        if labels is not None and labels.shape[0] == self.n_samples:
+            return labels
         if getattr(labeler, "reads_x", False):
             parts = [labeler(xb, off) for off, xb in zip(self.offsets, self.blocks, strict=True)]
             self.passes.x += 1

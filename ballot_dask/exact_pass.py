@@ -107,6 +107,8 @@ class ExactPass(NamedTuple):
     #: a lane of the pass took as many band rows as it could: rows within ``theta`` may have
     #: been fixed rather than gathered
     full: bool = False
+    #: (n,) int32: every row's label (-1: a band row), when the pass was asked to keep them
+    labels: np.ndarray | None = None
 
     def band_rows_below(self, wanted: int) -> float:
         """A threshold that would have put at least ``wanted`` rows in the band (the upper
@@ -222,7 +224,7 @@ def _settle(
 
 @njit(parallel=True)
 def _exact_pass(
-    X, W, sc, v, theta, cap, lanes, slab, width, scale, allow
+    X, W, sc, v, theta, cap, lanes, slab, width, scale, allow, row_labels
 ):  # pragma: no cover - compiled
     m, d = X.shape
     k = sc[0].shape[1]
@@ -266,6 +268,8 @@ def _exact_pass(
                         C, r, i, v, bounds, lane, counts, mass, wi, E[r], slack[w], obj, band,
                         taken, hist[w], pairs[w],
                     )  # fmt: skip
+                    if row_labels.shape[0]:  # every row's label kept (-1 in the band)
+                        row_labels[i] = a
                     if a >= 0:
                         for t in range(d):
                             sums[lane, a, t] += wi * X[i, t]
@@ -315,6 +319,7 @@ def exact_pass(
     pair_scale: float = 0.0,
     allowance: np.ndarray | None = None,
     shared: bool = False,
+    keep_labels: bool = False,
 ) -> ExactPass:
     """The exact step's pass over one block (see the module docstring).
 
@@ -350,6 +355,9 @@ def exact_pass(
     shared : bool, default=False
         ``cap`` is one block's :func:`block_share` of a band over many blocks (already twice
         its share): at most about ``cap`` rows come back (see :func:`_lane_cap`).
+    keep_labels : bool, default=False
+        Return every row's label (``labels``, int32, -1 on band rows): in memory, the step's
+        labels then need no other pass (:class:`~ballot_dask.solvers.base.ExactLabels`).
 
     A sparse (CSR) block goes to :func:`~ballot_dask.sparse.exact_pass_csr`, the same pass
     with the costs from the rows' nonzeros (without candidates).
@@ -365,6 +373,7 @@ def exact_pass(
     sc = screened_centers(X, centers)
     lanes = 1 if strict else pass_lanes(m, k, X.shape[1])  # strict: one global cap
     width = min(int(width), k)
+    row_labels = np.empty(m if keep_labels else 0, dtype=np.int32)
     with _threads_for(m, blas=sc.use_dot):
         out = _exact_pass(
             X,
@@ -378,6 +387,7 @@ def exact_pass(
             width,
             float(pair_scale),
             _allowance_array(allowance, k),
+            row_labels,
         )
     counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor, pairs = out
     step = -(-m // lanes)  # a lane's rows (the last one's fewer): full when it refused one
@@ -401,6 +411,7 @@ def exact_pass(
         pairs=pairs.sum(axis=0) if pair_scale > 0.0 else None,
         pair_scale=float(pair_scale),
         full=full,
+        labels=row_labels if keep_labels else None,
     )
 
 
@@ -538,6 +549,9 @@ def combine_passes(parts: list[ExactPass]) -> ExactPass:
         pairs=_sum_optional([p.pairs for p in parts]),
         pair_scale=parts[0].pair_scale,
         full=any(p.full for p in parts),
+        labels=None
+        if any(p.labels is None for p in parts)
+        else np.concatenate([p.labels for p in parts]),
     )
 
 

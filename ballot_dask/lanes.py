@@ -5,12 +5,10 @@ lane keeps its rows' indices, and at large k their candidates, in its own part o
 :func:`gather_band` then gathers them, with the band rows' coordinates, in one compiled pass
 (the lanes in parallel).
 
-The arrays it returns are allocated by the compiled code (the system allocator), not by
-NumPy.  NumPy advises the kernel to back arrays of 4 MiB and more with huge pages, and where
-transparent huge pages are set to ``madvise`` (a common default) the first touch of each
-2 MiB page may make the kernel compact memory first.  Right after a pass, it did: at 10^6 x
-64 float32 and k = 1024, a band of 266 653 rows with 32 candidates each took 0.38 s to
-concatenate and copy with NumPy, 0.06-0.08 s here.
+The arrays it returns are allocated by the compiled code, without NumPy's huge-page advice
+(see :mod:`ballot_dask.buffers`): right after a pass, at 10^6 x 64 float32 and k = 1024, a
+band of 266 653 rows with 32 candidates each took 0.38 s to concatenate and copy with NumPy,
+0.06-0.08 s here.
 """
 
 from __future__ import annotations

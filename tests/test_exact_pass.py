@@ -183,7 +183,7 @@ def test_band_over_blocks_stays_within_twice_the_rows_asked_for(blocks: int) -> 
     v = np.zeros(k)
     edges = np.linspace(0, n, blocks + 1).astype(int)
     parts = [
-        _pass_kernel(X[lo:hi], centers, v, 1e300, cap, n, False, 0, 0.0, None, lo)
+        _pass_kernel(X[lo:hi], centers, v, 1e300, cap, n, False, 0, 0.0, None, False, lo)
         for lo, hi in itertools.pairwise(edges)
     ]
     band = combine_passes(parts) if blocks > 1 else parts[0]
@@ -197,3 +197,33 @@ def test_band_over_blocks_stays_within_twice_the_rows_asked_for(blocks: int) -> 
     fixed = np.ones(n, dtype=bool)
     fixed[band.rows] = False
     assert np.array_equal(band.counts, np.bincount(labels[fixed], minlength=k))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_in_memory_the_step_keeps_its_pass_labels_and_needs_no_labels_pass(dtype) -> None:
+    # in memory the exact step's pass keeps every row's label: the step's labels are those
+    # a labels pass gives (the same minimisers by the same arithmetic, ties and band rows
+    # included), with no pass over X counted
+    from ballot_dask import resolve_capacities
+    from ballot_dask.blocks import RowBlocks
+    from ballot_dask.solvers import SolverOptions
+    from ballot_dask.solvers.exact import solve_exact
+
+    rng = np.random.default_rng(8)
+    n, k, d = 30_000, 12, 4
+    X = rng.standard_normal((n, d)).astype(dtype)
+    X[n // 2 :] = X[: n - n // 2]  # duplicated rows: ties between their labels
+    blocks = RowBlocks(X)
+    blocks.set_centers(X[rng.choice(n, k, replace=False)].astype(np.float64))
+    cap = resolve_capacities(n, k)
+    cold = solve_exact(blocks, cap, SolverOptions())
+    step = solve_exact(blocks, cap, SolverOptions(), cold.potentials, cold.eps)  # warm
+    for outcome in (cold, step):
+        labeler = outcome.labeler
+        assert labeler.known is not None and labeler.known.shape == (n,)
+        before = blocks.passes.x
+        held = blocks.labels(labeler)
+        assert blocks.passes.x == before  # no pass over X
+        np.testing.assert_array_equal(held, labeler(X, 0))  # what a labels pass gives
+        np.testing.assert_array_equal(np.bincount(held, minlength=k), outcome.sizes)
+        assert held.dtype == np.int64

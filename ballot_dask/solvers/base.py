@@ -62,6 +62,9 @@ class ExactLabels:
     potentials: np.ndarray
     rows: np.ndarray
     labels: np.ndarray
+    #: every row's label as the step's pass counted it (-1 on band rows), when that pass
+    #: kept them (in memory, :func:`~ballot_dask.exact_pass.exact_pass`'s ``keep_labels``)
+    known: np.ndarray | None = None
 
     #: the engine hands this labeler blocks of X (not cost blocks)
     reads_x = True
@@ -75,6 +78,16 @@ class ExactLabels:
         return power_labels(
             X, self.centers, self.potentials, self.rows[lo:hi] - offset, self.labels[lo:hi]
         )
+
+    def held(self) -> np.ndarray | None:
+        """Every row's label from :attr:`known`, the band's rows overridden: the labels a
+        pass would give (the same minimisers, by the same arithmetic), with no pass (at
+        10^6 x 64 and k = 1024, that pass took 1.1 s); ``None`` when the pass kept none."""
+        if self.known is None:
+            return None
+        out = self.known.astype(np.int64)
+        out[self.rows] = self.labels
+        return out
 
 
 @dataclass

@@ -147,6 +147,7 @@ def _pass_kernel(
     width: int,
     pair_scale: float,
     allowance: np.ndarray | None,
+    keep_labels: bool,
     offset: int,
     weights: np.ndarray | None = None,
 ) -> ExactPass:
@@ -158,8 +159,8 @@ def _pass_kernel(
     ``width``: candidates per band row (:mod:`ballot_dask.candidates`; 0: none).
     ``pair_scale``: the scale of the pair histogram's bins (:mod:`.shift`; 0: none).
     ``allowance``: per pair of clusters, the band's reach beyond ``theta`` (see
-    :func:`.allowance._allow`; ``None``: none).
-    ``weights``: the block's sample weights (the weighted step's pass)."""
+    :func:`.allowance._allow`; ``None``: none).  ``keep_labels``: every row's label too (in
+    memory: the step's labels need no pass).  ``weights``: the block's sample weights."""
     m = X.shape[0]
     share = block_share(cap, m, total)
     if strict:
@@ -183,6 +184,7 @@ def _pass_kernel(
         pair_scale=pair_scale,
         allowance=allowance,
         shared=m < total and not strict,
+        keep_labels=keep_labels,
     )
 
 
@@ -317,6 +319,7 @@ def solve_exact(
                     width,
                     pair_scale,
                     allowance,
+                    blocks.gather_is_free,  # (in memory: the labels stay where X is)
                 )
                 search.passes += 1
             gathered = band.rows.shape[0]

@@ -277,7 +277,7 @@ def _outcome(
         objective=objective,
         sizes=sizes,
         # the fixed rows' labels are minimisers under the pass's potentials (ties included)
-        labeler=ExactLabels(blocks.centers, search.potentials, band.rows, labels),
+        labeler=ExactLabels(blocks.centers, search.potentials, band.rows, labels, band.labels),
         certificate=certificate,
         slack=slack,
         n_iter=search.augmentations,

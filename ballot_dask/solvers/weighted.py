@@ -62,7 +62,9 @@ def _weighted_kernel(
     offset: int,
 ) -> ExactPass:
     """The exact pass of one block with its weights (:func:`.exact._pass_kernel`)."""
-    return _pass_kernel(X, centers, v, theta, cap, total, strict, 0, 0.0, None, offset, weights=W)
+    return _pass_kernel(
+        X, centers, v, theta, cap, total, strict, 0, 0.0, None, False, offset, weights=W
+    )
 
 
 def _sample_kernel(X: np.ndarray, W: np.ndarray, stride: int, offset: int) -> tuple:
