@@ -103,11 +103,11 @@ class _Search:
         through ``(a, b)`` when its gap to ``b`` is within ``theta + allowance[a, b]``, and
         :attr:`reach_bound` bounds that gap from below for every row a pass could take in
         that way (the failed pass's fixed rows by their slack, its band rows by its own
-        pairs; they enter again by their gap while the threshold does not fall).  At k = 1024
-        it kept a tenth of the pairs or fewer, and a pass with an allowance took 2.3-2.7 s
-        instead of 3.2-3.6 (10^6 x 64 float32, in memory; with the band's gather, see
-        ``ballot_dask.lanes``).  Records the pairs applied
-        (:attr:`applied`)."""
+        pairs; they enter again by their gap while the threshold does not fall; a strict
+        pass, ``max_band``, lowers its threshold by block, so its band may differ).  At
+        k = 1024 it kept a tenth of the pairs or fewer, and a pass with an allowance took
+        2.3-2.7 s instead of 3.2-3.6 (10^6 x 64 float32, in memory; with the band's gather,
+        see ``ballot_dask.lanes``).  Records the pairs applied (:attr:`applied`)."""
         allow = self.allowance_for_pass()
         self.applied = None if allow is None else allow > 0.0
         if allow is None or self.applied is None:
