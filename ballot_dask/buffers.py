@@ -6,8 +6,13 @@ default, the kernel then compacts memory, if it must, on the first touch of each
 of such an array, and after the passes of an exact step (hundreds of MB allocated and freed)
 it must: the first touch stalls.  :func:`empty_buffer` allocates through the compiled code's
 allocator (the system ``malloc``), which gives no advice; the pages come as the host's
-defaults give them.  It serves the arrays made once per pass or per step and read once or
-twice: cost blocks, a band gathered from its lanes (:mod:`ballot_dask.lanes`).
+defaults give them.  It serves the arrays made once per pass or per step and read a few
+times on the client: the cost rows of a band or of the row sample
+(:func:`~ballot_dask.exact_pass.band_costs`); a band gathered from its lanes is allocated
+the same way (:mod:`ballot_dask.lanes`).  Cost blocks that live through a step and are read
+pass after pass (E-BalLOT's, on the workers or in memory) keep NumPy's allocation, whose huge
+pages served them better (interleaved runs of ``bench_dask.py``: E-BalLOT's cluster fit took
+5.46 s and 5.74 s with its cost blocks allocated here, 5.35 s and 5.29 s by NumPy).
 
 Measured here (2 cores, THP ``madvise``, 10^6 x 64 float32, k = 1024, in memory): a band of
 266 653 rows with 32 candidates each, concatenated and copied by NumPy right after its pass,

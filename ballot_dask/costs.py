@@ -21,7 +21,6 @@ import numba
 import numpy as np
 from scipy.sparse import issparse
 
-from .buffers import empty_buffer
 from .jit import njit
 from .kernels import _threads_for
 
@@ -350,7 +349,7 @@ def cost_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray | None = None
         return cost_block_csr(X, centers, out)
     shape = (X.shape[0], centers.shape[0])
     if out is None or out.shape != shape or out.dtype != np.float64:
-        out = empty_buffer(shape, np.float64)  # (no huge-page advice: see buffers)
+        out = np.empty(shape, dtype=np.float64)
     if X.shape[0]:
         mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
         with _threads_for(X.shape[0], blas=use_dot):

@@ -40,6 +40,7 @@ import numba
 import numpy as np
 from scipy.sparse import issparse
 
+from .buffers import empty_buffer
 from .candidates import _BUFFER, top_columns
 from .costs import (
     cost_block,
@@ -577,8 +578,11 @@ def _stack(parts: list) -> Any:
 
 
 def band_costs(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """Cost rows of gathered band rows, with the pass's own arithmetic."""
-    return cost_block(x, centers)
+    """Cost rows of gathered band rows, with the pass's own arithmetic (a transient array:
+    no huge-page advice, see :mod:`ballot_dask.buffers`)."""
+    if issparse(x):
+        return cost_block(x, centers)
+    return cost_block(x, centers, out=empty_buffer((x.shape[0], centers.shape[0])))
 
 
 __all__ = [
