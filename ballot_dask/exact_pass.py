@@ -580,8 +580,6 @@ def _stack(parts: list) -> Any:
 def band_costs(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Cost rows of gathered band rows, with the pass's own arithmetic (a transient array:
     no huge-page advice, see :mod:`ballot_dask.buffers`)."""
-    if issparse(x):
-        return cost_block(x, centers)
     return cost_block(x, centers, out=empty_buffer((x.shape[0], centers.shape[0])))
 
 

@@ -15,7 +15,7 @@ import math
 import numba
 import numpy as np
 
-from ..candidates import BandCosts
+from ..candidates import BandCosts, _keep_smallest
 from ..capacities import Capacities
 from ..exact_pass import ExactPass, gap_bin
 from ..jit import njit
@@ -187,26 +187,15 @@ def _smallest_gaps(costs, v, least, labels, under, ranks, workers):  # pragma: n
     s = costs.shape[0]
     u = under.shape[0]
     red = np.empty((u, max(1, ranks.max())))
+    rows = np.empty((u, max(1, ranks.max())), dtype=np.int64)
     held = np.zeros(u, dtype=np.int64)
     for w in numba.prange(workers):
         for i in range(s):
             for t in range(w, u, workers):
                 b = under[t]
-                if labels[i] == b:
-                    continue
-                x = costs[i, b] - v[b] - least[i]
-                keep = ranks[t]
-                if held[t] == keep:
-                    if not x < red[t, keep - 1]:
-                        continue
-                    p = keep - 1
-                else:
-                    p = held[t]
-                    held[t] += 1
-                while p > 0 and red[t, p - 1] > x:
-                    red[t, p] = red[t, p - 1]
-                    p -= 1
-                red[t, p] = x
+                if labels[i] != b:
+                    x = costs[i, b] - v[b] - least[i]
+                    held[t] = _keep_smallest(x, i, red[t], rows[t], held[t], ranks[t])
     out = np.zeros(u)
     for t in range(u):
         if held[t]:
