@@ -174,7 +174,7 @@ def test_band_over_blocks_stays_within_twice_the_rows_asked_for(blocks: int) -> 
     # on top returned four times the rows asked for, beyond the band's memory budget)
     from ballot_dask.exact_pass import combine_passes
     from ballot_dask.kernels import pass_lanes
-    from ballot_dask.solvers.exact import _pass_kernel
+    from ballot_dask.solvers.passes import _pass_kernel
 
     rng = np.random.default_rng(3)
     n, k, cap = 400_000, 8, 40_000

@@ -54,7 +54,7 @@ def test_each_kernel_is_warmed_once_on_every_worker_not_once_per_pass(client):
     assert first, "nothing warmed up"
     assert sorted(first) == sorted(second)  # every worker warmed the same kernels
     assert len(set(first)) == len(first), first  # each once, however many passes
-    assert ("x_task", "ballot_dask.solvers.exact._pass_kernel") in first, first
+    assert ("x_task", "ballot_dask.solvers.passes._pass_kernel") in first, first
     expected = BalancedKMeans(4, random_state=0, max_iter=5, tol=0).fit(np.asarray(_data()))
     np.testing.assert_array_equal(labels, expected.labels_)
 

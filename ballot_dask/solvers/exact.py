@@ -50,7 +50,9 @@
    widening, a band that failed may get a reach per pair of clusters (its *allowance*,
    :func:`.allowance._allow`): separated clusters' boundaries lie where points are sparse and the
    potentials loose, and the points that cross there lie far beyond the threshold that
-   holds the dense boundaries' ones.
+   holds the dense boundaries' ones.  In memory at large k, the pass under the allowance is
+   refined from the last pass's labels (:func:`.passes.refined_pass`): only the rows whose
+   label has an allowed pair are read again, at those pairs' columns.
 
 A warm Lloyd iteration is therefore one read of X.  The band threshold is carried from one
 iteration to the next (as the step's ``eps``): the next one picks, from the pass's histogram of
@@ -62,16 +64,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.sparse import issparse
 
 from ..blocks import Blocks, RowBlocks
 from ..candidates import BandCosts, candidate_width
 from ..capacities import Capacities
-from ..exact_pass import ExactPass, band_costs, block_share, combine_passes, exact_pass, whole_block
-from ..kernels import reduced_cost_labels
+from ..exact_pass import band_costs, combine_passes
 from .allowance import _allow, _truncated
 from .base import SolverOptions, StepOutcome
 from .newton import entropic_potentials
+from .passes import _pass_kernel, refined_pass
 from .referenced import from_reference, sample_reference
 from .repair import repair_band as _repair
 from .reserved import HeldReserve, band_from_reserve, pass_keeping_reserve, reserve_size
@@ -134,58 +135,6 @@ _NARROW = 1.25  # a band is widened before its repair when the imbalance asks th
 _CALM = 1
 _ALLOW_CLUSTERS = 1024  # pairs of clusters get their own allowance up to this k ...
 _MAX_ALLOWED = 4  # ... grown at most this many times per step
-
-
-def _pass_kernel(
-    X: np.ndarray,
-    centers: np.ndarray,
-    v: np.ndarray,
-    theta: float,
-    cap: int,
-    total: int,
-    strict: bool,
-    width: int,
-    pair_scale: float,
-    allowance: np.ndarray | None,
-    keep_labels: bool,
-    offset: int,
-    weights: np.ndarray | None = None,
-) -> ExactPass:
-    """A block's share of a band of at most ``cap`` rows among ``total``: all of it for one
-    block, else twice its share (rows are not spread evenly over the blocks) and a few.
-
-    ``strict`` (a hard limit, ``max_band``): exactly the block's share, its smallest gaps
-    (the block's gaps are computed first to find the threshold that holds them).
-    ``width``: candidates per band row (:mod:`ballot_dask.candidates`; 0: none).
-    ``pair_scale``: the scale of the pair histogram's bins (:mod:`.shift`; 0: none).
-    ``allowance``: per pair of clusters, the band's reach beyond ``theta`` (see
-    :func:`.allowance._allow`; ``None``: none).  ``keep_labels``: every row's label too (in
-    memory: the step's labels need no pass).  ``weights``: the block's sample weights."""
-    m = X.shape[0]
-    share = block_share(cap, m, total)
-    if strict:
-        share = cap if m >= total else cap * m // max(total, 1)
-        if 0 < share < m:
-            _, gaps = reduced_cost_labels(band_costs(X, centers), v)
-            theta = min(theta, float(np.partition(gaps, share - 1)[share - 1]))
-    if share >= m and theta == math.inf and (not width or issparse(X)):
-        # every row, and no candidates (a sparse block has none): no costs needed here
-        return whole_block(X, centers.shape[0], offset, weights)
-    return exact_pass(
-        X,
-        centers,
-        v,
-        theta,
-        share,
-        offset,
-        strict=strict,
-        weights=weights,
-        width=width,
-        pair_scale=pair_scale,
-        allowance=allowance,
-        shared=m < total and not strict,
-        keep_labels=keep_labels,
-    )
 
 
 def solve_exact(
@@ -306,6 +255,20 @@ def solve_exact(
                 # potentials may be shifted after it): it keeps a reserve
                 band, held = pass_keeping_reserve(search, blocks, cap, pair_scale, size)
                 search.passes += 1
+            elif (
+                kept := refined_pass(
+                    blocks,
+                    search.last,
+                    search.potentials,
+                    search.theta,
+                    allowance,
+                    cap,
+                    width,
+                    options.max_band is not None,
+                )
+            ) is not None:
+                band = kept  # in memory: from the last pass's labels, see .passes
+                search.passes += 1
             else:
                 band = blocks.reduce_x(
                     _pass_kernel,
@@ -323,6 +286,7 @@ def solve_exact(
                 )
                 search.passes += 1
             gathered = band.rows.shape[0]
+            search.last = (band, search.potentials.copy())
             costs = _costs_of(band, blocks.centers, search.potentials)
             labels, _ = costs.labels(search.potentials)
             off = imbalance(band.counts + np.bincount(labels, minlength=k), capacities)

@@ -87,6 +87,9 @@ class _Search:
     applied: np.ndarray | None = None
     #: the last band's potentials from the shortest paths (its own optimum's), if it had one
     repaired: np.ndarray | None = None
+    #: the last pass and the potentials it was made under (a pass under a grown allowance is
+    #: refined from it in memory: :func:`.passes.refined_pass`)
+    last: tuple[ExactPass, np.ndarray] | None = None
     #: the shift sample's pair histogram at the step's centers, its scale and the potentials
     #: it was counted under (:func:`.shifting._preshift`; for :func:`.shifting.sample_sizes`)
     sample_pairs: tuple[np.ndarray, float, np.ndarray] | None = None

@@ -32,8 +32,9 @@ from ..exact_pass import ExactPass, band_costs, combine_passes
 from ..kernels import reduced_cost_labels
 from ..sparse import is_sparse, stack_rows
 from .base import ExactLabels, SolverOptions, StepOutcome
-from .exact import _WARM_SAMPLE, _pass_kernel, _quantile_gap, solve_exact
+from .exact import _WARM_SAMPLE, _quantile_gap, solve_exact
 from .mass_paths import DONE, mass_shortest_paths
+from .passes import _pass_kernel
 from .search import (
     _MIN_BAND,
     _PER_CLUSTER,
@@ -61,7 +62,7 @@ def _weighted_kernel(
     strict: bool,
     offset: int,
 ) -> ExactPass:
-    """The exact pass of one block with its weights (:func:`.exact._pass_kernel`)."""
+    """The exact pass of one block with its weights (:func:`.passes._pass_kernel`)."""
     return _pass_kernel(
         X, centers, v, theta, cap, total, strict, 0, 0.0, None, False, offset, weights=W
     )
