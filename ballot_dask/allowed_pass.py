@@ -125,13 +125,13 @@ def allowed_pass(
         raise ValueError(f"last holds {last.labels.shape[0]} labels for {n} rows")
     ptr, col, val = _allowance_array(allowance, k)
     sc = screened_centers(X, centers)
-    rows, first = _by_label(last.labels, k)
+    grouped, first = _by_label(last.labels, k)
     entered = np.zeros(n, dtype=np.bool_)
     pair_slack = np.full(col.shape[0], np.inf)
     v = np.asarray(v, dtype=np.float64)
     with _threads_for(n, blas=True):
         theta = float(last.theta)
-        _allowed_rows(X, rows, first, tuple(sc), v, theta, (ptr, col, val), entered, pair_slack)
+        _allowed_rows(X, grouped, first, tuple(sc), v, theta, (ptr, col, val), entered, pair_slack)
     taken = np.flatnonzero(entered)
     if last.rows.shape[0] + taken.shape[0] > limit:
         return None
