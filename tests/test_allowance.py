@@ -215,3 +215,42 @@ def test_deficit_reach_picks_each_columns_quota_gap_as_a_selection_would(case: s
         assert got[3] == max(0.0, float(three.max()) - theta) > 0.0
     else:
         assert np.all(got > 0.0)
+
+
+def test_a_surplus_whose_fixed_rows_are_over_its_bound_reaches_beyond_the_band() -> None:
+    # separated clusters, potentials that give cluster 0 about 3 % more rows than its size,
+    # and a band: the repair moves every band row of cluster 0 out (as a stuck
+    # repair leaves them), and its fixed rows alone are still over its bound.  The quota
+    # must then count rows beyond the threshold: the allowance's pass takes in at least the
+    # rows cluster 0 must give up (the sample's rows within the threshold do not count)
+    from ballot_dask.solvers.allowance import _allow
+    from ballot_dask.solvers.search import _Search
+
+    n, k, d = 60_000, 8, 4
+    rng = np.random.default_rng(6)
+    centers = 3.0 * rng.standard_normal((k, d))
+    X = centers[np.arange(n) % k] + rng.standard_normal((n, d))
+    cap = resolve_capacities(n, k)
+    red = band_costs(X, centers)
+    v = np.zeros(k)
+    # cluster 0 favoured until it holds about 3 % over its size; a band of 30 % of the rows
+    # holds about 190 of its rows, and its fixed rows alone are 35 over its bound
+    labels0 = red.argmin(axis=1)
+    v[0] = float(np.quantile((red[:, 0] - red.min(axis=1))[labels0 != 0], 0.03 / (k - 1)))
+    _, gaps = reduced_cost_labels(red, v)
+    theta = float(np.quantile(gaps, 0.3))
+    band = exact_pass(X, centers, v, theta, n, keep_labels=True)
+    band_labels, _ = reduced_cost_labels(band_costs(band.x, centers), v)
+    beyond = int(band.counts[0] - cap.upper[0])
+    assert beyond > 0 and np.count_nonzero(band_labels == 0) > 0
+    # the repair moved the band's rows of cluster 0 to their second-best clusters
+    second = np.argsort(band_costs(band.x, centers) - v, axis=1)[:, 1]
+    moved = np.where(band_labels == 0, second, band_labels)
+    sample = X[rng.choice(n, n // 10, replace=False)]
+    search = _Search(potentials=v, theta=theta, wanted=n, limit=n)
+    assert _allow(search, centers, sample, cap, band, moved)
+    allowance = search.pass_allowance()
+    assert allowance is not None
+    wider = exact_pass(X, centers, v, theta, n, allowance=allowance, keep_labels=True)
+    taken = np.setdiff1d(wider.rows, band.rows)
+    assert np.count_nonzero(band.labels[taken] == 0) >= beyond

@@ -46,7 +46,9 @@ def _allow(
 
     - *quotas*: a cluster with ``e`` points beyond its bounds under ``v`` reaches as far as
       holds about ``_QUOTA * e`` of its rows (rows labelled by it for a surplus; rows whose
-      gap to it is least for a deficit), as the sample's rows tell;
+      gap to it is least for a deficit), as the sample's rows tell; a surplus cluster whose
+      fixed rows alone are over its bound (no move of the band's rows settles it) reaches
+      that many rows beyond the threshold;
     - *the band's own potentials*: under the shortest paths' potentials ``v + delta`` of the
       band that failed, a fixed row labelled ``a`` would move to ``b`` if its gap to ``b`` is
       below ``delta_b - delta_a``: the pair reaches that far.
@@ -72,8 +74,12 @@ def _allow(
             first = np.searchsorted(sample_labels[order], np.arange(k + 1))
             for a in over:
                 excess = int(counts[a] - capacities.upper[a])
-                members = order[first[a] : first[a + 1]]
-                reach_out[a] = _reach(gaps[members], excess, s, n, search.theta)
+                members = gaps[order[first[a] : first[a + 1]]]
+                # its fixed rows alone over its bound: however the band's own rows of it
+                # move, rows beyond the threshold must leave too; the quota counts those
+                beyond = int(band.counts[a] - capacities.upper[a])
+                held = int(np.count_nonzero(members <= search.theta)) if beyond > 0 else 0
+                reach_out[a] = _reach(members, max(excess, beyond), s, n, search.theta, held)
         under = np.flatnonzero(counts < capacities.lower)
         if under.size:  # the deficit clusters' columns, read in one pass over the sample rows
             lack = capacities.lower[under] - counts[under]
@@ -203,10 +209,12 @@ def _smallest_gaps(costs, v, least, labels, under, ranks, workers):  # pragma: n
     return out
 
 
-def _reach(gaps: np.ndarray, points: int, s: int, n: int, theta: float) -> float:
+def _reach(gaps: np.ndarray, points: int, s: int, n: int, theta: float, held: int = 0) -> float:
     """How far beyond ``theta`` a band must reach to hold about ``_QUOTA * points`` rows of
-    X, from the gaps of the sample's (``s`` of ``n``) rows that could make that move."""
+    X, from the gaps of the sample's (``s`` of ``n``) rows that could make that move, beyond
+    the ``held`` smallest (the sample's rows within the threshold, where the band's own rows
+    cannot settle the cluster: the quota is then counted beyond them)."""
     if not gaps.size:
         return 0.0
-    rows = min(gaps.size, _quota_rows(points, s, n))
+    rows = min(gaps.size, held + _quota_rows(points, s, n))
     return max(0.0, float(np.partition(gaps, rows - 1)[rows - 1]) - theta)
