@@ -76,10 +76,14 @@ def _allow(
                 excess = int(counts[a] - capacities.upper[a])
                 members = gaps[order[first[a] : first[a + 1]]]
                 # its fixed rows alone over its bound: however the band's own rows of it
-                # move, rows beyond the threshold must leave too; the quota counts those
+                # move, that many rows beyond the threshold must leave too (the excess may
+                # count the band's rows, or not, as the repair left the labels)
                 beyond = int(band.counts[a] - capacities.upper[a])
-                held = int(np.count_nonzero(members <= search.theta)) if beyond > 0 else 0
-                reach_out[a] = _reach(members, max(excess, beyond), s, n, search.theta, held)
+                if beyond > 0:
+                    held = int(np.count_nonzero(members <= search.theta))
+                    reach_out[a] = _reach(members, beyond, s, n, search.theta, held)
+                else:
+                    reach_out[a] = _reach(members, excess, s, n, search.theta)
         under = np.flatnonzero(counts < capacities.lower)
         if under.size:  # the deficit clusters' columns, read in one pass over the sample rows
             lack = capacities.lower[under] - counts[under]
