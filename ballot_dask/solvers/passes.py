@@ -90,7 +90,9 @@ def refined_pass(
     """The pass under ``allowance`` (with ``v``, ``theta``, ``cap`` and ``width`` as
     :func:`_pass_kernel` takes them) from ``last``, the last pass and the potentials it was
     made under, without a pass over all of X; ``None`` where that pass must be made: not in
-    memory (or X sparse, or weighted), no allowance, another threshold or potentials, a pass
+    memory (or X sparse, or weighted), no candidates (``width`` 0: below 128 clusters the
+    pass is cheap and the refinement gained nothing), no allowance, another threshold or
+    potentials, a pass
     that kept no labels or gave up band rows to its cap, ``strict``, a band beyond ``cap``,
     or pairs beyond ``_REFINED_SHARE`` of all (then most of every row's costs are read).
     Counted as a pass over X: it reads most of X's rows, if at a few columns each."""
