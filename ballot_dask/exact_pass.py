@@ -256,8 +256,8 @@ def _exact_pass(
         for lane in range(w, n_lanes, n_workers):
             red = np.empty(width + 1)
             col = np.empty(width + 1, dtype=np.int64)
-            buf = np.empty(_BUFFER * (width + 1), dtype=np.int64)
-            bred = np.empty(_BUFFER * (width + 1))
+            buf = np.empty(_BUFFER * (width + 1) + 1, dtype=np.int64)
+            bred = np.empty(_BUFFER * (width + 1) + 1)
             lane_end = min(m, (lane + 1) * step)
             for lo in range(lane * step, lane_end, slab):
                 hi = min(lo + slab, lane_end)
