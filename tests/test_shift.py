@@ -322,9 +322,27 @@ def test_a_misleading_shift_is_undone(monkeypatch, shift_every: int) -> None:
     monkeypatch.setattr(shifting, "shift_potentials", misleading)
 
     blocks = remote_blocks(X, centers, shift_every=shift_every)
+    passes: list[tuple] = []
+    reduce_x = blocks.reduce_x
+
+    def recorded(kernel, combine, centers, v, theta, cap, *rest):
+        allowed = None if rest[-2] is None else rest[-2].tobytes()
+        passes.append((np.asarray(v).tobytes(), theta, cap, allowed))
+        return reduce_x(kernel, combine, centers, v, theta, cap, *rest)
+
+    blocks.reduce_x = recorded  # type: ignore[method-assign]
+    keeping = exact.pass_keeping_reserve
+
+    def recorded_keeping(search, blocks, cap, *rest):  # (X from storage: a reserve kept)
+        passes.append((np.asarray(search.potentials).tobytes(), search.theta, cap, None))
+        return keeping(search, blocks, cap, *rest)
+
+    monkeypatch.setattr(exact, "pass_keeping_reserve", recorded_keeping)
     cap = resolve_capacities(n, k)
     step = solve_exact(blocks, cap, SolverOptions(), potentials=v0)
     assert len(wild) == 1  # shifted once, undone, and never again in this step
+    # the pass made before the shift is taken up again, not made again: no two passes alike
+    assert passes and len(set(passes)) == len(passes)
     if shift_every:
         assert blocks.passes.sample == 2  # counted, and again under the wild potentials
     assert step.extra["shifts"] == exact._MAX_SHIFTS

@@ -240,7 +240,10 @@ def solve_exact(
             cap = search.wanted if search.theta == math.inf else max(search.wanted, search.limit)
             allowance = search.pass_allowance()
             plain = width or allowance is not None or options.max_band is not None
-            if held is not None and not plain and held.serves(search.potentials, search.theta):
+            if search.restored is not None:
+                # the pass made under these potentials before a shift that misled
+                band, search.restored = search.restored, None
+            elif held is not None and not plain and held.serves(search.potentials, search.theta):
                 # the potentials moved (or the band widened) within the last pass's reserve
                 band = band_from_reserve(held, search, blocks, cap)
                 search.reserved += 1
@@ -292,14 +295,15 @@ def solve_exact(
             off = imbalance(band.counts + np.bincount(labels, minlength=k), capacities)
             preshifted, search.preshifted = search.preshifted, False
             if search.unshifted is not None:
-                before, before_off, theta, wanted = search.unshifted
+                before, before_off, theta, wanted, kept = search.unshifted
                 search.unshifted = None
                 if off > before_off:
                     # the shift misled (the model does not see moves past its bins or to a
-                    # third-best cluster): back to the potentials before it, and no more shifts
-                    # in this step
+                    # third-best cluster): back to the potentials before it and to their pass
+                    # (if kept: no pass over X), and no more shifts in this step
                     search.potentials, search.theta, search.wanted = before, theta, wanted
                     search.shifts = _MAX_SHIFTS
+                    search.restored = kept
                     continue
             if (
                 not search.sampled

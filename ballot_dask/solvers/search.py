@@ -73,8 +73,12 @@ class _Search:
     #: the sample's cost rows at the step's centers (computed once, by :func:`_sample_costs`)
     sample_costs: BandCosts | None = None
     #: before the last shift: the potentials, the points they left off, the band's threshold
-    #: and rows (restored when the shift leaves more points off)
-    unshifted: tuple[np.ndarray, int, float, int] | None = None
+    #: and rows, and the pass made under them if kept (restored when the shift leaves more
+    #: points off: the kept pass is the band again, with no other pass over X)
+    unshifted: tuple[np.ndarray, int, float, int, ExactPass | None] | None = None
+    #: a pass to take up again instead of the next pass over X (the one before a shift that
+    #: misled)
+    restored: ExactPass | None = None
     #: per pair of clusters, how far beyond ``theta`` a row may lie and enter the band, with
     #: the potentials it was cut for (it holds for those only; see :func:`.allowance._allow`)
     allowance: tuple[np.ndarray, np.ndarray] | None = None

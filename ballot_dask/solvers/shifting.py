@@ -106,11 +106,15 @@ def _pair_scale(
 def _shift(search: _Search, band: ExactPass, capacities: Capacities, off: int) -> None:
     """Shift the potentials by the pass's pair histogram (:mod:`.shift`), and cut the next
     band around them: twice the points that were off, as the model orders the gaps.  The
-    potentials, the points off and the band before the shift are kept: if the next pass finds
-    more points off, the step goes back to them (see :func:`.exact.solve_exact`)."""
+    potentials, the points off and the band before the shift are kept (and the pass itself,
+    without its histogram, where it is at most half the budget): if the next pass finds more
+    points off, the step goes back to them (see :func:`.exact.solve_exact`), and to the kept
+    pass without another."""
     assert band.pairs is not None
     shift = shift_potentials(band.pairs, band.pair_scale, search.potentials, capacities)
-    search.unshifted = (search.potentials, off, search.theta, search.wanted)
+    # the pass is kept while it is small beside the budget (the shifted one comes beside it)
+    kept = band._replace(pairs=None) if 2 * band.rows.shape[0] <= search.limit else None
+    search.unshifted = (search.potentials, off, search.theta, search.wanted, kept)
     search.shifts += 1
     search.potentials = shift.potentials
     search.cold = False
@@ -182,7 +186,7 @@ def _preshift(
         # a band as wide around them
         search.theta = counted.band_rows_below(int(search.wanted * s / n))
         return
-    search.unshifted = (search.potentials, off, search.theta, search.wanted)
+    search.unshifted = (search.potentials, off, search.theta, search.wanted, None)
     search.preshifted = True
     rows = int(search.wanted * s / n)
     # a pass that reads X from storage is dear: the sample is counted again under the
