@@ -299,6 +299,49 @@ def test_shift_of_a_histogram_that_cannot_move_is_finite() -> None:
     assert shift.imbalance == pytest.approx(50.0, abs=1.0)
 
 
+def test_a_shift_the_model_cannot_place_is_not_made() -> None:
+    # the pass's histogram sees the rows' moves to their second-best cluster only: where the
+    # model itself leaves more than half the points off, _shift moves nothing, says so, and
+    # no shift follows in the step; where it places them, the potentials move
+    from ballot_dask.exact_pass import ExactPass
+    from ballot_dask.solvers.search import _Search
+
+    cap2 = resolve_capacities(500, 2)
+    pairs = np.zeros((2, 2, PAIR_BINS), dtype=np.int64)
+    pairs[0, 1, 20] = 20  # 400 rows in cluster 0 (sizes 250 each), 380 of them beyond reach
+    pairs[0, 1, -1] = 380
+    pairs[1, 0, -1] = 100
+    band = ExactPass(
+        counts=np.array([390, 100]),
+        sums=np.zeros((2, 1)),
+        objective=0.0,
+        slack=np.zeros((2, 2)),
+        rows=np.arange(10),
+        x=np.zeros((10, 1)),
+        hist=np.zeros(1, dtype=np.int64),
+        theta=0.5,
+        pairs=pairs,
+        pair_scale=1.0,
+    )
+    off = int(imbalance(np.array([400, 100]), cap2))  # 150 points to move
+    search = _Search(potentials=np.zeros(2), theta=0.5, wanted=100, limit=1000)
+    before = search.potentials
+    assert not shifting._shift(search, band, cap2, off)
+    assert search.potentials is before and search.theta == 0.5 and search.unshifted is None
+    assert search.shifts == shifting.MAX_SHIFTS
+    pairs[0, 1, 20] = 300  # now within the model's reach
+    pairs[0, 1, -1] = 100
+    search = _Search(potentials=np.zeros(2), theta=0.5, wanted=100, limit=1000)
+    assert shifting._shift(search, band, cap2, off)
+    low, high = pair_edges(1.0)
+    rise = search.potentials[1] - search.potentials[0]
+    assert low[20] <= rise <= high[20]
+    assert search.shifts == 1 and search.unshifted is not None
+    np.testing.assert_array_equal(search.unshifted[0], before)
+    kept = search.unshifted[4]  # the pass, kept without its histogram (small beside the limit)
+    assert kept is not None and kept.pairs is None and kept.rows is band.rows
+
+
 @pytest.mark.parametrize("shift_every", [0, 4])
 def test_a_misleading_shift_is_undone(monkeypatch, shift_every: int) -> None:
     # a shift whose potentials leave more points off than before (here: the model's shift

@@ -227,9 +227,15 @@ def solve_exact(
             search.wanted = min(search.wanted, search.limit)
             # a pass over X is dear (Dask) and k small: the pass also counts the rows by label,
             # second-best cluster and gap, so that far-off potentials can be shifted without one
+            # (not under an allowance: the band failed for want of rows far from the boundary,
+            # not for potentials far off; a shift from there moved rows past the histogram's
+            # reach, and its pass was undone)
             pair_scale = (
                 _pair_scale(search, sample, blocks.centers, capacities, n)
-                if shifting and search.shifts < _MAX_SHIFTS and not search.calm
+                if shifting
+                and search.shifts < _MAX_SHIFTS
+                and not search.calm
+                and search.allowance_for_pass() is None
                 else 0.0
             )
             search.calm = False  # (the first pass only)
@@ -315,10 +321,13 @@ def solve_exact(
                 # cluster)
                 _from_sample(search, blocks, sample, capacities, options)
                 continue
-            if band.pairs is not None and off * _SHIFT_SHARE > max(gathered, _MIN_BAND):
+            if (
+                band.pairs is not None
+                and off * _SHIFT_SHARE > max(gathered, _MIN_BAND)
+                and _shift(search, band, capacities, off)
+            ):
                 # the potentials, not the band's width, are what is off: shift them by the
                 # pass's pair histogram (no pass), and cut a band around the shifted ones
-                _shift(search, band, capacities, off)
                 continue
             needed = min(search.limit, 4 * off + search.per_cluster * k)
             search.needed = max(search.needed, needed)
@@ -365,10 +374,14 @@ def solve_exact(
                         n,
                     )
                 return step
-            if preshifted and band.pairs is not None and search.shifts < _MAX_SHIFTS:
+            if (
+                preshifted
+                and band.pairs is not None
+                and search.shifts < _MAX_SHIFTS
+                and _shift(search, band, capacities, off)
+            ):
                 # the shift sample's shift left more points off than its band could settle:
                 # shift again by this pass's histogram (every row of X), as without it
-                _shift(search, band, capacities, off)
                 continue
             if gathered >= search.limit and subset is not None and blocks.drop_shift_sample():
                 # the shift sample held half the budget: its bytes go to the band (for the rest
@@ -394,9 +407,12 @@ def solve_exact(
                 # lie where the points are sparse, far beyond the threshold that holds the dense
                 # boundaries' rows): the same potentials and threshold, with those pairs' reach
                 continue
-            if gathered >= search.limit and band.pairs is not None:
+            if (
+                gathered >= search.limit
+                and band.pairs is not None
+                and _shift(search, band, capacities, off)
+            ):
                 # the widest band the budget allows cannot settle these potentials: shift them
-                _shift(search, band, capacities, off)
                 continue
             if gathered >= search.limit:
                 if 2 * search.limit >= n and gathered < n and search.theta < math.inf and not width:
