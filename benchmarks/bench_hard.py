@@ -101,11 +101,13 @@ def _sizes(labels: np.ndarray, k: int) -> tuple[int, int]:
     return int(counts.max()), int(counts.min())
 
 
-def run_ours(X: np.ndarray, init: np.ndarray, max_iter: int) -> dict[str, Any]:
+def run_ours(X: np.ndarray, init: np.ndarray, max_iter: int, seed: int) -> dict[str, Any]:
     k = init.shape[0]
     stamps: list[float] = []
     start = time.perf_counter()
-    km = BalancedKMeans(k, init=init, max_iter=max_iter).fit(
+    # the row sample the exact step starts from is drawn with the run's seed: the same
+    # command gives the same path (and passes) on the same tree
+    km = BalancedKMeans(k, init=init, max_iter=max_iter, random_state=seed).fit(
         X, callback=lambda state: stamps.append(time.perf_counter())
     )
     seconds = time.perf_counter() - start
@@ -218,7 +220,7 @@ def main() -> None:
                 for init_name in args.init:
                     init = initial_centers(X, k, init_name, args.seed)
                     row: dict[str, Any] = {"n": n, "d": d, "k": k, "data": kind, "init": init_name}
-                    row["ours"] = run_ours(X, init, args.max_iter)
+                    row["ours"] = run_ours(X, init, args.max_iter, args.seed)
                     row["sklearn"] = run_sklearn(X, init, args.max_iter)
                     if not args.no_faiss:
                         row["faiss"] = run_faiss(X, init, args.max_iter)
