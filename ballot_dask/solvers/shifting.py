@@ -44,7 +44,7 @@ from .shift import pair_counts, shift_potentials
 _SHIFT_SHARE = 8
 _PRESHIFT_TELLS = 1.5  # the shift sample shifts when it sees this times its error off, or more
 MAX_SHIFTS = 3  # potentials shifted by a pair histogram, at most, per step
-_UNPLACED = 0.5  # a shift whose model leaves this share of the points off, or more, is not made
+_UNPLACED = 0.5  # a shift whose model leaves more than this share of the points off is not made
 #: where a pass reads X from storage, the shift sample is counted again after a shift at
 #: most this many times, until it sees no more than this fraction of its error off
 _RECOUNTS = 2
@@ -108,11 +108,10 @@ def _shift(search: _Search, band: ExactPass, capacities: Capacities, off: int) -
     """Shift the potentials by the pass's pair histogram (:mod:`.shift`), and cut the next
     band around them: twice the points that were off, as the model orders the gaps; ``False``
     (no shift, and none after it in this step) when the model itself leaves more than
-    ``_UNPLACED`` of the points off.  The
-    potentials, the points off and the band before the shift are kept (and the pass itself,
-    without its histogram, where it is at most half the budget): if the next pass finds more
-    points off, the step goes back to them (see :func:`.exact.solve_exact`), and to the kept
-    pass without another."""
+    ``_UNPLACED`` of the points off.  The potentials, the points off and the band before the
+    shift are kept (and the pass itself, without its histogram, where it is at most half the
+    budget): if the next pass finds more points off, the step goes back to them (see
+    :func:`.exact.solve_exact`), and to the kept pass without another."""
     assert band.pairs is not None
     shift = shift_potentials(band.pairs, band.pair_scale, search.potentials, capacities)
     if shift.imbalance > _UNPLACED * off:
