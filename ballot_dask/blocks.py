@@ -113,6 +113,10 @@ class Blocks(Protocol):
     ``sample_reference``
         The same for ``sample()``'s rows, for the next step's first potentials
         (:mod:`.solvers.referenced`), or ``None``: set and taken by that solver only.
+    ``entropic_reference``
+        The row sample's column targets at the last E-BalLOT step's plan, for the next
+        step's first potentials (:func:`.solvers.newton.sample_targets`), or ``None``: set
+        and taken by the entropic solver only.
     ``drop_shift_sample()``
         Let the shift sample go for the rest of the fit (its bytes return to
         ``band_budget()``, which they were taken from); whether there was one.
@@ -143,6 +147,8 @@ class Blocks(Protocol):
     shift_reference: Any
     #: the row sample's size bounds at the last exact step's optimum (``None``: none)
     sample_reference: Any
+    #: the row sample's column targets at the last entropic step's plan (``None``: none)
+    entropic_reference: Any
 
     @property
     def streamed(self) -> bool: ...
@@ -340,6 +346,7 @@ class RowBlocks:
     moments: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
     shift_reference: Any = field(default=None, init=False, repr=False)
     sample_reference: Any = field(default=None, init=False, repr=False)
+    entropic_reference: Any = field(default=None, init=False, repr=False)
     _stale: bool = field(default=False, init=False, repr=False)
     _held: list[Any] | None = field(default=None, init=False, repr=False)
 

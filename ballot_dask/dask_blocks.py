@@ -129,6 +129,7 @@ class DaskBlocks:
         self._shift: np.ndarray | None = None  # the shift sample, drawn by prepare
         self.shift_reference: Any = None  # its sizes at the last exact step's optimum
         self.sample_reference: Any = None  # the row sample's, the same
+        self.entropic_reference: Any = None  # its column targets at the last entropic plan
         self.n_clusters = int(n_clusters)
         self.moments: tuple[np.ndarray, np.ndarray] | None = None
         self._warmed: set[tuple[Any, Any]] = set()  # (task, kernel code) warmed on the workers

@@ -270,6 +270,42 @@ def test_warm_step_takes_the_mean_cost_from_the_moments() -> None:
     np.testing.assert_array_equal(warm.settle().sizes, plain.settle().sizes)
 
 
+@pytest.mark.parametrize("move", [0.01, 0.03, 0.1])
+def test_a_warm_newton_step_starts_from_the_sample_at_the_last_plan(move: float) -> None:
+    # each Newton step leaves the row sample's column targets at which X's plan met the
+    # tolerance (its own column sums there, corrected by X's error); the next step, at moved
+    # centers, solves the sample for them before its first pass over X: that pass then
+    # meets the tolerance where the previous potentials needed a Newton step (two passes)
+    from ballot_dask.solvers import SolverOptions
+    from ballot_dask.solvers.sinkhorn import solve_sinkhorn
+
+    X, _ = make_blobs(60_000, n_features=4, centers=6, cluster_std=2.0, random_state=3)
+    rng = np.random.default_rng(0)
+    centers = X[rng.choice(X.shape[0], 6, replace=False)]
+    moved = centers + move * rng.standard_normal(centers.shape)
+    cap = resolve_capacities(X.shape[0], 6)
+    options = SolverOptions(reg=0.05)
+    steps, rounds = [], []
+    for keep in (True, False):
+        blocks = _blocks(X, centers, prepare=True)
+        first = solve_sinkhorn(blocks, cap, options)
+        reference = blocks.entropic_reference
+        sample = blocks.sample()
+        assert reference is not None and sample is not None
+        assert reference.shape == (6,) and reference.sum() == pytest.approx(sample.shape[0])
+        if not keep:
+            blocks.entropic_reference = None
+        blocks.set_centers(moved)
+        before = blocks.passes.as_dict()
+        steps.append(solve_sinkhorn(blocks, cap, options, first.potentials, first.eps))
+        rounds.append(blocks.passes.rounds - before["rounds"])
+        assert blocks.passes.sample - before["sample"] == (2 if keep else 1)
+        assert steps[-1].marginal_error <= options.sinkhorn_tol
+    assert rounds == [1, 2]
+    # the same entropic plan, to the criterion: the rounded plans' costs agree within it
+    assert steps[0].plan_cost == pytest.approx(steps[1].plan_cost, rel=2e-3)
+
+
 @pytest.mark.parametrize("separation", [2.0, 12.0])
 def test_a_cold_newton_step_solves_the_row_sample_first(separation: float) -> None:
     # with a row sample held in memory, a cold step solves the same problem on it (its

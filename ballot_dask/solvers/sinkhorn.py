@@ -35,7 +35,7 @@ from ..capacities import Capacities
 from ..plan_kernels import combine_entropic, entropic_terms, rounded_plan_terms
 from .base import RoundedLabels, SolverOptions, StepOutcome, cost_scale, mean_cost
 from .exact import solve_exact
-from .newton import entropic_potentials
+from .newton import entropic_potentials, sample_targets
 
 #: above this many clusters the Newton system (k x k per block) gives way to Sinkhorn
 _NEWTON_MAX_K = 512
@@ -110,6 +110,8 @@ def solve_sinkhorn(
         # between a point's mean and nearest cost): Newton converges from anywhere there
         # (warm: potentials of the previous centers, checked first)
         # the passes at eps also measure the plan's moments: its rounding in closed form
+        sample = _sample_blocks(blocks)
+        reference, blocks.entropic_reference = blocks.entropic_reference, None
         plan = entropic_potentials(
             blocks,
             target,
@@ -120,9 +122,13 @@ def solve_sinkhorn(
             max_passes=options.sinkhorn_max_iter,
             warm=not cold,
             moments=True,
-            sample=_sample_blocks(blocks),
+            sample=sample,
+            reference=None if cold else reference,
         )
         v, col, iters, moments = plan
+        if sample is not None:  # for the next step's first potentials (one sample pass)
+            blocks.entropic_reference = sample_targets(sample, target, v, col, eps)
+            blocks.passes.sample += 1
         error = float(np.abs(col - target).sum())
     else:
         v, col, error, iters = _sinkhorn_iterations(blocks, capacities, options, v, eps)
