@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from references import emd_optimum, reference_cost
+from references import count_calls, emd_optimum, reference_cost
 from sklearn.cluster import kmeans_plusplus
 
 from ballot_dask import resolve_capacities
@@ -20,7 +20,7 @@ from ballot_dask.candidates import BandCosts, candidate_width
 from ballot_dask.costs import cost_block
 from ballot_dask.exact_pass import combine_passes, exact_pass
 from ballot_dask.kernels import reduced_cost_runner_up
-from ballot_dask.solvers import SolverOptions, exact
+from ballot_dask.solvers import SolverOptions, exact, search
 from ballot_dask.solvers.exact import solve_exact
 from ballot_dask.solvers.paths import DONE, successive_shortest_paths
 
@@ -245,6 +245,30 @@ def test_too_few_candidates_fall_back_to_dense_rows(monkeypatch, width: int) -> 
     step = solve_exact(blocks, cap, SolverOptions(), warm.potentials, warm.eps)
     assert True in seen and False in seen, seen  # candidates first, then dense rows
     assert step.extra["dense"] == 1.0
+    assert step.certificate is not None and step.certificate.optimal
+    opt, _ = emd_optimum(reference_cost(X, centers), cap.lower)
+    assert step.objective == pytest.approx(opt, rel=1e-9)
+
+
+@pytest.mark.parametrize(("width", "move"), [(8, 0.5), (None, 1.0)])
+def test_a_failed_certificate_hands_its_dense_rows_to_the_dense_repair(
+    monkeypatch, width, move
+) -> None:
+    # the centers moved far: the restricted optimum's certificate fails on the floors and on
+    # the band's true slack matrix, a row wanting a column it does not hold.  The band's dense
+    # cost rows are computed once, for that slack matrix, and the repair on dense rows that
+    # follows takes them (they are not computed again, nor slab by slab); the answer is
+    # still ot.emd's
+    k, n = 128, 128 * 40
+    X, cap, warm, centers = _lloyd_step(k, n, 8, 9, move)
+    seen = count_band_solves(monkeypatch, width)
+    computed = [count_calls(monkeypatch, module, "band_costs") for module in (exact, search)]
+    slabbed = count_calls(monkeypatch, search, "band_slack_matrix")
+    blocks = RowBlocks(X)
+    blocks.set_centers(centers)
+    step = solve_exact(blocks, cap, SolverOptions(), warm.potentials, warm.eps)
+    assert seen == [True, False]  # candidates, then the same band on dense rows
+    assert [len(c) for c in computed] == [0, 1] and not slabbed
     assert step.certificate is not None and step.certificate.optimal
     opt, _ = emd_optimum(reference_cost(X, centers), cap.lower)
     assert step.objective == pytest.approx(opt, rel=1e-9)

@@ -26,7 +26,7 @@ from ..candidates import BandCosts, band_slack_matrix, candidate_width
 from ..capacities import Capacities
 from ..certificate import certify_labels
 from ..exact_pass import ExactPass, band_costs
-from ..kernels import label_sums
+from ..kernels import assignment_terms, label_sums
 from .base import ExactLabels, SolverOptions, StepOutcome
 
 _MIN_BAND = 8192  # band rows wanted at least (a warm Lloyd step's imbalance fits easily)
@@ -97,6 +97,11 @@ class _Search:
     #: the shift sample's pair histogram at the step's centers, its scale and the potentials
     #: it was counted under (:func:`.shifting._preshift`; for :func:`.shifting.sample_sizes`)
     sample_pairs: tuple[np.ndarray, float, np.ndarray] | None = None
+    #: the band's dense cost rows fit the budget: a band solved on its candidates whose
+    #: certificate fails computes them once, for its true slack matrix and, kept in
+    #: :attr:`dense_costs`, for the same band's repair on dense rows that follows
+    dense_fits: bool = False
+    dense_costs: np.ndarray | None = None
 
     def allowance_for_pass(self) -> np.ndarray | None:
         """The allowance matrix if it was cut for the current potentials, else ``None``."""
@@ -242,7 +247,11 @@ def _outcome(
     search.narrow = not certificate.optimal
     if costs.restricted and not certificate.optimal:
         # the floors may be too loose a bound: the band's true slack matrix decides
-        exact = band_slack_matrix(band.x, blocks.centers, labels)
+        if search.dense_fits:
+            search.dense_costs = band_costs(band.x, blocks.centers)
+            exact = assignment_terms(band.x, search.dense_costs, labels)[2]
+        else:
+            exact = band_slack_matrix(band.x, blocks.centers, labels)
         slack = np.minimum(band.slack, exact)
         potentials, certificate = certify_labels(
             slack, sizes, capacities, objective, n, near=band_potentials
