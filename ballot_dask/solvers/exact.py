@@ -47,8 +47,8 @@
    (:func:`~ballot_dask.candidates.band_slack_matrix`): proved, done; every band row content
    under the repair's potentials, widened as above; else a row wanted a column it did not
    hold, and the same band is solved again from dense rows, with no new pass (where they fit
-   the budget, the band's dense cost rows are computed once, for that check, and the repair
-   takes them: at 10^5 x 64, k = 1024, each costs a quarter of a second).  Before
+   the budget and a gigabyte, the band's dense cost rows are computed once, for that check,
+   and the repair takes them: at 10^5 x 64, k = 1024, each costs a quarter of a second).  Before
    widening, a band that failed may get a reach per pair of clusters (its *allowance*,
    :func:`.allowance._allow`): separated clusters' boundaries lie where points are sparse and the
    potentials loose, and the points that cross there lie far beyond the threshold that
@@ -82,6 +82,7 @@ from .search import (
     _AHEAD_OFF,
     _MIN_BAND,
     _PER_CLUSTER,
+    _SHARED_DENSE_BYTES,
     _WARM_PER_CLUSTER,
     _WIDEN,
     _band_error,
@@ -345,7 +346,11 @@ def solve_exact(
                 search.theta = band.band_rows_below(search.wanted)
                 search.widenings += 1
                 continue
-            search.dense_fits = costs.restricted and gathered <= dense_limit
+            search.dense_fits = (
+                costs.restricted
+                and gathered <= dense_limit
+                and 8 * gathered * k <= _SHARED_DENSE_BYTES
+            )
             step = _repair(blocks, capacities, band, costs, labels, off, search)
             dense_costs, search.dense_costs = search.dense_costs, None
             if (

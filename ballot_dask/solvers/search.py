@@ -39,6 +39,12 @@ _WARM_PER_CLUSTER = 16
 #: instead of 55; as many at k = 1024 and k = 16)
 _GROWN = 2
 _WIDEN = 4  # a band too narrow for the shortest paths grows by this factor
+#: a band on candidates whose certificate fails computes its dense cost rows at once (for the
+#: dense repair that may follow) only up to this many bytes of them; beyond, slab by slab.
+#: Unused (a band too narrow), the fresh matrix's first touch costs more than the slabs:
+#: 323 000 rows at k = 1024 (2.6 GB), 2.26 s against 1.09 s; at 10^5 x 1024 (0.8 GB) the
+#: dense repair took them in most steps of separated data, each a quarter of a second saved
+_SHARED_DENSE_BYTES = 1 << 30
 #: the sample tells where warm potentials are off only when they misplace more than this
 #: times its own error (:func:`_sample_error`)
 _AHEAD_OFF = 0.5
@@ -97,9 +103,9 @@ class _Search:
     #: the shift sample's pair histogram at the step's centers, its scale and the potentials
     #: it was counted under (:func:`.shifting._preshift`; for :func:`.shifting.sample_sizes`)
     sample_pairs: tuple[np.ndarray, float, np.ndarray] | None = None
-    #: the band's dense cost rows fit the budget: a band solved on its candidates whose
-    #: certificate fails computes them once, for its true slack matrix and, kept in
-    #: :attr:`dense_costs`, for the same band's repair on dense rows that follows
+    #: the band's dense cost rows fit the budget (and ``_SHARED_DENSE_BYTES``): a band solved
+    #: on its candidates whose certificate fails computes them once, for its true slack
+    #: matrix and, kept in :attr:`dense_costs`, for the same band's repair on dense rows
     dense_fits: bool = False
     dense_costs: np.ndarray | None = None
 
