@@ -509,3 +509,56 @@ def test_without_patience_the_warm_newton_stage_crawls(monkeypatch) -> None:
     with pytest.warns(ConvergenceWarning):
         crawled = BalancedKMeans(16, init=start, **_CRAWL).fit(X)
     assert crawled.n_passes_["rounds"] >= 100
+
+
+def _separated_mixture(n: int, d: int, k: int, separation: float) -> tuple:
+    # bench_entropic's data: means separation * N(0, I), unit clusters, centers on rows
+    rng = np.random.default_rng(0)
+    means = separation * rng.standard_normal((k, d))
+    X = means[rng.integers(0, k, n)] + rng.standard_normal((n, d))
+    return X, X[rng.choice(n, k, replace=False)]
+
+
+def test_a_cold_step_at_a_small_reg_starts_from_the_exact_potentials(monkeypatch) -> None:
+    # separated clusters, k = 64, reg 1e-4: staged from the top (or from the row sample's
+    # potentials) Newton's steps crawl through the empty space between clusters, 50 to 70
+    # passes; from the exact step's potentials a few, and the same entropic plan
+    import dask.array as da
+
+    from ballot_dask.solvers import sinkhorn
+    from ballot_dask.solvers.newton import entropic_potentials
+
+    n, k, reg, tol = 20_000, 64, 1e-4, 1e-3
+    X, centers = _separated_mixture(n, 16, k, 6.0)
+    calls = count_calls(monkeypatch, sinkhorn, "_unregularised")
+    options = {"method": "sinkhorn", "reg": reg, "sinkhorn_tol": tol, "sinkhorn_max_iter": 400}
+    found = balanced_assign(X, centers, **options)
+    assert len(calls) == 1 and calls[0][1] >= 1  # the exact step ran, and made passes
+    assert found.marginal_error <= tol
+    assert found.n_iter <= 12  # its passes included
+    # the Dask engine: the same potentials, in as many rounds
+    on_dask = balanced_assign(da.from_array(X, chunks=(5_000, 16)), centers, **options)
+    assert len(calls) == 2 and on_dask.n_iter == found.n_iter
+    C = ot.dist(X, centers)
+    eps = reg * float(C.mean())
+    np.testing.assert_allclose(on_dask.potentials, found.potentials, rtol=0, atol=1e-9 * C.max())
+    # staged from the top (no exact potentials): many passes, one plan to the criterion
+    blocks = _blocks(X, centers, prepare=False)
+    staged = entropic_potentials(
+        blocks, np.full(k, n / k), np.zeros(k), eps, start=float(np.median(C)),
+        tol=tol * n, max_passes=400,
+    )  # fmt: skip
+    assert np.abs(staged.column_sums - n / k).sum() <= tol * n
+    assert staged.passes > 30
+    P0, P1 = (softmax((v - C) / eps, axis=1) for v in (staged.potentials, found.potentials))
+    assert np.abs(P1 - P0).sum() <= 4 * tol * n
+
+
+def test_a_cold_step_at_a_large_reg_needs_no_exact_step(monkeypatch) -> None:
+    from ballot_dask.solvers import sinkhorn
+
+    X, centers = _separated_mixture(20_000, 16, 64, 6.0)
+    calls = count_calls(monkeypatch, sinkhorn, "_unregularised")
+    found = balanced_assign(X, centers, method="sinkhorn", reg=0.1, sinkhorn_tol=1e-3)
+    assert found.marginal_error <= 1e-3 and found.n_iter <= 4
+    assert calls == []

@@ -33,7 +33,14 @@ import numpy as np
 from ..blocks import Blocks, RowBlocks
 from ..capacities import Capacities
 from ..plan_kernels import combine_entropic, entropic_terms, rounded_plan_terms
-from .base import RoundedLabels, SolverOptions, StepOutcome, cost_scale, mean_cost
+from .base import (
+    RoundedLabels,
+    SolverOptions,
+    StepOutcome,
+    cost_scale,
+    interior_potentials,
+    mean_cost,
+)
 from .exact import solve_exact
 from .newton import entropic_potentials, sample_targets
 
@@ -124,6 +131,7 @@ def solve_sinkhorn(
             moments=True,
             sample=sample,
             reference=None if cold else reference,
+            unregularised=lambda start: _unregularised(blocks, capacities, options, start, eps),
         )
         v, col, iters, moments = plan
         if sample is not None:  # for the next step's first potentials (one sample pass)
@@ -181,6 +189,24 @@ def solve_sinkhorn(
         exact.mass, exact.sums = mass, sums  # E-BalLOT's centroids stay those of the plan
         return exact
     return outcome
+
+
+def _unregularised(
+    blocks: Blocks,
+    capacities: Capacities,
+    options: SolverOptions,
+    start: np.ndarray | None,
+    eps: float,
+) -> tuple[np.ndarray, int]:
+    """The exact step's potentials at the current centers (the interior of the certified
+    ones: no labelled row on a boundary, the nearest an entropic plan's are) and the rounds
+    it made: where Newton's steps crawl at a small regularisation, a start near the entropic
+    potentials (:func:`~.newton.entropic_potentials`).  Warm started from the entropic
+    potentials ``start`` (with a band of the rows within about ``eps`` of a boundary, as
+    ``rounding="exact"``), or cold (``None``)."""
+    before = blocks.passes.rounds
+    step = solve_exact(blocks, capacities, options, potentials=start, eps=eps)
+    return interior_potentials(step, capacities, blocks.n_samples), blocks.passes.rounds - before
 
 
 def rounded_moments(
