@@ -30,7 +30,7 @@ import numpy as np
 from .buffers import empty_buffer
 from .costs import _centred_row, screened_centers
 from .exact_pass import Candidates, ExactPass, _allowance_array, exact_pass
-from .jit import njit
+from .jit import njit, read_only
 from .kernels import _threads_for, label_sums
 
 
@@ -131,7 +131,8 @@ def allowed_pass(
     v = np.asarray(v, dtype=np.float64)
     with _threads_for(n, blas=True):
         theta = float(last.theta)
-        _allowed_rows(X, grouped, first, tuple(sc), v, theta, (ptr, col, val), entered, pair_slack)
+        allow = (ptr, col, val)
+        _allowed_rows(read_only(X), grouped, first, tuple(sc), v, theta, allow, entered, pair_slack)
     taken = np.flatnonzero(entered)
     if last.rows.shape[0] + taken.shape[0] > limit:
         return None

@@ -21,7 +21,7 @@ import numba
 import numpy as np
 from scipy.sparse import issparse
 
-from .jit import njit
+from .jit import njit, read_only
 from .kernels import _threads_for
 
 #: costs go through BLAS from this many multiply-adds per row (k * d) with at least
@@ -355,5 +355,5 @@ def cost_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray | None = None
         with _threads_for(X.shape[0], blas=use_dot):
             slab = slab_rows(centers.shape[0], use_dot)
             workers = max(1, min(numba.get_num_threads(), -(-X.shape[0] // slab)))
-            _costs(X, mu_t, mu_ct, mu_sq, mean, use_dot, out, slab, workers)
+            _costs(read_only(X), mu_t, mu_ct, mu_sq, mean, use_dot, out, slab, workers)
     return out

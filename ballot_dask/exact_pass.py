@@ -51,7 +51,7 @@ from .costs import (
     slab_rows,
     slab_work,
 )
-from .jit import njit
+from .jit import njit, read_only
 from .kernels import (
     _CHAINS_FROM,
     _best_two,
@@ -377,7 +377,7 @@ def exact_pass(
     row_labels = np.empty(m if keep_labels else 0, dtype=np.int32)
     with _threads_for(m, blas=sc.use_dot):
         out = _exact_pass(
-            X,
+            read_only(X),
             _weight_array(weights),
             tuple(sc),
             np.asarray(v, dtype=np.float64),
@@ -498,7 +498,7 @@ def power_labels(
     lanes = pass_lanes(m, k, X.shape[1])  # the exact pass's, hence its slabs
     with _threads_for(m, blas=sc.use_dot):
         _labels_pass(
-            X,
+            read_only(X),
             tuple(sc),
             np.asarray(v, dtype=np.float64),
             rows,

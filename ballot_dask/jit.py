@@ -35,10 +35,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numba
+import numpy as np
+from numba.core.cpu_options import ParallelOptions
 
 from . import config
 
-__all__ = ["cache_dir", "njit", "source_stamp"]
+__all__ = ["cache_dir", "njit", "read_only", "source_stamp"]
 
 
 def _private_dir(path: str) -> bool:
@@ -104,8 +106,41 @@ def _kernel_dir() -> str | None:
 _CACHE = _kernel_dir()
 
 
+def read_only(a: Any) -> Any:
+    """``a`` as a read-only view (``a`` itself when it is read-only already).
+
+    numba compiles a kernel once per argument type, and a read-only array is another type
+    than a writable one.  The arrays a Dask worker receives are read-only (deserialised
+    buffers); those of an in-memory fit are not.  Every input array of a kernel (X, a cost
+    block) goes in through this view, so that both share one compiled kernel: half the
+    kernels to compile in a session that uses both, and in a worker that is handed both.
+    """
+    if not isinstance(a, np.ndarray) or not a.flags.writeable:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def _prange_only() -> ParallelOptions:
+    """numba's parallel options with the ``prange`` loops alone made parallel.  An options
+    object, not a dict: numba empties the dict it is given when it compiles the first
+    signature, so that every later signature would be compiled with all options on."""
+    off = ("comprehension", "reduction", "inplace_binop", "setitem", "numpy", "stencil")
+    return ParallelOptions({"prange": True, "fusion": False, **dict.fromkeys(off, False)})
+
+
 def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """``numba.njit(**options)`` with the compiled code cached in :func:`cache_dir`."""
+    """``numba.njit(**options)`` with the compiled code cached in :func:`cache_dir`.
+
+    ``parallel=True`` makes the ``prange`` loops parallel and nothing else (each kernel
+    splits its rows between threads itself).  numba's own ``parallel=True`` also turns every
+    array allocation and array expression (the per-lane sums' ``np.zeros``) into a parallel
+    loop, which the parallel passes then try to fuse: loops of a few thousand entries that
+    gain nothing from threads, and a quarter of the exact pass's compile time.
+    """
+    if options.get("parallel") is True:
+        options = {**options, "parallel": _prange_only()}
 
     def compile_later(func: Callable[..., Any]) -> Any:
         dispatcher = numba.njit(cache=False, **options)(func)

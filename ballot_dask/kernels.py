@@ -31,7 +31,7 @@ import numba
 import numpy as np
 from scipy.sparse import issparse
 
-from .jit import njit
+from .jit import njit, read_only
 
 _LANE_ROWS = 4096
 _MAX_LANES = 64
@@ -200,7 +200,7 @@ def reduced_cost_labels(C: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.nd
     labels = np.empty(m, dtype=np.int64)
     gaps = np.empty(m, dtype=np.float64)
     with _threads_for(m):
-        _top_two(C, np.asarray(v, dtype=np.float64), labels, gaps, _n_lanes(m))
+        _top_two(read_only(C), np.asarray(v, dtype=np.float64), labels, gaps, _n_lanes(m))
     return labels, gaps
 
 
@@ -242,7 +242,7 @@ def reduced_cost_runner_up(
     second = np.empty(m, dtype=np.int64)
     gaps = np.empty(m, dtype=np.float64)
     with _threads_for(m):
-        _runner_up(C, np.asarray(v, dtype=np.float64), labels, second, gaps, _n_lanes(m))
+        _runner_up(read_only(C), np.asarray(v, dtype=np.float64), labels, second, gaps, _n_lanes(m))
     return labels, second, gaps
 
 
@@ -327,8 +327,8 @@ def assignment_terms(
         )
     with _threads_for(m):
         counts, sums, slack, obj = _assignment(
-            X,
-            C,
+            read_only(X),
+            read_only(C),
             np.asarray(potentials, dtype=np.float64),
             np.asarray(rows, dtype=np.int64),
             np.asarray(labels, dtype=np.int64),
@@ -353,5 +353,5 @@ def label_sums(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
         return label_sums_csr(X, labels, k)
     sums = np.zeros((k, X.shape[1]))
     if X.shape[0]:
-        _label_sums(X, np.asarray(labels, dtype=np.int64), sums)
+        _label_sums(read_only(X), np.asarray(labels, dtype=np.int64), sums)
     return sums

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from .jit import njit
+from .jit import njit, read_only
 
 
 class GatheredBand(NamedTuple):
@@ -74,7 +74,7 @@ def gather_band(
     ``costs[l, p, :width]`` and ``floor[l, p]``.  Rows and candidates come out lane after
     lane, in the order each lane took them."""
     rows, x, out_columns, out_costs, out_floor = _gather(
-        X, band, np.asarray(taken, dtype=np.int64), columns, costs, floor, int(width)
+        read_only(X), band, np.asarray(taken, dtype=np.int64), columns, costs, floor, int(width)
     )
     held = (out_columns, out_costs, out_floor) if width > 0 else None
     return GatheredBand(rows, x, held)

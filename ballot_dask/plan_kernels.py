@@ -18,7 +18,7 @@ import numba
 import numpy as np
 from scipy.sparse import issparse
 
-from .jit import njit
+from .jit import njit, read_only
 from .kernels import _EXP_FLOOR, _exp, _n_lanes, _threads_for, lane_workers
 
 #: a pass's plan moments and Newton Hessian are slab products through BLAS (a slab of dense
@@ -199,12 +199,12 @@ def _run_entropic(C: np.ndarray, v: np.ndarray, eps: float, hessian: bool, X: np
     blas = X.shape[0] > 0 or (hessian and k <= _DENSE_HESSIAN_K)
     with _threads_for(m, blas=blas):
         return _entropic(
-            np.ascontiguousarray(C, dtype=np.float64),
+            read_only(np.ascontiguousarray(C, dtype=np.float64)),
             np.asarray(v, dtype=np.float64),
             float(eps),
             hessian,
             lanes,
-            X,
+            read_only(X),
             lane_workers(lanes),
         )
 
@@ -398,8 +398,8 @@ def rounded_plan_terms(
     labels = np.empty(C.shape[0], dtype=np.int64)
     with _threads_for(C.shape[0]):
         mass, sums, cost, hard, counts = _rounded(
-            X,
-            C,
+            read_only(X),
+            read_only(C),
             np.asarray(v, dtype=np.float64),
             float(eps),
             np.asarray(scale, dtype=np.float64),

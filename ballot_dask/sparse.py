@@ -30,7 +30,7 @@ import scipy.sparse as sp
 
 from .costs import slab_rows
 from .exact_pass import _BINS, ExactPass, _label_slab, _lane_cap, _settle, _weight_array
-from .jit import njit
+from .jit import njit, read_only
 from .kernels import (
     _assignment,
     _n_lanes,
@@ -341,7 +341,12 @@ def assignment_terms_csr(
     m, k = C.shape
     with _threads_for(m):
         counts, _, slack, obj = _assignment(
-            np.zeros((m, 0), dtype=X.dtype), C, potentials, rows, labels, _n_lanes(m, k * k)
+            read_only(np.zeros((m, 0), dtype=X.dtype)),
+            read_only(C),
+            potentials,
+            rows,
+            labels,
+            _n_lanes(m, k * k),
         )
     full = reduced_cost_labels(C, potentials)[0]  # the same rule as the kernel's labels
     full[rows] = labels

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
+import numpy as np
 import pytest
 
 import ballot_dask
@@ -144,3 +146,73 @@ def test_any_source_change_starts_a_fresh_kernel_cache(tmp_path):
     assert out.returncode == 0, out.stderr
     stamped = tmp_path / "cache" / f"src-{source_stamp()}"
     assert _cache_files(stamped), "nothing was cached under the sources' stamp"
+
+
+def test_read_only_is_a_view_of_the_same_rows_that_cannot_be_written():
+    from ballot_dask.jit import read_only
+
+    a = np.arange(6.0).reshape(2, 3)
+    view = read_only(a)
+    assert np.shares_memory(view, a) and view.shape == a.shape
+    assert not view.flags.writeable and a.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        view[0, 0] = 1.0
+    assert read_only(view) is view  # already read-only: as is
+    lst = [1.0, 2.0]
+    assert read_only(lst) is lst  # not an array: as is
+
+
+def test_writable_and_read_only_rows_share_one_compiled_kernel():
+    # a Dask worker's chunks are read-only, an in-memory fit's rows are not: both must run
+    # one compiled kernel (numba compiles a read-only array as another type)
+    from ballot_dask import costs, exact_pass, plan_kernels
+    from ballot_dask.estimator import BalancedKMeans
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3000, 3)) + 4.0 * rng.integers(0, 4, (3000, 1))
+    frozen = X.copy()
+    frozen.flags.writeable = False
+    fits = []
+    for data in (X, frozen):
+        for method in ("exact", "sinkhorn"):
+            km = BalancedKMeans(4, method=method, random_state=0, max_iter=4).fit(data)
+            fits.append((km.labels_, km.cluster_centers_))
+    for (la, ca), (lb, cb) in zip(fits[:2], fits[2:], strict=True):
+        np.testing.assert_array_equal(la, lb)
+        np.testing.assert_array_equal(ca, cb)
+    kernels = {
+        "costs._costs": costs._costs,
+        "exact_pass._exact_pass": exact_pass._exact_pass,
+        "plan_kernels._entropic": plan_kernels._entropic,
+        "plan_kernels._rounded": plan_kernels._rounded,
+    }
+    for name, kernel in kernels.items():
+        rows = [sig[0] for sig in kernel.signatures if sig[0].dtype == numba.float64]
+        assert rows, f"{name} never ran on float64 rows"
+        assert not any(t.mutable for t in rows), f"{name}: {rows}"
+
+
+def test_parallel_kernels_parallelise_their_prange_loops_alone_on_every_signature():
+    # numba empties a dict of parallel options on the first compile: a second signature
+    # must still get prange alone, not numba's whole parallel=True
+    from ballot_dask import costs
+    from ballot_dask.jit import njit
+
+    @njit(parallel=True)
+    def total(x):  # pragma: no cover - compiled
+        out = np.zeros(x.shape[0])  # an allocation: a parallel loop under numba's default
+        s = 0.0
+        for i in numba.prange(x.shape[0]):
+            out[i] = 2.0 * x[i]
+            s += out[i]
+        return s
+
+    assert total(np.arange(4.0)) == 12.0
+    assert total(np.arange(4, dtype=np.float32)) == 12.0
+    for kernel in (total, costs._costs):
+        options = kernel.targetoptions["parallel"]._get_values()
+        assert options.pop("prange") and options.pop("enabled")
+        assert not any(options.values()), options
+    for sig in total.signatures:
+        diagnostics = total.overloads[sig].metadata["parfor_diagnostics"]
+        assert len(diagnostics.initial_parfors) == 1, sig  # the prange loop, not np.zeros
