@@ -137,7 +137,7 @@ def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
     splits its rows between threads itself).  numba's own ``parallel=True`` also turns every
     array allocation and array expression (the per-lane sums' ``np.zeros``) into a parallel
     loop, which the parallel passes then try to fuse: loops of a few thousand entries that
-    gain nothing from threads, and a quarter of the exact pass's compile time.
+    gain nothing from threads, for some 3-6 s more compile time on the exact pass.
     """
     if options.get("parallel") is True:
         options = {**options, "parallel": _prange_only()}
