@@ -554,6 +554,55 @@ def test_a_cold_step_at_a_small_reg_starts_from_the_exact_potentials(monkeypatch
     assert np.abs(P1 - P0).sum() <= 4 * tol * n
 
 
+# few rows per cluster, k not dividing n: 62.5 rows per cluster (separated, k = 64) and 15.6
+# (a k = 256 mixture); bench_entropic.py --small's two rows that took 88 and 64 passes
+_FEW_ROWS = [(4000, 64, 6.0), (4000, 256, 1.0)]
+
+
+@pytest.mark.parametrize(("n", "k", "separation"), _FEW_ROWS)
+def test_the_unregularised_start_has_the_entropic_targets(n, k, separation) -> None:
+    # the entropic plan's column targets are n / k, fractional: the start where Newton's
+    # steps crawl is the dual optimum of the transport LP with those capacities (its value
+    # is POT's network simplex on the same marginals), not the integral step's potentials
+    from ballot_dask.solvers import sinkhorn
+    from ballot_dask.solvers.base import SolverOptions
+
+    X, centers = _separated_mixture(n, 16, k, separation)
+    capacities = resolve_capacities(n, k)
+    assert not capacities.is_equality  # floor / ceil sizes
+    v, rounds = sinkhorn._unregularised(
+        _blocks(X, centers, prepare=False), capacities, SolverOptions(), None, 1e-4
+    )
+    assert rounds >= 1
+    C = reference_cost(X, centers)
+    target = np.full(k, n / k)
+    optimum = ot.emd2(np.ones(n), target, C, numItermax=10**7)
+    dual = float((C - v[None, :]).min(axis=1).sum() + target @ v)
+    assert dual == pytest.approx(optimum, rel=1e-9)
+
+
+@pytest.mark.parametrize(("n", "k", "separation"), _FEW_ROWS)
+def test_few_rows_per_cluster_at_a_small_reg(n, k, separation) -> None:
+    # reg 1e-4 from a cold start: a few passes to the paper's criterion, NumPy and Dask alike
+    import dask
+    import dask.array as da
+
+    reg, tol = 1e-4, 1e-3
+    X, centers = _separated_mixture(n, 16, k, separation)
+    options = {"method": "sinkhorn", "reg": reg, "sinkhorn_tol": tol, "sinkhorn_max_iter": 400}
+    found = balanced_assign(X, centers, **options)
+    assert found.n_iter <= 8  # its exact step's passes included
+    C = reference_cost(X, centers)
+    P = softmax((found.potentials[None, :] - C) / (reg * float(C.mean())), axis=1)
+    error = float(np.abs(P.sum(axis=0) - n / k).sum())
+    assert error <= tol * n
+    assert found.marginal_error == pytest.approx(error / n, rel=1e-6)
+    with dask.config.set(scheduler="threads"):
+        on_dask = balanced_assign(da.from_array(X, chunks=(n // 4, 16)), centers, **options)
+    assert on_dask.n_iter == found.n_iter and on_dask.passes["rounds"] <= 12
+    np.testing.assert_allclose(on_dask.potentials, found.potentials, rtol=0, atol=1e-9 * C.max())
+
+
 def test_a_cold_step_at_a_large_reg_needs_no_exact_step(monkeypatch) -> None:
     from ballot_dask.solvers import sinkhorn
 

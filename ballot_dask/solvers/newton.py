@@ -31,7 +31,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..blocks import Blocks
+from ..capacities import Capacities
 from ..plan_kernels import combine_entropic, entropic_moment_terms, entropic_terms
+from .base import SolverOptions
 
 _SCALE = 8.0  # e shrinks by at most this factor per stage
 _STAGE_TOL = 0.002  # column error (share of n) at which an intermediate stage ends
@@ -216,6 +218,7 @@ def entropic_potentials(
     n = float(target.sum())
     bound = max(start, eps)
     passes = 0
+    exact = unregularised is not None  # the sample's problems get theirs too
 
     def from_sample(rows: Blocks, v0: np.ndarray) -> np.ndarray:
         """The same problem's potentials on the sample (targets and tolerance scaled to its
@@ -231,6 +234,7 @@ def entropic_potentials(
             tol=tol * share,
             max_passes=max_passes,
             warm=bool(np.any(v0 != 0)),
+            unregularised=in_memory_unregularised(rows, target * share, eps) if exact else None,
         ).potentials
 
     patience = _PATIENCE if unregularised is None else _EXACT_PATIENCE
@@ -255,6 +259,7 @@ def entropic_potentials(
             tol=_SAMPLE_TOL * tol * sample.n_samples / n,
             max_passes=max_passes,
             warm=True,
+            unregularised=in_memory_unregularised(sample, reference, eps) if exact else None,
         ).potentials
     while warm:
         state = _evaluate(blocks, target, v, eps, moments)
@@ -291,7 +296,7 @@ def entropic_potentials(
             break  # staged from the top, from here
         # far off, or crawling: the sample's problems, corrected by X's column sums
         plan = _corrected(
-            blocks, sample, target, v, col, eps, start, tol, max_passes - passes, moments
+            blocks, sample, target, v, col, eps, start, tol, max_passes - passes, moments, exact
         )
         passes += plan.passes
         if np.abs(target - plan.column_sums).sum() <= tol or passes >= max_passes:
@@ -347,6 +352,7 @@ def _corrected(
     tol: float,
     max_passes: int,
     moments: bool,
+    exact: bool = False,
 ) -> EntropicPlan:
     """X's potentials through the sample's problem, its targets corrected at every pass.
 
@@ -375,6 +381,7 @@ def _corrected(
             tol=_SAMPLE_TOL * tol * share,
             max_passes=max_passes,
             warm=True,
+            unregularised=in_memory_unregularised(sample, corrected, eps) if exact else None,
         ).potentials
         blocks.passes.sample += 1
         _, logcol, _, found = _evaluate(blocks, target, v, eps, moments)
@@ -386,6 +393,27 @@ def _corrected(
             best, least = EntropicPlan(v, col, 0, found), error
         if error <= tol or passes >= max_passes or error > last / 2:
             return best._replace(passes=passes)
+
+
+def in_memory_unregularised(
+    rows: Blocks, target: np.ndarray, eps: float
+) -> Callable[[np.ndarray | None], tuple[np.ndarray, int]]:
+    """:func:`entropic_potentials`' ``unregularised`` for a problem on rows held in memory
+    (the engine's row sample) with the column targets ``target``: the potentials of the
+    transport LP whose capacities are those targets, fractional as they are
+    (:func:`~.weighted.solve_weighted_exact`, unit masses), warm started from the entropic
+    potentials with a band of about ``eps``.  It makes no pass over X (0 passes).  Where the
+    sample's Newton steps crawl (separated clusters at a small ``eps``, tens of passes over
+    the sample in every solve) they start from there instead."""
+    from .weighted import solve_weighted_exact  # it imports .exact, which imports this module
+
+    capacities = Capacities(target, target.copy())
+
+    def solve(start: np.ndarray | None) -> tuple[np.ndarray, int]:
+        step = solve_weighted_exact(rows, capacities, SolverOptions(), start, eps)
+        return step.potentials, 0
+
+    return solve
 
 
 def sample_targets(
