@@ -45,8 +45,10 @@ _SAMPLE_PATIENCE = 2
 _SAMPLE_TOL = 0.1
 #: ... or in this many, for a stage whose crawl the unregularised problem's potentials can end
 _EXACT_PATIENCE = 4
-#: a cold start without a sample starts from them when eps is this many stages below ``start``
+#: a cold start starts from them when eps is this many stages below ``start`` ...
 _EXACT_STAGES = 4
+#: ... or this many without a row sample (whose own solve, with them, would come first)
+_ALONE_EXACT_STAGES = 3
 
 
 class EntropicPlan(NamedTuple):
@@ -208,8 +210,12 @@ def entropic_potentials(
     boundary, anywhere in the empty space between separated clusters, where the column sums
     hardly change), and Newton's steps then meet the tolerance in a few passes where the
     stages from the top took tens (20 000 rows, reg 1e-4: separated k = 64, 66 passes; a
-    k = 256 mixture, 50).  It is asked for only then: a step that meets the tolerance
-    without it never solves the exact problem.
+    k = 256 mixture, 50).  A cold start takes them first when ``eps`` is four stages or
+    more below ``start``, or three without a row sample (4000 rows, reg 1e-2: separated
+    k = 64, 4 passes where the stages from the top took 28).  Otherwise it is asked for only
+    where X's stage crawls: a step that meets the tolerance without it never solves the
+    exact problem.  With it, the sample's own problems get theirs
+    (:func:`in_memory_unregularised`).
 
     Returns the :class:`EntropicPlan`; with ``moments``, the passes at ``eps`` also measure
     the plan's moments, and the plan carries those of its potentials (so that its rounding
@@ -238,8 +244,10 @@ def entropic_potentials(
         ).potentials
 
     patience = _PATIENCE if unregularised is None else _EXACT_PATIENCE
-    small = _stage_count(start, eps) >= _EXACT_STAGES  # where the sample's problems crawl too
-    if not warm and unregularised is not None and small:
+    depth = _stage_count(start, eps)
+    small = depth >= _EXACT_STAGES  # where the sample's problems crawl too
+    alone = sample is None and depth >= _ALONE_EXACT_STAGES
+    if not warm and unregularised is not None and (small or alone):
         # cold at a small eps: from the unregularised problem's potentials, rather than
         # through many stages (or from a sample's, whose sampling error then matters)
         v, made = unregularised(None)
