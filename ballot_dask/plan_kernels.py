@@ -23,13 +23,18 @@ from .kernels import _EXP_FLOOR, _exp, _n_lanes, _threads_for, lane_workers
 
 #: a pass's plan moments and Newton Hessian are slab products through BLAS (a slab of dense
 #: plan rows against itself, its rows of X and of C); without the moments, the Hessian is
-#: only up to this many clusters.  Beyond, a row's Hessian costs its support (the entries
-#: above ``_HESSIAN_FLOOR``), not k^2.  Measured here, one thread: a pass with moments and
-#: Hessian over 10^6 rows, d = 16, k = 16, 240 ms with row loops over the support, 125 ms
-#: with slab products (k = 256, 5x10^4 rows: 506 ms and 243 ms; k = 512: 1694 ms and
-#: 756 ms); a pass with the Hessian alone at k = 128, 10^5 rows: 65 ms over the support,
-#: 98 ms through BLAS
-_DENSE_HESSIAN_K = 64
+#: so for every row only up to this many clusters.  Beyond, a row whose support (the entries
+#: above ``_HESSIAN_FLOOR``) holds at most ``k / _SUPPORT_SHARE`` columns costs its support
+#: squared, not k^2; the other rows go to the slab.  Measured here, one thread: a pass with
+#: moments and Hessian over 10^6 rows, d = 16, k = 16, 240 ms with row loops over the
+#: support, 125 ms with slab products (k = 256, 5x10^4 rows: 506 ms and 243 ms; k = 512:
+#: 1694 ms and 756 ms); a pass with the Hessian alone at k = 128, 10^5 rows: 65 ms over the
+#: support, 98 ms through BLAS.  At k = 64, 2x10^5 rows of separated clusters (supports of
+#: a column or two), reg 1e-3: 477 ms with every row in the slab, 194 ms over the supports;
+#: overlapping clusters at reg 0.1 (wide supports): 175 ms in the slab, 931 ms over them
+_DENSE_HESSIAN_K = 32
+#: ... a row's support is its Hessian's when it holds at most this share of the columns
+_SUPPORT_SHARE = 4
 #: rows of a slab of plan rows (taller slabs serve BLAS better, even at k = 512: 756 ms for
 #: the pass above with 256 rows, 1171 ms with 64)
 _PLAN_SLAB = 256
@@ -125,8 +130,10 @@ def _entropic(C, v, eps, hessian, n_lanes, X, workers):  # pragma: no cover - co
     m, k = C.shape
     d = X.shape[1]
     moments = X.shape[0] == m and m > 0  # else X has no rows: no moments
-    # the Hessian as slab products (always beside the moments: their slabs are there)
+    # the Hessian as slab products (always beside the moments: their slabs are there), else
+    # row by row: over the support where it is narrow, in the slab where it is not
     dense = hessian and (moments or k <= _DENSE_HESSIAN_K)
+    narrow = k // _SUPPORT_SHARE if hessian and not dense else -1
     px = np.zeros((n_lanes, k, d if moments else 0))
     pc = np.zeros((n_lanes, k, k if moments else 0))
     column_costs = np.zeros((n_lanes, k))
@@ -137,7 +144,7 @@ def _entropic(C, v, eps, hessian, n_lanes, X, workers):  # pragma: no cover - co
     lse_sum = np.zeros((n_lanes, k))
     ptp = np.zeros((n_lanes, k, k)) if hessian else np.zeros((n_lanes, 1, 1))
     step = (m + n_lanes - 1) // n_lanes
-    slab = _PLAN_SLAB if dense or moments else 1
+    slab = _PLAN_SLAB if hessian or moments else 1
     for w in numba.prange(workers):  # the lanes w, w + workers, ...: one set of buffers each
         z = np.empty(k)
         bits = np.empty(k, dtype=np.int64)
@@ -150,8 +157,9 @@ def _entropic(C, v, eps, hessian, n_lanes, X, workers):  # pragma: no cover - co
             hi = min(m, (lane + 1) * step)
             for lo in range(lane * step, hi, slab):
                 top = min(hi, lo + slab)
+                rows = 0  # the slab's rows for the products (ps[:rows], with their X and C)
                 for i in range(lo, top):
-                    p = ps[i - lo]
+                    p = ps[rows]
                     rmin, logs, under = _plan_row(C, v, eps, i, z, p, bits, powers)
                     value[lane] += rmin - eps * logs
                     for j in range(k):
@@ -162,29 +170,34 @@ def _entropic(C, v, eps, hessian, n_lanes, X, workers):  # pragma: no cover - co
                         for t in range(d):
                             x = X[i, t]
                             coords[lane, t] += x
-                            xs[i - lo, t] = x
+                            xs[rows, t] = x
                         for j in range(k):
                             c = C[i, j]
                             column_costs[lane, j] += c
-                            cs[i - lo, j] = c
-                    if hessian and not dense:
-                        # only the row's non-negligible entries (see _HESSIAN_FLOOR)
+                            cs[rows, j] = c
+                    kept = dense or moments
+                    if narrow >= 0:
+                        # the row's non-negligible entries (see _HESSIAN_FLOOR)
                         nnz = 0
                         for j in range(k):
                             if p[j] > _HESSIAN_FLOOR:
                                 support[nnz] = j
                                 nnz += 1
-                        for a in range(nnz):
-                            pa = p[support[a]]
-                            for b in range(nnz):
-                                ptp[lane, support[a], support[b]] += pa * p[support[b]]
-                if dense or moments:
-                    rows = top - lo
+                        if nnz <= narrow:
+                            for a in range(nnz):
+                                pa = p[support[a]]
+                                for b in range(nnz):
+                                    ptp[lane, support[a], support[b]] += pa * p[support[b]]
+                        else:
+                            kept = True
+                    if kept:
+                        rows += 1
+                if rows > 0:
                     plan_t = ps[:rows].T
                     if moments:
                         px[lane] += np.dot(plan_t, xs[:rows])
                         pc[lane] += np.dot(plan_t, cs[:rows])
-                    if dense:
+                    if hessian:
                         ptp[lane] += np.dot(plan_t, ps[:rows])
     return value, direct, lse_max, lse_sum, ptp, px, pc, column_costs, coords
 
@@ -196,7 +209,7 @@ def _run_entropic(C: np.ndarray, v: np.ndarray, eps: float, hessian: bool, X: np
     d = X.shape[1]
     per_lane = k * (2 * k + d) if X.shape[0] else (k * k if hessian else k)
     lanes = _n_lanes(m, per_lane)
-    blas = X.shape[0] > 0 or (hessian and k <= _DENSE_HESSIAN_K)
+    blas = X.shape[0] > 0 or hessian
     with _threads_for(m, blas=blas):
         return _entropic(
             read_only(np.ascontiguousarray(C, dtype=np.float64)),

@@ -21,6 +21,7 @@ from ballot_dask.kernels import assignment_terms, reduced_cost_labels
 from ballot_dask.plan_kernels import (
     _DENSE_HESSIAN_K,
     _HESSIAN_FLOOR,
+    _SUPPORT_SHARE,
     _exp_parts,
     entropic_moment_terms,
     entropic_terms,
@@ -145,16 +146,39 @@ def _entropic_reference(C: np.ndarray, v: np.ndarray, eps: float):
     lse = logsumexp(Z, axis=1)
     logP = log_softmax(Z, axis=1)
     P = softmax(Z, axis=1)
-    # beyond _DENSE_HESSIAN_K clusters the Hessian alone leaves out a row's entries at or
-    # below the floor (their products are tiny); up to it, every entry counts
-    floor = _HESSIAN_FLOOR if C.shape[1] > _DENSE_HESSIAN_K else 0.0
-    Q = np.where(P > floor, P, 0.0)
+    # beyond _DENSE_HESSIAN_K clusters the Hessian alone leaves out the entries at or below
+    # the floor (their products are tiny) of a row whose support (the entries above it)
+    # holds at most k / _SUPPORT_SHARE columns; every entry of the other rows counts
+    k = C.shape[1]
+    floor = _HESSIAN_FLOOR if k > _DENSE_HESSIAN_K else 0.0
+    narrow = (P > floor).sum(axis=1) <= k // _SUPPORT_SHARE
+    Q = np.where((P > floor) | ~narrow[:, None], P, 0.0)
     return -eps * lse.sum(), logsumexp(logP, axis=0), Q.T @ Q, P
+
+
+@pytest.mark.parametrize("k", [48, 200])
+def test_entropic_hessian_mixes_narrow_and_wide_rows(k: int) -> None:
+    # one block, rows of both kinds in every slab: one-hot rows (a column far below the
+    # others) take their support, rows of equal costs the slab products; the Hessian is the
+    # reference's, which keeps every entry of a wide row
+    rng = np.random.default_rng(3)
+    m = 3000
+    C = rng.uniform(0.0, 1e-3, size=(m, k))
+    narrow = rng.random(m) < 0.5
+    C[narrow] += 50.0
+    C[narrow, rng.integers(0, k, int(narrow.sum()))] -= 50.0
+    v = np.zeros(k)
+    _, _, ptp = entropic_terms(C, v, 1.0, hessian=True)
+    _, _, ref_ptp, P = _entropic_reference(C, v, 1.0)
+    assert (P > _HESSIAN_FLOOR).sum(axis=1)[~narrow].min() == k  # wide rows: every column
+    np.testing.assert_allclose(ptp, ref_ptp, rtol=1e-10, atol=1e-12 * m)
+    # the narrow rows' left-out entries make the difference with the full P^T P
+    assert np.abs(ptp - P.T @ P).max() > 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("eps", [10.0, 1.0, 1e-2])
-@pytest.mark.parametrize("m, k", [(1, 1), (40, 3), (700, 8), (9000, 5), (600, 80)])
+@pytest.mark.parametrize("m, k", [(1, 1), (40, 3), (700, 8), (9000, 5), (500, 48), (600, 80)])
 def test_entropic_terms_match_logsumexp_softmax(dtype: type, eps: float, m: int, k: int) -> None:
     X, centers = random_problem(m * k, m, k, 3, dtype)
     C = cost_block(X, centers)
