@@ -184,3 +184,14 @@ def remote_blocks(
     blocks.shift_every = shift_every
     blocks.set_centers(centers)
     return blocks
+
+
+def row_blocks(X, centers, *, prepare: bool):
+    """The in-memory engine over ``X`` at ``centers`` (with X's moments if ``prepare``)."""
+    from ballot_dask.blocks import RowBlocks
+
+    blocks = RowBlocks(X)
+    if prepare:
+        blocks.prepare(1 << 16, 0)
+    blocks.set_centers(centers)
+    return blocks
