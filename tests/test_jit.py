@@ -192,11 +192,15 @@ def test_writable_and_read_only_rows_share_one_compiled_kernel():
         assert not any(t.mutable for t in rows), f"{name}: {rows}"
 
 
-def test_parallel_kernels_parallelise_their_prange_loops_alone_on_every_signature():
+def test_parallel_kernels_parallelise_their_prange_loops_alone_on_every_signature(monkeypatch):
     # numba empties a dict of parallel options on the first compile: a second signature
     # must still get prange alone, not numba's whole parallel=True
-    from ballot_dask import costs
+    from ballot_dask import costs, jit
     from ballot_dask.jit import njit
+
+    # compiled here, not loaded from the kernel cache of a run before: only a compile
+    # leaves the parfor diagnostics read below
+    monkeypatch.setattr(jit, "_CACHE", None)
 
     @njit(parallel=True)
     def total(x):  # pragma: no cover - compiled
