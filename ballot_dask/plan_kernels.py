@@ -22,10 +22,11 @@ from .jit import njit, read_only
 from .kernels import _EXP_FLOOR, _exp, _n_lanes, _threads_for, lane_workers
 
 #: a pass's plan moments and Newton Hessian are slab products through BLAS (a slab of dense
-#: plan rows against itself, its rows of X and of C); without the moments, the Hessian is
-#: so for every row only up to this many clusters.  Beyond, a row whose support (the entries
-#: above ``_HESSIAN_FLOOR``) holds at most ``k / _SUPPORT_SHARE`` columns costs its support
-#: squared, not k^2; the other rows go to the slab.  Measured here, one thread: a pass with
+#: plan rows against itself, its rows of X and of C) for every row up to this many
+#: clusters.  Beyond, a row whose support (the entries above ``_HESSIAN_FLOOR``, with the
+#: moments ``_MOMENT_FLOOR``) holds at most ``k / _SUPPORT_SHARE`` columns costs its support
+#: squared (and its support times ``d + k`` for the moments), not k^2; the other rows go to
+#: the slab.  Measured here, one thread: a pass with
 #: moments and Hessian over 10^6 rows, d = 16, k = 16, 240 ms with row loops over the
 #: support, 125 ms with slab products (k = 256, 5x10^4 rows: 506 ms and 243 ms; k = 512:
 #: 1694 ms and 756 ms); a pass with the Hessian alone at k = 128, 10^5 rows: 65 ms over the
@@ -42,6 +43,16 @@ _PLAN_SLAB = 256
 #: (not of the gradient): a row's support then holds a few columns, and the k x k outer
 #: product costs far less than k^2
 _HESSIAN_FLOOR = 1e-6
+#: ... and below this (2^-56, an eighth of float64's unit roundoff in a row of unit sum) out
+#: of the plan's moments and, beside them, of the Hessian: a narrow row adds its support's
+#: entries times its x (d each) and its cost row (k each), not a k x (d + 2k) slab product.
+#: Every entry left out is below the round-off of the sums it would join (a row drops less
+#: than ``k 2^-56`` of its mass).  Measured here, two threads, a pass with moments and
+#: Hessian over 2x10^5 rows, d = 16, separated clusters (means ``6 N(0, I)``) at reg 1e-3:
+#: k = 64, 452 ms with every row in the slab, 136 ms row by row; k = 256, 4329 ms and 676
+#: ms; overlapping clusters (means ``0.5 N(0, I)``) at reg 0.1, wide rows: 260 and 228 ms
+#: (k = 64), 1775 and 1676 ms (k = 256)
+_MOMENT_FLOOR = 2.0**-56
 
 # exp(z) = q * 2^t with t = round(z / ln 2), q = exp(r) on |r| <= ln(2) / 2 by its Taylor
 # polynomial of degree 13 (truncation below 1e-17 relative) after a two-part (Cody-Waite)
@@ -130,10 +141,12 @@ def _entropic(C, v, eps, hessian, n_lanes, X, workers):  # pragma: no cover - co
     m, k = C.shape
     d = X.shape[1]
     moments = X.shape[0] == m and m > 0  # else X has no rows: no moments
-    # the Hessian as slab products (always beside the moments: their slabs are there), else
-    # row by row: over the support where it is narrow, in the slab where it is not
-    dense = hessian and (moments or k <= _DENSE_HESSIAN_K)
-    narrow = k // _SUPPORT_SHARE if hessian and not dense else -1
+    # the Hessian and the moments as slab products up to _DENSE_HESSIAN_K clusters, else
+    # row by row: over the support where it is narrow, in the slab where it is not (with the
+    # moments, the support is the entries above _MOMENT_FLOOR)
+    dense = (hessian or moments) and k <= _DENSE_HESSIAN_K
+    narrow = k // _SUPPORT_SHARE if (hessian or moments) and not dense else -1
+    floor = _MOMENT_FLOOR if moments else _HESSIAN_FLOOR
     px = np.zeros((n_lanes, k, d if moments else 0))
     pc = np.zeros((n_lanes, k, k if moments else 0))
     column_costs = np.zeros((n_lanes, k))
@@ -175,21 +188,28 @@ def _entropic(C, v, eps, hessian, n_lanes, X, workers):  # pragma: no cover - co
                             c = C[i, j]
                             column_costs[lane, j] += c
                             cs[rows, j] = c
-                    kept = dense or moments
+                    kept = dense
                     if narrow >= 0:
-                        # the row's non-negligible entries (see _HESSIAN_FLOOR)
+                        # the row's non-negligible entries (see _HESSIAN_FLOOR, _MOMENT_FLOOR)
                         nnz = 0
                         for j in range(k):
-                            if p[j] > _HESSIAN_FLOOR:
+                            if p[j] > floor:
                                 support[nnz] = j
                                 nnz += 1
-                        if nnz <= narrow:
-                            for a in range(nnz):
-                                pa = p[support[a]]
-                                for b in range(nnz):
-                                    ptp[lane, support[a], support[b]] += pa * p[support[b]]
-                        else:
+                        if nnz > narrow:
                             kept = True
+                        else:
+                            for a in range(nnz):
+                                sa = support[a]
+                                pa = p[sa]
+                                if hessian:
+                                    for b in range(nnz):
+                                        ptp[lane, sa, support[b]] += pa * p[support[b]]
+                                if moments:
+                                    for t in range(d):
+                                        px[lane, sa, t] += pa * X[i, t]
+                                    for j in range(k):
+                                        pc[lane, sa, j] += pa * C[i, j]
                     if kept:
                         rows += 1
                 if rows > 0:

@@ -21,6 +21,7 @@ from ballot_dask.kernels import assignment_terms, reduced_cost_labels
 from ballot_dask.plan_kernels import (
     _DENSE_HESSIAN_K,
     _HESSIAN_FLOOR,
+    _MOMENT_FLOOR,
     _SUPPORT_SHARE,
     _exp_parts,
     entropic_moment_terms,
@@ -174,6 +175,50 @@ def test_entropic_hessian_mixes_narrow_and_wide_rows(k: int) -> None:
     np.testing.assert_allclose(ptp, ref_ptp, rtol=1e-10, atol=1e-12 * m)
     # the narrow rows' left-out entries make the difference with the full P^T P
     assert np.abs(ptp - P.T @ P).max() > 0
+
+
+@pytest.mark.parametrize("k", [48, 200])
+def test_entropic_moments_mix_narrow_and_wide_rows(k: int) -> None:
+    # with the moments, beyond _DENSE_HESSIAN_K clusters a narrow row (its support above
+    # _MOMENT_FLOOR: a column far below the others and one 14 above it, whose entry, about
+    # 8e-7, the Hessian alone would leave out) adds its support's moments and outer
+    # product, a wide row (equal costs) goes to the slab; every sum is the dense plan's
+    rng = np.random.default_rng(5)
+    m, d = 3000, 6
+    X = rng.standard_normal((m, d))
+    C = rng.uniform(0.0, 1e-3, size=(m, k))
+    narrow = rng.random(m) < 0.5
+    rows = np.flatnonzero(narrow)
+    C[narrow] += 80.0
+    C[rows, rng.integers(0, k, rows.size)] -= 80.0
+    C[rows, rng.integers(0, k, rows.size)] -= 66.0  # (or the same column again: one entry)
+    v = np.zeros(k)
+    value, logcol, ptp, (px, pc, column_costs, coords) = entropic_moment_terms(X, C, v, 1.0)
+    ref_value, ref_logcol, _, P = _entropic_reference(C, v, 1.0)
+    support = (P > _MOMENT_FLOOR).sum(axis=1)
+    assert support[narrow].max() <= 2 and support[~narrow].min() == k
+    assert (P[narrow] > _HESSIAN_FLOOR).sum(axis=1).max() == 1  # the Hessian's floor: 1 entry
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    np.testing.assert_allclose(logcol, ref_logcol, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ptp, P.T @ P, rtol=1e-11, atol=1e-13 * m)
+    np.testing.assert_allclose(px, P.T @ X, rtol=1e-11, atol=1e-13 * np.abs(X).max() * m)
+    np.testing.assert_allclose(pc, P.T @ C, rtol=1e-11, atol=1e-14 * np.abs(C).max() * m)
+    np.testing.assert_allclose(column_costs, C.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(coords, X.sum(axis=0), rtol=1e-12, atol=1e-12 * m)
+    # the entries between the two floors count: without them px would miss by far more
+    # than its tolerance above
+    second = np.where(narrow[:, None] & (P < _HESSIAN_FLOOR) & (P > _MOMENT_FLOOR), P, 0.0)
+    assert np.abs(second.T @ X).max() > 1e3 * 1e-13 * np.abs(X).max() * m
+    # the lanes, not the threads, decide the order of every sum
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        again = entropic_moment_terms(X, C, v, 1.0)
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(again[2], ptp)
+    for got, want in zip(again[3], (px, pc, column_costs, coords), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
