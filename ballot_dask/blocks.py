@@ -116,7 +116,7 @@ class Blocks(Protocol):
     ``entropic_reference``
         The row sample's column targets at the last E-BalLOT step's plan, for the next
         step's first potentials (:func:`.solvers.newton.sample_targets`), or ``None``: set
-        and taken by the entropic solver only.
+        and taken by the entropic solver only (a fit's state keeps a copy, for a resume).
     ``drop_shift_sample()``
         Let the shift sample go for the rest of the fit (its bytes return to
         ``band_budget()``, which they were taken from); whether there was one.

@@ -56,6 +56,7 @@ def save_state(path: Path | str, state: LloydState, params: dict[str, Any]) -> N
         "band_size": None if state.band_size is None else int(state.band_size),
         "short_steps": int(state.short_steps),
         "passes": {key: int(value) for key, value in state.passes.items()},
+        "sinkhorn_tol": state.sinkhorn_tol,
     }
     arrays = {
         "centers": state.centers,
@@ -64,6 +65,8 @@ def save_state(path: Path | str, state: LloydState, params: dict[str, Any]) -> N
         "objective_history": np.asarray(state.objective_history, dtype=np.float64),
         "record": np.frombuffer(json.dumps(record).encode(), dtype=np.uint8),
     }
+    if state.reference is not None:
+        arrays["reference"] = np.asarray(state.reference, dtype=np.float64)
     if isinstance(path, str) and is_url(path):
         _save_remote(path, arrays)
         return
@@ -125,4 +128,6 @@ def load_state(path: Path | str, params: dict[str, Any]) -> LloydState:
         band_size=record["band_size"],
         short_steps=int(record["short_steps"]),
         passes=dict(record["passes"]),
+        sinkhorn_tol=record.get("sinkhorn_tol"),  # (absent from an older checkpoint)
+        reference=arrays.get("reference"),
     )

@@ -94,6 +94,9 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         ``sinkhorn``: entropic regularisation relative to the mean squared distance.
     sinkhorn_tol : float, default=1e-3
         ``sinkhorn``: column-marginal error (1-norm, per point) at which Sinkhorn stops.
+        After an iteration whose objective rose by more than ``sinkhorn_tol`` of itself (on
+        separated clusters the rounding's mass error can make a fit cycle), the following
+        steps solve to a tenth of it, down to a thousandth.
     sinkhorn_max_iter : int, default=1000
         ``sinkhorn``: passes over the data per assignment step (Newton steps or Sinkhorn
         iterations), at most.

@@ -66,6 +66,8 @@ def test_save_and_load_round_trip(tmp_path):
         band_size=np.int64(2048),
         short_steps=1,
         passes={"x": 3, "cost": 9, "rounds": 10},
+        sinkhorn_tol=1e-4,
+        reference=np.array([10.5, 20.25, 1e-300]),
     )
     path = checkpoint_path(tmp_path / "out.zarr")
     assert path.name == "out.zarr.checkpoint.npz"
@@ -83,6 +85,39 @@ def test_save_and_load_round_trip(tmp_path):
         2048,
         state.passes,
     )
+    assert loaded.sinkhorn_tol == 1e-4
+    np.testing.assert_array_equal(loaded.reference, state.reference)
+
+
+def test_a_resumed_e_ballot_fit_keeps_its_tightened_tolerance(tmp_path):
+    # separated clusters: the steps solve to a tenth of sinkhorn_tol after the objective rose
+    # (see lloyd._TIGHTER); a fit resumed after that solves to it too, from the row sample's
+    # targets at the last plan, and takes the same steps
+    rng = np.random.default_rng(0)
+    means = 6.0 * rng.standard_normal((32, 16))
+    X = means[rng.integers(0, 32, 30_000)] + rng.standard_normal((30_000, 16))
+    params = {"n_clusters": 32, "random_state": 0, "method": "sinkhorn", "reg": 1e-2}
+    km, states = _states(params, X)
+    tightened = next(s for s in states if s.sinkhorn_tol < 1e-3)
+    assert tightened.iteration < km.n_iter_ and km.converged_
+    path = tmp_path / "fit.checkpoint.npz"
+    save_state(path, tightened, {"k": 32})
+    loaded = load_state(path, {"k": 32})
+    assert loaded.sinkhorn_tol == tightened.sinkhorn_tol
+    np.testing.assert_array_equal(loaded.reference, tightened.reference)
+    later: list[LloydState] = []
+    resumed = BalancedKMeans(**params).fit(X, callback=later.append, resume=loaded)
+    assert [s.sinkhorn_tol for s in later] == [
+        s.sinkhorn_tol for s in states[len(states) - len(later) :]
+    ]
+    np.testing.assert_array_equal(resumed.labels_, km.labels_)
+    np.testing.assert_array_equal(resumed.cluster_centers_, km.cluster_centers_)
+    assert resumed.objective_history_ == km.objective_history_
+    # without the sample's targets (a checkpoint written before they were kept) the resumed
+    # steps start elsewhere and end on other plans within the tolerance
+    loaded.reference = None
+    other = BalancedKMeans(**params).fit(X, resume=loaded)
+    assert other.objective_history_ != km.objective_history_
 
 
 def test_load_refuses_other_arguments_and_broken_files(tmp_path):

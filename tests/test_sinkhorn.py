@@ -461,3 +461,48 @@ def test_an_entropic_fit_measures_only_its_last_labels(monkeypatch) -> None:
     np.testing.assert_array_equal(km.sizes_, np.bincount(labels, minlength=5))
     cost = ((X - km.cluster_centers_[labels]) ** 2).sum()
     assert km.inertia_ == pytest.approx(cost, rel=1e-9)
+
+
+def _separated_start(n: int = 30_000, k: int = 32, d: int = 16):
+    """Separated clusters (means ``6 N(0, I)``) and a k-means++ start, on which E-BalLOT at
+    reg 1e-2 cycles between plans that each meet the default tolerance."""
+    from sklearn.cluster import kmeans_plusplus
+
+    rng = np.random.default_rng(0)
+    means = 6.0 * rng.standard_normal((k, d))
+    X = means[rng.integers(0, k, n)] + rng.standard_normal((n, d))
+    return X, kmeans_plusplus(X, k, random_state=0)[0]
+
+
+def test_e_ballot_on_separated_clusters_tightens_its_tolerance_and_converges(monkeypatch):
+    # the rounding moves up to sinkhorn_tol * n of mass to short columns, near or far: on
+    # separated clusters the centroids then move back and forth between plans that each meet
+    # the tolerance; after a rise of the objective by more than sinkhorn_tol of itself the
+    # steps solve to a tenth of it (lloyd._TIGHTER), and the fit converges
+    import dask.array as da
+
+    from ballot_dask import lloyd
+
+    X, start = _separated_start()
+    params = {"method": "sinkhorn", "reg": 1e-2, "init": start, "max_iter": 30}
+    states: list = []
+    km = BalancedKMeans(32, random_state=0, **params).fit(X, callback=states.append)
+    assert km.converged_ and km.n_iter_ <= 10
+    tols = [s.sinkhorn_tol for s in states]
+    assert tols[0] == 1e-3 and min(tols) <= 1e-4  # (a tenth per rise, at most three times)
+    history = np.asarray(km.objective_history_)
+    rises = np.flatnonzero(np.diff(history) > 1e-3 * history[:-1])
+    assert rises.size >= 1
+    for r in rises:  # each rise tightened the steps after it
+        assert tols[r + 1] == pytest.approx(max(tols[r] / 10, 1e-6), rel=1e-12)
+    np.testing.assert_array_equal(np.bincount(km.labels_, minlength=32), km.sizes_)
+    # the same fit on a Dask array of the same rows
+    dk = BalancedKMeans(32, random_state=0, **params).fit(da.from_array(X, chunks=7_500))
+    assert dk.n_iter_ == km.n_iter_
+    np.testing.assert_allclose(dk.objective_history_, km.objective_history_, rtol=1e-9)
+    # without it (the floor at the tolerance itself) the fit cycles until max_iter
+    monkeypatch.setattr(lloyd, "_TIGHTEST", 1.0)
+    cycling = BalancedKMeans(32, random_state=0, **params).fit(X)
+    assert not cycling.converged_ and cycling.n_iter_ == 30
+    history = np.asarray(cycling.objective_history_)
+    assert np.count_nonzero(np.diff(history) > 1e-3 * history[:-1]) >= 5
