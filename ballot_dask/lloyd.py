@@ -97,8 +97,8 @@ class LloydState:
     passes : dict
         Passes and rounds so far (:attr:`BalancedKMeans.n_passes_`).
     sinkhorn_tol : float or None
-        E-BalLOT: the tolerance the next steps solve to, tighter than the options' after a
-        rise of the objective (see ``_TIGHTER``); ``None``: the options'.
+        E-BalLOT: the tolerance the next steps solve to after a rise of the objective,
+        tighter than the options' (see ``_TIGHTER``); ``None``: the options'.
     reference : ndarray of shape (n_clusters,) or None
         E-BalLOT: the row sample's column targets at the last plan, from which the next
         step starts (the engine's ``entropic_reference``).
@@ -184,7 +184,8 @@ def lloyd(
         potentials = np.array(resume.potentials, dtype=np.float64)
         eps, history = resume.eps, list(resume.objective_history)
         n_iter, converged, short = resume.iteration, resume.converged, resume.short_steps
-        inner = resume.sinkhorn_tol or inner
+        if resume.sinkhorn_tol is not None:  # (a resume asked for a tighter one keeps it)
+            inner = min(resume.sinkhorn_tol, inner)
         if resume.reference is not None:
             blocks.entropic_reference = np.array(resume.reference, dtype=np.float64)
     while not converged and n_iter < max_iter:
@@ -238,7 +239,7 @@ def lloyd(
                     band_size=step.band_size,
                     short_steps=short,
                     passes=blocks.passes.as_dict(),
-                    sinkhorn_tol=inner if method == "sinkhorn" else None,
+                    sinkhorn_tol=inner if inner < options.sinkhorn_tol else None,
                     reference=_copy(getattr(blocks, "entropic_reference", None)),
                 )
             )

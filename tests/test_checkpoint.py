@@ -98,7 +98,8 @@ def test_a_resumed_e_ballot_fit_keeps_its_tightened_tolerance(tmp_path):
     X = means[rng.integers(0, 32, 30_000)] + rng.standard_normal((30_000, 16))
     params = {"n_clusters": 32, "random_state": 0, "method": "sinkhorn", "reg": 1e-2}
     km, states = _states(params, X)
-    tightened = next(s for s in states if s.sinkhorn_tol < 1e-3)
+    tightened = next(s for s in states if s.sinkhorn_tol is not None)
+    assert tightened.sinkhorn_tol < 1e-3
     assert tightened.iteration < km.n_iter_ and km.converged_
     path = tmp_path / "fit.checkpoint.npz"
     save_state(path, tightened, {"k": 32})
@@ -113,6 +114,10 @@ def test_a_resumed_e_ballot_fit_keeps_its_tightened_tolerance(tmp_path):
     np.testing.assert_array_equal(resumed.labels_, km.labels_)
     np.testing.assert_array_equal(resumed.cluster_centers_, km.cluster_centers_)
     assert resumed.objective_history_ == km.objective_history_
+    # a resume that asks for a tighter tolerance than the state's solves to it (or tighter)
+    strict: list[LloydState] = []
+    BalancedKMeans(**params, sinkhorn_tol=1e-6).fit(X, callback=strict.append, resume=loaded)
+    assert strict and all((s.sinkhorn_tol or 1e-6) <= 1e-6 for s in strict)
     # without the sample's targets (a checkpoint written before they were kept) the resumed
     # steps start elsewhere and end on other plans within the tolerance
     loaded.reference = None
