@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ballot_dask import BalancedKMeans
+from ballot_dask import BalancedKMeans, lloyd
 from ballot_dask.checkpoint import checkpoint_path, load_state, save_state
 from ballot_dask.lloyd import LloydState
 
@@ -89,7 +89,7 @@ def test_save_and_load_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.reference, state.reference)
 
 
-def test_a_resumed_e_ballot_fit_keeps_its_tightened_tolerance(tmp_path):
+def test_a_resumed_e_ballot_fit_keeps_its_tightened_tolerance(tmp_path, monkeypatch):
     # separated clusters: the steps solve to a tenth of sinkhorn_tol after the objective rose
     # (see lloyd._TIGHTER); a fit resumed after that solves to it too, from the row sample's
     # targets at the last plan, and takes the same steps
@@ -114,10 +114,21 @@ def test_a_resumed_e_ballot_fit_keeps_its_tightened_tolerance(tmp_path):
     np.testing.assert_array_equal(resumed.labels_, km.labels_)
     np.testing.assert_array_equal(resumed.cluster_centers_, km.cluster_centers_)
     assert resumed.objective_history_ == km.objective_history_
-    # a resume that asks for a tighter tolerance than the state's solves to it (or tighter)
-    strict: list[LloydState] = []
-    BalancedKMeans(**params, sinkhorn_tol=1e-6).fit(X, callback=strict.append, resume=loaded)
-    assert strict and all((s.sinkhorn_tol or 1e-6) <= 1e-6 for s in strict)
+    # a resume that asks for a tighter tolerance than the state's solves to it (or tighter),
+    # one that asks for a looser one to the state's: the tolerances its steps were given
+    solve, solved = lloyd.SOLVERS["sinkhorn"], []
+
+    def spy(blocks, capacities, options, *args):
+        solved.append(options.sinkhorn_tol)
+        return solve(blocks, capacities, options, *args)
+
+    monkeypatch.setitem(lloyd.SOLVERS, "sinkhorn", spy)
+    BalancedKMeans(**params, sinkhorn_tol=1e-6).fit(X, resume=loaded)
+    assert solved[0] == 1e-6 and max(solved) == 1e-6
+    solved.clear()
+    BalancedKMeans(**params, sinkhorn_tol=1e-2).fit(X, resume=loaded)
+    assert solved[0] == tightened.sinkhorn_tol and max(solved) == tightened.sinkhorn_tol
+    monkeypatch.undo()
     # without the sample's targets (a checkpoint written before they were kept) the resumed
     # steps start elsewhere and end on other plans within the tolerance
     loaded.reference = None
