@@ -129,6 +129,10 @@ class Blocks(Protocol):
         The :class:`PassCounter` every pass increments.
     ``gather_is_free``
         True when the blocks live in this process, so that gathering rows costs no transfer.
+    ``keep_labels()``
+        What the exact pass does with every row's label (its ``keep_labels``): ``True``,
+        return them (in memory); a fresh key, hold them where they were computed
+        (:mod:`ballot_dask.held_labels`); ``False``, neither.
     ``streamed``
         True when every pass reads X from its storage (a Dask array not persisted): a pass
         is then as dear as a read, and the exact step keeps a reserve of rows to save one
@@ -193,6 +197,8 @@ class Blocks(Protocol):
     ) -> Any: ...
 
     def drop_held(self) -> None: ...
+
+    def keep_labels(self) -> bool | str: ...
 
     def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> Any: ...
 
@@ -547,6 +553,11 @@ class RowBlocks:
     def drop_held(self) -> None:
         """Let the held parts go."""
         self._held = None
+
+    def keep_labels(self) -> bool:
+        """The exact pass returns every row's label when the blocks live in this process
+        (``gather_is_free``: they are here already)."""
+        return bool(self.gather_is_free)
 
     def labels(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
         """``labeler(C_b, offset)`` of every block, concatenated (one pass over the costs);

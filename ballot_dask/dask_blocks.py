@@ -17,10 +17,9 @@ distributed cluster first checks that one task's read fits the workers
 round as the first pass over them.  The finiteness of X is checked inside the first pass
 that reads it, never in a pass of its own.
 
-Chunks may be ``scipy.sparse`` CSR matrices (one chunk over the columns): the kernels take them
-as they come (:mod:`.sparse`).  Their size is not known from the array's shape, so the first
-pass over a sparse X counts its bytes, to decide what to persist and to size the exact repair's
-band by the rows' nonzeros.
+Chunks may be ``scipy.sparse`` CSR (one chunk over the columns; :mod:`.sparse`): the first
+pass counts their bytes, to decide what to persist and size the exact repair's band.  Over a
+persisted X, the exact passes leave their labels on the workers (:mod:`.held_labels`).
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from dask.delayed import Delayed, delayed
 from . import config
 from .blocks import PassCounter, dense_rows_fit, sample_stride, shift_stride, solver_sample
 from .dask_input import row_chunked
+from .dask_maps import label_array
 from .dask_rounds import (
     active_client,
     chunk_futures,
@@ -134,6 +134,7 @@ class DaskBlocks:
         self.moments: tuple[np.ndarray, np.ndarray] | None = None
         self._warmed: set[tuple[Any, Any]] = set()  # (task, kernel code) warmed on the workers
         self._held: list[Delayed] | None = None  # parts held by reduce_x_holding, persisted
+        self._held_key: str | None = None  # the last key the passes held labels under
         #: X (persisted) and its chunks as the client's futures (:meth:`_persisted_chunks`)
         self._x_futures: tuple[da.Array, list[Any]] | None = None
         self.sparse = is_sparse(self.X._meta)
@@ -417,6 +418,12 @@ class DaskBlocks:
         """Let the held parts go (their keys are released on the workers)."""
         self._held = None
 
+    def keep_labels(self) -> bool | str:
+        """A fresh key for the exact pass to hold its labels under where it ran (persisted X
+        only: a streamed X's reads need the memory; :mod:`~ballot_dask.held_labels`)."""
+        self._held_key = None if not self.persist_x or self.sparse else f"ballot-labels-{_token()}"
+        return self._held_key or False
+
     def reduce_xw(
         self, kernel: Callable[..., Any], combine: Callable[[list[Any]], Any], *args: Any
     ) -> Any:
@@ -459,7 +466,7 @@ class DaskBlocks:
                 delayed(label_task, pure=False)(shared, None, cb, off)
                 for cb, off in zip(costs, self.offsets, strict=True)
             ]
-        labels = _label_array(parts, self.lengths)
+        labels = label_array(parts, self.lengths)
         if self.persist_costs:
             pending = self._pending or []
             *built, labels = dask.persist(*pending, labels, optimize_graph=False)
@@ -473,10 +480,11 @@ class DaskBlocks:
 
     def _labels_from_x(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> da.Array:
         shared = delayed(labeler, name=f"ballot-labeler-{_token()}", traverse=False)
-        labels = _label_array(self._map_x(x_label_task, shared, labeler), self.lengths)
+        labels = label_array(self._map_x(x_label_task, shared, labeler), self.lengths)
         if self.persist_x:
             (labels,) = dask.persist(labels, optimize_graph=False)
-            self.passes.x += 1
+            held = getattr(labeler, "held_key", None)  # the last pass's labels: no read
+            self.passes.x += int(held is None or held != self._held_key)
             self.passes.rounds += 1
         return labels
 
@@ -589,11 +597,3 @@ class DaskBlocks:
         results = compute_round(level)
         self.passes.rounds += 1
         return combine(list(results))
-
-
-def _label_array(parts: list[Delayed], lengths: list[int]) -> da.Array:
-    blocks = [
-        da.from_delayed(part, shape=(length,), dtype=np.int64, meta=np.zeros(0, dtype=np.int64))
-        for part, length in zip(parts, lengths, strict=True)
-    ]
-    return da.concatenate(blocks) if len(blocks) > 1 else blocks[0]

@@ -62,3 +62,13 @@ def map_chosen_costs(costs: da.Array, v: np.ndarray) -> da.Array:
 def map_plan_rows(costs: da.Array, v: np.ndarray, eps: float) -> da.Array:
     """:func:`~ballot_dask.plan_kernels.plan_rows` per chunk (lazy), with the rows' chunks."""
     return da.map_blocks(plan_rows, costs, v, eps, dtype=np.float64)
+
+
+def label_array(parts: list[Any], lengths: list[int]) -> da.Array:
+    """The int64 labels of the row chunks ``parts`` (delayed, ``lengths`` rows each) as one
+    dask array."""
+    blocks = [
+        da.from_delayed(part, shape=(length,), dtype=np.int64, meta=np.zeros(0, dtype=np.int64))
+        for part, length in zip(parts, lengths, strict=True)
+    ]
+    return da.concatenate(blocks) if len(blocks) > 1 else blocks[0]

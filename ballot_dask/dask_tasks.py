@@ -26,6 +26,7 @@ from . import config
 from .blocks import sampled_rows
 from .compiler_pages import release_compiler_pages
 from .costs import cost_block
+from .held_labels import warming
 from .sparse import as_csr, column_stats, is_sparse, nbytes, nonfinite_row, stack_rows
 
 __all__ = [
@@ -272,7 +273,8 @@ def warm_task(task: Callable[..., Any], shared: Any, block: Any, name: str = "")
     (the kernel's) is recorded in :data:`WARMED`."""
     WARMED.append((getattr(task, "__name__", str(task)), name))
     try:
-        task(shared, block, 0)
+        with warming():  # synthetic rows: no labels held for them
+            task(shared, block, 0)
     except Exception:  # the warm-up never fails a fit: the real task reports errors
         pass
     finally:

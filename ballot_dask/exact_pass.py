@@ -110,6 +110,9 @@ class ExactPass(NamedTuple):
     full: bool = False
     #: (n,) int32: every row's label (-1: a band row), when the pass was asked to keep them
     labels: np.ndarray | None = None
+    #: the key the workers hold every row's label under, in place of ``labels``
+    #: (:mod:`ballot_dask.held_labels`); ``None``: not held
+    held_key: str | None = None
 
     def band_rows_below(self, wanted: int) -> float:
         """A threshold that would have put at least ``wanted`` rows in the band (the upper
@@ -553,6 +556,7 @@ def combine_passes(parts: list[ExactPass]) -> ExactPass:
         labels=None
         if any(p.labels is None for p in parts)
         else np.concatenate([p.labels for p in parts]),
+        held_key=parts[0].held_key if len({p.held_key for p in parts}) == 1 else None,
     )
 
 

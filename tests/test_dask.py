@@ -347,9 +347,10 @@ def test_pass_counts_persisted(scheduler):
     # the exact step computes its costs inside its pass over X: no cost block is ever built
     assert passes["cost"] == ref_passes["cost"] == 0
     # about one read of X and one round per Lloyd iteration (a second when the band must
-    # widen), plus the first pass (finiteness, variance, sample) and the labels, persisted
-    assert km.n_iter_ + 2 <= passes["x"] <= 1.3 * km.n_iter_ + 2
-    assert passes["rounds"] == passes["x"]
+    # widen), plus the first pass (finiteness, variance, sample); the labels, persisted, take
+    # a round but no read (the last pass held them, see tests/test_held_labels.py)
+    assert km.n_iter_ + 1 <= passes["x"] <= 1.3 * km.n_iter_ + 1
+    assert passes["rounds"] == passes["x"] + 1
 
 
 def test_passes_count_the_reads_of_x(threads):

@@ -12,6 +12,7 @@ from ..blocks import Blocks
 from ..capacities import Capacities
 from ..certificate import Certificate, certify_labels
 from ..exact_pass import power_labels
+from ..held_labels import take
 from ..kernels import assignment_terms, reduced_cost_labels
 from ..plan_kernels import rounded_plan_terms
 
@@ -65,6 +66,9 @@ class ExactLabels:
     #: every row's label as the step's pass counted it (-1 on band rows), when that pass
     #: kept them (in memory, :func:`~ballot_dask.exact_pass.exact_pass`'s ``keep_labels``)
     known: np.ndarray | None = None
+    #: the key under which the workers hold those labels, when the pass held them there
+    #: (a Dask fit with X persisted, :mod:`ballot_dask.held_labels`)
+    held_key: str | None = None
 
     #: the engine hands this labeler blocks of X (not cost blocks)
     reads_x = True
@@ -75,9 +79,15 @@ class ExactLabels:
 
     def __call__(self, X: np.ndarray, offset: int) -> np.ndarray:
         lo, hi = np.searchsorted(self.rows, [offset, offset + X.shape[0]])
-        return power_labels(
-            X, self.centers, self.potentials, self.rows[lo:hi] - offset, self.labels[lo:hi]
-        )
+        rows, fixed = self.rows[lo:hi] - offset, self.labels[lo:hi]
+        if self.held_key is not None:
+            held = take(self.held_key, offset, X.shape[0])
+            if held is not None:  # the pass's own labels, held where it ran: no costs
+                out = held.astype(np.int64)
+                out[rows] = fixed
+                if not np.any(out < 0):  # (every band row overridden, as it must be)
+                    return out
+        return power_labels(X, self.centers, self.potentials, rows, fixed)
 
     def held(self) -> np.ndarray | None:
         """Every row's label from :attr:`known`, the band's rows overridden: the labels a

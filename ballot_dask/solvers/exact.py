@@ -294,7 +294,7 @@ def solve_exact(
                     width,
                     pair_scale,
                     allowance,
-                    blocks.gather_is_free,  # (in memory: the labels stay where X is)
+                    blocks.keep_labels(),  # (the labels stay where X is)
                 )
                 search.passes += 1
             gathered = band.rows.shape[0]

@@ -17,6 +17,7 @@ from scipy.sparse import issparse
 from ..allowed_pass import allowed_pass
 from ..blocks import Blocks, RowBlocks
 from ..exact_pass import ExactPass, band_costs, block_share, exact_pass, whole_block
+from ..held_labels import hold
 from ..kernels import reduced_cost_labels
 
 #: a pass under an allowance is refined from the last one while its pairs are at most this
@@ -36,7 +37,7 @@ def _pass_kernel(
     width: int,
     pair_scale: float,
     allowance: np.ndarray | None,
-    keep_labels: bool,
+    keep_labels: bool | str,
     offset: int,
     weights: np.ndarray | None = None,
 ) -> ExactPass:
@@ -49,7 +50,9 @@ def _pass_kernel(
     ``pair_scale``: the scale of the pair histogram's bins (:mod:`.shift`; 0: none).
     ``allowance``: per pair of clusters, the band's reach beyond ``theta`` (see
     :func:`.allowance._allow`; ``None``: none).  ``keep_labels``: every row's label too (in
-    memory: the step's labels need no pass).  ``weights``: the block's sample weights."""
+    memory: the step's labels need no pass); a key (:meth:`.Blocks.keep_labels`): every
+    row's label held in this process under it (:func:`~ballot_dask.held_labels.hold`), not
+    returned.  ``weights``: the block's sample weights."""
     m = X.shape[0]
     share = block_share(cap, m, total)
     if strict:
@@ -59,8 +62,11 @@ def _pass_kernel(
             theta = min(theta, float(np.partition(gaps, share - 1)[share - 1]))
     if share >= m and theta == math.inf and (not width or issparse(X)):
         # every row, and no candidates (a sparse block has none): no costs needed here
-        return whole_block(X, centers.shape[0], offset, weights)
-    return exact_pass(
+        whole = whole_block(X, centers.shape[0], offset, weights)
+        if isinstance(keep_labels, str):  # every row's label from the band
+            whole = whole._replace(labels=np.full(m, -1, dtype=np.int32))
+        return _held(whole, keep_labels, offset)
+    result = exact_pass(
         X,
         centers,
         v,
@@ -73,8 +79,18 @@ def _pass_kernel(
         pair_scale=pair_scale,
         allowance=allowance,
         shared=m < total and not strict,
-        keep_labels=keep_labels,
+        keep_labels=bool(keep_labels),
     )
+    return _held(result, keep_labels, offset)
+
+
+def _held(result: ExactPass, keep_labels: bool | str, offset: int) -> ExactPass:
+    """The block's pass, its rows' labels held under the key ``keep_labels`` (when one is
+    given and the pass kept them) rather than returned."""
+    if not isinstance(keep_labels, str) or result.labels is None:
+        return result
+    hold(keep_labels, offset, result.labels)
+    return result._replace(labels=None, held_key=keep_labels)
 
 
 def refined_pass(

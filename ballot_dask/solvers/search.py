@@ -299,7 +299,9 @@ def _outcome(
         objective=objective,
         sizes=sizes,
         # the fixed rows' labels are minimisers under the pass's potentials (ties included)
-        labeler=ExactLabels(blocks.centers, search.potentials, band.rows, labels, band.labels),
+        labeler=ExactLabels(
+            blocks.centers, search.potentials, band.rows, labels, band.labels, band.held_key
+        ),
         certificate=certificate,
         slack=slack,
         n_iter=search.augmentations,
