@@ -61,14 +61,27 @@ def is_sparse(X: Any) -> bool:
     return bool(sp.issparse(X))
 
 
+#: index arrays hold values below this as int32
+_INT32_MAX = int(np.iinfo(np.int32).max)
+
+
 def as_csr(X: Any) -> Any:
     """``X`` as CSR with no duplicate entries (the squared norms sum a row's squares, so a
-    column stored twice would count wrongly); copied only when it must change."""
+    column stored twice would count wrongly) and int32 indices where they fit; copied only
+    when it must change.  Every kernel is compiled once per index dtype: int64 indices (as
+    scikit-learn's estimator checks pass them) would compile the seven CSR kernels again, for
+    the same numbers (the data array is shared, the index arrays are copied)."""
     if X.format != "csr":
         X = X.tocsr()
     if not X.has_canonical_format:
         X = X.copy()
         X.sum_duplicates()
+    if X.indices.dtype != np.int32 and max(X.nnz, *X.shape) < _INT32_MAX:
+        X = type(X)(
+            (X.data, X.indices.astype(np.int32), X.indptr.astype(np.int32)),
+            shape=X.shape,
+            copy=False,
+        )
     return X
 
 

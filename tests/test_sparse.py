@@ -180,6 +180,29 @@ def test_duplicate_entries_are_summed_not_squared_apart():
     _assert_same_fit(km, _dense_fit("float64", "exact", "random"), km.labels_)
 
 
+def test_int64_indices_are_taken_as_int32_and_fit_as_the_same_matrix(monkeypatch):
+    # scipy keeps int64 index arrays it is given: the kernels would be compiled for them
+    # again (scikit-learn's estimator checks pass them); they are fitted as int32, with the
+    # data shared and the same fit
+    X = as_csr(_sparse())  # canonical (sorted indices)
+    wide = X.copy()  # (as the checks make them: scipy's constructor would take int32)
+    wide.indices, wide.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+    assert wide.has_canonical_format
+    assert wide.indices.dtype == wide.indptr.dtype == np.int64
+    narrow = as_csr(wide)
+    assert narrow.indices.dtype == narrow.indptr.dtype == np.int32
+    assert np.shares_memory(narrow.data, wide.data) and narrow.has_canonical_format
+    assert (narrow != X).nnz == 0
+    assert as_csr(narrow) is narrow  # already int32: no copy
+    km = BalancedKMeans(K, init="random", random_state=0).fit(wide)
+    _assert_same_fit(km, _dense_fit("float64", "exact", "random"), km.labels_)
+    # an index range beyond int32 keeps its int64 indices
+    from ballot_dask import sparse as sparse_module
+
+    monkeypatch.setattr(sparse_module, "_INT32_MAX", X.nnz)
+    assert as_csr(wide).indices.dtype == np.int64
+
+
 def test_a_row_sample_of_sparse_rows_gives_the_dense_fit():
     # a lowered ballot.init-sample: the initialisation and the exact step's first potentials
     # run on a hashed row sample (kept sparse), the same rows as the dense fit's
