@@ -75,6 +75,7 @@ from .dask_tasks import (
     xw_task,
 )
 from .dask_warm import warm_workers
+from .held_labels import holders, on_holders
 from .sparse import is_sparse
 from .task_memory import check_task_memory, largest_chunk
 
@@ -480,11 +481,14 @@ class DaskBlocks:
 
     def _labels_from_x(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> da.Array:
         shared = delayed(labeler, name=f"ballot-labeler-{_token()}", traverse=False)
-        labels = label_array(self._map_x(x_label_task, shared, labeler), self.lengths)
+        held = getattr(labeler, "held_key", None)  # the last pass's labels: no read
+        held = held if held is not None and held == self._held_key else None
+        client = active_client() if held is not None else None
+        where = holders(client, held, self.lengths) if client is not None and held else {}
+        labels = label_array(self._map_x(x_label_task, shared, labeler, where), self.lengths)
         if self.persist_x:
             (labels,) = dask.persist(labels, optimize_graph=False)
-            held = getattr(labeler, "held_key", None)  # the last pass's labels: no read
-            self.passes.x += int(held is None or held != self._held_key)
+            self.passes.x += int(held is None)
             self.passes.rounds += 1
         return labels
 
@@ -545,7 +549,7 @@ class DaskBlocks:
         return list(X.to_delayed(optimize_graph=False).ravel())
 
     def _map_x(
-        self, task: Callable[..., Any], shared: Delayed, kernel: Any = None
+        self, task: Callable[..., Any], shared: Delayed, kernel: Any = None, where: Any = None
     ) -> list[Delayed]:
         """``task(shared_value, X_b, offset)`` for every chunk of X, one task each.
 
@@ -553,19 +557,15 @@ class DaskBlocks:
         is read, used and dropped by one task, so a worker never holds a chunk read ahead and
         waiting for its task (for a compressed store, the read itself briefly needs about
         three times the chunk).  ``shared`` is one key, shipped once to each worker.  The
-        first map of each ``(task, kernel)`` is warmed up first (:meth:`_warm`)."""
+        first map of each ``(task, kernel)`` is warmed up first (:meth:`_warm`).  ``where``:
+        block -> the worker to run its task on (:func:`.held_labels.on_holders`)."""
         self._warm(task, shared, kernel)
-        mapped = da.map_blocks(
-            on_chunk,
-            self.X,
-            task,
-            shared,
-            chunks=((1,) * self.X.numblocks[0], (1,)),
-            dtype=object,
-            meta=np.empty((0, 0), dtype=object),
-            name=f"ballot-map-{_token()}",
-        )
-        return list(mapped.to_delayed(optimize_graph=True).ravel())
+        name = f"ballot-map-{_token()}"
+        with on_holders(name, where or {}):
+            mapped = da.map_blocks(on_chunk, self.X, task, shared, name=name, dtype=object,
+                                   chunks=((1,) * self.X.numblocks[0], (1,)),
+                                   meta=np.empty((0, 0), dtype=object))  # fmt: skip
+        return list(mapped.to_delayed(optimize_graph=not where).ravel())
 
     def _warm(self, task: Callable[..., Any], shared: Delayed, kernel: Any) -> None:
         """The workers' warm-up for ``task`` with ``kernel`` (:func:`.dask_warm.warm_workers`),

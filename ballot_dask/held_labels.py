@@ -12,6 +12,12 @@ found (another worker ran the task, or the process restarted), it computes them 
 chunk as before (:func:`~ballot_dask.exact_pass.power_labels`): the same labels, by the same
 arithmetic, at the cost of the pass.
 
+Where a task runs is the scheduler's choice: for small chunks it weighs the workers' load
+above the chunk's transfer, and may run a chunk's pass on one worker and its labels task on
+the other.  On a distributed cluster the labels tasks are therefore placed on the workers
+that hold their blocks (:func:`holders`, one broadcast to the workers; :func:`on_holders`,
+a ``workers`` annotation with ``allow_other_workers``, so a lost worker only costs the read).
+
 Contracts:
 
 - a key is fresh for every pass (:meth:`~ballot_dask.dask_blocks.DaskBlocks.keep_labels`),
@@ -28,13 +34,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
+from typing import Any
 
+import dask
 import numpy as np
 
-__all__ = ["hold", "take", "warming"]
+__all__ = ["hold", "holders", "on_holders", "take", "warming"]
 
 #: the keys (passes) whose labels a process holds at most: the last pass's (a step's labels
 #: come from its last pass, and the fit's from its last step)
@@ -90,3 +98,39 @@ def held_keys() -> list[str]:
     """The keys this process holds labels under, oldest first (for diagnostics)."""
     with _LOCK:
         return list(_HELD)
+
+
+def held_offsets(key: str) -> list[int]:
+    """The offsets of the blocks this process holds labels for under ``key``."""
+    with _LOCK:
+        return sorted(_HELD.get(key, {}))
+
+
+def holders(client: Any, key: str, lengths: Sequence[int]) -> dict[int, str]:
+    """Block index -> the address of the worker that holds the block's labels under ``key``,
+    for the blocks of ``lengths`` rows in order (one ``client.run`` on the workers); the
+    blocks no worker holds are left out, and a failed broadcast leaves out every block (the
+    labels are then computed wherever their tasks run)."""
+    try:
+        found = client.run(held_offsets, key)
+    except Exception:  # a worker leaving mid-broadcast: placement is an optimisation only
+        return {}
+    where = {offset: address for address, offsets in found.items() for offset in offsets}
+    starts = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)[:-1]])
+    return {b: where[int(s)] for b, s in enumerate(starts) if int(s) in where}
+
+
+def on_holders(name: str, where: dict[int, str]) -> Any:
+    """A context in which the tasks of the layer ``name`` (keys ``(name, b, ...)``) created are
+    annotated to run on the worker ``where[b]`` (elsewhere if it is gone); no annotation when
+    ``where`` is empty.  The graph must then be computed unoptimised (optimisation drops
+    annotations)."""
+    if not where:
+        return nullcontext()
+
+    def worker(key: Any) -> list[str] | None:
+        if isinstance(key, tuple) and key[0] == name and key[1] in where:
+            return [where[key[1]]]
+        return None
+
+    return dask.annotate(workers=worker, allow_other_workers=True)

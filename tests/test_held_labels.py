@@ -191,3 +191,39 @@ def test_a_streamed_or_sparse_x_holds_no_labels(threads):
     sparse = pytest.importorskip("scipy.sparse")
     Xs = da.from_array(sparse.random(200, 5, density=0.3, format="csr", random_state=0))
     assert DaskBlocks(Xs.rechunk((50, 5)), 4, persist=True).keep_labels() is False
+
+
+def _hold_blocks(offsets):
+    from ballot_dask import held_labels
+
+    for offset in offsets:
+        held_labels.hold("placed", offset, np.zeros(10, dtype=np.int32))
+
+
+def _where(block):
+    from distributed import get_worker
+
+    return np.array([[get_worker().address]], dtype=object)
+
+
+def test_labels_tasks_are_placed_on_the_workers_that_hold_their_blocks(cluster_client):
+    # tiny blocks: left to itself, the scheduler places these tasks by the workers' load
+    first, second = sorted(cluster_client.scheduler_info()["workers"])
+    cluster_client.run(_hold_blocks, [0, 30], workers=[first])
+    cluster_client.run(_hold_blocks, [10, 20], workers=[second])
+    where = held_labels.holders(cluster_client, "placed", [10, 10, 10, 10, 5])
+    assert where == {0: first, 1: second, 2: second, 3: first}  # (offset 40: held nowhere)
+    assert held_labels.holders(cluster_client, "another-pass", [10] * 4) == {}
+    try:
+        with cluster_client.as_current(), dask.config.set(scheduler=cluster_client):
+            X = da.zeros((45, 2), chunks=(10, 2)).persist()
+            for _ in range(3):
+                name = f"placed-{_}"
+                with held_labels.on_holders(name, where):
+                    ran = da.map_blocks(_where, X, chunks=((1,) * 5, (1,)), dtype=object,
+                                        name=name)  # fmt: skip
+                (ran,) = dask.persist(ran, optimize_graph=False)
+                got = ran.compute().ravel().tolist()
+                assert got[:4] == [first, second, second, first]
+    finally:
+        cluster_client.run(held_labels._HELD.clear)
