@@ -267,7 +267,9 @@ def screened_slab_costs(X, lo, hi, sc, out, err, work):  # pragma: no cover - co
     mu_t, mu_ct, mu_ct32, _, mu_sq, mean, use_dot, norm, screened = sc
     xs, xs32, xsq, prod, prod32 = work
     if not use_dot:
-        slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, False, out, (xs, xsq, prod))
+        # use_dot (False), not the constant: a literal False would be typed Literal[bool]
+        # and compile slab_costs a second time for each dtype
+        slab_costs(X, lo, hi, mu_t, mu_ct, mu_sq, mean, use_dot, out, (xs, xsq, prod))
         for r in range(s):
             err[r] = 0.0
         return
