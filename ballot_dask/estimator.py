@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_choice, dense_centers, validated_input
+from .ahead import start as compile_ahead
 from .assign import (
     AssignmentResult,
     make_blocks,
@@ -290,6 +291,8 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         else:
             Xd = validated_input(self, X, reset=True)
         weight = check_sample_weight(sample_weight, Xd)
+        if self.method == "exact":  # on a cold kernel cache: its pass, in another process
+            compile_ahead(Xd)
         blocks: Any = make_blocks(Xd, self.n_clusters, weight)
         if not is_dask_collection(Xd):
             blocks.passes.x += 1  # the validation read X (its finiteness)

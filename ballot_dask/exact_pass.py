@@ -40,6 +40,7 @@ import numba
 import numpy as np
 from scipy.sparse import issparse
 
+from .ahead import wait_for_pass
 from .buffers import empty_buffer
 from .candidates import _BUFFER, top_columns
 from .costs import (
@@ -228,7 +229,7 @@ def _settle(
 
 @njit(parallel=True)
 def _exact_pass(
-    X, W, sc, v, theta, cap, lanes, slab, width, scale, allow, row_labels
+    X, sc, v, theta, cap, lanes, slab, width, scale, allow, W, row_labels
 ):  # pragma: no cover - compiled
     m, d = X.shape
     k = sc[0].shape[1]
@@ -378,21 +379,10 @@ def exact_pass(
     lanes = 1 if strict else pass_lanes(m, k, X.shape[1])  # strict: one global cap
     width = min(int(width), k)
     row_labels = np.empty(m if keep_labels else 0, dtype=np.int32)
+    wait_for_pass(X.dtype)  # compiled ahead in another process (on a cold kernel cache)
     with _threads_for(m, blas=sc.use_dot):
-        out = _exact_pass(
-            read_only(X),
-            _weight_array(weights),
-            tuple(sc),
-            np.asarray(v, dtype=np.float64),
-            float(theta),
-            _lane_cap(int(cap), lanes, shared),
-            (lanes, slack_workers(lanes, k)),
-            slab_rows(k, sc.use_dot),
-            width,
-            float(pair_scale),
-            _allowance_array(allowance, k),
-            row_labels,
-        )
+        args = _arguments(X, sc, v, theta, cap, lanes, shared, width, pair_scale, allowance)
+        out = _exact_pass(*args, _weight_array(weights), row_labels)
     counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor, pairs = out
     step = -(-m // lanes)  # a lane's rows (the last one's fewer): full when it refused one
     lane_rows = np.minimum(m, step * np.arange(1, lanes + 1)) - step * np.arange(lanes)
@@ -417,6 +407,46 @@ def exact_pass(
         full=full,
         labels=row_labels if keep_labels else None,
     )
+
+
+def _arguments(
+    X: Any,
+    sc: Any,
+    v: Any,
+    theta: float,
+    cap: int,
+    lanes: int,
+    shared: bool,
+    width: int,
+    pair_scale: float,
+    allowance: np.ndarray | None,
+) -> tuple:
+    """:func:`_exact_pass`'s arguments but its weights and labels (call inside
+    :func:`~ballot_dask.kernels._threads_for`, which sets the threads of the slack)."""
+    k = sc[0].shape[1]
+    return (
+        read_only(X),
+        tuple(sc),
+        np.asarray(v, dtype=np.float64),
+        float(theta),
+        _lane_cap(int(cap), lanes, shared),
+        (lanes, slack_workers(lanes, k)),
+        slab_rows(k, sc.use_dot),
+        width,
+        float(pair_scale),
+        _allowance_array(allowance, k),
+    )
+
+
+def pass_signature(dtype: Any) -> tuple:
+    """The types :func:`_exact_pass` is compiled for with X of ``dtype`` (float32 or float64;
+    the same for any block, centers and options): what :mod:`ballot_dask.ahead` compiles."""
+    X = np.zeros((2, 2), dtype=dtype)
+    args = _arguments(
+        X, screened_centers(X, np.zeros((2, 2))), np.zeros(2), 0, 2, 1, False, 0, 0, None
+    )
+    labels = np.empty(0, dtype=np.int32)
+    return tuple(numba.typeof(a) for a in (*args, _weight_array(None), labels))
 
 
 def _allowance_array(allowance: np.ndarray | None, k: int) -> tuple:
@@ -534,53 +564,6 @@ def whole_block(
     )
 
 
-def combine_passes(parts: list[ExactPass]) -> ExactPass:
-    """Reduce :func:`exact_pass` summaries (closed; parts in row order)."""
-    if len(parts) == 1:
-        return parts[0]
-    return ExactPass(
-        counts=np.sum([p.counts for p in parts], axis=0),
-        sums=np.sum([p.sums for p in parts], axis=0),
-        objective=float(sum(p.objective for p in parts)),
-        slack=np.min([p.slack for p in parts], axis=0),
-        rows=np.concatenate([p.rows for p in parts]),
-        x=_stack([p.x for p in parts]),
-        hist=np.sum([p.hist for p in parts], axis=0),
-        theta=parts[0].theta,
-        mass=_sum_optional([p.mass for p in parts]),
-        w=None if parts[0].w is None else np.concatenate([p.w for p in parts]),
-        candidates=_concat_candidates([p.candidates for p in parts]),
-        pairs=_sum_optional([p.pairs for p in parts]),
-        pair_scale=parts[0].pair_scale,
-        full=any(p.full for p in parts),
-        labels=None
-        if any(p.labels is None for p in parts)
-        else np.concatenate([p.labels for p in parts]),
-        held_key=parts[0].held_key if len({p.held_key for p in parts}) == 1 else None,
-    )
-
-
-def _concat_candidates(parts: list[Candidates | None]) -> Candidates | None:
-    """Every part's candidates, in order; ``None`` unless every part has them."""
-    if any(p is None for p in parts):
-        return None
-    return Candidates(*(np.concatenate([getattr(p, f) for p in parts]) for f in Candidates._fields))
-
-
-def _sum_optional(parts: list[np.ndarray | None]) -> np.ndarray | None:
-    present = [p for p in parts if p is not None]
-    return np.sum(present, axis=0) if len(present) == len(parts) else None
-
-
-def _stack(parts: list) -> Any:
-    """Band rows of several blocks, in order (sparse rows stay sparse)."""
-    if issparse(parts[0]):
-        from .sparse import stack_rows
-
-        return stack_rows(parts)
-    return np.concatenate(parts)
-
-
 def band_costs(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Cost rows of gathered band rows, with the pass's own arithmetic (a transient array:
     no huge-page advice, see :mod:`ballot_dask.buffers`)."""
@@ -591,7 +574,6 @@ __all__ = [
     "ExactPass",
     "band_costs",
     "block_share",
-    "combine_passes",
     "exact_pass",
     "power_labels",
     "whole_block",

@@ -27,7 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .exact_pass import ExactPass, block_share, combine_passes, exact_pass
+from .combine import combine_passes
+from .exact_pass import ExactPass, block_share, exact_pass
 
 
 class Reserve(NamedTuple):

@@ -17,8 +17,9 @@ from sklearn.cluster import kmeans_plusplus
 from ballot_dask import resolve_capacities
 from ballot_dask.blocks import RowBlocks
 from ballot_dask.candidates import BandCosts, candidate_width
+from ballot_dask.combine import combine_passes
 from ballot_dask.costs import cost_block
-from ballot_dask.exact_pass import combine_passes, exact_pass
+from ballot_dask.exact_pass import exact_pass
 from ballot_dask.kernels import reduced_cost_runner_up
 from ballot_dask.solvers import SolverOptions, exact, search
 from ballot_dask.solvers.exact import solve_exact

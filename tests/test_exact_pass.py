@@ -172,7 +172,7 @@ def test_band_over_blocks_stays_within_twice_the_rows_asked_for(blocks: int) -> 
     # every row within the threshold (inf), a band of 40 000 asked for among 400 000 rows:
     # each block takes twice its share, and its lanes share that (a lane taking twice its own
     # on top returned four times the rows asked for, beyond the band's memory budget)
-    from ballot_dask.exact_pass import combine_passes
+    from ballot_dask.combine import combine_passes
     from ballot_dask.kernels import pass_lanes
     from ballot_dask.solvers.passes import _pass_kernel
 

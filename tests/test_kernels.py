@@ -15,8 +15,9 @@ import pytest
 from kernel_cases import DTYPES, RTOL, random_potentials, random_problem
 from scipy.special import log_softmax, logsumexp, softmax
 
+from ballot_dask.combine import combine_passes
 from ballot_dask.costs import cost_block, prepared_centers
-from ballot_dask.exact_pass import combine_passes, exact_pass
+from ballot_dask.exact_pass import exact_pass
 from ballot_dask.kernels import assignment_terms, reduced_cost_labels
 from ballot_dask.plan_kernels import (
     _DENSE_HESSIAN_K,

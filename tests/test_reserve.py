@@ -13,7 +13,8 @@ import pytest
 from references import count_calls
 
 from ballot_dask import BalancedKMeans
-from ballot_dask.exact_pass import combine_passes, exact_pass
+from ballot_dask.combine import combine_passes
+from ballot_dask.exact_pass import exact_pass
 from ballot_dask.reserve import combine_reserved, reserve_band, reserve_pass
 from ballot_dask.solvers import exact
 from ballot_dask.solvers.reserved import HeldReserve

@@ -10,7 +10,8 @@ import pytest
 from references import count_calls, emd_optimum, reference_cost, remote_blocks
 
 from ballot_dask import balanced_assign, resolve_capacities
-from ballot_dask.exact_pass import band_costs, combine_passes, exact_pass
+from ballot_dask.combine import combine_passes
+from ballot_dask.exact_pass import band_costs, exact_pass
 from ballot_dask.kernels import reduced_cost_labels
 from ballot_dask.lloyd import carried
 from ballot_dask.pair_bins import PAIR_BINS, pair_edges

@@ -70,7 +70,8 @@ import numpy as np
 from ..blocks import Blocks, RowBlocks
 from ..candidates import BandCosts, candidate_width
 from ..capacities import Capacities
-from ..exact_pass import band_costs, combine_passes
+from ..combine import combine_passes
+from ..exact_pass import band_costs
 from .allowance import _allow, _truncated
 from .base import SolverOptions, StepOutcome
 from .newton import entropic_potentials

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..blocks import Blocks
-from ..exact_pass import ExactPass, combine_passes
+from ..combine import combine_passes
+from ..exact_pass import ExactPass
 from ..reserve import combine_reserved, reserve_band, reserve_pass
 from .search import _sample_costs, _Search
 

@@ -28,7 +28,8 @@ from ..blocks import Blocks, RowBlocks
 from ..candidates import BandCosts
 from ..capacities import Capacities
 from ..certificate import certify_labels
-from ..exact_pass import ExactPass, band_costs, combine_passes
+from ..combine import combine_passes
+from ..exact_pass import ExactPass, band_costs
 from ..kernels import reduced_cost_labels
 from ..sparse import is_sparse, stack_rows
 from .base import ExactLabels, SolverOptions, StepOutcome

@@ -1,0 +1,121 @@
+"""The exact pass compiled ahead in a child process, on a cold kernel cache (:mod:`.ahead`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from ballot_dask import ahead, jit
+from ballot_dask.exact_pass import _exact_pass, exact_pass, pass_signature
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_signature_compiled_ahead_is_the_one_a_pass_runs(dtype) -> None:
+    # a pass with every option the fits use (weights, candidates, an allowance, labels kept)
+    # and a read-only block, as a Dask worker receives it, runs the one signature
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3000, 5)).astype(dtype)
+    centers = rng.standard_normal((7, 5))
+    frozen = X.copy()
+    frozen.flags.writeable = False
+    exact_pass(X, centers, np.zeros(7), 0.5, 100)
+    before = set(_exact_pass.overloads)
+    exact_pass(
+        frozen,
+        centers,
+        rng.standard_normal(7),
+        np.inf,
+        50,
+        7,
+        weights=rng.random(3000),
+        width=3,
+        pair_scale=0.1,
+        allowance=np.full((7, 7), 0.2),
+        keep_labels=True,
+    )
+    assert pass_signature(dtype) in _exact_pass.overloads
+    assert set(_exact_pass.overloads) == before
+
+
+def test_a_cold_process_loads_the_pass_its_child_compiled(tmp_path) -> None:
+    # an empty kernel cache: the child compiles the float32 pass into it and the pass of
+    # this process waits for it and loads it (a cache hit, no compile of its own)
+    script = textwrap.dedent(
+        """
+        import json
+        import numpy as np
+        from ballot_dask import ahead
+        from ballot_dask.exact_pass import _exact_pass, exact_pass, pass_signature
+
+        X = np.random.default_rng(0).standard_normal((500, 3)).astype(np.float32)
+        started = [ahead.start(X), ahead.start(X)]  # the second: still compiling
+        children = len(ahead._PENDING)
+        exact_pass(X, X[:4].astype(np.float64), np.zeros(4), np.inf, 100)
+        signature = pass_signature(np.float32)
+        print(json.dumps({
+            "started": started,
+            "children": children,
+            "hits": _exact_pass.stats.cache_hits[signature],
+            "misses": _exact_pass.stats.cache_misses[signature],
+            "left": len(ahead._PENDING),
+            "again": ahead.start(X),
+        }))
+        """
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("DASK_BALLOT__COMPILE_AHEAD", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {
+        "started": [True, True],
+        "children": 1,
+        "hits": 1,
+        "misses": 0,
+        "left": 0,
+        "again": False,
+    }
+
+
+def test_no_child_where_it_would_not_help(monkeypatch) -> None:
+    X = np.zeros((10, 2), dtype=np.float64)
+    exact_pass(X, np.zeros((2, 2)), np.zeros(2), 0.0, 0)  # compiled (or loaded) here
+    assert not ahead.start(X)  # in this process already
+    monkeypatch.setattr(_exact_pass, "overloads", {})  # as in a new process, cache on
+    monkeypatch.setattr(jit, "_CACHE", None)  # kernel cache off
+    assert not ahead.start(X)
+    assert not ahead.start(np.zeros((10, 2), dtype=np.int64))  # converted before a pass
+    assert not ahead.start(sp.random(10, 2, format="csr"))  # the sparse pass: its own kernel
+    assert not ahead.start(da.from_array(sp.random(10, 2, format="csr"), chunks=5))
+    with dask.config.set({"ballot.compile-ahead": False}):
+        assert not ahead.start(X)
+    assert np.dtype(np.float64).str not in ahead._PENDING
+
+
+def test_a_child_that_fails_or_hangs_leaves_the_pass_to_its_caller(monkeypatch, caplog) -> None:
+    X = np.random.default_rng(1).standard_normal((200, 3))
+    failed = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    monkeypatch.setitem(ahead._PENDING, np.dtype(np.float64).str, failed)
+    with caplog.at_level(logging.DEBUG, logger="ballot_dask.ahead"):
+        found = exact_pass(X, X[:3], np.zeros(3), np.inf, 200)
+    assert "exit code 3" in caplog.text
+    assert not ahead._PENDING
+    assert found.counts.sum() + found.rows.shape[0] == 200
+    hung = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setitem(ahead._PENDING, np.dtype(np.float64).str, hung)
+    monkeypatch.setattr(ahead, "_TIMEOUT", 0.5)
+    exact_pass(X, X[:3], np.zeros(3), np.inf, 200)
+    assert hung.returncode is not None  # killed, not left behind
+    assert not ahead._PENDING
