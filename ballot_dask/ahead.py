@@ -12,8 +12,11 @@ child process, into the kernel cache, when the cache is on and does not hold it 
 first pass of the fit waits for the child (:func:`wait_for_pass`) and loads the pass from
 the cache.  Nothing else changes: the same kernel, compiled once.  A child that fails or
 does not finish in ``_TIMEOUT`` seconds leaves the pass to be compiled where it is called,
-as without this.  ``ballot.compile-ahead: false`` turns it off.  Dask workers compile or
-load their own kernels as before (on one machine they share the cache, so they load it).
+as without this; a child whose fit ended first (or never needed the pass) still completes
+the cache for the next one.  Starting a child logs an INFO line on the
+``ballot_dask.ahead`` logger (the command line shows it on a terminal too).
+``ballot.compile-ahead: false`` turns it off.  Dask workers compile or load their own
+kernels as before (on one machine they share the cache, so they load it).
 """
 
 from __future__ import annotations
@@ -79,7 +82,12 @@ def start(X: Any) -> bool:
             logger.debug("exact pass not compiled ahead: %s", error)
             return False
         _PENDING[dtype.str] = child
-        logger.debug("compiling the exact pass for %s in process %d", dtype, child.pid)
+        logger.info(
+            "compiling the kernels for %s data (first use after an install or upgrade: "
+            "30-60 s on 2 cores; cached in %s afterwards)",
+            dtype.name,
+            os.path.dirname(jit._CACHE),
+        )
         return True
 
 

@@ -291,8 +291,6 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         else:
             Xd = validated_input(self, X, reset=True)
         weight = check_sample_weight(sample_weight, Xd)
-        if self.method == "exact":  # on a cold kernel cache: its pass, in another process
-            compile_ahead(Xd)
         blocks: Any = make_blocks(Xd, self.n_clusters, weight)
         if not is_dask_collection(Xd):
             blocks.passes.x += 1  # the validation read X (its finiteness)
@@ -316,6 +314,8 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             self.max_band,
             self.sinkhorn_algorithm,
         )
+        if self.method == "exact":  # on a cold kernel cache: its pass, in another process
+            compile_ahead(Xd)
         rng = check_random_state(self.random_state)
         init = self.init if isinstance(self.init, str) else dense_centers(self.init)
         starts = plan_starts(blocks, k, init, int(self.n_init), rng, weight, resume)

@@ -26,13 +26,17 @@ logger = logging.getLogger("ballot_dask")
 @contextmanager
 def cli_logging(mode: str, stream: TextIO | None = None) -> Iterator[None]:
     """Within the block, the ``ballot_dask`` logger writes to ``stream`` (stderr): INFO lines
-    with a timestamp for ``mode="log"``, warnings only for ``"tty"`` (the terminal display
-    replaces the log lines) and ``"quiet"``.  The logger is restored on exit."""
+    with a timestamp for ``mode="log"``, warnings only for ``"quiet"``, and for ``"tty"``
+    (the terminal display replaces the log lines) warnings and the line saying that the
+    kernels are being compiled (:mod:`ballot_dask.ahead`: up to a minute with nothing else
+    on the terminal).  The logger is restored on exit."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    if mode == "tty":
+        handler.addFilter(_warnings_or_compiling)
     saved = logger.level, logger.propagate
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO if mode == "log" else logging.WARNING)
+    logger.setLevel(logging.WARNING if mode == "quiet" else logging.INFO)
     logger.propagate = False
     try:
         yield
@@ -40,6 +44,10 @@ def cli_logging(mode: str, stream: TextIO | None = None) -> Iterator[None]:
         logger.removeHandler(handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
+
+
+def _warnings_or_compiling(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.name == "ballot_dask.ahead"
 
 
 class IterationDisplay:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import scipy.sparse as sp
 
 from ballot_dask import ahead, jit
 from ballot_dask.exact_pass import _exact_pass, exact_pass, pass_signature
+from ballot_dask.progress import cli_logging
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -53,10 +55,12 @@ def test_a_cold_process_loads_the_pass_its_child_compiled(tmp_path) -> None:
     script = textwrap.dedent(
         """
         import json
+        import logging
         import numpy as np
         from ballot_dask import ahead
         from ballot_dask.exact_pass import _exact_pass, exact_pass, pass_signature
 
+        logging.basicConfig(level=logging.INFO)
         X = np.random.default_rng(0).standard_normal((500, 3)).astype(np.float32)
         started = [ahead.start(X), ahead.start(X)]  # the second: still compiling
         children = len(ahead._PENDING)
@@ -78,6 +82,8 @@ def test_a_cold_process_loads_the_pass_its_child_compiled(tmp_path) -> None:
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr
+    assert "compiling the kernels for float32 data" in done.stderr
+    assert done.stderr.count("compiling the kernels") == 1
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found == {
         "started": [True, True],
@@ -119,3 +125,18 @@ def test_a_child_that_fails_or_hangs_leaves_the_pass_to_its_caller(monkeypatch, 
     exact_pass(X, X[:3], np.zeros(3), np.inf, 200)
     assert hung.returncode is not None  # killed, not left behind
     assert not ahead._PENDING
+
+
+@pytest.mark.parametrize(("mode", "shown"), [("tty", True), ("log", True), ("quiet", False)])
+def test_the_command_line_says_that_the_kernels_are_compiling(mode, shown) -> None:
+    # on a terminal the display replaces the INFO lines, but not this one: up to a minute
+    # with nothing else on the screen
+    stream = io.StringIO()
+    with cli_logging(mode, stream):
+        logging.getLogger("ballot_dask.ahead").info("compiling the kernels for float32 data")
+        logging.getLogger("ballot_dask").info("iteration 1: objective 3.0")
+        logging.getLogger("ballot_dask").warning("a warning")
+    written = stream.getvalue()
+    assert ("compiling the kernels for float32 data" in written) is shown
+    assert ("iteration 1" in written) is (mode == "log")
+    assert "a warning" in written
