@@ -482,7 +482,7 @@ class DaskBlocks:
     def _labels_from_x(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> da.Array:
         shared = delayed(labeler, name=f"ballot-labeler-{_token()}", traverse=False)
         held = getattr(labeler, "held_key", None)  # the last pass's labels: no read
-        held = held if held is not None and held == self._held_key else None
+        held = held if held == self._held_key else None
         client = active_client() if held is not None else None
         where = holders(client, held, self.lengths) if client is not None and held else {}
         labels = label_array(self._map_x(x_label_task, shared, labeler, where), self.lengths)

@@ -217,8 +217,8 @@ def test_labels_tasks_are_placed_on_the_workers_that_hold_their_blocks(cluster_c
     try:
         with cluster_client.as_current(), dask.config.set(scheduler=cluster_client):
             X = da.zeros((45, 2), chunks=(10, 2)).persist()
-            for _ in range(3):
-                name = f"placed-{_}"
+            for attempt in range(3):
+                name = f"placed-{attempt}"
                 with held_labels.on_holders(name, where):
                     ran = da.map_blocks(_where, X, chunks=((1,) * 5, (1,)), dtype=object,
                                         name=name)  # fmt: skip
