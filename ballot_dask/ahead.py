@@ -60,8 +60,8 @@ def start(X: Any) -> bool:
     from . import jit
 
     disabled = numba.config.DISABLE_JIT  # type: ignore[attr-defined]
-    if jit._CACHE is None or disabled or (os.cpu_count() or 1) < 2:
-        return False
+    if jit._CACHE is None or disabled or (os.cpu_count() or 1) < 2 or not sys.executable:
+        return False  # (no interpreter to start: an embedded Python)
     with _LOCK:
         if dtype.str in _PENDING:
             return True

@@ -97,17 +97,28 @@ def test_a_cold_process_loads_the_pass_its_child_compiled(tmp_path) -> None:
 
 def test_no_child_where_it_would_not_help(monkeypatch) -> None:
     X = np.zeros((10, 2), dtype=np.float64)
+    key = np.dtype(np.float64).str
     exact_pass(X, np.zeros((2, 2)), np.zeros(2), 0.0, 0)  # compiled (or loaded) here
     assert not ahead.start(X)  # in this process already
-    monkeypatch.setattr(_exact_pass, "overloads", {})  # as in a new process, cache on
-    monkeypatch.setattr(jit, "_CACHE", None)  # kernel cache off
-    assert not ahead.start(X)
+    # from here as on a cold cache: each case below would otherwise start a child
+    monkeypatch.setattr(ahead, "_compiled_or_cached", lambda dtype: False)
     assert not ahead.start(np.zeros((10, 2), dtype=np.int64))  # converted before a pass
     assert not ahead.start(sp.random(10, 2, format="csr"))  # the sparse pass: its own kernel
     assert not ahead.start(da.from_array(sp.random(10, 2, format="csr"), chunks=5))
     with dask.config.set({"ballot.compile-ahead": False}):
         assert not ahead.start(X)
-    assert np.dtype(np.float64).str not in ahead._PENDING
+    with monkeypatch.context() as patched:
+        patched.setattr(jit, "_CACHE", None)  # kernel cache off: the child's work is lost
+        assert not ahead.start(X)
+    with monkeypatch.context() as patched:
+        patched.setattr(sys, "executable", "")  # an embedded interpreter
+        assert not ahead.start(X)
+    assert key not in ahead._PENDING
+    # otherwise a child is started (here it finds the pass in the cache, and ends)
+    assert ahead.start(X)
+    assert key in ahead._PENDING
+    ahead.wait_for_pass(np.float64)
+    assert key not in ahead._PENDING
 
 
 def test_a_child_that_fails_or_hangs_leaves_the_pass_to_its_caller(monkeypatch, caplog) -> None:
