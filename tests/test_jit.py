@@ -165,7 +165,7 @@ def test_read_only_is_a_view_of_the_same_rows_that_cannot_be_written():
 def test_writable_and_read_only_rows_share_one_compiled_kernel():
     # a Dask worker's chunks are read-only, an in-memory fit's rows are not: both must run
     # one compiled kernel (numba compiles a read-only array as another type)
-    from ballot_dask import costs, exact_pass, plan_kernels
+    from ballot_dask import costs, entropic_pass, exact_pass, plan_kernels
     from ballot_dask.estimator import BalancedKMeans
 
     rng = np.random.default_rng(0)
@@ -183,7 +183,7 @@ def test_writable_and_read_only_rows_share_one_compiled_kernel():
     kernels = {
         "costs._costs": costs._costs,
         "exact_pass._exact_pass": exact_pass._exact_pass,
-        "plan_kernels._entropic": plan_kernels._entropic,
+        "entropic_pass._entropic": entropic_pass._entropic,
         "plan_kernels._rounded": plan_kernels._rounded,
     }
     for name, kernel in kernels.items():

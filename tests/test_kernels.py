@@ -17,14 +17,16 @@ from scipy.special import log_softmax, logsumexp, softmax
 
 from ballot_dask.combine import combine_passes
 from ballot_dask.costs import cost_block, prepared_centers
-from ballot_dask.exact_pass import exact_pass
-from ballot_dask.kernels import assignment_terms, reduced_cost_labels
-from ballot_dask.plan_kernels import (
+from ballot_dask.entropic_pass import (
     _DENSE_HESSIAN_K,
     _HESSIAN_FLOOR,
     _MOMENT_FLOOR,
     _SUPPORT_SHARE,
     _exp_parts,
+)
+from ballot_dask.exact_pass import exact_pass
+from ballot_dask.kernels import assignment_terms, reduced_cost_labels
+from ballot_dask.plan_kernels import (
     entropic_moment_terms,
     entropic_terms,
     plan_moments,
