@@ -284,6 +284,33 @@ def test_entropic_terms_column_that_never_wins_keeps_its_mass() -> None:
     np.testing.assert_allclose(logcol, [np.log(50), np.log(50) - 100.0 / eps], rtol=1e-12)
 
 
+def test_entropic_products_leave_out_what_would_be_subnormal() -> None:
+    """Exponents from 0 to -700: the column sums keep every entry (those that underflow in
+    the log domain, a column whose direct sum is settled without them), the Hessian and the
+    moments leave out the entries below 2^-511, whose products would be subnormal."""
+    rng = np.random.default_rng(7)
+    m, k, d = 3000, 8, 3
+    C = rng.uniform(0.0, 1.0, size=(m, k))
+    C[:, 7] += 2.0  # a column whose every entry underflows: its mass in the log domain only
+    X = rng.standard_normal((m, d))
+    v, eps = np.zeros(k), 1.0 / 700.0
+    value, logcol, ptp, (px, pc, _, _) = entropic_moment_terms(X, C, v, eps)
+    ref_value, ref_logcol, _, P = _entropic_reference(C, v, eps)
+    tiny = np.finfo(np.float64).tiny
+    products = P[:, :, None] * P[:, None, :]
+    assert np.any((products != 0) & (products < tiny))  # some rows' would be subnormal
+    assert not np.any((ptp != 0) & (np.abs(ptp) < tiny))
+    assert np.exp(ref_logcol[7]) < 1e-300  # the far column's mass: all of it underflowed
+    np.testing.assert_allclose(logcol, ref_logcol, rtol=1e-12)
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    kept = np.where(P >= 2.0**-511, P, 0.0)
+    assert np.array_equal(kept == 0, P < 2.0**-511) and np.any((P > 0) & (kept == 0))
+    np.testing.assert_allclose(ptp, kept.T @ kept, rtol=1e-12, atol=1e-14 * m)
+    np.testing.assert_allclose(ptp, P.T @ P, rtol=1e-12, atol=m * 2.0**-511)
+    np.testing.assert_allclose(px, P.T @ X, rtol=1e-12, atol=1e-14 * m)
+    np.testing.assert_allclose(pc, P.T @ C, rtol=1e-12, atol=1e-14 * m)
+
+
 def test_exp_parts_are_within_an_ulp_of_libm() -> None:
     """The plan's branch-free exponential (a Cody-Waite reduction and a degree-13 Taylor
     polynomial) against libm's over its whole range, with the octave edges and the ends."""
