@@ -121,22 +121,48 @@ def _plan_row(C, v, eps, i, z, p, bits, powers):  # pragma: no cover - compiled
     at or below ``_EXP_FLOOR``: ``p`` holds 0 there).  ``bits`` (int64) and ``powers`` (its
     float64 view) are the caller's buffers of length k."""
     k = C.shape[1]
-    rmin = np.inf
-    for j in range(k):
-        r = C[i, j] - v[j]
-        z[j] = r
-        rmin = min(rmin, r)
+    m0 = m1 = m2 = m3 = np.inf  # the minimum and the sum in four chains, not one of k steps
+    j = 0
+    while j + 4 <= k:
+        r0 = C[i, j] - v[j]
+        r1 = C[i, j + 1] - v[j + 1]
+        r2 = C[i, j + 2] - v[j + 2]
+        r3 = C[i, j + 3] - v[j + 3]
+        z[j] = r0
+        z[j + 1] = r1
+        z[j + 2] = r2
+        z[j + 3] = r3
+        m0 = min(m0, r0)
+        m1 = min(m1, r1)
+        m2 = min(m2, r2)
+        m3 = min(m3, r3)
+        j += 4
+    while j < k:
+        r0 = C[i, j] - v[j]
+        z[j] = r0
+        m0 = min(m0, r0)
+        j += 1
+    rmin = min(min(m0, m1), min(m2, m3))
     for j in range(k):
         zz = (rmin - z[j]) / eps  # <= 0: no overflow
         z[j] = zz
         q, b = _exp_parts(zz)
         p[j] = q
         bits[j] = b
-    s = 0.0
     for j in range(k):
-        e = p[j] * powers[j] if z[j] > _EXP_FLOOR else 0.0
-        p[j] = e
-        s += e
+        p[j] = p[j] * powers[j] if z[j] > _EXP_FLOOR else 0.0
+    s0 = s1 = s2 = s3 = 0.0
+    j = 0
+    while j + 4 <= k:
+        s0 += p[j]
+        s1 += p[j + 1]
+        s2 += p[j + 2]
+        s3 += p[j + 3]
+        j += 4
+    while j < k:
+        s0 += p[j]
+        j += 1
+    s = (s0 + s1) + (s2 + s3)
     inv = 1.0 / s  # s >= 1: the minimising column contributes exp(0)
     under = False
     for j in range(k):
