@@ -176,11 +176,12 @@ def _plan_slab(
     C, v, eps, lo, nr, zt, pt, bits, powers, rmin, inv, logs, low, direct
 ):  # pragma: no cover - compiled
     """Rows ``lo .. lo + nr`` of the plan, column by column: ``pt[j * nr + r]`` holds
-    ``P_{lo + r, j}`` (unit rows) and ``zt`` its exponent ``(rmin_r - (C_ij - v_j)) / eps``
-    (the plan holds 0 where it is at or below ``_EXP_FLOOR``); ``rmin`` the rows' least
-    reduced costs, ``logs`` the logs of their masses before the normalisation, ``low``
-    their least exponents (a row underflowed where it is at or below ``_EXP_FLOOR``).
-    Adds the plan's column sums to ``direct``; returns ``sum_r rmin_r - eps logs_r``.  The
+    ``P_{lo + r, j}`` (unit rows; 0 below ``_PRODUCT_FLOOR``, for the products) and ``zt``
+    its exponent ``(rmin_r - (C_ij - v_j)) / eps`` (the plan holds 0 where it is at or
+    below ``_EXP_FLOOR``); ``rmin`` the rows' least reduced costs, ``logs`` the logs of
+    their masses before the normalisation, ``low`` their least exponents (a row underflowed
+    where it is at or below ``_EXP_FLOOR``).  Adds the plan's column sums (every entry) to
+    ``direct``; returns ``sum_r rmin_r - eps logs_r``.  The
     buffers are the caller's (``bits`` int64, ``powers`` its float64 view; ``rmin``, ``inv``,
     ``logs``, ``low`` of ``nr`` rows at least).  Laid out by column, every loop but the
     first runs along the rows, where it vectorises: a row's own k entries (16, say) are too
