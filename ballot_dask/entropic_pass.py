@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from .jit import njit, read_only
-from .kernels import _EXP_FLOOR, _exp, _n_lanes, _threads_for, lane_workers
+from .kernels import _EXP_FLOOR, _exp, _n_lanes, _threads_for, lane_scalars, lane_workers
 
 __all__ = ["NO_ROWS", "run_entropic"]
 
@@ -378,7 +378,7 @@ def _entropic(C, v, eps, hessian, n_lanes, X, workers):  # pragma: no cover - co
     d = X.shape[1]
     moments = X.shape[0] == m and m > 0  # else X has no rows: no moments
     out = (
-        np.zeros(n_lanes),  # value
+        lane_scalars(n_lanes),  # value: a cache line apart (row by row, a sum per row)
         np.zeros((n_lanes, k)),  # direct column sums
         np.full((n_lanes, k), -np.inf),  # log-sum-exp of the underflowed entries: top ...
         np.zeros((n_lanes, k)),  # ... and the sum below it

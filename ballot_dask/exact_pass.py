@@ -59,7 +59,11 @@ from .kernels import (
     _best_two_chains,
     _best_two_scan,
     _threads_for,
+    lane_blocks,
+    lane_counts,
+    lane_scalars,
     lane_workers,
+    lane_zeros,
     pass_lanes,
     slack_workers,
 )
@@ -236,13 +240,15 @@ def _exact_pass(
     screened = sc[8]  # float32 products: a fixed row's cost again in float64
     n_lanes, n_workers = lanes
     weighted = W.shape[0] > 0  # else every row weighs 1
-    counts = np.zeros((n_lanes, k), dtype=np.int64)
-    mass = np.zeros((n_lanes, k))
-    sums = np.zeros((n_lanes, k, d))
+    # each lane's accumulators a cache line from the next lane's (lane_zeros: no false
+    # sharing between the threads)
+    counts = lane_counts(n_lanes, k)
+    mass = lane_zeros(n_lanes, k)
+    sums = lane_blocks(n_lanes, k, d)
     slack = np.full((n_workers, k, k), np.inf)  # a minimum: per thread, as the counts
-    obj = np.zeros(n_lanes)
+    obj = lane_scalars(n_lanes)
     band = np.empty((n_lanes, max(cap, 1)), dtype=np.int64)
-    taken = np.zeros(n_lanes, dtype=np.int64)
+    taken = lane_counts(n_lanes, 1)[:, 0]
     hist = np.zeros((n_workers, _BINS), dtype=np.int64)
     pairs = np.zeros((n_workers, k, k, PAIR_BINS if scale > 0.0 else 0), dtype=np.int64)
     bounds = (theta, cap, scale, allow[0], allow[1], allow[2])
@@ -288,6 +294,8 @@ def _exact_pass(
                         if screened:  # the candidates' float64 costs; a floor still below
                             row_costs(X, i, columns[lane, p], costs[lane, p], sc, z)
                             floor[lane, p] -= E[r]
+    taken = taken.copy()  # contiguous, as gather_band takes it
+    counts, mass, sums = counts[:, :k], mass[:, :k], sums[:, :k]
     return counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor, pairs
 
 

@@ -19,7 +19,15 @@ from scipy.sparse import issparse
 
 from .entropic_pass import NO_ROWS, run_entropic
 from .jit import njit, read_only
-from .kernels import _exp, _n_lanes, _threads_for
+from .kernels import (
+    _exp,
+    _n_lanes,
+    _threads_for,
+    lane_blocks,
+    lane_counts,
+    lane_scalars,
+    lane_zeros,
+)
 
 
 def entropic_terms(
@@ -160,11 +168,11 @@ def _rounded_row(C, v, eps, scale, deficit, i, g):  # pragma: no cover - compile
 def _rounded(X, C, v, eps, scale, deficit, labels, n_lanes):  # pragma: no cover - compiled
     m, k = C.shape
     d = X.shape[1]
-    mass = np.zeros((n_lanes, k))
-    sums = np.zeros((n_lanes, k, d))
-    cost = np.zeros(n_lanes)
-    hard = np.zeros(n_lanes)
-    counts = np.zeros((n_lanes, k), dtype=np.int64)
+    mass = lane_zeros(n_lanes, k)  # a cache line between lanes (kernels.lane_zeros)
+    sums = lane_blocks(n_lanes, k, d)
+    cost = lane_scalars(n_lanes)
+    hard = lane_scalars(n_lanes)
+    counts = lane_counts(n_lanes, k)
     step = (m + n_lanes - 1) // n_lanes
     for lane in numba.prange(n_lanes):
         g = np.empty(k)
@@ -180,7 +188,7 @@ def _rounded(X, C, v, eps, scale, deficit, labels, n_lanes):  # pragma: no cover
                 if gj != 0.0:
                     for t in range(d):
                         sums[lane, j, t] += gj * X[i, t]
-    return mass, sums, cost, hard, counts
+    return mass[:, :k], sums[:, :k], cost, hard, counts[:, :k]
 
 
 def rounded_plan_terms(

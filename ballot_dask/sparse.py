@@ -35,7 +35,11 @@ from .kernels import (
     _assignment,
     _n_lanes,
     _threads_for,
+    lane_blocks,
+    lane_counts,
+    lane_scalars,
     lane_workers,
+    lane_zeros,
     pass_lanes,
     reduced_cost_labels,
     slack_workers,
@@ -190,13 +194,13 @@ def _csr_exact_pass(
     k = mu_t.shape[1]
     n_lanes, n_workers = lanes
     weighted = W.shape[0] > 0  # else every row weighs 1
-    counts = np.zeros((n_lanes, k), dtype=np.int64)
-    mass = np.zeros((n_lanes, k))
-    sums = np.zeros((n_lanes, k, d))
+    counts = lane_counts(n_lanes, k)  # a cache line between lanes (kernels.lane_zeros)
+    mass = lane_zeros(n_lanes, k)
+    sums = lane_blocks(n_lanes, k, d)
     slack = np.full((n_workers, k, k), np.inf)  # a minimum: per thread
-    obj = np.zeros(n_lanes)
+    obj = lane_scalars(n_lanes)
     band = np.empty((n_lanes, max(cap, 1)), dtype=np.int64)
-    taken = np.zeros(n_lanes, dtype=np.int64)
+    taken = lane_counts(n_lanes, 1)[:, 0]
     hist = np.zeros((n_workers, _BINS), dtype=np.int64)
     pairs = np.zeros((n_workers, 1, 1, 0), dtype=np.int64)  # no pair histogram
     none = np.empty(0, dtype=np.int64)  # no allowances: the band on the gap
@@ -219,7 +223,7 @@ def _csr_exact_pass(
                     if a >= 0:
                         for p in range(indptr[i], indptr[i + 1]):
                             sums[lane, a, indices[p]] += wi * data[p]
-    return counts, mass, sums, slack, obj, band, taken, hist
+    return counts[:, :k], mass[:, :k], sums[:, :k], slack, obj, band, taken.copy(), hist
 
 
 def exact_pass_csr(
@@ -371,11 +375,11 @@ def _csr_rounded(
     indptr, indices, data, d, C, v, eps, scale, deficit, labels, n_lanes
 ):  # pragma: no cover - compiled
     m, k = C.shape
-    mass = np.zeros((n_lanes, k))
-    sums = np.zeros((n_lanes, k, d))
-    cost = np.zeros(n_lanes)
-    hard = np.zeros(n_lanes)
-    counts = np.zeros((n_lanes, k), dtype=np.int64)
+    mass = lane_zeros(n_lanes, k)  # a cache line between lanes (kernels.lane_zeros)
+    sums = lane_blocks(n_lanes, k, d)
+    cost = lane_scalars(n_lanes)
+    hard = lane_scalars(n_lanes)
+    counts = lane_counts(n_lanes, k)
     step = (m + n_lanes - 1) // n_lanes
     for lane in numba.prange(n_lanes):
         g = np.empty(k)
@@ -391,7 +395,7 @@ def _csr_rounded(
                 if gj != 0.0:
                     for p in range(indptr[i], indptr[i + 1]):
                         sums[lane, j, indices[p]] += gj * data[p]
-    return mass, sums, cost, hard, counts
+    return mass[:, :k], sums[:, :k], cost, hard, counts[:, :k]
 
 
 def rounded_plan_terms_csr(

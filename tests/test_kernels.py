@@ -25,7 +25,14 @@ from ballot_dask.entropic_pass import (
     _exp_parts,
 )
 from ballot_dask.exact_pass import exact_pass
-from ballot_dask.kernels import assignment_terms, reduced_cost_labels
+from ballot_dask.kernels import (
+    assignment_terms,
+    lane_blocks,
+    lane_counts,
+    lane_scalars,
+    lane_zeros,
+    reduced_cost_labels,
+)
 from ballot_dask.plan_kernels import (
     entropic_moment_terms,
     entropic_terms,
@@ -566,3 +573,19 @@ def test_split_block_gives_the_same_summaries(dtype: type, split: int) -> None:
     np.testing.assert_array_equal(combined.hist, whole.hist)
     np.testing.assert_allclose(combined.sums, whole.sums, rtol=1e-12, atol=1e-9)
     assert combined.objective == pytest.approx(whole.objective, rel=1e-12)
+
+
+@pytest.mark.parametrize(("n_lanes", "k", "d"), [(3, 1, 1), (4, 5, 3), (2, 16, 16), (5, 2, 9)])
+def test_lane_accumulators_are_a_cache_line_apart(n_lanes: int, k: int, d: int) -> None:
+    """Neighbouring lanes run on different threads: between one lane's numbers and the next
+    lane's there is a 64-byte line or more, so that no line holds both (the kernels use the
+    first ``k`` columns; a row stays contiguous, so that its loops vectorise)."""
+    for a in (lane_zeros(n_lanes, k), lane_counts(n_lanes, k)):
+        assert a.flags.c_contiguous and a.shape[0] == n_lanes and not a.any()
+        assert a.strides[0] - k * a.itemsize >= 64
+    assert lane_counts(n_lanes, k).dtype == np.int64
+    b = lane_blocks(n_lanes, k, d)
+    assert b.flags.c_contiguous and b.shape[0] == n_lanes and b.shape[2] == d and not b.any()
+    assert b.shape[1] >= k and b.strides[0] - k * d * 8 >= 64
+    s = lane_scalars(n_lanes)
+    assert s.shape == (n_lanes,) and s.strides[0] >= 64 and not s.any()

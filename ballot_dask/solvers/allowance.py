@@ -19,6 +19,7 @@ from ..candidates import BandCosts, _keep_smallest
 from ..capacities import Capacities
 from ..exact_pass import ExactPass, gap_bin
 from ..jit import njit
+from ..kernels import _LINE, lane_counts
 from .search import _sample_costs, _Search
 
 _QUOTA = 2  # a cluster's band rows hold at least this many times its excess, by the sample
@@ -196,9 +197,12 @@ def _smallest_gaps(costs, v, least, labels, under, ranks, workers):  # pragma: n
     cost row is read once from memory; thread ``w`` keeps the columns ``w, w + workers, ...``."""
     s = costs.shape[0]
     u = under.shape[0]
-    red = np.empty((u, max(1, ranks.max())))
-    rows = np.empty((u, max(1, ranks.max())), dtype=np.int64)
-    held = np.zeros(u, dtype=np.int64)
+    # a column's numbers a cache line from the next column's, which another thread keeps
+    # (kernels.lane_zeros: no false sharing)
+    most = max(1, ranks.max())
+    red = np.empty((u, most + _LINE))  # (only the first ``ranks[t]`` of a row are used)
+    rows = np.empty((u, most + _LINE), dtype=np.int64)
+    held = lane_counts(u, 1)[:, 0]
     for w in numba.prange(workers):
         for i in range(s):
             for t in range(w, u, workers):
