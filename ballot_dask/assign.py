@@ -20,6 +20,7 @@ from ._validation import (
     check_data,
     check_positive,
 )
+from .ahead import FOR_METHOD as AHEAD
 from .ahead import start as compile_ahead
 from .blocks import Blocks, RowBlocks
 from .capacities import Capacities, resolve_capacities
@@ -288,8 +289,8 @@ def balanced_assign(
         v0 = np.asarray(potentials, dtype=np.float64)
         if v0.shape != (mu.shape[0],) or not np.all(np.isfinite(v0)):
             raise ValueError(f"potentials must be a finite vector of length {mu.shape[0]}")
-    if method == "exact":  # on a cold kernel cache: its pass, in another process
-        compile_ahead(Xv)
+    for kernel in AHEAD.get(method, ()):  # on a cold kernel cache: in other processes
+        compile_ahead(Xv, kernel)
     blocks = make_blocks(Xv, mu.shape[0], weight, block_rows)
     blocks.set_centers(mu)
     eps = None

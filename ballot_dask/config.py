@@ -40,8 +40,9 @@ Importing the package only registers these defaults; nothing is written to the u
     it in the environment (``DASK_BALLOT__KERNEL_CACHE``) or before importing the package.
 ``ballot.compile-ahead``
     On a cold kernel cache, an exact fit compiles its pass for X's dtype in a second process
-    while it compiles its other kernels (``ballot_dask.ahead``): the first fit after an
-    install takes about a third less time on two cores or more.  ``false``: one process.
+    while it compiles its other kernels (``ballot_dask.ahead``; an E-BalLOT fit its own pass
+    and the exact pass, in two): the first fit after an install takes about a third less
+    time on two cores or more.  ``false``: one process.
 ``ballot.release-compiler-pages``
     After each Dask task, drop the compiler library's machine code (LLVM, needed only to
     compile or load the kernels) from the worker's resident memory, which a Dask nanny

@@ -13,14 +13,16 @@ order of every sum.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
 
+from .ahead import wait_for
 from .jit import njit, read_only
 from .kernels import _EXP_FLOOR, _exp, _n_lanes, _threads_for, lane_scalars, lane_workers
 
-__all__ = ["NO_ROWS", "run_entropic"]
+__all__ = ["NO_ROWS", "entropic_signatures", "run_entropic"]
 
 #: a pass's plan moments and Newton Hessian are slab products through BLAS (a slab of dense
 #: plan rows against itself, its rows of X and of C) for every row up to this many
@@ -434,6 +436,16 @@ def _entropic(C, v, eps, hessian, n_lanes, X, workers):  # pragma: no cover - co
 NO_ROWS = np.empty((0, 0))
 
 
+def entropic_signatures(dtype: Any) -> list[tuple]:
+    """The types :func:`_entropic` is compiled for in a fit on X of ``dtype`` (float32 or
+    float64): with the plan's moments (X's rows) and without (``NO_ROWS``); what
+    :mod:`ballot_dask.ahead` compiles."""
+    head = tuple(numba.typeof(a) for a in (read_only(np.zeros((2, 2))), np.zeros(2), 1.0, True, 1))
+    rows = (np.zeros((2, 2), dtype=dtype), NO_ROWS)
+    found = [(*head, numba.typeof(read_only(X)), numba.typeof(1)) for X in rows]
+    return list(dict.fromkeys(found))  # one when X is float64
+
+
 def run_entropic(C: np.ndarray, v: np.ndarray, eps: float, hessian: bool, X: np.ndarray) -> tuple:
     """E-BalLOT's pass over a cost block ``C`` (m x k) at the column potentials ``v``: with
     the Newton Hessian if ``hessian``, with the plan's moments if ``X`` holds the block's
@@ -447,6 +459,7 @@ def run_entropic(C: np.ndarray, v: np.ndarray, eps: float, hessian: bool, X: np.
     per_lane = k * (2 * k + d) if X.shape[0] else (k * k if hessian else k)
     lanes = _n_lanes(m, per_lane)
     blas = X.shape[0] > 0 or hessian
+    wait_for("entropic")  # compiled ahead in another process (on a cold kernel cache)
     with _threads_for(m, blas=blas):
         return _entropic(
             read_only(np.ascontiguousarray(C, dtype=np.float64)),

@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_choice, dense_centers, validated_input
+from .ahead import FOR_METHOD as AHEAD
 from .ahead import start as compile_ahead
 from .assign import (
     AssignmentResult,
@@ -314,8 +315,8 @@ class BalancedKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             self.max_band,
             self.sinkhorn_algorithm,
         )
-        if self.method == "exact":  # on a cold kernel cache: its pass, in another process
-            compile_ahead(Xd)
+        for kernel in AHEAD.get(self.method, ()):  # on a cold kernel cache: in other processes
+            compile_ahead(Xd, kernel)
         rng = check_random_state(self.random_state)
         init = self.init if isinstance(self.init, str) else dense_centers(self.init)
         starts = plan_starts(blocks, k, init, int(self.n_init), rng, weight, resume)

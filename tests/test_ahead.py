@@ -1,4 +1,5 @@
-"""The exact pass compiled ahead in a child process, on a cold kernel cache (:mod:`.ahead`)."""
+"""The heaviest kernels (the exact pass, E-BalLOT's pass) compiled ahead in a child process, on a
+cold kernel cache (:mod:`.ahead`)."""
 
 from __future__ import annotations
 
@@ -95,13 +96,68 @@ def test_a_cold_process_loads_the_pass_its_child_compiled(tmp_path) -> None:
     }
 
 
+def test_a_cold_process_loads_the_entropic_pass_its_child_compiled(tmp_path) -> None:
+    # E-BalLOT's pass, with the plan's moments (float32 rows) and without: the child compiles
+    # both into an empty cache, and the passes of this process load them (cache hits)
+    script = textwrap.dedent(
+        """
+        import json
+        import numpy as np
+        from ballot_dask import ahead
+        from ballot_dask.entropic_pass import (
+            NO_ROWS, _entropic, entropic_signatures, run_entropic,
+        )
+
+        X = np.random.default_rng(0).standard_normal((500, 3)).astype(np.float32)
+        started = ahead.start(X, "entropic")
+        C = np.random.default_rng(1).random((500, 4))
+        with_rows = run_entropic(C, np.zeros(4), 0.5, True, X)
+        without = run_entropic(C, np.zeros(4), 0.5, False, NO_ROWS)
+        signatures = entropic_signatures(np.float32)
+        print(json.dumps({
+            "started": started,
+            "signatures": len(signatures),
+            "hits": [_entropic.stats.cache_hits[s] for s in signatures],
+            "misses": [_entropic.stats.cache_misses[s] for s in signatures],
+            "left": len(ahead._PENDING),
+            "again": ahead.start(X, "entropic"),
+            "columns": [float(with_rows[1].sum()), float(without[1].sum())],
+        }))
+        """
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("DASK_BALLOT__COMPILE_AHEAD", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    # each row of the plan sums to 1: the columns' direct sums hold every row's mass
+    assert found["columns"] == pytest.approx([500.0, 500.0], rel=1e-12)
+    del found["columns"]
+    assert found == {
+        "started": True,
+        "signatures": 2,
+        "hits": [1, 1],
+        "misses": [0, 0],
+        "left": 0,
+        "again": False,
+    }
+
+
+def test_only_named_kernels_are_compiled_ahead() -> None:
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        ahead.start(np.zeros((4, 2)), "sinkhorn")
+    assert {k for kernels in ahead.FOR_METHOD.values() for k in kernels} == set(ahead.KERNELS)
+
+
 def test_no_child_where_it_would_not_help(monkeypatch) -> None:
     X = np.zeros((10, 2), dtype=np.float64)
-    key = np.dtype(np.float64).str
+    key = ("exact", np.dtype(np.float64).str)
     exact_pass(X, np.zeros((2, 2)), np.zeros(2), 0.0, 0)  # compiled (or loaded) here
     assert not ahead.start(X)  # in this process already
     # from here as on a cold cache: each case below would otherwise start a child
-    monkeypatch.setattr(ahead, "_compiled_or_cached", lambda dtype: False)
+    monkeypatch.setattr(ahead, "_compiled_or_cached", lambda kernel, dtype: False)
     assert not ahead.start(np.zeros((10, 2), dtype=np.int64))  # converted before a pass
     assert not ahead.start(sp.random(10, 2, format="csr"))  # the sparse pass: its own kernel
     assert not ahead.start(da.from_array(sp.random(10, 2, format="csr"), chunks=5))
@@ -124,14 +180,14 @@ def test_no_child_where_it_would_not_help(monkeypatch) -> None:
 def test_a_child_that_fails_or_hangs_leaves_the_pass_to_its_caller(monkeypatch, caplog) -> None:
     X = np.random.default_rng(1).standard_normal((200, 3))
     failed = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
-    monkeypatch.setitem(ahead._PENDING, np.dtype(np.float64).str, failed)
+    monkeypatch.setitem(ahead._PENDING, ("exact", np.dtype(np.float64).str), failed)
     with caplog.at_level(logging.DEBUG, logger="ballot_dask.ahead"):
         found = exact_pass(X, X[:3], np.zeros(3), np.inf, 200)
     assert "exit code 3" in caplog.text
     assert not ahead._PENDING
     assert found.counts.sum() + found.rows.shape[0] == 200
     hung = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    monkeypatch.setitem(ahead._PENDING, np.dtype(np.float64).str, hung)
+    monkeypatch.setitem(ahead._PENDING, ("exact", np.dtype(np.float64).str), hung)
     monkeypatch.setattr(ahead, "_TIMEOUT", 0.5)
     exact_pass(X, X[:3], np.zeros(3), np.inf, 200)
     assert hung.returncode is not None  # killed, not left behind
