@@ -117,6 +117,10 @@ class Blocks(Protocol):
         The row sample's column targets at the last E-BalLOT step's plan, for the next
         step's first potentials (:func:`.solvers.newton.sample_targets`), or ``None``: set
         and taken by the entropic solver only (a fit's state keeps a copy, for a resume).
+    ``entropic_curvature``
+        Whether E-BalLOT's Newton steps may take the row sample's estimate of X's Hessian
+        (:class:`.solvers.newton.SampleCurvature`): ``True`` until it misleads a step, then
+        ``False`` for the rest of the fit.
     ``drop_shift_sample()``
         Let the shift sample go for the rest of the fit (its bytes return to
         ``band_budget()``, which they were taken from); whether there was one.
@@ -153,6 +157,8 @@ class Blocks(Protocol):
     sample_reference: Any
     #: the row sample's column targets at the last entropic step's plan (``None``: none)
     entropic_reference: Any
+    #: whether E-BalLOT's Newton steps may take the sample's curvature (see above)
+    entropic_curvature: bool
 
     @property
     def streamed(self) -> bool: ...
@@ -353,6 +359,7 @@ class RowBlocks:
     shift_reference: Any = field(default=None, init=False, repr=False)
     sample_reference: Any = field(default=None, init=False, repr=False)
     entropic_reference: Any = field(default=None, init=False, repr=False)
+    entropic_curvature: bool = field(default=True, init=False, repr=False)
     _stale: bool = field(default=False, init=False, repr=False)
     _held: list[Any] | None = field(default=None, init=False, repr=False)
 

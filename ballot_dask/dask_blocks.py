@@ -131,7 +131,7 @@ class DaskBlocks:
         self.shift_reference: Any = None  # its sizes at the last exact step's optimum
         self.sample_reference: Any = None  # the row sample's, the same
         self.entropic_reference: Any = None  # its column targets at the last entropic plan
-        self.n_clusters = int(n_clusters)
+        self.entropic_curvature, self.n_clusters = True, int(n_clusters)  # (blocks.Blocks)
         self.moments: tuple[np.ndarray, np.ndarray] | None = None
         self._warmed: set[tuple[Any, Any]] = set()  # (task, kernel code) warmed on the workers
         self._held: list[Delayed] | None = None  # parts held by reduce_x_holding, persisted

@@ -4,8 +4,10 @@ the plan's moments, in one compiled sweep (:func:`run_entropic`).
 With ``P_i = softmax_j((v_j - C_ij) / eps)`` (a row of the plan whose row potential is
 recomputed from the k column potentials ``v``), the sweep returns per lane: ``sum_i u_i``,
 the plan's column sums (those of its underflowed entries in the log domain), ``sum_i P_i
-P_i^T``, and with rows of X the moments ``sum_i P_ij x_i``, ``sum_i P_il C_ij``, ``sum_i
-C_ij`` and ``sum_i x_i`` (see :mod:`ballot_dask.plan_kernels`, which reduces them).  Lanes and
+P_i^T``, and with rows of X the moments ``sum_i P_ij x_i``, ``sum_i P_ij C_ij`` (the plan's
+cost in each column), ``sum_i C_ij`` and ``sum_i x_i`` (see :mod:`ballot_dask.plan_kernels`,
+which reduces them; the plan's cost at every other column's center follows from these in
+closed form, :func:`~ballot_dask.plan_kernels.weighted_plan_costs`).  Lanes and
 float64 accumulation as in :mod:`ballot_dask.kernels`: the lanes, not the threads, decide the
 order of every sum.
 """
@@ -25,11 +27,16 @@ from .kernels import _EXP_FLOOR, _exp, _n_lanes, _threads_for, lane_scalars, lan
 __all__ = ["NO_ROWS", "entropic_signatures", "run_entropic"]
 
 #: a pass's plan moments and Newton Hessian are slab products through BLAS (a slab of dense
-#: plan rows against itself, its rows of X and of C) for every row up to this many
-#: clusters.  Beyond, a row whose support (the entries above ``_HESSIAN_FLOOR``, with the
-#: moments ``_MOMENT_FLOOR``) holds at most ``k / _SUPPORT_SHARE`` columns costs its support
-#: squared (and its support times ``d + k`` for the moments), not k^2; the other rows go to
-#: the slab.  Measured here, one thread: a pass with
+#: plan rows against itself and its rows of X; the plan's cost in each column, k numbers a
+#: row, row by row) for every row up to this many clusters.  Beyond, a row whose support
+#: (the entries above ``_HESSIAN_FLOOR``, with the moments ``_MOMENT_FLOOR``) holds at most
+#: ``k / _SUPPORT_SHARE`` columns costs its support squared (and its support times ``d + 1``
+#: for the moments), not k^2; the other rows go to the slab.  (The figures below are from
+#: when the moments also held the k x k ``sum_i P_il C_ij``, a slab product of its own:
+#: dropping it for the k-vector, 2 threads, a pass with moments over overlapping clusters
+#: at reg 1e-2, d = 16: k = 16, 10^6 rows, 66 -> 64 ms; k = 64, 2.5x10^5 rows, 251 -> 113
+#: ms; k = 256, 62 500 rows, 313 -> 147 ms, and 394 -> 195 ms at d = 64.)  Measured here,
+#: one thread: a pass with
 #: moments and Hessian over 10^6 rows, d = 16, k = 16, 240 ms with row loops over the
 #: support, 125 ms with slab products (k = 256, 5x10^4 rows: 506 ms and 243 ms; k = 512:
 #: 1694 ms and 756 ms); a pass with the Hessian alone at k = 128, 10^5 rows: 65 ms over the
@@ -265,17 +272,15 @@ def _log_domain(z, logs, top, total, direct):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
-def _row_sums(X, C, i, coords, column_costs, x_copy, c_copy):  # pragma: no cover - compiled
+def _row_sums(X, C, i, coords, column_costs, x_copy):  # pragma: no cover - compiled
     """Row ``i``'s coordinates and costs into the sums ``coords`` and ``column_costs``, and
-    into ``x_copy`` and ``c_copy`` (its place in a slab for the products)."""
+    its coordinates into ``x_copy`` (its place in a slab for the products)."""
     for t in range(X.shape[1]):
         x = X[i, t]
         coords[t] += x
         x_copy[t] = x
     for j in range(C.shape[1]):
-        c = C[i, j]
-        column_costs[j] += c
-        c_copy[j] = c
+        column_costs[j] += C[i, j]
 
 
 @njit(inline="always")
@@ -283,8 +288,8 @@ def _lane_by_column(C, v, eps, X, lo, hi, hessian, moments, out, lane, buffers):
     """Rows ``lo .. hi`` of a lane, a slab at a time by :func:`_plan_slab`, into the lane's
     sums ``out`` (:func:`_entropic`'s results); every row's products (the Hessian's, the
     moments') straight from the slab's plan as it is laid out, through BLAS."""
-    value, direct, lse_max, lse_sum, ptp, px, pc, column_costs, coords = out
-    zt, pt, bits, powers, rmin, inv, logs, low, zrow, xs, cs = buffers
+    value, direct, lse_max, lse_sum, ptp, px, own, column_costs, coords = out
+    zt, pt, bits, powers, rmin, inv, logs, low, zrow, xs = buffers
     k = C.shape[1]
     slab = xs.shape[0]
     for start in range(lo, hi, slab):
@@ -303,9 +308,11 @@ def _lane_by_column(C, v, eps, X, lo, hi, hessian, moments, out, lane, buffers):
         plan = pt[: k * nr].reshape((k, nr))
         if moments:
             for r in range(nr):
-                _row_sums(X, C, start + r, coords[lane], column_costs[lane], xs[r], cs[r])
+                i = start + r
+                _row_sums(X, C, i, coords[lane], column_costs[lane], xs[r])
+                for j in range(k):
+                    own[lane, j] += plan[j, r] * C[i, j]
             px[lane] += np.dot(plan, xs[:nr])
-            pc[lane] += np.dot(plan, cs[:nr])
         if hessian:
             ptp[lane] += np.dot(plan, plan.T)
 
@@ -316,8 +323,8 @@ def _lane_by_row(C, v, eps, X, lo, hi, hessian, moments, out, lane, buffers):  #
     ``out``: beyond ``_BY_COLUMN_K`` (= ``_DENSE_HESSIAN_K``) clusters, so the Hessian and
     the moments go over the support of a narrow row, into the slab for a wide one (with
     the moments, the support is the entries above ``_MOMENT_FLOOR``)."""
-    value, direct, lse_max, lse_sum, ptp, px, pc, column_costs, coords = out
-    z, bits, powers, support, ps, xs, cs = buffers
+    value, direct, lse_max, lse_sum, ptp, px, own, column_costs, coords = out
+    z, bits, powers, support, ps, xs = buffers
     k = C.shape[1]
     d = X.shape[1]
     narrow = k // _SUPPORT_SHARE if hessian or moments else -1
@@ -337,7 +344,7 @@ def _lane_by_row(C, v, eps, X, lo, hi, hessian, moments, out, lane, buffers):  #
             if under:
                 _log_domain(z, logs, lse_max[lane], lse_sum[lane], direct[lane])
             if moments:  # the row's sums, and the row into the slab
-                _row_sums(X, C, i, coords[lane], column_costs[lane], xs[rows], cs[rows])
+                _row_sums(X, C, i, coords[lane], column_costs[lane], xs[rows])
             kept = False
             if narrow >= 0:
                 # the row's non-negligible entries (see _HESSIAN_FLOOR, _MOMENT_FLOOR)
@@ -348,6 +355,9 @@ def _lane_by_row(C, v, eps, X, lo, hi, hessian, moments, out, lane, buffers):  #
                         nnz += 1
                 if nnz > narrow:
                     kept = True
+                    if moments:
+                        for j in range(k):
+                            own[lane, j] += p[j] * C[i, j]
                 else:
                     for a in range(nnz):
                         sa = support[a]
@@ -358,15 +368,13 @@ def _lane_by_row(C, v, eps, X, lo, hi, hessian, moments, out, lane, buffers):  #
                         if moments:
                             for t in range(d):
                                 px[lane, sa, t] += pa * X[i, t]
-                            for j in range(k):
-                                pc[lane, sa, j] += pa * C[i, j]
+                            own[lane, sa] += pa * C[i, sa]
             if kept:
                 rows += 1
         if rows > 0:
             plan_t = ps[:rows].T
             if moments:
                 px[lane] += np.dot(plan_t, xs[:rows])
-                pc[lane] += np.dot(plan_t, cs[:rows])
             if hessian:
                 ptp[lane] += np.dot(plan_t, ps[:rows])
 
@@ -386,7 +394,7 @@ def _entropic(C, v, eps, hessian, n_lanes, X, workers):  # pragma: no cover - co
         np.zeros((n_lanes, k)),  # ... and the sum below it
         np.zeros((n_lanes, k, k)) if hessian else np.zeros((n_lanes, 1, 1)),
         np.zeros((n_lanes, k, d if moments else 0)),
-        np.zeros((n_lanes, k, k if moments else 0)),
+        np.zeros((n_lanes, k if moments else 0)),  # the plan's cost in each column
         np.zeros((n_lanes, k)),  # column cost sums
         np.zeros((n_lanes, d)),  # coordinate sums
     )
@@ -396,7 +404,6 @@ def _entropic(C, v, eps, hessian, n_lanes, X, workers):  # pragma: no cover - co
     slab = _COLUMN_SLAB if by_column else (_PLAN_SLAB if hessian or moments else 1)
     for w in numba.prange(workers):  # the lanes w, w + workers, ...: one set of buffers each
         xs = np.empty((slab, d if moments else 0))
-        cs = np.empty((slab, k if moments else 0))
         if by_column:
             bits = np.empty(slab * k, dtype=np.int64)
             buffers = (
@@ -410,7 +417,6 @@ def _entropic(C, v, eps, hessian, n_lanes, X, workers):  # pragma: no cover - co
                 np.empty(slab),
                 np.empty(k),  # a row's exponents
                 xs,
-                cs,
             )
             for lane in range(w, n_lanes, workers):
                 lo, hi = lane * step, min(m, (lane + 1) * step)
@@ -424,7 +430,6 @@ def _entropic(C, v, eps, hessian, n_lanes, X, workers):  # pragma: no cover - co
                 np.empty(k, dtype=np.int64),  # its support
                 np.empty((slab, k)),  # the slab's rows of the plan
                 xs,
-                cs,
             )
             for lane in range(w, n_lanes, workers):
                 lo, hi = lane * step, min(m, (lane + 1) * step)
@@ -450,13 +455,13 @@ def run_entropic(C: np.ndarray, v: np.ndarray, eps: float, hessian: bool, X: np.
     """E-BalLOT's pass over a cost block ``C`` (m x k) at the column potentials ``v``: with
     the Newton Hessian if ``hessian``, with the plan's moments if ``X`` holds the block's
     rows (``NO_ROWS``: without them).  Returns the per-lane sums ``(value, direct, lse_max,
-    lse_sum, ptp, px, pc, column_costs, coords)``, each with the lanes on its first axis
-    (``ptp`` is n_lanes x 1 x 1 without the Hessian, ``px`` and ``pc`` have no columns
-    without the moments).  Its lanes come from the shapes; BLAS runs single threaded inside
-    the parallel region (the slab products)."""
+    lse_sum, ptp, px, own, column_costs, coords)``, each with the lanes on its first axis
+    (``own``: ``sum_i P_ij C_ij``; ``ptp`` is n_lanes x 1 x 1 without the Hessian, ``px``
+    and ``own`` have no columns without the moments).  Its lanes come from the shapes; BLAS
+    runs single threaded inside the parallel region (the slab products)."""
     m, k = C.shape
     d = X.shape[1]
-    per_lane = k * (2 * k + d) if X.shape[0] else (k * k if hessian else k)
+    per_lane = k * (k if hessian else 1) + (k * (d + 2) if X.shape[0] else 0)
     lanes = _n_lanes(m, per_lane)
     blas = X.shape[0] > 0 or hessian
     wait_for("entropic")  # compiled ahead in another process (on a cold kernel cache)

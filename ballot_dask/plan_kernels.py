@@ -72,19 +72,19 @@ _MOMENT_ROWS = 8192
 
 
 def entropic_moment_terms(
-    X: Any, C: np.ndarray, v: np.ndarray, eps: float
-) -> tuple[float, np.ndarray, np.ndarray, tuple]:
-    """:func:`entropic_terms` (with the Hessian) and :func:`plan_moments` of a block, in one
-    sweep of its rows (dense X; CSR rows: the moments in a second sweep)."""
+    X: Any, C: np.ndarray, v: np.ndarray, eps: float, hessian: bool = True
+) -> tuple[float, np.ndarray, np.ndarray | None, tuple]:
+    """:func:`entropic_terms` (with the Hessian if ``hessian``, else ``None`` in its place)
+    and :func:`plan_moments` of a block, in one sweep of its rows (dense X; CSR rows: the
+    moments in a second sweep)."""
     if issparse(X):
-        value, logcol, ptp = entropic_terms(C, v, eps, True)
-        assert ptp is not None
+        value, logcol, ptp = entropic_terms(C, v, eps, hessian)
         return value, logcol, ptp, plan_moments(X, C, v, eps)
-    value, direct, lmax, lsum, ptp, px, pc, costs, coords = run_entropic(C, v, eps, True, X)
+    value, direct, lmax, lsum, ptp, px, own, costs, coords = run_entropic(C, v, eps, hessian, X)
     with np.errstate(divide="ignore"):
         logcol = np.logaddexp(np.log(direct.sum(axis=0)), _merge_lse(lmax, lsum))
-    moments = (px.sum(axis=0), pc.sum(axis=0), costs.sum(axis=0), coords.sum(axis=0))
-    return float(value.sum()), logcol, ptp.sum(axis=0), moments
+    moments = (px.sum(axis=0), own.sum(axis=0), costs.sum(axis=0), coords.sum(axis=0))
+    return float(value.sum()), logcol, (ptp.sum(axis=0) if hessian else None), moments
 
 
 def plan_moments(
@@ -93,16 +93,17 @@ def plan_moments(
     """One block's moments of the entropic plan, from which its rounding follows in closed
     form (:func:`ballot_dask.solvers.sinkhorn.rounded_moments`).
 
-    With ``P_i`` the rows of :func:`plan_rows`, returns ``sum_i P_ij x_i`` (k, d), ``sum_i
-    P_il C_ij`` (k, k; row ``l``, column ``j``), the column cost sums ``sum_i C_ij`` (k,) and
-    the coordinate sums ``sum_i x_i`` (d,), float64.  Slab by slab (``_MOMENT_ROWS`` rows),
+    With ``P_i`` the rows of :func:`plan_rows`, returns ``sum_i P_ij x_i`` (k, d), the plan's
+    cost in each column ``sum_i P_ij C_ij`` (k,; at the other columns' centers it follows
+    from these, :func:`weighted_plan_costs`), the column cost sums ``sum_i C_ij`` (k,) and the
+    coordinate sums ``sum_i x_i`` (d,), float64.  Slab by slab (``_MOMENT_ROWS`` rows),
     the products through BLAS; ``X`` may be CSR (a dense X takes the compiled sweep of
     :func:`entropic_moment_terms`).
     """
     m, k = C.shape
     d = X.shape[1]
     px = np.zeros((k, d))
-    pc = np.zeros((k, k))
+    own = np.zeros(k)
     for lo in range(0, m, _MOMENT_ROWS):
         hi = min(lo + _MOMENT_ROWS, m)
         P = plan_rows(C[lo:hi], v, eps)
@@ -111,13 +112,42 @@ def plan_moments(
             px += np.asarray((rows.T @ P).T)
         else:
             px += P.T @ np.asarray(rows, dtype=np.float64)
-        pc += P.T @ C[lo:hi]
+        own += np.einsum("ij,ij->j", P, C[lo:hi])
     if issparse(X):  # (scipy sums a float32 matrix in float32, whatever the dtype asked)
         csr = X.tocsr()
         coords = np.bincount(csr.indices, csr.data.astype(np.float64), minlength=d)
     else:
         coords = np.asarray(X, dtype=np.float64).sum(axis=0)
-    return px, pc, C.sum(axis=0), coords
+    return px, own, C.sum(axis=0), coords
+
+
+def weighted_plan_costs(
+    px: np.ndarray, own: np.ndarray, col: np.ndarray, centers: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """``sum_l w_l sum_i P_il ||x_i - mu_j||^2`` for every column ``j`` (k,), from the plan's
+    moments, with no pass: its centroid sums ``px`` (``sum_i P_il x_i``), its cost in each
+    column ``own`` (``sum_i P_il ||x_i - mu_l||^2``) and its column sums ``col``; ``mu`` the
+    ``centers`` of its costs (rounded to X's dtype, as the costs were), ``w`` the
+    ``weights`` (the rounding's column scaling).
+
+    Each row's cost at another column's center, expanded around the row's own center and
+    summed, is ``own_l - 2 (px_l - col_l mu_l).(mu_j - mu_l) + col_l ||mu_j - mu_l||^2``; the
+    weighted sum of the last terms is ``W ||mu_j - m||^2 + sum_l w_l col_l ||mu_l - m||^2``
+    about their weighted mean ``m`` (weights ``w_l col_l``, total ``W``).  O(k d) work, and
+    no term cancels far from the origin: ``px_l - col_l mu_l`` is small when ``mu_l`` is
+    near the plan's centroid of column ``l``.  (A pass that summed ``P_il C_ij`` itself
+    paid a k x k slab product per row of wide plan rows.)"""
+    mu = np.asarray(centers, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    mass = w * col  # w_l col_l
+    total = float(mass.sum())
+    m = (mass @ mu) / total if total > 0 else mu.mean(axis=0)
+    rel = mu - m
+    lever = mass @ rel  # ~0 about the weighted mean (exactly 0 in exact arithmetic)
+    spread = w[:, None] * (px - col[:, None] * mu)  # w_l sum_i P_il (x_i - mu_l)
+    cross = rel @ spread.sum(axis=0) - float(np.einsum("ld,ld->", spread, rel))
+    squares = np.square(rel).sum(axis=1)
+    return float(w @ own) - 2.0 * cross + total * squares - 2.0 * (rel @ lever) + mass @ squares
 
 
 def _merge_lse(lmax: np.ndarray, lsum: np.ndarray) -> np.ndarray:

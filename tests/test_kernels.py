@@ -38,6 +38,7 @@ from ballot_dask.plan_kernels import (
     entropic_terms,
     plan_moments,
     rounded_plan_terms,
+    weighted_plan_costs,
 )
 
 
@@ -203,7 +204,7 @@ def test_entropic_moments_mix_narrow_and_wide_rows(k: int) -> None:
     C[rows, rng.integers(0, k, rows.size)] -= 80.0
     C[rows, rng.integers(0, k, rows.size)] -= 66.0  # (or the same column again: one entry)
     v = np.zeros(k)
-    value, logcol, ptp, (px, pc, column_costs, coords) = entropic_moment_terms(X, C, v, 1.0)
+    value, logcol, ptp, (px, own, column_costs, coords) = entropic_moment_terms(X, C, v, 1.0)
     ref_value, ref_logcol, _, P = _entropic_reference(C, v, 1.0)
     support = (P > _MOMENT_FLOOR).sum(axis=1)
     assert support[narrow].max() <= 2 and support[~narrow].min() == k
@@ -212,7 +213,8 @@ def test_entropic_moments_mix_narrow_and_wide_rows(k: int) -> None:
     np.testing.assert_allclose(logcol, ref_logcol, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(ptp, P.T @ P, rtol=1e-11, atol=1e-13 * m)
     np.testing.assert_allclose(px, P.T @ X, rtol=1e-11, atol=1e-13 * np.abs(X).max() * m)
-    np.testing.assert_allclose(pc, P.T @ C, rtol=1e-11, atol=1e-14 * np.abs(C).max() * m)
+    own_ref = (P * C).sum(axis=0)
+    np.testing.assert_allclose(own, own_ref, rtol=1e-11, atol=1e-14 * np.abs(C).max() * m)
     np.testing.assert_allclose(column_costs, C.sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(coords, X.sum(axis=0), rtol=1e-12, atol=1e-12 * m)
     # the entries between the two floors count: without them px would miss by far more
@@ -227,7 +229,7 @@ def test_entropic_moments_mix_narrow_and_wide_rows(k: int) -> None:
     finally:
         numba.set_num_threads(previous)
     np.testing.assert_array_equal(again[2], ptp)
-    for got, want in zip(again[3], (px, pc, column_costs, coords), strict=True):
+    for got, want in zip(again[3], (px, own, column_costs, coords), strict=True):
         np.testing.assert_array_equal(got, want)
 
 
@@ -301,7 +303,7 @@ def test_entropic_products_leave_out_what_would_be_subnormal() -> None:
     C[:, 7] += 2.0  # a column whose every entry underflows: its mass in the log domain only
     X = rng.standard_normal((m, d))
     v, eps = np.zeros(k), 1.0 / 700.0
-    value, logcol, ptp, (px, pc, _, _) = entropic_moment_terms(X, C, v, eps)
+    value, logcol, ptp, (px, own, _, _) = entropic_moment_terms(X, C, v, eps)
     ref_value, ref_logcol, _, P = _entropic_reference(C, v, eps)
     tiny = np.finfo(np.float64).tiny
     products = P[:, :, None] * P[:, None, :]
@@ -315,7 +317,7 @@ def test_entropic_products_leave_out_what_would_be_subnormal() -> None:
     np.testing.assert_allclose(ptp, kept.T @ kept, rtol=1e-12, atol=1e-14 * m)
     np.testing.assert_allclose(ptp, P.T @ P, rtol=1e-12, atol=m * 2.0**-511)
     np.testing.assert_allclose(px, P.T @ X, rtol=1e-12, atol=1e-14 * m)
-    np.testing.assert_allclose(pc, P.T @ C, rtol=1e-12, atol=1e-14 * m)
+    np.testing.assert_allclose(own, (P * C).sum(axis=0), rtol=1e-12, atol=1e-14 * m)
 
 
 def test_exp_parts_are_within_an_ulp_of_libm() -> None:
@@ -359,7 +361,7 @@ def test_entropic_moment_terms_match_the_dense_plan(dtype: type, m: int, k: int,
     C = cost_block(X, centers)
     v = random_potentials(k, k)
     eps = 0.3 * float(np.median(C))
-    value, logcol, ptp, (px, pc, column_costs, coords) = entropic_moment_terms(X, C, v, eps)
+    value, logcol, ptp, (px, own, column_costs, coords) = entropic_moment_terms(X, C, v, eps)
     ref_value, ref_logcol, _, P = _entropic_reference(C, v, eps)
     scale = np.abs(C).max() * m
     assert value == pytest.approx(ref_value, rel=1e-12, abs=1e-12 * eps * m)
@@ -367,11 +369,15 @@ def test_entropic_moment_terms_match_the_dense_plan(dtype: type, m: int, k: int,
     np.testing.assert_allclose(ptp, P.T @ P, rtol=1e-11, atol=1e-13 * m)
     x64 = X.astype(np.float64)
     np.testing.assert_allclose(px, P.T @ x64, rtol=1e-11, atol=1e-13 * np.abs(x64).max() * m)
-    np.testing.assert_allclose(pc, P.T @ C, rtol=1e-11, atol=1e-14 * scale)
+    np.testing.assert_allclose(own, (P * C).sum(axis=0), rtol=1e-11, atol=1e-14 * scale)
     np.testing.assert_allclose(column_costs, C.sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(coords, x64.sum(axis=0), rtol=1e-12, atol=1e-12 * m)
+    # the plan's cost at every center, weighted by column, from the moments alone
+    w, mu = np.random.default_rng(m).uniform(0.0, 1.0, size=k), centers.astype(dtype)
+    got = weighted_plan_costs(px, own, np.exp(logcol), mu, w)
+    np.testing.assert_allclose(got, w @ (P.T @ C), rtol=1e-11, atol=1e-14 * scale)
     # the moments agree with their slab-by-slab NumPy twin (the CSR rows' path)
-    for got, want in zip((px, pc, column_costs, coords), plan_moments(X, C, v, eps), strict=True):
+    for got, want in zip((px, own, column_costs, coords), plan_moments(X, C, v, eps), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13 * scale)
     # the lanes, not the threads, decide the order of every sum
     previous = numba.get_num_threads()
@@ -383,7 +389,7 @@ def test_entropic_moment_terms_match_the_dense_plan(dtype: type, m: int, k: int,
     assert again[0] == value
     np.testing.assert_array_equal(again[1], logcol)
     np.testing.assert_array_equal(again[2], ptp)
-    for got, want in zip(again[3], (px, pc, column_costs, coords), strict=True):
+    for got, want in zip(again[3], (px, own, column_costs, coords), strict=True):
         np.testing.assert_array_equal(got, want)
 
 

@@ -300,7 +300,9 @@ def test_a_warm_newton_step_starts_from_the_sample_at_the_last_plan(move: float)
         before = blocks.passes.as_dict()
         steps.append(solve_sinkhorn(blocks, cap, options, first.potentials, first.eps))
         rounds.append(blocks.passes.rounds - before["rounds"])
-        assert blocks.passes.sample - before["sample"] == (2 if keep else 1)
+        # the sample's targets for the next step, and (kept) its solve for these or (not
+        # kept) the curvature of the Newton step X's first pass needed
+        assert blocks.passes.sample - before["sample"] == 2
         assert steps[-1].marginal_error <= options.sinkhorn_tol
     assert rounds == [1, 2]
     # the same entropic plan, to the criterion: the rounded plans' costs agree within it
@@ -444,6 +446,36 @@ def test_rounding_in_closed_form_equals_the_rounding_pass(dtype, sparse) -> None
     reference = solve_sinkhorn(blocks, cap, SolverOptions(reg=0.05, sinkhorn_algorithm="sinkhorn"))
     assert reference.pending is None  # Sinkhorn's iterations: the rounding pass, as before
     assert rounds >= 2
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_weighted_plan_costs_hold_far_from_the_origin(offset: float) -> None:
+    """The plan's cost at every center from its moments (no k x k product in the pass): as
+    the dense sum ``w @ (P^T C)`` to 1e-10 with the data and centers 10^4 from the origin,
+    separated clusters of unit spread (each expansion's terms of the costs' size); no
+    weight, no cost."""
+    from ballot_dask.plan_kernels import entropic_moment_terms, weighted_plan_costs
+
+    rng = np.random.default_rng(3)
+    k, d, m = 12, 5, 4000
+    means = offset + 8.0 * rng.standard_normal((k, d))
+    X = means[rng.integers(k, size=m)] + rng.standard_normal((m, d))
+    centers = means + 0.3 * rng.standard_normal((k, d))
+    C = np.square(X[:, None, :] - centers[None, :, :]).sum(axis=2)  # (no cancellation)
+    v, eps = np.zeros(k), 0.5
+    _, logcol, _, (px, own, _, _) = entropic_moment_terms(X, C, v, eps)
+    P = softmax((v[None, :] - C) / eps, axis=1)
+    weights = rng.uniform(0.0, 1.0, size=k)
+    got = weighted_plan_costs(px, own, np.exp(logcol), centers, weights)
+    np.testing.assert_allclose(got, weights @ (P.T @ C), rtol=1e-10)
+    for j in range(k):  # a unit weight: the plan's column j at every center
+        unit = np.eye(k)[j]
+        want = P[:, j] @ C
+        np.testing.assert_allclose(
+            weighted_plan_costs(px, own, np.exp(logcol), centers, unit), want, rtol=1e-10
+        )
+    zero = weighted_plan_costs(px, own, np.exp(logcol), centers, np.zeros(k))
+    np.testing.assert_array_equal(zero, np.zeros(k))
 
 
 def test_an_entropic_fit_measures_only_its_last_labels(monkeypatch) -> None:

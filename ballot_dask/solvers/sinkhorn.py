@@ -32,7 +32,12 @@ import numpy as np
 
 from ..blocks import Blocks, RowBlocks
 from ..capacities import Capacities
-from ..plan_kernels import combine_entropic, entropic_terms, rounded_plan_terms
+from ..plan_kernels import (
+    combine_entropic,
+    entropic_terms,
+    rounded_plan_terms,
+    weighted_plan_costs,
+)
 from .base import (
     RoundedLabels,
     SolverOptions,
@@ -42,7 +47,7 @@ from .base import (
     mean_cost,
 )
 from .exact import solve_exact
-from .newton import entropic_potentials, sample_targets
+from .newton import SampleCurvature, entropic_potentials, sample_targets
 from .weighted import solve_weighted_exact
 
 #: above this many clusters the Newton system (k x k per block) gives way to Sinkhorn
@@ -120,6 +125,11 @@ def solve_sinkhorn(
         # the passes at eps also measure the plan's moments: its rounding in closed form
         sample = _sample_blocks(blocks)
         reference, blocks.entropic_reference = blocks.entropic_reference, None
+        # X's passes leave their Hessian out where the sample's will do (until it misleads
+        # a step: then not for the rest of the fit)
+        curvature = None
+        if sample is not None and blocks.entropic_curvature:
+            curvature = SampleCurvature(sample, float(n), eps, blocks.passes)
         plan = entropic_potentials(
             blocks,
             target,
@@ -133,7 +143,10 @@ def solve_sinkhorn(
             sample=sample,
             reference=None if cold else reference,
             unregularised=lambda start: _unregularised(blocks, capacities, options, start, eps),
+            curvature=curvature,
         )
+        if curvature is not None and curvature.misled:
+            blocks.entropic_curvature = False
         v, col, iters, moments = plan
         if sample is not None:  # for the next step's first potentials (one sample pass)
             blocks.entropic_reference = sample_targets(sample, target, v, col, eps)
@@ -161,7 +174,8 @@ def solve_sinkhorn(
         return found[3], found[4]
 
     if moments is not None:
-        mass, sums, plan_cost = rounded_moments(moments, col, scale, deficit, float(n))
+        mu = np.asarray(centers, dtype=blocks.dtype)  # (the costs' centers)
+        mass, sums, plan_cost = rounded_moments(moments, col, scale, deficit, float(n), mu)
         hard_cost, counts, pending = float("nan"), np.zeros(0, dtype=np.int64), measure
     else:
         mass, sums, plan_cost, hard_cost, counts = blocks.reduce(
@@ -229,19 +243,26 @@ def _unregularised(
 
 
 def rounded_moments(
-    moments: tuple, col: np.ndarray, scale: np.ndarray, deficit: np.ndarray, n: float
+    moments: tuple,
+    col: np.ndarray,
+    scale: np.ndarray,
+    deficit: np.ndarray,
+    n: float,
+    centers: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The rounded plan's column masses, centroid sums and cost, in closed form.
 
     The rounding (:func:`~ballot_dask.plan_kernels.rounded_plan_terms`) gives row ``i`` the mass
     ``G_ij = P_ij scale_j + r_i deficit_j`` with ``r_i = 1 - sum_l P_il scale_l``, linear in
     the plan's row: its sums over the rows follow from the plan's moments
-    (:func:`~ballot_dask.plan_kernels.plan_moments`: ``sum_i P_ij x_i``, ``sum_i P_il C_ij``, the
-    column cost sums and the coordinate sums) and its column sums ``col``, with no pass."""
-    px, pc, column_costs, coords = moments
+    (:func:`~ballot_dask.plan_kernels.plan_moments`: ``sum_i P_ij x_i``, ``sum_i P_ij C_ij``,
+    the column cost sums and the coordinate sums), its column sums ``col`` and the
+    ``centers`` of its costs (rounded to X's dtype), with no pass."""
+    px, own, column_costs, coords = moments
     mass = scale * col + deficit * (n - float(scale @ col))
     sums = scale[:, None] * px + deficit[:, None] * (coords - scale @ px)[None, :]
-    cost = float(scale @ np.diag(pc)) + float(deficit @ (column_costs - scale @ pc))
+    scaled = weighted_plan_costs(px, own, col, centers, scale)  # sum_l scale_l P_il C_ij
+    cost = float(scale @ own) + float(deficit @ (column_costs - scaled))
     return mass, sums, cost
 
 
