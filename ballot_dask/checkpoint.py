@@ -57,6 +57,7 @@ def save_state(path: Path | str, state: LloydState, params: dict[str, Any]) -> N
         "short_steps": int(state.short_steps),
         "passes": {key: int(value) for key, value in state.passes.items()},
         "sinkhorn_tol": state.sinkhorn_tol,
+        "sample_curvature": bool(state.sample_curvature),
     }
     arrays = {
         "centers": state.centers,
@@ -130,4 +131,5 @@ def load_state(path: Path | str, params: dict[str, Any]) -> LloydState:
         passes=dict(record["passes"]),
         sinkhorn_tol=record.get("sinkhorn_tol"),  # (absent from an older checkpoint)
         reference=arrays.get("reference"),
+        sample_curvature=bool(record.get("sample_curvature", True)),
     )

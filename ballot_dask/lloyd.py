@@ -102,6 +102,9 @@ class LloydState:
     reference : ndarray of shape (n_clusters,) or None
         E-BalLOT: the row sample's column targets at the last plan, from which the next
         step starts (the engine's ``entropic_reference``).
+    sample_curvature : bool
+        E-BalLOT: whether the next steps' Newton steps may take the row sample's curvature
+        (the engine's ``entropic_curvature``: false once it misled a step).
     """
 
     iteration: int
@@ -117,6 +120,7 @@ class LloydState:
     passes: dict[str, int] = field(default_factory=dict)
     sinkhorn_tol: float | None = None
     reference: np.ndarray | None = None
+    sample_curvature: bool = True
 
     @property
     def objective(self) -> float:
@@ -188,6 +192,7 @@ def lloyd(
             inner = min(resume.sinkhorn_tol, inner)
         if resume.reference is not None:
             blocks.entropic_reference = np.array(resume.reference, dtype=np.float64)
+        blocks.entropic_curvature = bool(resume.sample_curvature)
     while not converged and n_iter < max_iter:
         n_iter += 1
         blocks.set_centers(centers)
@@ -241,6 +246,7 @@ def lloyd(
                     passes=blocks.passes.as_dict(),
                     sinkhorn_tol=inner if inner < options.sinkhorn_tol else None,
                     reference=_copy(getattr(blocks, "entropic_reference", None)),
+                    sample_curvature=bool(getattr(blocks, "entropic_curvature", True)),
                 )
             )
     if step is None or not np.array_equal(centers, previous):

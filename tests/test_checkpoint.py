@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from references import count_calls
 
 from ballot_dask import BalancedKMeans, lloyd
 from ballot_dask.checkpoint import checkpoint_path, load_state, save_state
 from ballot_dask.lloyd import LloydState
+from ballot_dask.solvers import sinkhorn
 
 
 def _mixture(n=3000, k=5, d=3, seed=0):
@@ -68,6 +70,7 @@ def test_save_and_load_round_trip(tmp_path):
         passes={"x": 3, "cost": 9, "rounds": 10},
         sinkhorn_tol=1e-4,
         reference=np.array([10.5, 20.25, 1e-300]),
+        sample_curvature=False,
     )
     path = checkpoint_path(tmp_path / "out.zarr")
     assert path.name == "out.zarr.checkpoint.npz"
@@ -85,7 +88,7 @@ def test_save_and_load_round_trip(tmp_path):
         2048,
         state.passes,
     )
-    assert loaded.sinkhorn_tol == 1e-4
+    assert loaded.sinkhorn_tol == 1e-4 and loaded.sample_curvature is False
     np.testing.assert_array_equal(loaded.reference, state.reference)
 
 
@@ -105,9 +108,16 @@ def test_a_resumed_e_ballot_fit_keeps_its_tightened_tolerance(tmp_path, monkeypa
     save_state(path, tightened, {"k": 32})
     loaded = load_state(path, {"k": 32})
     assert loaded.sinkhorn_tol == tightened.sinkhorn_tol
+    assert loaded.sample_curvature == tightened.sample_curvature
     np.testing.assert_array_equal(loaded.reference, tightened.reference)
     later: list[LloydState] = []
+    # the row sample's curvature misled a step before (the fit's first): the resumed steps
+    # do not ask for it either
+    assert not loaded.sample_curvature
+    built = count_calls(monkeypatch, sinkhorn, "SampleCurvature")
     resumed = BalancedKMeans(**params).fit(X, callback=later.append, resume=loaded)
+    assert built == [] and not any(s.sample_curvature for s in later)
+    monkeypatch.undo()
     assert [s.sinkhorn_tol for s in later] == [
         s.sinkhorn_tol for s in states[len(states) - len(later) :]
     ]
