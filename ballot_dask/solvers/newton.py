@@ -40,7 +40,7 @@ _STAGE_TOL = 0.002  # column error (share of n) at which an intermediate stage e
 _WARM_TOL = 0.5  # a warm start with a larger column error (share of n) is staged as a cold one
 _PATIENCE = 12  # ... and a warm start whose steps do not halve that error in this many passes
 #: a Newton stage with a row sample leaves X's Hessian out of its passes from a column
-#: error within this many times its tolerance (see :func:`sample_curvature`)
+#: error within this many times its tolerance (see :class:`SampleCurvature`)
 _NEAR = 16
 #: ... or in this many with a row sample at hand: its corrected problems take over
 _SAMPLE_PATIENCE = 2
