@@ -73,44 +73,55 @@ def _bellman_ford(weights: np.ndarray, start: np.ndarray | None = None) -> tuple
     """
     n = weights.shape[0]
     dist = np.zeros(n) if start is None else np.array(start, dtype=np.float64)
-    ok = _label_correcting(np.ascontiguousarray(weights.T, dtype=np.float64), dist)
+    ok = _label_correcting(np.ascontiguousarray(weights, dtype=np.float64), dist)
     return dist, bool(ok)
 
 
 @njit()
-def _label_correcting(into, dist):  # pragma: no cover - compiled
-    """Bellman-Ford sweeps in place (each node takes the best of its in-arcs ``into[b, a] =
-    weights[a, b]`` with the distances as they stand, so a sweep carries a decrease along a
-    whole path), until none improves: True; or until the nodes' parents (the in-arc of each
-    node's last improvement) close a cycle of negative weight, or ``n + 1`` sweeps pass:
-    False.  Both orders of relaxation reach the same distances: the largest fixed point below
-    the start."""
-    n = into.shape[0]
+def _label_correcting(weights, dist):  # pragma: no cover - compiled
+    """Label correcting in place with a first-in first-out queue of the nodes whose distance
+    fell (every node at first): a node leaving the queue relaxes its out-arcs ``weights[a,
+    :]``, and a head whose distance falls joins the queue unless it is in it.  Returns True
+    when the queue empties (the distances are then the largest fixed point below the
+    start, as from Bellman-Ford's sweeps); False when the nodes' parents (the tail of each
+    node's last improvement), looked at after every ``n`` scans, close a cycle of negative
+    weight, or after ``n (n + 1)`` scans (as many as ``n + 1`` sweeps).  Only the nodes
+    whose distance fell are scanned again: from a solver's potentials, which few
+    constraints contradict, 1 000 to 5 000 scans of a row at k = 1024 instead of 6 to 27
+    sweeps over all ``k^2`` arcs (10x faster)."""
+    n = weights.shape[0]
     parent = -np.ones(n, dtype=np.int64)
     mark = np.zeros(n, dtype=np.int64)
-    for sweep in range(n + 1):
-        changed = False
+    queued = np.ones(n, dtype=np.bool_)
+    queue = np.arange(n)  # a ring: every node is in it at most once
+    head, size = 0, n
+    scans, looks = 0, 0
+    while size > 0:
+        a = queue[head]
+        head = head + 1 if head + 1 < n else 0
+        size -= 1
+        queued[a] = False
+        da = dist[a]
         for b in range(n):
-            best = dist[b]
-            arg = -1
-            for a in range(n):
-                c = dist[a] + into[b, a]
-                if c < best:
-                    best = c
-                    arg = a
-            if arg >= 0:
-                dist[b] = best
-                parent[b] = arg
-                changed = True
-        if not changed:
-            return True
-        if _parent_cycle(parent, into, mark, sweep + 1):
-            return False
-    return False
+            c = da + weights[a, b]
+            if c < dist[b]:
+                dist[b] = c
+                parent[b] = a
+                if not queued[b]:
+                    queued[b] = True
+                    tail = head + size
+                    queue[tail - n if tail >= n else tail] = b
+                    size += 1
+        scans += 1
+        if scans % n == 0:
+            looks += 1
+            if _parent_cycle(parent, weights, mark, looks) or looks > n:
+                return False
+    return True
 
 
 @njit()
-def _parent_cycle(parent, into, mark, stamp):  # pragma: no cover - compiled
+def _parent_cycle(parent, weights, mark, stamp):  # pragma: no cover - compiled
     """Whether the parent pointers close a cycle whose weight (summed) is negative.  Every
     arc of a parent cycle was tight or better when it was set and the distances only fall,
     so such a cycle is negative; the sum confirms it against round-off.  ``mark`` is scratch
@@ -128,7 +139,7 @@ def _parent_cycle(parent, into, mark, stamp):  # pragma: no cover - compiled
             total = 0.0
             y = x
             while True:
-                total += into[y, parent[y]]
+                total += weights[parent[y], y]
                 y = parent[y]
                 if y == x:
                     break
@@ -215,6 +226,12 @@ def certify_slack(
     k = slack.shape[0]
     lower, upper = capacities.lower, capacities.upper
     above, below = counts > lower, counts < upper
+    # the sweeps start from ``near`` when given: whether a negative cycle exists does not
+    # depend on the start, and the largest solution below ``near`` is then the result itself
+    # (a second search from 0 took two thirds of the certificate's time at k = 1024)
+    start = None
+    if near is not None and np.isfinite(near).all():
+        start = np.append(np.asarray(near, dtype=np.float64), 0.0)
     # exact constraints first; round-off can make a tie look like a tiny negative cycle, so
     # allow ``tolerance`` per edge only if they fail
     for allowance in (0.0, tolerance):
@@ -223,7 +240,7 @@ def certify_slack(
         weights[k, :k][above] = allowance  # v_j <= 0 where the column is above its lower bound
         weights[:k, k][below] = allowance  # v_j >= 0 where it is below its upper bound
         np.fill_diagonal(weights, np.inf)
-        dist, acyclic = _bellman_ford(weights)
+        dist, acyclic = _bellman_ford(weights, start)
         if acyclic:
             break
     v = dist[:k] - dist[k]
@@ -239,11 +256,8 @@ def certify_slack(
                 v = shrunk[:k] - shrunk[k]
             else:  # pragma: no cover - round-off at the margin
                 margin = 0.0
-    if acyclic and margin == 0.0 and near is not None:
-        close, ok = _bellman_ford(weights, np.append(np.asarray(near, dtype=np.float64), 0.0))
-        if ok:
-            v = close[:k] - close[k]
-    elif acyclic and margin == 0.0:
+    if acyclic and margin == 0.0 and start is None:
+        # (from ``near``, v is already the largest feasible solution at most ``near``)
         # the largest solution (above) and the smallest one (from the reversed graph) bound the
         # feasible potentials; their midpoint leaves slack wherever any is possible
         low, _ = _bellman_ford(weights.T)

@@ -265,7 +265,7 @@ def test_bellman_ford_agrees_with_scipy_on_negative_cycles(seed: int, n: int) ->
     # dense difference-constraint graphs around the feasibility edge: some have a negative
     # cycle, some not; the early look for a cycle (every few sweeps) must never claim one
     # that scipy does not find, nor miss one
-    from scipy.sparse.csgraph import NegativeCycleError, bellman_ford
+    from scipy.sparse.csgraph import NegativeCycleError, bellman_ford, shortest_path
 
     from ballot_dask.certificate import _bellman_ford
 
@@ -288,6 +288,50 @@ def test_bellman_ford_agrees_with_scipy_on_negative_cycles(seed: int, n: int) ->
     except NegativeCycleError:
         expected = False
     assert ok == expected == (seed % 2 == 0)
-    if ok:  # the distances satisfy every constraint
+    if ok:  # the distances satisfy every constraint, and are the largest that do (below 0)
         with np.errstate(invalid="ignore"):
             assert np.all(dist[None, :] - dist[:, None] <= weights + 1e-9)
+        paths = shortest_path(graph, method="J")
+        np.testing.assert_allclose(dist, np.minimum(paths.min(axis=0), 0.0), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("interval", [False, True])
+def test_near_gives_the_largest_feasible_potentials_below_it(seed: int, interval: bool) -> None:
+    # from ``near`` (a solver's own potentials, here the optimum's perturbed), the certificate
+    # returns the largest solution of its difference constraints that is at most ``near``:
+    # min over a of (near_a + shortest path a -> b), scipy's all-pairs distances, with the
+    # capacity node pinned at 0; and it is just as optimal as without ``near``
+    from scipy.sparse.csgraph import shortest_path
+
+    n, k = 60, 5
+    C = _problem(20 + seed, n, k)
+    if interval:
+        cap = resolve_capacities(n, k, sizes=None, size_min=8, size_max=16)
+        labels, _ = _lp_labels(C, cap.lower, cap.upper)
+    else:
+        cap = resolve_capacities(n, k, sizes=[12] * k, size_min=None, size_max=None)
+        labels, _ = _emd_labels(C, cap.lower)
+    counts = np.bincount(labels, minlength=k)
+    slack = _slack(C, labels)
+    plain, reference = certify_slack(slack, counts, cap, TOL)
+    near = plain + np.random.default_rng(seed).normal(0.0, 0.5, k)
+    v, cert = certify_slack(slack, counts, cap, TOL, near=near)
+    assert cert.optimal == reference.optimal is True
+    assert cert.duality_gap <= 1e-9 * _objective(C, labels)
+    weights = np.full((k + 1, k + 1), np.inf)
+    weights[:k, :k] = slack
+    weights[k, :k][counts > cap.lower] = 0.0
+    weights[:k, k][counts < cap.upper] = 0.0
+    np.fill_diagonal(weights, np.inf)
+    arcs = np.where(weights == 0.0, 1e-300, weights)  # a zero-weight arc is kept
+    paths = shortest_path(sp.csr_matrix(np.where(np.isfinite(arcs), arcs, 0.0)), method="BF")
+    start = np.append(near, 0.0)
+    dist = (start[:, None] + paths).min(axis=0)
+    expected = dist[:k] - dist[k]
+    if not interval:  # pure equality columns: defined up to a shift, centred
+        expected = expected - expected.mean()
+    np.testing.assert_allclose(v, expected, rtol=0, atol=1e-9)
+    # feasible: every constraint holds
+    with np.errstate(invalid="ignore"):
+        assert np.all(v[None, :] - v[:, None] <= slack + TOL)
