@@ -45,16 +45,23 @@ _CHUNK_ELEMENTS = 1 << 23
 # --------------------------------------------------------------------------- command line
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
+def base_parser(description: str, *, timed: bool = True) -> argparse.ArgumentParser:
     """Argument parser with the options every benchmark shares.
 
     ``--small`` asks the script to shrink its default sizes to a quick smoke-test run; the
-    script applies it (see :func:`parse_with_small`).
+    script applies it (see :func:`parse_with_small`).  ``timed``: the script repeats its
+    timed runs (``--repeats``, the median reported); a script that runs each case once (its
+    figures are counts, or one long run) accepts ``--repeats 1`` only.
     """
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats; median reported")
+    if timed:
+        parser.add_argument("--repeats", type=int, default=3, help="timed repeats; median reported")
+    else:
+        parser.add_argument(
+            "--repeats", type=int, default=1, choices=[1], help="each case runs once"
+        )
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and the init")
     parser.add_argument("--small", action="store_true", help="smoke test: small default sizes")
     parser.add_argument(

@@ -31,13 +31,13 @@ NAME = "bench_worker_memory"
 
 
 def parse_args() -> Any:
-    parser = base_parser(__doc__.splitlines()[0])
+    parser = base_parser(__doc__.splitlines()[0], timed=False)  # one fit, its pauses
     parser.add_argument("--n", type=int, default=4_000_000, help="rows (d = 16)")
     parser.add_argument("--chunk-rows", type=int, default=250_000, help="16 MB chunks")
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--memory-limit", type=float, default=400e6, help="bytes per worker")
     parser.add_argument("--store", type=Path, default=None, help="reused when it exists")
-    return parse_with_small(parser, n=1_000_000, repeats=1)
+    return parse_with_small(parser, n=1_000_000)
 
 
 def write_store(path: Path, n: int, d: int, k: int, rows: int, seed: int) -> None:
