@@ -11,8 +11,9 @@ Condition 1 only involves, for each pair of clusters, the smallest ``C_ij - C_ia
 points labelled ``a``: the k x k *slack matrix* ``W`` that one pass over the data reduces.  The
 conditions are then difference constraints ``v_j - v_a <= W[a, j]`` on k + 1 nodes (one extra
 node pinned at 0 for the signs), feasible exactly when the constraint graph has no negative
-cycle: the cyclical monotonicity the paper's proofs rest on.  Bellman-Ford finds ``v`` or the
-cycle in O(k^3) at worst; with such ``v`` the primal and dual objectives coincide, so the
+cycle: the cyclical monotonicity the paper's proofs rest on.  A label-correcting search
+(Bellman-Ford with a queue) finds ``v`` or the cycle in O(k^3) at worst, far less from a
+solver's own potentials; with such ``v`` the primal and dual objectives coincide, so the
 duality gap is zero and the labels are an exact LP optimum, however they were obtained.
 """
 
@@ -226,7 +227,7 @@ def certify_slack(
     k = slack.shape[0]
     lower, upper = capacities.lower, capacities.upper
     above, below = counts > lower, counts < upper
-    # the sweeps start from ``near`` when given: whether a negative cycle exists does not
+    # the search starts from ``near`` when given: whether a negative cycle exists does not
     # depend on the start, and the largest solution below ``near`` is then the result itself
     # (a second search from 0 took two thirds of the certificate's time at k = 1024)
     start = None
