@@ -163,6 +163,20 @@ def test_restricted_paths_equal_dense_paths_on_the_restricted_costs(k: int, widt
     assert np.all(bound[off] <= true[off])
     assert np.all(bound <= sparse.slack)
     assert np.mean(bound[off] == true[off]) > 0.01  # tight on the arcs the rows hold
+    # with the fixed rows' slack matrix: the minimum of the two, entry by entry (and the
+    # bound of the columns left out, margin_a + v0_b, computed as numpy would)
+    fixed = np.random.default_rng(width).normal(size=(k, k))
+    fixed[np.random.default_rng(width + 1).random((k, k)) < 0.3] = np.inf
+    np.testing.assert_array_equal(
+        band.bound_slack(sparse.slack, labels, fixed=fixed), np.minimum(fixed, bound)
+    )
+    margin = np.full(k, np.inf)
+    np.minimum.at(margin, labels, band.floor - band.label_costs(labels))
+    np.testing.assert_array_equal(bound, np.minimum(sparse.slack, margin[:, None] + v0[None, :]))
+    dense_band = BandCosts(M)
+    np.testing.assert_array_equal(
+        dense_band.bound_slack(dense.slack, labels, fixed=fixed), np.minimum(fixed, dense.slack)
+    )
 
 
 def test_restricted_paths_need_n_clusters() -> None:

@@ -335,3 +335,28 @@ def test_near_gives_the_largest_feasible_potentials_below_it(seed: int, interval
     # feasible: every constraint holds
     with np.errstate(invalid="ignore"):
         assert np.all(v[None, :] - v[:, None] <= slack + TOL)
+
+
+def test_excess_matches_the_numpy_expression() -> None:
+    # each cluster's largest violation over its finite constraints and the count above the
+    # limit, in one pass: the numbers of the expression it replaced (inf and NaN entries,
+    # the diagonal left out)
+    from ballot_dask.certificate import _excess, _largest_finite
+
+    rng = np.random.default_rng(3)
+    k = 40
+    slack = rng.normal(0.0, 1.0, (k, k))
+    slack[rng.random((k, k)) < 0.25] = np.inf
+    slack[2, 5] = -np.inf
+    slack[4, 7] = np.nan
+    v = rng.normal(0.0, 1.0, k)
+    limit = 0.3
+    with np.errstate(invalid="ignore"):
+        pair = v[None, :] - v[:, None] - slack
+    pair[~np.isfinite(pair)] = -np.inf
+    np.fill_diagonal(pair, -np.inf)
+    row_excess, over = _excess(slack, v, limit)
+    np.testing.assert_array_equal(row_excess, np.maximum(pair.max(axis=1), 0.0))
+    assert over == np.count_nonzero(pair > limit) > 0
+    finite = slack[np.isfinite(slack)]
+    assert _largest_finite(slack) == np.abs(finite).max()

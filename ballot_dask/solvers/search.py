@@ -246,7 +246,7 @@ def _outcome(
     sums = band.sums + label_sums(band.x, labels, k)
     objective = band.objective + float(costs.label_costs(labels).sum())
     # candidates: a lower bound on the band's slack (the columns left out), still a proof
-    slack = np.minimum(band.slack, costs.bound_slack(band_slack, labels))
+    slack = costs.bound_slack(band_slack, labels, fixed=band.slack)
     potentials, certificate = certify_labels(
         slack, sizes, capacities, objective, n, near=band_potentials
     )
