@@ -37,7 +37,6 @@ from .jit import njit
 from .kernels import (
     _n_lanes,
     _threads_for,
-    assignment_terms,
     reduced_cost_labels,
     reduced_cost_runner_up,
 )
@@ -274,6 +273,24 @@ class BandCosts(NamedTuple):
 _SLAB_CELLS = 1 << 25
 
 
+@njit(parallel=True)
+def _slack_into(C, order, starts, slack):  # pragma: no cover - compiled
+    """``slack[a, j] = min(slack[a, j], C_ij - C_ia)`` over the rows ``i`` labelled ``a``:
+    ``order[starts[a]:starts[a + 1]]`` (the rows grouped by label).  A cluster's rows update
+    only its own row of ``slack``, so the clusters are spread over the threads with no copy
+    of the k x k matrix a thread (:func:`~ballot_dask.kernels.assignment_terms` keeps one a
+    lane, too much at large k)."""
+    k = C.shape[1]
+    for a in numba.prange(k):
+        for p in range(starts[a], starts[a + 1]):
+            i = order[p]
+            ca = C[i, a]
+            for j in range(k):
+                r = C[i, j] - ca
+                if r < slack[a, j]:
+                    slack[a, j] = r
+
+
 def band_slack_matrix(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The true slack matrix ``min over rows i labelled a of (C_ib - C_ia)`` of band rows
     ``x`` (their coordinates) under ``labels``: their cost rows again, slab by slab, with the
@@ -285,8 +302,11 @@ def band_slack_matrix(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) ->
     for lo in range(0, x.shape[0], rows):
         block = x[lo : lo + rows]
         buffer = cost_block(block, centers, out=buffer)
-        _, _, part, _ = assignment_terms(block, buffer, labels[lo : lo + rows])
-        np.minimum(slack, part, out=slack)
+        lab = np.asarray(labels[lo : lo + rows], dtype=np.int64)
+        order = np.argsort(lab, kind="stable")
+        starts = np.searchsorted(lab[order], np.arange(k + 1))
+        with _threads_for(block.shape[0]):
+            _slack_into(buffer, order, starts, slack)
     return slack
 
 

@@ -22,6 +22,7 @@ from ballot_dask.costs import cost_block
 from ballot_dask.exact_pass import exact_pass
 from ballot_dask.kernels import reduced_cost_runner_up
 from ballot_dask.solvers import SolverOptions, exact, search
+from ballot_dask.solvers.dijkstra import _MEMBER_COSTS, MEMBER_MIN_K
 from ballot_dask.solvers.exact import solve_exact
 from ballot_dask.solvers.paths import DONE, successive_shortest_paths
 
@@ -126,21 +127,21 @@ def _true_slack(C: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return S
 
 
-@pytest.mark.parametrize(
-    "k, width",
-    [
-        (40, 8),  # 100 rows a cluster: a cluster's slack row is rescanned after a move
-        (12, 5),  # 333 rows a cluster: the arcs keep lists of their cheapest moves
-    ],
-)
-def test_restricted_paths_equal_dense_paths_on_the_restricted_costs(k: int, width: int) -> None:
-    n = 4000
-    X = _mixture(n, 4, k, 2.0, 6)
-    centers = kmeans_plusplus(X, k, random_state=6)[0]
+def _first_band(n: int, k: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray, BandCosts]:
+    """Data, k-means++ centers and every row as candidates under zero potentials."""
+    X = _mixture(n, 4, k, 2.0, seed)
+    centers = kmeans_plusplus(X, k, random_state=seed)[0]
     v0 = np.zeros(k)
     p = exact_pass(X, centers, v0, np.inf, n, width=width)
     assert p.candidates is not None
-    band = BandCosts(p.candidates.costs, p.candidates.columns, p.candidates.floor, v0)
+    return X, centers, BandCosts(p.candidates.costs, p.candidates.columns, p.candidates.floor, v0)
+
+
+def _both_repairs(band: BandCosts, n: int, k: int) -> tuple:
+    """The repair from zero potentials on the candidates and on their dense costs (``inf``
+    off the columns): the same moves, labels and potentials.  Returns the labels, both
+    results and the dense costs."""
+    v0 = np.zeros(k)
     cap = resolve_capacities(n, k)
     labels = band.labels(v0)[0]
     sparse = successive_shortest_paths(
@@ -152,7 +153,22 @@ def test_restricted_paths_equal_dense_paths_on_the_restricted_costs(k: int, widt
     assert sparse.status == dense.status == DONE
     assert sparse.augmentations == dense.augmentations > 0
     np.testing.assert_array_equal(labels, dense_labels)
-    np.testing.assert_allclose(sparse.potentials, dense.potentials, rtol=0, atol=0)
+    np.testing.assert_array_equal(sparse.potentials, dense.potentials)
+    return labels, sparse, dense, M
+
+
+@pytest.mark.parametrize(
+    "k, width",
+    [
+        (40, 8),  # 100 rows a cluster: a cluster's slack row is rescanned after a move
+        (12, 5),  # 333 rows a cluster: the arcs keep lists of their cheapest moves
+    ],
+)
+def test_restricted_paths_equal_dense_paths_on_the_restricted_costs(k: int, width: int) -> None:
+    n = 4000
+    X, centers, band = _first_band(n, k, width, 6)
+    v0 = np.zeros(k)
+    labels, sparse, dense, M = _both_repairs(band, n, k)
     off = ~np.eye(k, dtype=bool)  # the slack matrix's diagonal is not a move
     np.testing.assert_array_equal(sparse.slack[off], _true_slack(M, labels, k)[off])
     # the bound: at most the true slack of the full costs (a proof), and equal to the
@@ -177,6 +193,23 @@ def test_restricted_paths_equal_dense_paths_on_the_restricted_costs(k: int, widt
     np.testing.assert_array_equal(
         dense_band.bound_slack(dense.slack, labels, fixed=fixed), np.minimum(fixed, dense.slack)
     )
+
+
+def test_restricted_paths_read_arcs_from_band_points_at_large_k() -> None:
+    # from MEMBER_MIN_K clusters on, a search reads a cluster's arcs from its few band
+    # points instead of its row of slack (when they hold fewer costs): the same repair, to
+    # the bit, as on dense rows that cost inf off the columns (which read the rows)
+    k, width = MEMBER_MIN_K, 32
+    n = 3 * k
+    band = _first_band(n, k, width, 7)[2]
+    # every cluster but the largest few is read from its points
+    held = np.sort(np.bincount(band.labels(np.zeros(k))[0], minlength=k))
+    assert held[-8] * width * _MEMBER_COSTS <= k
+    _, sparse, dense, _ = _both_repairs(band, n, k)
+    assert sparse.augmentations > k // 4
+    assert sparse.settled == dense.settled and sparse.searches == dense.searches
+    off = ~np.eye(k, dtype=bool)
+    np.testing.assert_array_equal(sparse.slack[off], dense.slack[off])
 
 
 def test_restricted_paths_need_n_clusters() -> None:

@@ -39,7 +39,9 @@ constraint prove it, not only the ones the paths ended with.
 
 *Candidates.*  At large k a band row is held as its few cheapest clusters
 (:mod:`ballot_dask.candidates`, ``columns``): the paths then solve the restricted problem, in
-which a point moves only to one of its columns, and a row's update costs its columns, not k.
+which a point moves only to one of its columns, and a row's update costs its columns, not k;
+from :data:`.dijkstra.MEMBER_MIN_K` clusters on, so do the arcs a search reads out of a
+cluster with few band points (not its row of ``slack``: k costs, from memory at that k).
 
 *Intervals.*  Size bounds ``lower <= size <= upper`` add a node ``R`` with arcs ``j -> R`` (the
 cluster may take one point more, while below its upper bound) and ``R -> j`` (one fewer, while
@@ -55,7 +57,7 @@ import numpy as np
 
 from ..capacities import Capacities
 from ..jit import njit
-from .dijkstra import _forest, _shortest_path
+from .dijkstra import MEMBER_MIN_K, _forest, _shortest_path
 from .grouping import GROUPED_MOVES, by_label
 from .search import imbalance
 
@@ -402,6 +404,13 @@ def _paths(
     taken = np.zeros(m, np.bool_)
     path_row = -np.ones(k + 1, np.int64)
     sinks = np.empty(k + 1, np.int64)
+    # at large k with candidates, a cluster's arcs are read from its few band points where
+    # that reads fewer costs than a row of slack (.dijkstra._relax_members)
+    by_members = columns is not None and k >= MEMBER_MIN_K
+    if columns is None:  # (not used then; typed as with columns)
+        members = (costs, np.empty((0, 0), np.int32), labcost, head, nxt, counts, fixed_counts)
+    else:
+        members = (costs, columns, labcost, head, nxt, counts, fixed_counts)
     while True:
         surplus = 0
         for x in range(k + 1):
@@ -414,10 +423,17 @@ def _paths(
         if forest and surplus >= _FOREST_SURPLUS:
             # many points to move: one search from every surplus at once, and a point moved
             # along each of its node-disjoint shortest paths
-            found, D, settled_now = _forest(
-                slack, where, v, excess, target, lower, upper, dist, key, pred, left, used,
-                taken, path_row, sinks, min(surplus, max_augment - augmentations),
-            )  # fmt: skip
+            most = min(surplus, max_augment - augmentations)
+            if by_members:
+                found, D, settled_now = _forest(
+                    slack, where, v, excess, target, lower, upper, dist, key, pred, left, used,
+                    taken, path_row, sinks, most, members,
+                )  # fmt: skip
+            else:
+                found, D, settled_now = _forest(
+                    slack, where, v, excess, target, lower, upper, dist, key, pred, left, used,
+                    taken, path_row, sinks, most,
+                )  # fmt: skip
             work += settled_now
             searches += 1
             if found * _FOREST_PATHS < settled_now:
@@ -453,9 +469,14 @@ def _paths(
             if excess[(source + step) % (k + 1)] > 0:
                 source = (source + step) % (k + 1)
                 break
-        sink, D, settled_now = _shortest_path(
-            slack, v, excess, target, lower, upper, source, 0.0, dist, key, pred
-        )
+        if by_members:
+            sink, D, settled_now = _shortest_path(
+                slack, v, excess, target, lower, upper, source, 0.0, dist, key, pred, members
+            )
+        else:
+            sink, D, settled_now = _shortest_path(
+                slack, v, excess, target, lower, upper, source, 0.0, dist, key, pred
+            )
         work += settled_now
         searches += 1
         if sink < 0:
