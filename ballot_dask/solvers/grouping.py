@@ -25,7 +25,7 @@ GROUPED_MOVES = 128
 def by_label(costs, columns, labels, k):  # pragma: no cover - compiled
     """The rows grouped by label (stable): ``order``, and the costs, columns and labels in
     that order.  A cluster's points are then mostly adjacent in memory, which its scans
-    (:func:`.paths._rescan`, :func:`.paths._refill`) follow from point to point."""
+    (:func:`.slack_rows._rescan`, :func:`.slack_rows._refill`) follow from point to point."""
     m = labels.shape[0]
     first = np.zeros(k + 1, np.int64)
     for i in range(m):
