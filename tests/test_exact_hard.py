@@ -363,6 +363,7 @@ def test_paths_arc_lists_keep_the_cheapest_moves(monkeypatch, n, k, d, seed) -> 
     import ballot_dask.solvers.paths as paths
 
     monkeypatch.setattr(paths, "_LIST_CELLS", 0)
+    monkeypatch.setattr(paths, "_DENSE_RESCAN_ROWS", 16)
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
     C = cost_block(X, X[rng.choice(n, k, replace=False)])

@@ -92,18 +92,23 @@ def test_forest_searches_with_size_ranges_match_the_lp() -> None:
     assert float(C[np.arange(n), labels].sum()) == pytest.approx(opt, rel=1e-9)
 
 
+@pytest.mark.parametrize("k", [8, 40])
 @pytest.mark.parametrize("fixed", [False, True])
-def test_dense_rows_grouped_by_label_give_the_ungrouped_repair(monkeypatch, fixed: bool) -> None:
-    # many points to move on dense rows with arc lists (more rows a cluster than the rescan
-    # bound): the rows are grouped by label before the paths (counted), and the labels,
-    # potentials and augmentations are those of the ungrouped rows, at POT's optimum; with
-    # fixed points beside the band (fixed_counts) as well
-    n, k = 6000, 8
+def test_dense_rows_grouped_by_label_give_the_ungrouped_repair(
+    monkeypatch, fixed: bool, k: int
+) -> None:
+    # many points to move on dense rows, with arc lists (k = 8: more rows a cluster than the
+    # rescan bound) or row rescans (k = 40: 150 a cluster): the rows are grouped by label
+    # before the paths (counted), and the labels, potentials and augmentations are those of
+    # the ungrouped rows, at POT's optimum; with fixed points beside the band as well
+    n = 6000
+    assert (n > paths._DENSE_RESCAN_ROWS * k) == (k == 8) and n > paths._DENSE_GROUP_ROWS * k
     C, start = _cold_problem(n, 8, k, 3.0, seed=3)
-    fixed_counts = np.arange(k, dtype=np.int64) * 50 if fixed else np.zeros(k, dtype=np.int64)
+    step = 50 if k == 8 else 4  # (each cluster's fixed points below its size; equal sizes)
+    fixed_counts = np.arange(k, dtype=np.int64) * step if fixed else np.zeros(k, dtype=np.int64)
     cap = resolve_capacities(n + int(fixed_counts.sum()), k)
     moves = imbalance(np.bincount(start, minlength=k) + fixed_counts, cap)
-    assert moves >= paths.GROUPED_MOVES and n > paths._DENSE_RESCAN_ROWS * k
+    assert moves >= paths.GROUPED_MOVES
     grouped = count_calls(monkeypatch, paths, "by_label")
     on = start.copy()
     kept = successive_shortest_paths(

@@ -70,9 +70,15 @@ STUCK = 2  #: no path from a surplus to a deficit (the band cannot meet the boun
 #: at most this many points a cluster (measured here at k = 1024: twice as fast as the lists
 #: at 85 a cluster, 1.4 times slower at 330)
 _RESCAN_ROWS = 128
-#: the same for dense rows, k costs a point (measured here at k = 1024 from a random start:
-#: twice as fast as the lists at 24 points a cluster, as fast at 48, 1.7 times slower at 98)
-_DENSE_RESCAN_ROWS = 32
+#: the same for dense rows, k costs a point, where a departing point's entries are computed
+#: again (:func:`.slack_rows._rescan_entries`; measured here on the repairs of 30-iteration
+#: fits, separated clusters from random rows: 1.2-4 times faster than the lists from 25 to
+#: 560 points a cluster at k = 64, 256 and 1024, 1.3 times slower at 640, k = 64) ...
+_DENSE_RESCAN_ROWS = 256
+#: ... with the rows grouped by label (:mod:`.grouping`, when many must move) beyond this
+#: many a cluster (ungrouped, those rescans were 1.2-2.3 times slower from 95 points a
+#: cluster on; fewer a cluster are not grouped, as when this bound held for the rescans)
+_DENSE_GROUP_ROWS = 32
 #: the arcs' lists of cheapest moves hold at most this many entries in all (32 per arc, fewer
 #: for large k)
 _LIST_CELLS = 1 << 22
@@ -418,7 +424,7 @@ def successive_shortest_paths(
             costs, np.ascontiguousarray(columns, dtype=np.int32), labels, k
         )
     elif (
-        not rescan
+        labels.shape[0] > _DENSE_GROUP_ROWS * k
         and imbalance(fixed_counts + np.bincount(labels, minlength=k), Capacities(lower, upper))
         >= GROUPED_MOVES
     ):
