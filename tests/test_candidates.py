@@ -253,6 +253,17 @@ def _lloyd_step(k: int, n: int, d: int, seed: int, move: float):
     return X, cap, warm, centers
 
 
+def _assert_emd_optimum(step, blocks: RowBlocks, X: np.ndarray, centers: np.ndarray, cap) -> None:
+    """The step is certified, its labels have the sizes asked and cost ot.emd's optimum."""
+    assert step.certificate is not None and step.certificate.optimal
+    labels = np.asarray(blocks.labels(step.labeler))
+    np.testing.assert_array_equal(np.bincount(labels, minlength=centers.shape[0]), cap.lower)
+    C = reference_cost(X, centers)
+    opt, _ = emd_optimum(C, cap.lower)
+    assert step.objective == pytest.approx(opt, rel=1e-9)
+    assert float(C[np.arange(X.shape[0]), labels].sum()) == pytest.approx(opt, rel=1e-9)
+
+
 class _Remote(RowBlocks):
     """In-memory blocks that behave like a remote engine (a band, not every row)."""
 
@@ -271,13 +282,31 @@ def test_warm_exact_step_on_candidates_equals_emd(monkeypatch, k, width, remote)
     step = solve_exact(blocks, cap, SolverOptions(), warm.potentials, warm.eps)
     assert seen and seen[0], "the candidate path was not taken"
     assert step.extra["restricted"] >= 1
-    assert step.certificate is not None and step.certificate.optimal
-    labels = np.asarray(blocks.labels(step.labeler))
-    np.testing.assert_array_equal(np.bincount(labels, minlength=k), cap.lower)
-    C = reference_cost(X, centers)
-    opt, _ = emd_optimum(C, cap.lower)
-    assert step.objective == pytest.approx(opt, rel=1e-9)
-    assert float(C[np.arange(n), labels].sum()) == pytest.approx(opt, rel=1e-9)
+    _assert_emd_optimum(step, blocks, X, centers, cap)
+
+
+def test_warm_exact_step_at_large_k_reads_arcs_from_points_and_equals_emd(monkeypatch) -> None:
+    # k = MEMBER_MIN_K: the warm step's repair runs on candidates, its searches read the arcs
+    # out of clusters with few band points from those points; the step is ot.emd's optimum
+    from ballot_dask.solvers import repair
+
+    k = MEMBER_MIN_K
+    n = 4 * k
+    X, cap, warm, centers = _lloyd_step(k, n, 8, 5, 0.2)
+    repairs: list[tuple[bool, int]] = []
+    real = repair.successive_shortest_paths
+
+    def recorded(*args, **kwargs):
+        result = real(*args, **kwargs)
+        repairs.append((kwargs.get("columns") is not None, result.augmentations))
+        return result
+
+    monkeypatch.setattr(repair, "successive_shortest_paths", recorded)
+    blocks = RowBlocks(X)
+    blocks.set_centers(centers)
+    step = solve_exact(blocks, cap, SolverOptions(), warm.potentials, warm.eps)
+    assert any(on_columns and moved > 100 for on_columns, moved in repairs), repairs
+    _assert_emd_optimum(step, blocks, X, centers, cap)
 
 
 @pytest.mark.parametrize("width", [1, 2])
