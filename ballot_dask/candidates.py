@@ -291,6 +291,17 @@ def _slack_into(C, order, starts, slack):  # pragma: no cover - compiled
                     slack[a, j] = r
 
 
+def label_slack(C: np.ndarray, labels: np.ndarray, slack: np.ndarray) -> np.ndarray:
+    """``slack`` (k x k, updated in place and returned) lowered to the slack matrix of cost
+    rows ``C`` under ``labels``: ``min over rows i labelled a of (C_ib - C_ia)``."""
+    lab = np.asarray(labels, dtype=np.int64)
+    order = np.argsort(lab, kind="stable")
+    starts = np.searchsorted(lab[order], np.arange(slack.shape[0] + 1))
+    with _threads_for(C.shape[0]):
+        _slack_into(C, order, starts, slack)
+    return slack
+
+
 def band_slack_matrix(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The true slack matrix ``min over rows i labelled a of (C_ib - C_ia)`` of band rows
     ``x`` (their coordinates) under ``labels``: their cost rows again, slab by slab, with the
@@ -302,11 +313,7 @@ def band_slack_matrix(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) ->
     for lo in range(0, x.shape[0], rows):
         block = x[lo : lo + rows]
         buffer = cost_block(block, centers, out=buffer)
-        lab = np.asarray(labels[lo : lo + rows], dtype=np.int64)
-        order = np.argsort(lab, kind="stable")
-        starts = np.searchsorted(lab[order], np.arange(k + 1))
-        with _threads_for(block.shape[0]):
-            _slack_into(buffer, order, starts, slack)
+        label_slack(buffer, labels[lo : lo + rows], slack)
     return slack
 
 
@@ -316,5 +323,6 @@ __all__ = [
     "BandCosts",
     "band_slack_matrix",
     "candidate_width",
+    "label_slack",
     "top_columns",
 ]

@@ -22,11 +22,11 @@ import numpy as np
 from dask.utils import format_bytes
 
 from ..blocks import Blocks
-from ..candidates import BandCosts, band_slack_matrix, candidate_width
+from ..candidates import BandCosts, band_slack_matrix, candidate_width, label_slack
 from ..capacities import Capacities
 from ..certificate import certify_labels
 from ..exact_pass import ExactPass, band_costs
-from ..kernels import assignment_terms, label_sums
+from ..kernels import label_sums
 from .base import ExactLabels, SolverOptions, StepOutcome
 
 _MIN_BAND = 8192  # band rows wanted at least (a warm Lloyd step's imbalance fits easily)
@@ -255,7 +255,7 @@ def _outcome(
         # the floors may be too loose a bound: the band's true slack matrix decides
         if search.dense_fits:
             search.dense_costs = band_costs(band.x, blocks.centers)
-            exact = assignment_terms(band.x, search.dense_costs, labels)[2]
+            exact = label_slack(search.dense_costs, labels, np.full((k, k), np.inf))
         else:
             exact = band_slack_matrix(band.x, blocks.centers, labels)
         slack = np.minimum(band.slack, exact)
