@@ -354,7 +354,7 @@ def cost_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray | None = None
         out = np.empty(shape, dtype=np.float64)
     if X.shape[0]:
         mu_t, mu_ct, mu_sq, mean, use_dot = prepared_centers(X, centers)
-        with _threads_for(X.shape[0], blas=use_dot):
+        with _threads_for(X.shape[0], blas=use_dot, cells=centers.shape[0] * X.shape[1]):
             slab = slab_rows(centers.shape[0], use_dot)
             workers = max(1, min(numba.get_num_threads(), -(-X.shape[0] // slab)))
             _costs(read_only(X), mu_t, mu_ct, mu_sq, mean, use_dot, out, slab, workers)

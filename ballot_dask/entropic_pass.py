@@ -465,7 +465,7 @@ def run_entropic(C: np.ndarray, v: np.ndarray, eps: float, hessian: bool, X: np.
     lanes = _n_lanes(m, per_lane)
     blas = X.shape[0] > 0 or hessian
     wait_for("entropic")  # compiled ahead in another process (on a cold kernel cache)
-    with _threads_for(m, blas=blas):
+    with _threads_for(m, blas=blas, cells=per_lane):
         return _entropic(
             read_only(np.ascontiguousarray(C, dtype=np.float64)),
             np.asarray(v, dtype=np.float64),

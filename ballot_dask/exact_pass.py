@@ -388,7 +388,7 @@ def exact_pass(
     width = min(int(width), k)
     row_labels = np.empty(m if keep_labels else 0, dtype=np.int32)
     wait_for_pass(X.dtype)  # compiled ahead in another process (on a cold kernel cache)
-    with _threads_for(m, blas=sc.use_dot):
+    with _threads_for(m, blas=sc.use_dot, cells=k * X.shape[1]):
         args = _arguments(X, sc, v, theta, cap, lanes, shared, width, pair_scale, allowance)
         out = _exact_pass(*args, _weight_array(weights), row_labels)
     counts, mass, sums, slack, obj, band, taken, hist, columns, costs, floor, pairs = out
@@ -537,7 +537,7 @@ def power_labels(
         return out
     sc = screened_centers(X, centers)
     lanes = pass_lanes(m, k, X.shape[1])  # the exact pass's, hence its slabs
-    with _threads_for(m, blas=sc.use_dot):
+    with _threads_for(m, blas=sc.use_dot, cells=k * X.shape[1]):
         _labels_pass(
             read_only(X),
             tuple(sc),

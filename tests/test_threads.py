@@ -1,0 +1,76 @@
+"""Threads of the compiled kernels: one or all for a block, BLAS held to one inside them."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from threadpoolctl import ThreadpoolController
+
+from ballot_dask.costs import cost_block
+from ballot_dask.kernels import _PARALLEL_ROWS, _PARALLEL_WORK, _threads_for
+
+pytestmark = pytest.mark.skipif(
+    numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads for the compiled kernels"
+)
+
+
+def _blas_threads() -> list[int]:
+    libraries = ThreadpoolController().select(user_api="blas").info()
+    return [int(lib["num_threads"]) for lib in libraries]
+
+
+@pytest.fixture
+def two_blas_threads():
+    """BLAS at two threads (as a fresh process on this machine), restored after."""
+    controller = ThreadpoolController()
+    if not controller.select(user_api="blas").info():
+        pytest.skip("no BLAS library found by threadpoolctl")
+    with controller.limit(limits=2, user_api="blas"):
+        yield
+
+
+def test_a_small_block_runs_on_one_thread_and_holds_blas_to_one(two_blas_threads):
+    threads = numba.get_num_threads()
+    assert threads >= 2
+    with _threads_for(1000, blas=True):
+        assert numba.get_num_threads() == 1
+        assert set(_blas_threads()) == {1}
+    assert numba.get_num_threads() == threads
+    assert set(_blas_threads()) == {2}
+
+
+def test_a_small_block_of_much_work_runs_in_parallel(two_blas_threads):
+    threads = numba.get_num_threads()
+    rows = 1000
+    cells = -(-_PARALLEL_WORK // rows)
+    with _threads_for(rows, blas=True, cells=cells):
+        assert numba.get_num_threads() == threads
+        assert set(_blas_threads()) == {1}
+    with _threads_for(rows, blas=True, cells=cells - 1):
+        assert numba.get_num_threads() == 1
+
+
+def test_a_region_without_blas_leaves_it_alone(two_blas_threads):
+    with _threads_for(_PARALLEL_ROWS):
+        assert set(_blas_threads()) == {2}
+        assert numba.get_num_threads() >= 2
+    with _threads_for(10):
+        assert set(_blas_threads()) == {2}
+        assert numba.get_num_threads() == 1
+
+
+@pytest.mark.parametrize(("k", "d", "rows"), [(1024, 64, 300), (256, 64, 2000), (16, 32, 5000)])
+def test_costs_of_a_small_block_do_not_depend_on_its_threads(monkeypatch, k, d, rows):
+    """A block of few rows whose costs are much work runs on every thread, with the same
+    costs to the bit as on one thread (each slab's arithmetic is the same)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((rows, d)).astype(np.float32)
+    centers = rng.standard_normal((k, d))
+    parallel = rows * k * d >= _PARALLEL_WORK
+    assert parallel == (k >= 256)
+    costs = cost_block(X, centers)
+    monkeypatch.setattr("ballot_dask.kernels._PARALLEL_WORK", 1 << 62)  # one thread
+    np.testing.assert_array_equal(cost_block(X, centers), costs)
+    expected = ((X[:, None, :].astype(np.float64) - centers[None].astype(np.float32)) ** 2).sum(-1)
+    np.testing.assert_allclose(costs, expected, rtol=1e-12, atol=1e-9 * float(expected.max()))
