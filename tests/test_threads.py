@@ -74,3 +74,18 @@ def test_costs_of_a_small_block_do_not_depend_on_its_threads(monkeypatch, k, d, 
     np.testing.assert_array_equal(cost_block(X, centers), costs)
     expected = ((X[:, None, :].astype(np.float64) - centers[None].astype(np.float32)) ** 2).sum(-1)
     np.testing.assert_allclose(costs, expected, rtol=1e-12, atol=1e-9 * float(expected.max()))
+
+
+def test_a_solver_step_holds_blas_to_one_thread(two_blas_threads):
+    from ballot_dask.solvers import SOLVERS, _one_blas_thread
+    from ballot_dask.solvers.emd import solve_emd
+    from ballot_dask.solvers.exact import solve_exact
+    from ballot_dask.solvers.sinkhorn import solve_sinkhorn
+
+    seen: list[list[int]] = []
+    probe = _one_blas_thread(lambda *args, **kwargs: seen.append(_blas_threads()) or len(args))
+    assert probe(1, 2, key=3) == 2
+    assert seen == [[1] * len(seen[0])]
+    assert set(_blas_threads()) == {2}  # restored
+    wrapped = {name: getattr(step, "__wrapped__", None) for name, step in SOLVERS.items()}
+    assert wrapped == {"exact": solve_exact, "sinkhorn": solve_sinkhorn, "emd": solve_emd}

@@ -7,8 +7,11 @@ and returns a :class:`~.base.StepOutcome`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
+from ..kernels import blas_on_one_thread
 from .base import SolverOptions, StepOutcome, labels_of
 from .emd import solve_emd
 from .exact import solve_exact
@@ -16,10 +19,23 @@ from .sinkhorn import solve_sinkhorn
 
 Solver = Callable[..., StepOutcome]
 
+
+def _one_blas_thread(solve: Solver) -> Solver:
+    """``solve`` with BLAS on one thread throughout
+    (:func:`~ballot_dask.kernels.blas_on_one_thread`)."""
+
+    @functools.wraps(solve)
+    def step(*args: Any, **kwargs: Any) -> StepOutcome:
+        with blas_on_one_thread():
+            return solve(*args, **kwargs)
+
+    return step
+
+
 SOLVERS: dict[str, Solver] = {
-    "exact": solve_exact,
-    "sinkhorn": solve_sinkhorn,
-    "emd": solve_emd,
+    "exact": _one_blas_thread(solve_exact),
+    "sinkhorn": _one_blas_thread(solve_sinkhorn),
+    "emd": _one_blas_thread(solve_emd),
 }
 
 __all__ = ["SOLVERS", "Solver", "SolverOptions", "StepOutcome", "labels_of"]
