@@ -134,13 +134,29 @@ def test_experiment3_ballot_and_lloyd_grow_near_linearly(exp03: Ran) -> None:
         assert exp03.column("n", int, method=method).max() >= 2**16, method
 
 
+def _fastest_slope(ran: Ran, method: str) -> float:
+    """The slope of log(fastest of the trials' seconds) on log(n) over the summary's window:
+    a load on the machine slows some trials, the fastest least."""
+    lo, hi = ran.record["summary"][method]["fit_window"]
+    fastest: dict[int, float] = {}
+    for r in ran.rows:
+        n = int(r["n"])
+        if r["method"] == method and r["completed"] == "1" and lo <= n <= hi:
+            fastest[n] = min(fastest.get(n, math.inf), float(r["seconds"]))
+    sizes = np.array(sorted(fastest), dtype=np.float64)
+    times = np.array([fastest[int(n)] for n in sizes])
+    return float(np.polyfit(np.log(sizes), np.log(times), 1)[0])
+
+
 def test_experiment3_hungarian_grows_super_linearly(exp03: Ran) -> None:
     # the tiny setting times the Hungarian method on 2^9 .. 2^12 points, where a fit takes
     # 2-130 ms and its slope moves from run to run (1.45 and 1.75 in two runs of the same
     # tree here; BalLOT's and Lloyd's about 1.0): it must be well above one, and above
-    # theirs by a margin
-    slope = _slope(exp03, "Hungarian")
-    ours = max(_slope(exp03, method) for method in ("BalLOT", "Lloyd"))
+    # theirs by a margin.  From the fastest of each size's trials: the median's slope was
+    # 1.22 in one run beside the rest of the suite on 2 cores (the small sizes' trials slowed
+    # by the other tests more than the large ones')
+    slope = _fastest_slope(exp03, "Hungarian")
+    ours = max(_fastest_slope(exp03, method) for method in ("BalLOT", "Lloyd"))
     assert slope > 1.3, (slope, exp03.record["summary"]["Hungarian"])
     assert slope > ours + 0.25, (slope, ours)
 
