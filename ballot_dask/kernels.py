@@ -129,8 +129,8 @@ def _threads_for(rows: int, blas: bool = False, cells: int = 0) -> Iterator[None
     own threads)."""
     parallel = rows >= _PARALLEL_ROWS or rows * cells >= _PARALLEL_WORK
     with ExitStack() as stack:
-        if blas and numba.get_num_threads() > 1:
-            stack.enter_context(_blas_controller().limit(limits=1, user_api="blas"))
+        if blas:
+            stack.enter_context(blas_on_one_thread())
         if parallel:
             yield
             return
