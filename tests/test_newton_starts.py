@@ -144,3 +144,39 @@ def test_a_cold_step_at_a_large_reg_needs_no_exact_step(monkeypatch) -> None:
     found = balanced_assign(X, centers, method="sinkhorn", reg=0.1, sinkhorn_tol=1e-3)
     assert found.marginal_error <= 1e-3 and found.n_iter <= 4
     assert calls == []
+
+
+def test_an_unregularised_start_beyond_the_band_budget_is_left_out(monkeypatch) -> None:
+    # a Dask array whose band budget holds no band of the unregularised problem (64 kiB):
+    # its exact step stops with the band error, and Newton's stages from the top go on
+    # without it, to the same plan (before, the error ended the fit: k = 1024 on 10^5 rows
+    # wanted 2 GiB)
+    import dask
+    import dask.array as da
+
+    from ballot_dask.solvers import sinkhorn
+
+    n, k, reg, tol = 20_000, 64, 1e-4, 1e-3
+    X, centers = _separated_mixture(n, 16, k, 6.0)
+    options = {"method": "sinkhorn", "reg": reg, "sinkhorn_tol": tol, "sinkhorn_max_iter": 400}
+    found = balanced_assign(X, centers, **options)
+    calls = count_calls(monkeypatch, sinkhorn, "_unregularised")
+    with dask.config.set({"ballot.band-memory": "64 kiB", "scheduler": "threads"}):
+        on_dask = balanced_assign(da.from_array(X, chunks=(5_000, 16)), centers, **options)
+    assert len(calls) == 1
+    potentials, rounds = calls[0]
+    assert potentials is None and rounds >= 1  # its passes were made, and counted
+    assert on_dask.marginal_error <= tol
+    C = ot.dist(X, centers)
+    eps = reg * float(C.mean())
+    P0, P1 = (softmax((v - C) / eps, axis=1) for v in (found.potentials, on_dask.potentials))
+    assert np.abs(P1 - P0).sum() <= 4 * tol * n
+
+
+def test_the_band_error_is_a_runtime_error_of_its_own() -> None:
+    from ballot_dask.solvers.search import BandError
+
+    X, centers = _separated_mixture(4000, 8, 16, 6.0)
+    with pytest.raises(BandError, match=r"max_band=8"):
+        balanced_assign(X, centers, max_band=8)
+    assert issubclass(BandError, RuntimeError)

@@ -34,6 +34,12 @@ from ..blocks import Blocks, PassCounter
 from ..capacities import Capacities
 from ..plan_kernels import combine_entropic, entropic_moment_terms, entropic_terms
 from .base import SolverOptions
+from .search import BandError
+
+#: what :func:`entropic_potentials` calls for the unregularised problem's potentials: from
+#: a start (or none), those potentials (``None`` beyond the band's memory budget) and the
+#: passes over X it made
+Unregularised = Callable[[np.ndarray | None], tuple[np.ndarray | None, int]]
 
 _SCALE = 8.0  # e shrinks by at most this factor per stage
 _STAGE_TOL = 0.002  # column error (share of n) at which an intermediate stage ends
@@ -253,7 +259,7 @@ def entropic_potentials(
     moments: bool = False,
     sample: Blocks | None = None,
     reference: np.ndarray | None = None,
-    unregularised: Callable[[np.ndarray | None], tuple[np.ndarray, int]] | None = None,
+    unregularised: Unregularised | None = None,
     curvature: SampleCurvature | None = None,
 ) -> EntropicPlan:
     """The potentials of the entropic problem at ``eps``, by Newton stages with ``e`` from
@@ -281,7 +287,8 @@ def entropic_potentials(
     steps of a fit, one pass a step where the previous potentials needed two).
 
     ``unregularised``: returns the potentials of the unregularised problem (the exact step's,
-    at the same centers) and the passes it made, or ``None``.  Where X's stage crawls at
+    at the same centers), or ``None`` where its band does not fit the memory budget, and the
+    passes it made; or ``None``.  Where X's stage crawls at
     ``eps`` (from the sample's potentials, a warm start or the corrected problems), a stage
     from those potentials is tried once before the stages from the top: at a small ``eps``
     the entropic potentials are near them (within a few ``eps`` where rows lie near a
@@ -336,8 +343,10 @@ def entropic_potentials(
     if not warm and unregularised is not None and (small or alone):
         # cold at a small eps: from the unregularised problem's potentials, rather than
         # through many stages (or from a sample's, whose sampling error then matters)
-        v, made = unregularised(None)
-        unregularised, passes, patience, warm, sample = None, made, _PATIENCE, True, None
+        found, made = unregularised(None)
+        unregularised, passes, patience = None, made, _PATIENCE
+        if found is not None:
+            v, warm, sample = found, True, None
     if sample is not None and not warm:
         v, warm, sample = from_sample(sample, v), True, None
     elif sample is not None and reference is not None:
@@ -385,9 +394,12 @@ def entropic_potentials(
         if unregularised is not None and (sample is None or small):
             # once: from the unregularised problem's potentials (the exact step's, warm
             # started from these)
-            v, made = unregularised(v)
+            found, made = unregularised(v)
             unregularised, passes, patience = None, passes + made, _PATIENCE
-            continue
+            if found is not None:
+                v = found
+                continue
+            # (its band beyond the memory budget: on as without it)
         if sample is None:
             break  # staged from the top, from here
         # far off, or crawling: the sample's problems, corrected by X's column sums
@@ -491,9 +503,7 @@ def _corrected(
             return best._replace(passes=passes)
 
 
-def in_memory_unregularised(
-    rows: Blocks, target: np.ndarray, eps: float
-) -> Callable[[np.ndarray | None], tuple[np.ndarray, int]]:
+def in_memory_unregularised(rows: Blocks, target: np.ndarray, eps: float) -> Unregularised:
     """:func:`entropic_potentials`' ``unregularised`` for a problem on rows held in memory
     (the engine's row sample) with the column targets ``target``: the potentials of the
     transport LP whose capacities are those targets, fractional as they are
@@ -505,8 +515,11 @@ def in_memory_unregularised(
 
     capacities = Capacities(target, target.copy())
 
-    def solve(start: np.ndarray | None) -> tuple[np.ndarray, int]:
-        step = solve_weighted_exact(rows, capacities, SolverOptions(), start, eps)
+    def solve(start: np.ndarray | None) -> tuple[np.ndarray | None, int]:
+        try:
+            step = solve_weighted_exact(rows, capacities, SolverOptions(), start, eps)
+        except BandError:  # (a quarter of the free memory: a machine short of it)
+            return None, 0
         return step.potentials, 0
 
     return solve

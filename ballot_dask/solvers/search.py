@@ -211,15 +211,23 @@ def _band_limits(blocks: Blocks, k: int, options: SolverOptions) -> tuple[int, i
     return budget, dense_limit, wide_limit
 
 
-def _band_error(search: _Search, budget: int, k: int, options: SolverOptions) -> RuntimeError:
+class BandError(RuntimeError):
+    """No band within the exact step's memory budget (or ``max_band``) settles the step.
+
+    A ``RuntimeError`` (what callers of the estimator catch); its own class so that a caller
+    with another way to the same end (E-BalLOT's start from the unregularised problem) can
+    go on without it."""
+
+
+def _band_error(search: _Search, budget: int, k: int, options: SolverOptions) -> BandError:
     """The error for a band that needs more than ``search.limit`` rows."""
     wanted = _WIDEN * search.limit
     if options.max_band is not None and search.limit == options.max_band:
-        return RuntimeError(
+        return BandError(
             f"the exact repair needs more than max_band={options.max_band} points in its "
             "band; raise max_band or leave it unset"
         )
-    return RuntimeError(
+    return BandError(
         f"the exact repair needs a band of about {wanted} points, more than the "
         f"{search.limit} that fit its memory budget ({format_bytes(budget)} at k={k}; it "
         f"would need about {format_bytes(budget * wanted // max(search.limit, 1))}); raise "

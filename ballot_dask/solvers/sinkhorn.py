@@ -48,6 +48,7 @@ from .base import (
 )
 from .exact import solve_exact
 from .newton import SampleCurvature, entropic_potentials, sample_targets
+from .search import BandError
 from .weighted import solve_weighted_exact
 
 #: above this many clusters the Newton system (k x k per block) gives way to Sinkhorn
@@ -212,9 +213,10 @@ def _unregularised(
     options: SolverOptions,
     start: np.ndarray | None,
     eps: float,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray | None, int]:
     """The potentials of the unregularised problem with the entropic plan's column targets
-    at the current centers, and the rounds it took: where Newton's steps crawl at a small
+    at the current centers (``None`` where its band does not fit the memory budget: a Dask
+    array at large k), and the rounds it took: where Newton's steps crawl at a small
     regularisation, a start near the entropic potentials (:func:`~.newton.entropic_potentials`:
     they tend to these as ``eps`` goes to 0).  Warm started from the entropic potentials
     ``start`` (with a band of the rows within about ``eps`` of a boundary, as
@@ -233,12 +235,15 @@ def _unregularised(
     before = blocks.passes.rounds
     n, k = blocks.n_samples, capacities.n_clusters
     r = n % k
-    if capacities.is_equal_shares and 2 * r * (k - r) / k > options.sinkhorn_tol * n:
-        share = np.full(k, n / k)
-        shares = Capacities(share, share.copy())
-        step = solve_weighted_exact(blocks, shares, options, potentials=start, eps=eps)
-        return step.potentials, blocks.passes.rounds - before
-    step = solve_exact(blocks, capacities, options, potentials=start, eps=eps)
+    try:
+        if capacities.is_equal_shares and 2 * r * (k - r) / k > options.sinkhorn_tol * n:
+            share = np.full(k, n / k)
+            shares = Capacities(share, share.copy())
+            step = solve_weighted_exact(blocks, shares, options, potentials=start, eps=eps)
+            return step.potentials, blocks.passes.rounds - before
+        step = solve_exact(blocks, capacities, options, potentials=start, eps=eps)
+    except BandError:  # Newton's stages go on without them
+        return None, blocks.passes.rounds - before
     return interior_potentials(step, capacities, n), blocks.passes.rounds - before
 
 
