@@ -50,7 +50,6 @@ from .dask_rounds import (
     observe_rounds,
     part_futures,
     rounds_observed,
-    shared_key,
 )
 from .dask_tasks import (
     checked_block,
@@ -456,9 +455,10 @@ class DaskBlocks:
             return self._labels_from_x(labeler)
         costs = self._cost_parts()
         streamed = costs is None
-        name = f"ballot-labeler-{_token()}"
-        shared = shared_key(
-            (labeler, self._centers if streamed else None), name, self.persist_costs
+        shared = delayed(
+            (labeler, self._centers if streamed else None),
+            name=f"ballot-labeler-{_token()}",
+            traverse=False,
         )
         if costs is None:
             parts = self._map_x(streamed_label_task, shared, labeler)
@@ -480,7 +480,7 @@ class DaskBlocks:
         return labels
 
     def _labels_from_x(self, labeler: Callable[[np.ndarray, int], np.ndarray]) -> da.Array:
-        shared = shared_key(labeler, f"ballot-labeler-{_token()}", self.persist_x)
+        shared = delayed(labeler, name=f"ballot-labeler-{_token()}", traverse=False)
         held = getattr(labeler, "held_key", None)  # the last pass's labels: no read
         held = held if held == self._held_key else None
         client = active_client() if held is not None else None

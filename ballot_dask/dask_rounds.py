@@ -11,7 +11,7 @@ from typing import Any
 
 import dask
 import psutil
-from dask.delayed import Delayed, delayed
+from dask.delayed import Delayed
 from dask.sizeof import sizeof
 
 from . import config
@@ -27,7 +27,6 @@ __all__ = [
     "observe_rounds",
     "part_futures",
     "rounds_observed",
-    "shared_key",
 ]
 
 #: a round's shared arguments up to this size travel inline with its tasks (else scattered)
@@ -122,22 +121,6 @@ def part_futures(parts: list[Any]) -> list[Any] | None:
 
     held = [futures_of(part) for part in parts]
     return [one[0] for one in held] if all(len(one) == 1 for one in held) else None
-
-
-def shared_key(value: Any, name: str, persisted: bool) -> Delayed:
-    """One key holding ``value`` for the tasks of a map over X: inline in the graph as
-    ``name``, or, with a distributed client and a map ``persisted`` at once, scattered to
-    the cluster first, so that neither the map's graph nor each worker's warm-up
-    (:mod:`.dask_warm`, a graph per worker) carries it.  (A lazy map keeps it inline: it is
-    computed later, and the scattered value would not outlive this call's future.)  For a
-    fit's labelers: the exact step's holds its band's rows and their labels, whose bytes
-    grow with X (9.8 MiB at 2^27 rows, sent once with the final labels' map and once more
-    with every worker's warm-up); the others are small, and their scatter is one call a
-    fit."""
-    client = active_client()
-    if client is None or not persisted:
-        return delayed(value, name=name, traverse=False)
-    return delayed(client.scatter([value], hash=False)[0])
 
 
 def futures_round(

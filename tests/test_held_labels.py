@@ -227,27 +227,3 @@ def test_labels_tasks_are_placed_on_the_workers_that_hold_their_blocks(cluster_c
                 assert got[:4] == [first, second, second, first]
     finally:
         cluster_client.run(held_labels._HELD.clear)
-
-
-def test_labelers_travel_scattered_not_inside_the_graphs(cluster_client, monkeypatch):
-    # the exact step's labeler holds its band's rows, whose bytes grow with X (9.8 MiB at
-    # 2^27 rows): on a cluster it is scattered once, and the final labels' map and each
-    # worker's warm-up refer to it instead of carrying it in their graphs
-    from distributed import futures_of
-
-    from ballot_dask import dask_blocks, dask_rounds
-
-    X = _data()
-    ref = BalancedKMeans(**_exact_params()).fit(X)
-    made = count_calls(monkeypatch, dask_blocks, "shared_key")
-    with cluster_client.as_current(), dask.config.set(scheduler=cluster_client):
-        fitted = BalancedKMeans(**_exact_params()).fit(_dask(X, CHUNKINGS["even"]).persist())
-        np.testing.assert_array_equal(fitted.labels_.compute(), ref.labels_)
-        # a lazy map (X streamed) is computed later: its labeler stays inline
-        lazy = dask_rounds.shared_key(np.arange(3), "ballot-labeler-lazy", False)
-        assert lazy.key == "ballot-labeler-lazy" and futures_of(lazy) == []
-    assert made and all(len(futures_of(key)) == 1 for key in made)
-    with dask.config.set(scheduler="threads"):  # no cluster: inline, under its name
-        inline = dask_rounds.shared_key(np.arange(3), "ballot-labeler-inline", True)
-        assert inline.key == "ballot-labeler-inline" and futures_of(inline) == []
-        np.testing.assert_array_equal(inline.compute(), np.arange(3))
