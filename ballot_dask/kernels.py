@@ -106,8 +106,9 @@ def blas_on_one_thread() -> Iterator[None]:
     step runs under (:data:`ballot_dask.solvers.SOLVERS`).  Its calls between the kernels are
     small (k x k systems, products with a band's rows); after a call on its own threads,
     OpenBLAS's threads spin for a while and take a core from the next parallel kernel
-    (measured here: E-BalLOT on 10^5 x 16 separated rows, k = 256, reg 1e-2, 20 iterations:
-    8.7 s instead of 12.0 s).  As scikit-learn's ``KMeans`` holds it in its Lloyd loop."""
+    (measured here: E-BalLOT on 10^5 x 16 separated rows, k = 256, reg 1e-2, 20 iterations
+    at most, alternated with the tree before: 8.7 s instead of 12.6 s, medians of two).
+    As scikit-learn's ``KMeans`` holds it in its Lloyd loop."""
     with ExitStack() as stack:
         if numba.get_num_threads() > 1:
             stack.enter_context(_blas_controller().limit(limits=1, user_api="blas"))
