@@ -30,12 +30,19 @@ def warm_workers(
     ``(task, kernel)`` is mapped (``warmed`` holds those already run): the workers compile or
     load its kernels before they hold a chunk, so loading the compiler never adds to a
     chunk's read (on 400 MB workers streaming 16 MB zstd chunks the first pass peaked 16 MiB
-    higher than the others).  One round without data; not counted as a pass."""
+    higher than the others).  One round without data; not counted as a pass.  A ``kernel``
+    with a ``for_warm_up()`` method is itself the shared value (the exact step's labeler,
+    :class:`~ballot_dask.solvers.base.ExactLabels`): the warm-up runs on what that method
+    returns, the kernel without the data it carries, since each worker's run is its own
+    graph (one copy of the band per worker)."""
     client = active_client()
     key = (task, _code_of(kernel))
     if client is None or key in warmed:
         return
     warmed.add(key)
+    light = getattr(kernel, "for_warm_up", None)
+    if light is not None:  # a kernel that carries data (and is the shared value): without it
+        shared = delayed(light(), name=f"{shared.key}-warm", traverse=False)
     try:
         workers = list(client.scheduler_info(n_workers=-1)["workers"])
     except TypeError:  # distributed < 2025: always lists every worker

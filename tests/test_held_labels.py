@@ -227,3 +227,30 @@ def test_labels_tasks_are_placed_on_the_workers_that_hold_their_blocks(cluster_c
                 assert got[:4] == [first, second, second, first]
     finally:
         cluster_client.run(held_labels._HELD.clear)
+
+
+def test_exact_labels_keep_the_band_narrow_and_label_any_block():
+    """The band's rows and labels are held in the narrowest unsigned type (the labeler
+    travels to every worker); a block past them, or among them, still gets int64 labels."""
+    rng = np.random.default_rng(1)
+    X, centers, v = rng.standard_normal((1200, 3)), rng.standard_normal((4, 3)), np.zeros(4)
+    rows = np.array([3, 250, 40, 199])
+    labeler = ExactLabels(centers, v, rows, np.array([1, 2, 3, 0]))
+    assert labeler.rows.dtype == np.uint8 and labeler.labels.dtype == np.uint8
+    np.testing.assert_array_equal(labeler.rows, [3, 40, 199, 250])
+    np.testing.assert_array_equal(labeler.labels, [1, 3, 0, 2])
+    for lo, hi in ((0, 300), (300, 1200), (200, 260)):  # past 255: no uint8 overflow
+        got = labeler(X[lo:hi], lo)
+        inside = (rows >= lo) & (rows < hi)
+        expected = power_labels(
+            X[lo:hi],
+            centers,
+            v,
+            np.sort(rows[inside]) - lo,
+            labeler.labels[np.isin(labeler.rows, rows[inside])],
+        )
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, expected)
+    big = ExactLabels(centers, v, np.array([70_000, 5]), np.array([3, 1]))
+    assert big.rows.dtype == np.uint32 and big.labels.dtype == np.uint8
+    assert labeler.for_warm_up().rows.size == 0

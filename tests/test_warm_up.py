@@ -69,3 +69,37 @@ def test_a_warm_up_that_fails_does_not_fail_the_pass(client):
     blocks = DaskBlocks(_data(), 4, persist=False)
     assert blocks.reduce_x(rows_unless_synthetic, sum) == 6000
     assert [len(runs) for runs in _warmed(client)] == [1, 1]  # it ran, and failed, on both
+
+
+#: what :func:`_record` saw (in-process workers: the graph is pickled, this module is not)
+SEEN: list[tuple[int, int, np.ndarray]] = []
+
+
+def _record(shared, block, offset):
+    from ballot_dask.dask_tasks import x_label_task
+
+    SEEN.append((shared.rows.size, shared.labels.size, x_label_task(shared, block, offset)))
+
+
+def test_a_labeler_that_carries_the_band_is_warmed_up_without_it():
+    """The exact step's labeler holds the band's rows (MiBs at 10^8 rows); each worker's
+    warm-up is its own graph, so it runs on the labeler's ``for_warm_up()`` copy instead."""
+    from dask.delayed import delayed
+
+    from ballot_dask.dask_warm import warm_workers
+    from ballot_dask.solvers.base import ExactLabels
+
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(10**6, 50_000, replace=False))
+    labeler = ExactLabels(rng.standard_normal((3, 4)), np.zeros(3), rows, rows % 3)
+    SEEN.clear()
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        warm_workers(_record, delayed(labeler), labeler, np.float32, 4, False, set())
+    assert [(r, n) for r, n, _ in SEEN] == [(0, 0), (0, 0)]  # on both workers, no band
+    for *_, labels in SEEN:  # and the same labels as the labeler gives those rows
+        np.testing.assert_array_equal(labels, labeler(np.zeros((8, 4), np.float32), 0))

@@ -74,12 +74,22 @@ class ExactLabels:
     reads_x = True
 
     def __post_init__(self) -> None:
+        # sorted, and in the narrowest unsigned type that holds them: the labeler travels in
+        # the labels map's graph and to every worker, and the band grows with X (at 2^27
+        # rows and k = 2, 16 bytes a band row made a 9.8 MiB graph; 5 bytes make 3.1 MiB)
         order = np.argsort(self.rows, kind="stable")
-        self.rows, self.labels = self.rows[order], self.labels[order]
+        self.rows, self.labels = _narrow(self.rows[order]), _narrow(self.labels[order])
+
+    def for_warm_up(self) -> ExactLabels:
+        """This labeler without its band rows or held labels: what a worker's warm-up runs
+        (:func:`~ballot_dask.dask_warm.warm_workers`), so that warming the labels map up
+        sends each worker a few hundred bytes, not the band."""
+        none = np.zeros(0, dtype=np.uint8)
+        return ExactLabels(self.centers, self.potentials, none, none)
 
     def __call__(self, X: np.ndarray, offset: int) -> np.ndarray:
         lo, hi = np.searchsorted(self.rows, [offset, offset + X.shape[0]])
-        rows, fixed = self.rows[lo:hi] - offset, self.labels[lo:hi]
+        rows, fixed = self.rows[lo:hi].astype(np.int64) - offset, self.labels[lo:hi]
         if self.held_key is not None:
             held = take(self.held_key, offset, X.shape[0])
             if held is not None:  # the pass's own labels, held where it ran: no costs
@@ -98,6 +108,14 @@ class ExactLabels:
         out = self.known.astype(np.int64)
         out[self.rows] = self.labels
         return out
+
+
+def _narrow(index: np.ndarray) -> np.ndarray:
+    """Non-negative integers in the narrowest unsigned type that holds them (as they are
+    when one is negative or there are none)."""
+    if index.size == 0 or index.min() < 0:
+        return index
+    return index.astype(np.min_scalar_type(int(index.max())), copy=False)
 
 
 @dataclass
