@@ -146,7 +146,7 @@ def test_a_cold_step_at_a_large_reg_needs_no_exact_step(monkeypatch) -> None:
     assert calls == []
 
 
-def test_an_unregularised_start_beyond_the_band_budget_is_left_out(monkeypatch) -> None:
+def test_an_unregularised_start_beyond_the_band_budget_is_left_out(monkeypatch, caplog) -> None:
     # a Dask array whose band budget holds no band of the unregularised problem (64 kiB):
     # its exact step stops with the band error, and Newton's stages from the top go on
     # without it, to the same plan (before, the error ended the fit: k = 1024 on 10^5 rows
@@ -161,9 +161,15 @@ def test_an_unregularised_start_beyond_the_band_budget_is_left_out(monkeypatch) 
     options = {"method": "sinkhorn", "reg": reg, "sinkhorn_tol": tol, "sinkhorn_max_iter": 400}
     found = balanced_assign(X, centers, **options)
     calls = count_calls(monkeypatch, sinkhorn, "_unregularised")
-    with dask.config.set({"ballot.band-memory": "64 kiB", "scheduler": "threads"}):
+    with (
+        dask.config.set({"ballot.band-memory": "64 kiB", "scheduler": "threads"}),
+        caplog.at_level("INFO", logger="ballot_dask"),
+    ):
         on_dask = balanced_assign(da.from_array(X, chunks=(5_000, 16)), centers, **options)
     assert len(calls) == 1
+    # the log says so, and what would take the start: the budget's setting
+    (note,) = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert "unregularised problem" in note and "raise ballot.band-memory" in note
     potentials, rounds = calls[0]
     assert potentials is None and rounds >= 1  # its passes were made, and counted
     assert on_dask.marginal_error <= tol

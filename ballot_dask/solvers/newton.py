@@ -25,6 +25,7 @@ the sample for them before its first pass over X.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -518,7 +519,11 @@ def in_memory_unregularised(rows: Blocks, target: np.ndarray, eps: float) -> Unr
     def solve(start: np.ndarray | None) -> tuple[np.ndarray | None, int]:
         try:
             step = solve_weighted_exact(rows, capacities, SolverOptions(), start, eps)
-        except BandError:  # (a quarter of the free memory: a machine short of it)
+        except BandError as error:  # (a quarter of the free memory: a machine short of it)
+            logging.getLogger("ballot_dask").info(
+                "E-BalLOT: the row sample's start from the unregularised problem is left out (%s)",
+                error,
+            )
             return None, 0
         return step.potentials, 0
 

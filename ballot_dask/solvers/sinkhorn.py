@@ -26,6 +26,7 @@ started from the Sinkhorn potentials.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,8 @@ from .exact import solve_exact
 from .newton import SampleCurvature, entropic_potentials, sample_targets
 from .search import BandError
 from .weighted import solve_weighted_exact
+
+logger = logging.getLogger("ballot_dask")
 
 #: above this many clusters the Newton system (k x k per block) gives way to Sinkhorn
 _NEWTON_MAX_K = 512
@@ -242,7 +245,12 @@ def _unregularised(
             step = solve_weighted_exact(blocks, shares, options, potentials=start, eps=eps)
             return step.potentials, blocks.passes.rounds - before
         step = solve_exact(blocks, capacities, options, potentials=start, eps=eps)
-    except BandError:  # Newton's stages go on without them
+    except BandError as error:  # Newton's stages go on without them
+        logger.info(
+            "E-BalLOT: the start from the unregularised problem is left out (%s); Newton's "
+            "stages go on without it, in more passes",
+            error,
+        )
         return None, blocks.passes.rounds - before
     return interior_potentials(step, capacities, n), blocks.passes.rounds - before
 
