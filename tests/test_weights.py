@@ -95,6 +95,29 @@ def test_mass_paths_reach_the_lp_optimum_over_many_clusters():
     assert objective == pytest.approx(_lp(C, w, lower, upper), rel=1e-9)
 
 
+def test_mass_paths_start_from_every_arcs_cheapest_move():
+    """Before any augmentation the slack matrix holds, for every pair of clusters, the
+    cheapest move of a weighted row between them (``C_ib - C_ia`` over the rows labelled
+    ``a``): a weightless row is no piece, a cluster without rows has no arc out."""
+    rng = np.random.default_rng(11)
+    m, k = 400, 9
+    C = _costs(rng.normal(size=(m, 3)), rng.normal(size=(k, 3)))
+    C[200:260] = C[100:160]  # duplicated rows: ties, the first one kept
+    w = rng.integers(0, 3, size=m).astype(float)
+    labels = C.argmin(axis=1)
+    labels[labels == 4] = 5  # cluster 4 empty
+    lower = upper = np.full(k, w.sum() / k)
+    result = mass_shortest_paths(C, w, labels, lower, upper, np.zeros(k), max_augment=0)
+    expected = np.full((k, k), np.inf)
+    for a in range(k):
+        rows = (labels == a) & (w > 0)
+        for b in range(k):
+            if b != a and rows.any():
+                expected[a, b] = (C[rows, b] - C[rows, a]).min()
+    np.testing.assert_array_equal(result.slack, expected)
+    assert np.isinf(result.slack[4]).all() and result.augmentations == 0
+
+
 def _blobs(n: int, k: int, d: int, seed: int, sep: float = 3.0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(k, d)) * sep

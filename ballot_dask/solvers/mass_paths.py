@@ -105,10 +105,19 @@ def _mass_paths(
         counts[a] += weights[i]
     slack = np.full((k, k), np.inf)
     where = -np.ones((k, k), np.int64)
-    for a in range(k):
+    # every arc's cheapest move, row by row: each row's costs and its label's slack row are
+    # contiguous (a rescan of every arc reads the band k times, a column at a time: 0.47 s
+    # of the 1.07 s solve of 10^5 band rows at k = 1024).  Rows in increasing order, the
+    # first minimum kept: the piece each cluster's list would give first (:func:`_rescan`)
+    for p in range(pieces - 1, -1, -1):
+        i = prow[p]
+        a = plab[p]
+        ca = costs[i, a]
         for b in range(k):
-            if a != b:
-                slack[a, b], where[a, b] = _rescan(costs, prow, plab, head, nxt, a, b)
+            r = costs[i, b] - ca
+            if r < slack[a, b] and b != a:
+                slack[a, b] = r
+                where[a, b] = p
     target = np.empty(k)
     excess = np.zeros(k + 1)
     total = 0.0
