@@ -483,3 +483,19 @@ def test_certify_weighted_labels(dask_input, threads):
     zero = np.flatnonzero(w == 0)[:5]
     weightless[zero] = (weightless[zero] + 1) % k
     assert check(weightless).optimal
+
+
+def test_a_warm_weighted_step_takes_the_band_the_last_one_needed():
+    """A warm weighted step's first band is as wide as the previous step's imbalance needed,
+    so that it settles in one pass over X (k = 192 on 30 000 rows, 64 band rows a cluster:
+    iterations 5-8 took two passes each when the band started at 64 a cluster)."""
+    rng = np.random.default_rng(5)
+    n, k, d = 30_000, 192, 8
+    X = rng.normal(size=(n, d)) + (rng.normal(size=(k, d)) * 2.0)[rng.integers(0, k, n)]
+    w = rng.integers(1, 4, n).astype(float)
+    init = X[rng.choice(n, k, replace=False)]
+    fits = [
+        BalancedKMeans(k, init=init, max_iter=it, tol=0).fit(X, sample_weight=w) for it in (4, 8)
+    ]
+    assert fits[1].n_iter_ == 8 and fits[1].certificate_.optimal
+    assert fits[1].n_passes_["x"] - fits[0].n_passes_["x"] <= 5  # 8 before

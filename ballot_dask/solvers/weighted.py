@@ -203,6 +203,7 @@ def _solve(
             continue
         rows_off = math.ceil(off * n / max(total, 1e-300))  # in rows of mean weight
         needed = min(search.limit, 4 * rows_off + _PER_CLUSTER * k)
+        search.needed = needed  # the last estimate (after a restart: the new potentials')
         if search.theta == math.inf and gathered < n:
             search.wanted = max(search.wanted, needed)
             search.theta = band.band_rows_below(search.wanted)
@@ -321,7 +322,10 @@ def _outcome(
         inside = split[at] == rows
         split_shares[at[inside], pieces[inside]] = shares[inside]
     splits = (band.rows[split], split_shares)
-    wanted = min(search.limit, max(_MIN_BAND, _PER_CLUSTER * k))
+    # the next step's band as wide as this step's imbalance needed (as the unweighted step's,
+    # :func:`.search._outcome`): a warm step's imbalance is about the last one's or less, and
+    # its first band was otherwise too narrow for it, a second pass in every warm step
+    wanted = min(search.limit, max(_MIN_BAND, _PER_CLUSTER * k, search.needed))
     if m >= n:
         next_theta = _quantile_of_gaps(BandCosts(costs), potentials, wanted / n)
     else:
