@@ -227,13 +227,22 @@ def _band_error(search: _Search, budget: int, k: int, options: SolverOptions) ->
             f"the exact repair needs more than max_band={options.max_band} points in its "
             "band; raise max_band or leave it unset"
         )
+    need = budget * wanted // max(search.limit, 1)
     return BandError(
         f"the exact repair needs a band of about {wanted} points, more than the "
         f"{search.limit} that fit its memory budget ({format_bytes(budget)} at k={k}; it "
-        f"would need about {format_bytes(budget * wanted // max(search.limit, 1))}); raise "
-        "ballot.band-memory (dask.config.set({'ballot.band-memory': '1 GiB'}) or "
-        "DASK_BALLOT__BAND_MEMORY), or start from better centers"
+        f"would need about {format_bytes(need)}); raise ballot.band-memory "
+        f"(dask.config.set({{'ballot.band-memory': '{_setting(need)}'}}) or "
+        "DASK_BALLOT__BAND_MEMORY; on Dask the budget is also at most half of "
+        "ballot.memory-fraction of the cluster's memory), or start from better centers"
     )
+
+
+def _setting(nbytes: int) -> str:
+    """``nbytes`` rounded up to a whole number of GiB (of MiB below 1 GiB), as a setting."""
+    if nbytes >= 2**30:
+        return f"{-(-nbytes // 2**30)} GiB"
+    return f"{max(-(-nbytes // 2**20), 1)} MiB"
 
 
 def _outcome(
