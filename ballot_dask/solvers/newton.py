@@ -42,6 +42,8 @@ from .search import BandError
 #: passes over X it made
 Unregularised = Callable[[np.ndarray | None], tuple[np.ndarray | None, int]]
 
+logger = logging.getLogger("ballot_dask")
+
 _SCALE = 8.0  # e shrinks by at most this factor per stage
 _STAGE_TOL = 0.002  # column error (share of n) at which an intermediate stage ends
 _WARM_TOL = 0.5  # a warm start with a larger column error (share of n) is staged as a cold one
@@ -287,11 +289,11 @@ def entropic_potentials(
     followed the centers' move (on 10^6 rows, k = 16: within the tolerance in the late
     steps of a fit, one pass a step where the previous potentials needed two).
 
-    ``unregularised``: returns the potentials of the unregularised problem (the exact step's,
-    at the same centers), or ``None`` where its band does not fit the memory budget, and the
-    passes it made; or ``None``.  Where X's stage crawls at
-    ``eps`` (from the sample's potentials, a warm start or the corrected problems), a stage
-    from those potentials is tried once before the stages from the top: at a small ``eps``
+    ``unregularised`` (optional): returns the potentials of the unregularised problem (the
+    exact step's, at the same centers; ``None`` where its band does not fit the memory
+    budget) and the passes it made.  Where X's stage crawls at ``eps`` (from the sample's
+    potentials, a warm start or the corrected problems), a stage from those potentials is
+    tried once before the stages from the top: at a small ``eps``
     the entropic potentials are near them (within a few ``eps`` where rows lie near a
     boundary, anywhere in the empty space between separated clusters, where the column sums
     hardly change), and Newton's steps then meet the tolerance in a few passes where the
@@ -520,7 +522,7 @@ def in_memory_unregularised(rows: Blocks, target: np.ndarray, eps: float) -> Unr
         try:
             step = solve_weighted_exact(rows, capacities, SolverOptions(), start, eps)
         except BandError as error:  # (a quarter of the free memory: a machine short of it)
-            logging.getLogger("ballot_dask").info(
+            logger.info(
                 "E-BalLOT: the row sample's start from the unregularised problem is left out (%s)",
                 error,
             )
