@@ -63,6 +63,22 @@ def test_pair_histogram_counts_every_row(dtype) -> None:
     assert exact_pass(X, centers, v, 0.05, 1_000).pairs is None  # not asked for
 
 
+def test_pair_histogram_takes_the_first_tied_column_as_second_best() -> None:
+    # duplicated centers at equal potentials tie exactly: the second-best cluster is the
+    # first column other than the label at the second least reduced cost, as a stable sort
+    X = _mixture(5_000, 3, 4, 2.0, 3)
+    base = X[:3].astype(np.float64)
+    centers = base[[1, 0, 2, 0, 1, 2, 2, 0, 1]]  # three columns each: (0, 4, 8), (1, 3, 7)
+    v = np.array([0.3, -0.2, 0.1, -0.2, 0.3, 0.1, 0.1, -0.2, 0.3])  # and (2, 5, 6)
+    costs = band_costs(X, centers) - v
+    assert np.array_equal(costs[:, 1], costs[:, 7]) and np.array_equal(costs[:, 0], costs[:, 8])
+    scale = float(np.median(np.abs(costs[:, 0] - costs[:, 2])))
+    whole = exact_pass(X, centers, v, 0.0, 1_000, pair_scale=scale)
+    reference = _reference_pairs(X, centers, v, scale)
+    assert reference[:, :, 0].sum() == X.shape[0]  # every row's top two tie
+    np.testing.assert_array_equal(whole.pairs, reference)
+
+
 def test_pair_edges_cover_every_gap_once() -> None:
     low, high = pair_edges(0.3)
     assert low[0] == 0.0 and high[-1] == np.inf
