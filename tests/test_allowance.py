@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from references import emd_optimum, reference_cost, remote_blocks
+from references import emd_optimum, reference_cost, remote_blocks, row_blocks
 
 from ballot_dask import resolve_capacities
 from ballot_dask.exact_pass import band_costs, exact_pass, gap_bin
 from ballot_dask.kernels import reduced_cost_labels
 from ballot_dask.solvers import SolverOptions, exact
 from ballot_dask.solvers.exact import solve_exact
-from ballot_dask.solvers.search import _GROWN, _MIN_BAND
+from ballot_dask.solvers.search import _GROWN, _KEPT, _MIN_BAND, _NEARLY_ALL
 
 
 def _separated(n: int, k: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -254,3 +254,30 @@ def test_a_surplus_whose_fixed_rows_are_over_its_bound_reaches_beyond_the_band()
     wider = exact_pass(X, centers, v, theta, n, allowance=allowance, keep_labels=True)
     taken = np.setdiff1d(wider.rows, band.rows)
     assert np.count_nonzero(band.labels[taken] == 0) >= beyond
+
+
+def test_a_band_that_held_in_one_pass_narrows_by_a_quarter_at_most() -> None:
+    # a warm step whose first band (about 30 000 rows) held in one pass: the next step's
+    # threshold holds at least three quarters of it under the step's potentials, not the
+    # least band (8 192 rows): bands narrow step by step (see search._KEPT; at k = 256 on
+    # overlapping rows, a narrow band that needed an allowance and a grown one that did
+    # not alternated)
+    rng = np.random.default_rng(4)
+    n, k, d = 60_000, 16, 8
+    X = 0.5 * rng.standard_normal((k, d))[np.arange(n) % k] + rng.standard_normal((n, d))
+    cap = resolve_capacities(n, k)
+    centers = X[rng.choice(n, k, replace=False)]
+    cold = solve_exact(row_blocks(X, centers, prepare=True), cap, SolverOptions())
+    moved = centers + 0.02 * rng.standard_normal((k, d))
+    _, gaps = reduced_cost_labels(band_costs(X, moved), cold.potentials)
+    wide = float(np.quantile(gaps, 30_000 / n))
+    step = solve_exact(
+        row_blocks(X, moved, prepare=True), cap, SolverOptions(), cold.potentials, wide
+    )
+    assert step.extra["passes"] == 1 and step.extra["allowed"] == 0
+    assert 25_000 <= step.band_size < _NEARLY_ALL * n
+    assert step.certificate is not None and step.certificate.optimal
+    _, gaps = reduced_cost_labels(band_costs(X, moved), step.potentials)
+    held = np.count_nonzero(gaps <= step.eps)
+    # (the step wanted 4 times the least band: a warm step's room, exact._WARM_ROOM)
+    assert held >= _KEPT * min(step.band_size, 4 * _MIN_BAND) > 2 * _MIN_BAND  # 8 980 before
