@@ -12,7 +12,7 @@ from ballot_dask.exact_pass import band_costs, exact_pass, gap_bin
 from ballot_dask.kernels import reduced_cost_labels
 from ballot_dask.solvers import SolverOptions, exact
 from ballot_dask.solvers.exact import solve_exact
-from ballot_dask.solvers.search import _GROWN, _KEPT, _MIN_BAND, _NEARLY_ALL
+from ballot_dask.solvers.search import _GROWN, _KEPT, _MIN_BAND, _NEARLY_ALL, _PER_CLUSTER
 
 
 def _separated(n: int, k: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -279,5 +279,5 @@ def test_a_band_that_held_in_one_pass_narrows_by_a_quarter_at_most() -> None:
     assert step.certificate is not None and step.certificate.optimal
     _, gaps = reduced_cost_labels(band_costs(X, moved), step.potentials)
     held = np.count_nonzero(gaps <= step.eps)
-    # (the step wanted 4 times the least band: a warm step's room, exact._WARM_ROOM)
-    assert held >= _KEPT * min(step.band_size, 4 * _MIN_BAND) > 2 * _MIN_BAND  # 8 980 before
+    wanted = exact._WARM_ROOM * max(_MIN_BAND, _PER_CLUSTER * k)  # a warm step's first band
+    assert held >= _KEPT * min(step.band_size, wanted) > 2 * _MIN_BAND  # 8 980 before
