@@ -78,21 +78,37 @@ def _bellman_ford(weights: np.ndarray, start: np.ndarray | None = None) -> tuple
     return dist, bool(ok)
 
 
+#: what :func:`label_correcting` returns for a fixed point reached (no negative cycle) ...
+ACYCLIC = -1
+#: ... and for a search given up after ``n (n + 1)`` scans (a cycle, most likely)
+GAVE_UP = -2
+
+
 @njit()
 def _label_correcting(weights, dist):  # pragma: no cover - compiled
+    """Whether the difference constraints have a solution at most ``dist`` (found in place):
+    :func:`label_correcting` reached a fixed point."""
+    n = weights.shape[0]
+    parent = np.empty(n, dtype=np.int64)
+    return label_correcting(weights, dist, parent, np.zeros(n, dtype=np.int64), 0)[0] == ACYCLIC
+
+
+@njit()
+def label_correcting(weights, dist, parent, mark, stamp):  # pragma: no cover - compiled
     """Label correcting in place with a first-in first-out queue of the nodes whose distance
     fell (every node at first): a node leaving the queue relaxes its out-arcs ``weights[a,
-    :]``, and a head whose distance falls joins the queue unless it is in it.  Returns True
-    when the queue empties (the distances are then the largest fixed point below the
-    start, as from Bellman-Ford's sweeps); False when the nodes' parents (the tail of each
-    node's last improvement), looked at after every ``n`` scans, close a cycle of negative
-    weight, or after ``n (n + 1)`` scans (as many as ``n + 1`` sweeps).  Only the nodes
-    whose distance fell are scanned again: from a solver's potentials, which few
-    constraints contradict, 1 000 to 5 000 scans of a row at k = 1024 instead of 6 to 27
-    sweeps over all ``k^2`` arcs (10x faster)."""
+    :]``, and a head whose distance falls joins the queue unless it is in it.  Returns
+    ``(node, stamp)``: ``node`` is :data:`ACYCLIC` when the queue empties (the distances are
+    then the largest fixed point below the start, as from Bellman-Ford's sweeps); a node of
+    a cycle of negative weight when the nodes' parents (``parent[b]``: the tail of ``b``'s
+    last improvement), looked at after every ``n`` scans, close one; :data:`GAVE_UP` after
+    ``n (n + 1)`` scans (as many as ``n + 1`` sweeps).  Only the nodes whose distance fell
+    are scanned again: from a solver's potentials, which few constraints contradict, 1 000
+    to 5 000 scans of a row at k = 1024 instead of 6 to 27 sweeps over all ``k^2`` arcs
+    (10x faster).  ``mark`` is the parent walks' scratch (zeros, or from an earlier call
+    with the ``stamp`` it returned)."""
     n = weights.shape[0]
-    parent = -np.ones(n, dtype=np.int64)
-    mark = np.zeros(n, dtype=np.int64)
+    parent[:] = -1
     queued = np.ones(n, dtype=np.bool_)
     queue = np.arange(n)  # a ring: every node is in it at most once
     head, size = 0, n
@@ -116,17 +132,20 @@ def _label_correcting(weights, dist):  # pragma: no cover - compiled
         scans += 1
         if scans % n == 0:
             looks += 1
-            if _parent_cycle(parent, weights, mark, looks) or looks > n:
-                return False
-    return True
+            node = _parent_cycle(parent, weights, mark, stamp + looks)
+            if node >= 0:
+                return node, stamp + looks
+            if looks > n:
+                return GAVE_UP, stamp + looks
+    return ACYCLIC, stamp + looks
 
 
 @njit()
 def _parent_cycle(parent, weights, mark, stamp):  # pragma: no cover - compiled
-    """Whether the parent pointers close a cycle whose weight (summed) is negative.  Every
-    arc of a parent cycle was tight or better when it was set and the distances only fall,
-    so such a cycle is negative; the sum confirms it against round-off.  ``mark`` is scratch
-    (``stamp`` tells this look's marks from earlier ones)."""
+    """A node of a cycle of the parent pointers whose weight (summed) is negative, or -1.
+    Every arc of a parent cycle was tight or better when it was set and the distances only
+    fall, so such a cycle is negative; the sum confirms it against round-off.  ``mark`` is
+    scratch (``stamp`` tells this look's marks from earlier ones)."""
     n = parent.shape[0]
     base = stamp * (n + 1)
     for origin in range(n):
@@ -145,8 +164,8 @@ def _parent_cycle(parent, weights, mark, stamp):  # pragma: no cover - compiled
                 if y == x:
                     break
             if total < 0.0:
-                return True
-    return False
+                return x
+    return -1
 
 
 @njit()

@@ -235,6 +235,13 @@ def count_band_solves(monkeypatch, width: int | None = None) -> list[bool]:
         return real(blocks, capacities, band, costs, *args)
 
     monkeypatch.setattr(exact, "_repair", counted)
+    real_dense = exact._repair_dense
+
+    def counted_dense(*args):  # (from the candidates' optimum, or by the shortest paths)
+        seen.append(False)
+        return real_dense(*args)
+
+    monkeypatch.setattr(exact, "_repair_dense", counted_dense)
     if width is not None:
         monkeypatch.setattr(exact, "candidate_width", lambda k: width)
     return seen

@@ -78,6 +78,7 @@ from .newton import entropic_potentials
 from .passes import _pass_kernel, refined_pass
 from .referenced import from_reference, sample_reference
 from .repair import repair_band as _repair
+from .repair import repair_dense as _repair_dense
 from .reserved import HeldReserve, band_from_reserve, pass_keeping_reserve, reserve_size
 from .search import (
     _AHEAD_OFF,
@@ -369,8 +370,7 @@ def solve_exact(
                 if dense_costs is None:  # (else computed for the failed certificate)
                     dense_costs = band_costs(band.x, blocks.centers)
                 costs = BandCosts(dense_costs)
-                labels, _ = costs.labels(search.potentials)
-                step = _repair(blocks, capacities, band, costs, labels, off, search)
+                step, labels = _repair_dense(blocks, capacities, band, costs, off, search)
             dense_costs = None  # (not held through the next pass unless the repair's)
             if step is not None and (_certified(step) or (gathered >= n and not costs.restricted)):
                 # (every row in the band, on dense rows: the whole problem's optimum)

@@ -1,6 +1,8 @@
 """The exact repair of one band (:func:`.exact.solve_exact`'s step 3): price rounds where many
 points must move (:mod:`.prices`), then successive shortest paths (:mod:`.paths`), and the
 step's outcome with its certificate when they reach the band's optimum (:func:`.search._outcome`).
+A band whose candidates' optimum is not the band's own is solved again on dense rows, from
+that optimum by cycle cancelling (:mod:`.cycles`) where it can.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ import numpy as np
 from ..blocks import Blocks
 from ..candidates import BandCosts
 from ..capacities import Capacities
+from ..certificate import RELATIVE_TOLERANCE
 from ..exact_pass import ExactPass
 from .base import StepOutcome
+from .cycles import SETTLED, cancel_cycles
 from .paths import DONE, successive_shortest_paths
 from .prices import price_rounds, worth_rounds
 from .search import _outcome, _Search
@@ -46,6 +50,7 @@ def repair_band(
     )
     search.augmentations += result.augmentations
     search.repaired = result.potentials if result.status == DONE else None
+    search.optimum = labels if result.status == DONE and costs.restricted else None
     search.restricted += int(costs.restricted)
     if result.status != DONE:
         # no path from a surplus: dense rows would not help when a cluster over its bound
@@ -58,3 +63,44 @@ def repair_band(
     return _outcome(
         blocks, capacities, band, costs, labels, result.slack, result.potentials, search
     )
+
+
+def repair_dense(
+    blocks: Blocks,
+    capacities: Capacities,
+    band: ExactPass,
+    costs: BandCosts,
+    off: int,
+    search: _Search,
+) -> tuple[StepOutcome | None, np.ndarray]:
+    """The band's exact optimum on its dense rows ``costs`` after its candidates' failed, with
+    the band's labels.  From the candidates' optimum (when the shortest paths reached it) by
+    cancelling the negative cycles of the dense slack graph: it is mostly the band's own, and
+    the shortest paths from the pass's potentials would move thousands of points again (at
+    k = 1024 on separated clusters, a repair of 0.06-1.24 s against 0.03-0.15 s).  Else, or
+    when the cancelling does not settle within its budget, the shortest paths from the
+    pass's potentials (:func:`repair_band`)."""
+    optimum, search.optimum = search.optimum, None
+    if optimum is not None and search.repaired is not None:
+        labels = optimum.copy()
+        scale = float(np.abs(costs.costs).max(initial=0.0))
+        result = cancel_cycles(
+            costs.costs,
+            labels,
+            capacities.lower,
+            capacities.upper,
+            search.repaired,
+            fixed_counts=band.counts,
+            tolerance=RELATIVE_TOLERANCE * scale,
+        )
+        search.cancelled += result.cycles
+        search.augmentations += result.moved
+        if result.status == SETTLED:  # the band's optimum (the certificate tells whether
+            # it is the whole problem's, as after the shortest paths), and its potentials
+            search.repaired = result.potentials
+            step = _outcome(
+                blocks, capacities, band, costs, labels, result.slack, result.potentials, search
+            )
+            return step, labels
+    labels, _ = costs.labels(search.potentials)
+    return repair_band(blocks, capacities, band, costs, labels, off, search), labels

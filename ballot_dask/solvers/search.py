@@ -77,6 +77,7 @@ class _Search:
     needed: int = 0  # the widest band the imbalances seen asked for
     per_cluster: int = _PER_CLUSTER  # band rows per cluster at least (fewer when warm)
     restricted: int = 0  # band solves on candidates, in all
+    cancelled: int = 0  # negative cycles cancelled on dense rows (:mod:`.cycles`), in all
     shifts: int = 0  # potentials shifted by a pass's pair histogram
     reserved: int = 0  # bands cut from a pass's reserve (:mod:`.reserved`), no pass over X
     #: the potentials were shifted by the shift sample's histogram and no pass has seen them
@@ -103,8 +104,11 @@ class _Search:
     reach_bound: tuple[np.ndarray, float] | None = None
     #: the pairs whose allowance the last pass applied (``None``: it applied none)
     applied: np.ndarray | None = None
-    #: the last band's potentials from the shortest paths (its own optimum's), if it had one
+    #: the last band's potentials from its repair (its own optimum's: the shortest paths' or,
+    #: on dense rows after its candidates', the cycle cancelling's), if it had one
     repaired: np.ndarray | None = None
+    #: the band's labels at the shortest paths' optimum, when on candidates (:mod:`.cycles`)
+    optimum: np.ndarray | None = None
     #: the last pass and the potentials it was made under (a pass under a grown allowance is
     #: refined from it in memory: :func:`.passes.refined_pass`)
     last: tuple[ExactPass, np.ndarray] | None = None
@@ -342,6 +346,7 @@ def _outcome(
             "reserved": float(search.reserved),
             "sampled": float(search.sampled),
             "restricted": float(search.restricted),
+            "cancelled": float(search.cancelled),
             "dense": float(search.dense),
             "shifts": float(search.shifts),
             "allowed": float(search.allowed),
