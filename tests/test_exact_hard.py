@@ -225,6 +225,52 @@ def test_screened_costs_settle_a_warm_band_of_near_ties(dtype) -> None:
     assert certify(X, centers, labels).optimal
 
 
+def test_a_widened_band_starts_from_the_narrower_bands_optimum(monkeypatch) -> None:
+    # separated clusters from random rows: an early step's first band holds its optimum,
+    # which the certificate cannot prove (a fixed row must move); the wider band's repair
+    # starts from that optimum's potentials where they misplace fewer of its rows, and the
+    # step is still ot.emd's optimum
+    import ballot_dask.solvers as solvers
+    from ballot_dask import BalancedKMeans
+    from ballot_dask.solvers import repair
+
+    n, k = 20_000, 32
+    X = separated_mixture(n, 16, k, 4.0, 0).astype(np.float32)
+    start = X[np.random.default_rng(0).choice(n, k, replace=False)]
+    repairs: list[tuple[np.ndarray, np.ndarray]] = []
+    real_paths = repair.successive_shortest_paths
+
+    def paths(costs, labels, lower, upper, potentials, **kwargs):
+        result = real_paths(costs, labels, lower, upper, potentials, **kwargs)
+        repairs.append((np.array(potentials, copy=True), result.potentials.copy()))
+        return result
+
+    steps: list[tuple[np.ndarray, object, range]] = []
+    real_step = solvers.SOLVERS["exact"]
+
+    def step(blocks, *args, **kwargs):
+        first = len(repairs)
+        out = real_step(blocks, *args, **kwargs)
+        steps.append((blocks.centers.copy(), out, range(first, len(repairs))))
+        return out
+
+    monkeypatch.setattr(repair, "successive_shortest_paths", paths)
+    monkeypatch.setitem(solvers.SOLVERS, "exact", step)
+    BalancedKMeans(k, init=start, max_iter=10, random_state=0).fit(X)
+    restarted = [
+        (centers, out)
+        for centers, out, calls in steps
+        if any(np.array_equal(repairs[i][0], repairs[i - 1][1]) for i in calls if i > calls[0])
+    ]
+    assert restarted, "no band started from the narrower band's potentials"
+    sizes = resolve_capacities(n, k).lower
+    for centers, out in restarted:
+        assert out.certificate is not None and out.certificate.optimal
+        np.testing.assert_array_equal(out.sizes, sizes)
+        opt, _ = emd_optimum(reference_cost(X, centers), sizes)
+        assert out.objective == pytest.approx(opt, rel=1e-9)
+
+
 def test_a_band_too_narrow_is_caught_by_the_certificate_and_widened() -> None:
     # two clusters; the band holds five points of cluster 1 only: its own problem is solved,
     # but cluster 0 must give points it does not hold, which the certificate detects
