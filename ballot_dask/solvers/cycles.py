@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..certificate import ACYCLIC, label_correcting
+from ..certificate import ACYCLIC, RELATIVE_TOLERANCE, _largest_finite, label_correcting
 from ..jit import njit
 from .paths import _push, _unlink
 from .slack_rows import _rescan_entries
@@ -78,6 +78,9 @@ def _cancel(
             if b != a and r < slack[a, b]:
                 slack[a, b] = r
                 where[a, b] = i
+    if tolerance < 0.0:  # relative to the certificate's cost scale: the largest slack and
+        # the mean cost (one pass over the slack matrix, not over the m x k costs)
+        tolerance = RELATIVE_TOLERANCE * (_largest_finite(slack) + labcost.sum() / max(m, 1))
     parent = np.empty(k + 1, np.int64)
     mark = np.zeros(k + 1, np.int64)
     cycle = np.empty(k + 1, np.int64)
@@ -153,7 +156,7 @@ def cancel_cycles(
     potentials: np.ndarray,
     *,
     fixed_counts: np.ndarray | None = None,
-    tolerance: float = 0.0,
+    tolerance: float | None = None,
     max_scans: int | None = None,
 ) -> CyclesResult:
     """Cancel the negative cycles of the band's slack graph: the band's optimum on dense rows,
@@ -173,8 +176,10 @@ def cancel_cycles(
         the fewer scans: a solver's potentials for nearby labels).
     fixed_counts : ndarray of shape (k,), default=None
         Points per cluster outside the band (they do not move).
-    tolerance : float, default=0.0
+    tolerance : float, default=None
         A cycle no lighter than ``-tolerance`` is round-off: the search stops there.
+        ``None``: the certificate's allowance, :data:`~ballot_dask.certificate.RELATIVE_TOLERANCE`
+        of the cost scale (the largest slack plus the mean cost).
     max_scans : int, default=None
         Label-correcting scans at most (:data:`SCANS_PER_NODE` per node by default).
 
@@ -197,7 +202,7 @@ def cancel_cycles(
         lower,
         upper,
         dist,
-        float(tolerance),
+        -1.0 if tolerance is None else float(tolerance),
         SCANS_PER_NODE * (k + 1) if max_scans is None else int(max_scans),
     )
     return CyclesResult(int(status), dist[:k] - dist[k], slack, int(cycles), int(moved))

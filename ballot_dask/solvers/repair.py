@@ -12,7 +12,6 @@ import numpy as np
 from ..blocks import Blocks
 from ..candidates import BandCosts
 from ..capacities import Capacities
-from ..certificate import RELATIVE_TOLERANCE
 from ..exact_pass import ExactPass
 from .base import StepOutcome
 from .cycles import SETTLED, cancel_cycles
@@ -95,7 +94,6 @@ def repair_dense(
     optimum, search.optimum = search.optimum, None
     if optimum is not None and search.repaired is not None:
         labels = optimum.copy()
-        scale = float(np.abs(costs.costs).max(initial=0.0))
         result = cancel_cycles(
             costs.costs,
             labels,
@@ -103,7 +101,6 @@ def repair_dense(
             capacities.upper,
             search.repaired,
             fixed_counts=band.counts,
-            tolerance=RELATIVE_TOLERANCE * scale,
         )
         search.cancelled += result.cycles
         search.augmentations += result.moved
