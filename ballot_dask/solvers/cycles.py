@@ -32,7 +32,7 @@ import numpy as np
 from ..certificate import ACYCLIC, RELATIVE_TOLERANCE, _largest_finite, label_correcting
 from ..jit import njit
 from .paths import _push, _unlink
-from .slack_rows import _rescan_entries
+from .slack_rows import _fill, _rescan_entries
 
 SETTLED = 0  #: no cycle lighter than ``-tolerance`` is left: the certificate decides
 LIMIT = 1  #: the scan budget ran out (or the search gave up): not settled
@@ -69,15 +69,7 @@ def _cancel(
     weights = np.full((k + 1, k + 1), np.inf)
     slack = weights[:k, :k]
     where = -np.ones((k, k), np.int64)
-    for i in range(m):
-        a = labels[i]
-        ca = costs[i, a]
-        labcost[i] = ca
-        for b in range(k):
-            r = costs[i, b] - ca
-            if b != a and r < slack[a, b]:
-                slack[a, b] = r
-                where[a, b] = i
+    _fill(costs, None, labels, labcost, slack, where)
     if tolerance < 0.0:  # relative to the certificate's cost scale: the largest slack and
         # the mean cost (one pass over the slack matrix, not over the m x k costs)
         tolerance = RELATIVE_TOLERANCE * (_largest_finite(slack) + labcost.sum() / max(m, 1))

@@ -60,7 +60,7 @@ from ..jit import njit
 from .dijkstra import MEMBER_MIN_K, _forest, _shortest_path
 from .grouping import GROUPED_MOVES, by_label
 from .search import imbalance
-from .slack_rows import _column, _cost, _moved_lists, _rescan, _rescan_entries
+from .slack_rows import _column, _cost, _fill, _moved_lists, _rescan, _rescan_entries
 
 DONE = 0  #: every size within its bounds: an exact optimum of the band's problem
 LIMIT = 1  #: stopped at ``max_augment`` augmentations
@@ -181,7 +181,7 @@ def _move(
 def _paths(
     costs, columns, k, labels, lower, upper, fixed_counts, v_in, max_augment, L, rescan, forest
 ):  # pragma: no cover - compiled
-    m, width = costs.shape
+    m = costs.shape[0]
     R = k
     v = np.zeros(k + 1)
     v[:k] = v_in
@@ -203,16 +203,7 @@ def _paths(
     slack = np.full((k, k), np.inf)
     where = -np.ones((k, k), np.int64)
     labcost = np.empty(m)  # C_ia at the point's current label a
-    for i in range(m):
-        a = labels[i]
-        ca = _cost(costs, columns, i, a)
-        labcost[i] = ca
-        for t in range(width):
-            b = _column(columns, i, t)
-            r = costs[i, t] - ca
-            if b != a and r < slack[a, b]:
-                slack[a, b] = r
-                where[a, b] = i
+    _fill(costs, columns, labels, labcost, slack, where)
     # the lists are built on first use (their pages are touched then); until then an arc's
     # cheapest move is ``slack``/``where`` alone, and ``bound = -inf`` says "not built".
     # With ``rescan`` (few points a cluster) there are no lists: a cluster's row of ``slack``

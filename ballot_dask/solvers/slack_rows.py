@@ -45,6 +45,23 @@ def _column(columns, i, t):  # pragma: no cover - compiled
 
 
 @njit()
+def _fill(costs, columns, labels, labcost, slack, where):  # pragma: no cover - compiled
+    """The band's slack matrix under ``labels`` (``slack`` all ``inf`` and ``where`` all -1
+    on entry; the diagonal stays so), each entry's point in ``where``, and every point's
+    cost at its label in ``labcost``."""
+    for i in range(labels.shape[0]):
+        a = labels[i]
+        ca = _cost(costs, columns, i, a)
+        labcost[i] = ca
+        for t in range(costs.shape[1]):
+            b = _column(columns, i, t)
+            r = costs[i, t] - ca
+            if b != a and r < slack[a, b]:
+                slack[a, b] = r
+                where[a, b] = i
+
+
+@njit()
 def _refill(costs, columns, x, b, head, nxt, vals, rows, start, end, bound):  # pragma: no cover
     """Rebuild arc ``x -> b``'s list: the ``L`` smallest ``C_ib - C_ix`` over the band points
     of ``x``, sorted; ``bound`` becomes the smallest value left out (``inf``: none)."""
