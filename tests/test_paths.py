@@ -73,6 +73,27 @@ def test_forest_searches_reach_the_optimum_of_single_searches(
     assert float(C[rows, one].sum()) == pytest.approx(opt, rel=1e-9)
 
 
+def test_the_forest_comes_back_when_single_searches_cost_more_a_path(monkeypatch) -> None:
+    # with a bar of one node settled a path, the first forest search ends the forest (it
+    # settles more nodes than it finds paths); the searches from one source that follow
+    # settle more nodes a path than it did, so the forest comes back (counted), and the
+    # repair still ends at POT's optimum with the augmentations of one path a search
+    n, k = 4096, 64
+    C, start = _cold_problem(n, 8, k, 3.0, seed=k)
+    cap = resolve_capacities(n, k)
+    off = imbalance(np.bincount(start, minlength=k), cap)
+    labels = start.copy()
+    monkeypatch.setattr(paths, "_FOREST_PATHS", 1)
+    result = successive_shortest_paths(C, labels, cap.lower, cap.upper, np.zeros(k))
+    assert result.status == DONE and result.augmentations == off
+    singles = result.searches - result.forests
+    assert result.forests >= 2 and singles >= paths._SINGLE_PATHS, result
+    np.testing.assert_array_equal(np.bincount(labels, minlength=k), cap.lower)
+    _check_optimal(C, labels, result.potentials)
+    opt, _ = emd_optimum(C, cap.lower)
+    assert float(C[np.arange(n), labels].sum()) == pytest.approx(opt, rel=1e-9)
+
+
 def test_forest_searches_with_size_ranges_match_the_lp() -> None:
     # ranges add the node R (arcs to and from it) to the searches' graph
     n, k = 1200, 24
