@@ -32,7 +32,7 @@ apart), the searches go one source at a time again, until ``_SINGLE_PATHS`` of t
 settled more nodes a path than that search did: then every surplus at once again, while it
 costs no more a path than they did.  (At k = 4096 on a band of 10^5 candidate rows, a
 forest search that found few paths had ended the forest for the step: 2 858 points moved in
-2 404 searches, 4.3 s; with the way back, in 1 000 searches, 0.8 s.)
+2 404 searches, 4.3 s; with the way back, in 1 415 searches, 1.1 s.)
 
 *Bands.*  Only some points (the *band*: the ones closest to a cell boundary) may be held here
 with their cost rows; the others are *fixed*, counted in the sizes but never moved.  The paths
