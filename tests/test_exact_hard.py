@@ -424,3 +424,50 @@ def test_paths_arc_lists_keep_the_cheapest_moves(monkeypatch, n, k, d, seed) -> 
     assert (R[np.arange(n), labels] - R.min(axis=1)).max() <= 1e-9 * C.max()
     opt, _ = emd_optimum(C, cap.lower)
     assert C[np.arange(n), labels].sum() == pytest.approx(opt, rel=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_full_band_of_candidates_that_fails_is_cut_again_under_its_own_optimum(
+    monkeypatch,
+) -> None:
+    # k = 1024, 24 points a cluster, overlapping, from random rows, with a budget that holds
+    # every row as candidates but only 10 000 as dense rows: the last step's band of every
+    # row fails its certificate (a row wanted a column it did not hold), and its candidates
+    # are cut again under the band's own optimum's potentials (counted), where the
+    # potentials were refined by entropic passes before (480 s a step at k = 4096); none
+    # are now, and the labels are at POT's optimum for the fitted centers
+    from ballot_dask import BalancedKMeans
+    from ballot_dask.solvers import exact
+
+    n, d, k = 24 * 1024, 64, 1024
+    rng = np.random.default_rng(1)
+    means = 0.5 * rng.standard_normal((k, d))
+    X = means[rng.permutation(np.arange(n) % k)] + rng.standard_normal((n, d))
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    c0 = X[np.random.default_rng(2).choice(n, k, replace=False)].astype(np.float64)
+    dense_rows = 10_000
+    monkeypatch.setattr(
+        RowBlocks, "band_budget", lambda self: 2 * (8 * (k + 4) + 8 * d) * dense_rows
+    )
+    recut: list[int] = []
+    refined: list[int] = []
+    real_repair, real_refine = exact._repair, exact.entropic_potentials
+
+    def repair(blocks, capacities, band, costs, labels, off, search):
+        if search.recentred and costs.restricted and labels.shape[0] == n:
+            recut.append(off)
+        return real_repair(blocks, capacities, band, costs, labels, off, search)
+
+    def refine(*args, **kwargs):
+        refined.append(1)
+        return real_refine(*args, **kwargs)
+
+    monkeypatch.setattr(exact, "_repair", repair)
+    monkeypatch.setattr(exact, "entropic_potentials", refine)
+    km = BalancedKMeans(k, init=c0, max_iter=1, random_state=0).fit(X)
+    assert recut and not refined, (recut, refined)
+    assert np.bincount(km.labels_, minlength=k).tolist() == [24] * k
+    assert km.certificate_.optimal
+    C = reference_cost(X, km.cluster_centers_)
+    opt, _ = emd_optimum(C, np.full(k, 24))
+    assert float(C[np.arange(n), km.labels_].sum()) == pytest.approx(opt, rel=1e-9)

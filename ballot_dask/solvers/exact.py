@@ -113,17 +113,14 @@ _WARM_SAMPLE = 0.02  # warm potentials misplacing more than this share go back t
 _REFERENCED_FAR = 0.05  # ... this share, where the sample has its sizes at the last optimum
 #: a sample's potentials: a band of this many times the points they misplace, at least ...
 _SAMPLE_BAND = 4
-#: ... and up to ``_SAMPLE_ROOM`` times as many within ``_SAMPLE_ROWS`` rows, which a repair
-#: settles in a few milliseconds: the boundaries between separated clusters, where the
-#: points are sparse and the potentials loose, then lie inside the first band more often, and a
-#: cold step is one pass, not two with an allowance between them (measured here, one cold
-#: step from random rows, in memory: 10^5 x 2, k = 10: 45-47 -> 29 ms; 10^5 x 16, k = 16:
-#: 82-88 -> 46-54 ms; 10^5 x 16, k = 64: 198-212 -> 125-129 ms; 3x10^5 x 2, k = 10: 82-85 ->
-#: 45-50 ms; from 10^6 rows and k = 16, or 10^5 rows and k = 256, four times the error is
-#: about that many rows or more: little or no change)
+#: ... and up to ``_SAMPLE_ROOM`` times as many within ``_SAMPLE_ROWS`` rows (a repair of a
+#: few milliseconds): separated clusters' boundaries, where the points are sparse and the
+#: potentials loose, then lie inside the first band more often, and a cold step is one pass,
+#: not two with an allowance between them (one cold step from random rows, in memory:
+#: 10^5 x 16, k = 16: 82-88 -> 46-54 ms; 10^5 x 16, k = 64: 198-212 -> 125-129 ms)
 _SAMPLE_ROOM = 16
 _SAMPLE_ROWS = 1 << 15
-_MAX_RECENTRED = 4  # potentials refined for a full band before giving up
+_MAX_RECENTRED = 4  # a full band's potentials refined (or its candidates re-cut), at most
 _REFINE_PASSES = 12  # passes of one refinement, at most
 _AHEAD_RATIO = 8  # the sample looks ahead when X has at least this many times its rows ...
 # ... and the warm potentials misplace more than _AHEAD_OFF times its own error ...
@@ -131,12 +128,9 @@ _AHEAD_SHARE = 0.25  # ... and the band it asks for is at most this share of the
 _MAX_SHIFTS = MAX_SHIFTS  # potentials shifted by a pair histogram, at most, per step
 _NARROW = 1.25  # a band is widened before its repair when the imbalance asks this much more
 #: the first pass of a warm step counts no pair histogram when the sample expects its
-#: potentials to misplace no more than ``1 / (_CALM * _SHIFT_SHARE)`` of the band's rows (a
-#: shift by the histogram needs ``1 / _SHIFT_SHARE``): in memory the pass with the histogram
-#: took a fifth longer (250 000 x 16 float32, k = 16, one thread: 22 ms, 18 without), and on
-#: 2 worker processes (4 chunks, 10^6 x 16 blobs, 20 iterations) the fit took 2.53-2.64 s
-#: instead of 2.71-2.91; 2x10^6 x 16 separated blobs from random rows, 8 iterations: 2.72-2.96
-#: s and 15 rounds instead of 3.0-3.35 s and 17
+#: potentials to misplace at most ``1 / (_CALM * _SHIFT_SHARE)`` of the band's rows (a shift
+#: needs ``1 / _SHIFT_SHARE``): on 2 worker processes (10^6 x 16 blobs, 20 iterations) the
+#: fit took 2.53-2.64 s instead of 2.71-2.91
 _CALM = 1
 _ALLOW_CLUSTERS = 1024  # pairs of clusters get their own allowance up to this k ...
 _MAX_ALLOWED = 4  # ... grown at most this many times per step
@@ -435,13 +429,22 @@ def solve_exact(
                     search.theta = math.inf
                     search.wanted = search.limit
                     continue
-                if search.recentred >= _MAX_RECENTRED or sample is None:
+                repaired = search.repaired if width and gathered >= n else None
+                if search.recentred >= _MAX_RECENTRED:
+                    raise _band_error(search, budget, k, options)
+                search.recentred += 1
+                if repaired is not None:  # every row held as candidates, one wanted another
+                    # column: none is fixed, so the band's optimum's potentials misplace none;
+                    # its candidates again under them (at k = 4096, 10^5 rows: one pass, where
+                    # the entropic passes below took 480 s)
+                    search.potentials, search.theta = repaired, math.inf
+                    continue
+                if sample is None:
                     raise _band_error(search, budget, k, options)
                 # the widest band the budget allows cannot settle these potentials: bring them
                 # nearer the optimum with a few passes that need no band (Newton on the entropic
                 # semi-dual, at a temperature whose fuzzy zone is a fraction of that band), then
                 # cut a band of the same size around them
-                search.recentred += 1
                 costs_of_sample = _sample_costs(search, sample, blocks.centers)
                 theta = _quantile_of_gaps(costs_of_sample, search.potentials, search.limit / n)
                 counts = band.counts + np.bincount(labels, minlength=k)
