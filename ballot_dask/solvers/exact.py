@@ -120,7 +120,7 @@ _SAMPLE_BAND = 4
 #: 10^5 x 16, k = 16: 82-88 -> 46-54 ms; 10^5 x 16, k = 64: 198-212 -> 125-129 ms)
 _SAMPLE_ROOM = 16
 _SAMPLE_ROWS = 1 << 15
-_MAX_RECENTRED = 4  # a full band's potentials refined (or its candidates re-cut), at most
+_MAX_RECENTRED = 4  # a full band's potentials refined (or, half, its candidates re-cut)
 _REFINE_PASSES = 12  # passes of one refinement, at most
 _AHEAD_RATIO = 8  # the sample looks ahead when X has at least this many times its rows ...
 # ... and the warm potentials misplace more than _AHEAD_OFF times its own error ...
@@ -429,14 +429,14 @@ def solve_exact(
                     search.theta = math.inf
                     search.wanted = search.limit
                     continue
-                repaired = search.repaired if width and gathered >= n else None
+                recut = width and gathered >= n and search.recentred < _MAX_RECENTRED // 2
+                repaired = search.repaired if recut else None
                 if search.recentred >= _MAX_RECENTRED:
                     raise _band_error(search, budget, k, options)
                 search.recentred += 1
                 if repaired is not None:  # every row held as candidates, one wanted another
                     # column: none is fixed, so the band's optimum's potentials misplace none;
-                    # its candidates again under them (at k = 4096, 10^5 rows: one pass, where
-                    # the entropic passes below took 480 s)
+                    # its candidates again under them (k = 4096: one pass, not 480 s below)
                     search.potentials, search.theta = repaired, math.inf
                     continue
                 if sample is None:
