@@ -31,8 +31,8 @@ import numpy as np
 
 from ..certificate import ACYCLIC, RELATIVE_TOLERANCE, _largest_finite, label_correcting
 from ..jit import njit
-from .paths import _push, _unlink
-from .slack_rows import _fill, _rescan_entries
+from .paths import _move, _push
+from .slack_rows import _fill
 
 SETTLED = 0  #: no cycle lighter than ``-tolerance`` is left: the certificate decides
 LIMIT = 1  #: the scan budget ran out (or the search gave up): not settled
@@ -73,6 +73,9 @@ def _cancel(
     if tolerance < 0.0:  # relative to the certificate's cost scale: the largest slack and
         # the mean cost (one pass over the slack matrix, not over the m x k costs)
         tolerance = RELATIVE_TOLERANCE * (_largest_finite(slack) + labcost.sum() / max(m, 1))
+    # (no per-arc lists: a row's entries are rescanned, see .paths._move)
+    vals, rows = np.empty((1, 1, 1)), np.empty((1, 1, 1), np.int64)
+    start, end, bound = np.zeros((1, 1), np.int64), np.zeros((1, 1), np.int64), np.zeros((1, 1))
     parent = np.empty(k + 1, np.int64)
     mark = np.zeros(k + 1, np.int64)
     cycle = np.empty(k + 1, np.int64)
@@ -114,29 +117,13 @@ def _cancel(
             points[t] = where[x, y] if x < k and y < k else -1
         for t in range(length):
             i = points[t]
-            if i < 0:
-                continue
-            x, y = parent[cycle[t]], cycle[t]
-            _unlink(i, x, head, nxt, prv)
-            labels[i] = y
-            _push(i, y, head, nxt, prv)
-            sizes[x] -= 1
-            sizes[y] += 1
-            labcost[i] = costs[i, y]
-            moved += 1
-        for t in range(length):
-            i = points[t]
-            if i < 0:
-                continue
-            x, y = parent[cycle[t]], cycle[t]
-            # the arcs out of x whose cheapest move was i, again from x's points; i may be
-            # the cheapest move out of y now
-            _rescan_entries(costs, labcost, x, i, head, nxt, slack, where)
-            for b in range(k):
-                r = costs[i, b] - labcost[i]
-                if b != y and r < slack[y, b]:
-                    slack[y, b] = r
-                    where[y, b] = i
+            if i >= 0:  # as the shortest paths move a point (dense rows, rows rescanned)
+                x, y = parent[cycle[t]], cycle[t]
+                _move(
+                    costs, None, labels, i, x, y, head, nxt, prv, sizes, labcost, True,
+                    slack, where, vals, rows, start, end, bound,
+                )  # fmt: skip
+                moved += 1
         cycles += 1
 
 
