@@ -94,7 +94,11 @@ def _n_lanes(m: int, cells: int = 1) -> int:
 def _blas_controller() -> Any:
     """The process's BLAS libraries, found once: ``threadpool_limits`` scans the process's
     mapped libraries at every call (3-4 ms once numba and scikit-learn are loaded, 0.3 s of a
-    20-iteration fit on 10^6 rows), a controller only sets their thread counts."""
+    20-iteration fit on 10^6 rows), a controller only sets their thread counts.  SciPy's
+    BLAS is loaded first: the compiled kernels' products (numba's ``np.dot``) call it, and a
+    controller made before it was loaded never held it to one thread (their threads then ran
+    inside the kernels' own, and a product's rounding followed the thread count)."""
+    import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's BLAS)
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -123,15 +127,15 @@ def _threads_for(rows: int, blas: bool = False, cells: int = 0) -> Iterator[None
     the multiply-adds a row takes, ``k * d`` for its costs) reaches :data:`_PARALLEL_WORK`.
 
     With ``blas`` (the region calls BLAS from its threads), BLAS runs single-threaded inside
-    it, also on one thread: its own threads would contend with the region's (several times
-    slower), and after a call of its own they spin for a while, taking a core from the next
-    parallel region (measured here: a 20-iteration fit on 10^6 x 32, k = 16, took 3.4 s
-    instead of 2.0 s when the small blocks of its row sample and band called BLAS with its
-    own threads)."""
+    it, also on one thread (and when numba runs on one thread already): its own threads would
+    contend with the region's (several times slower), and after a call of its own they spin
+    for a while, taking a core from the next parallel region (measured here: a 20-iteration
+    fit on 10^6 x 32, k = 16, took 3.4 s instead of 2.0 s when the small blocks of its row
+    sample and band called BLAS with its own threads)."""
     parallel = rows >= _PARALLEL_ROWS or rows * cells >= _PARALLEL_WORK
     with ExitStack() as stack:
-        if blas:
-            stack.enter_context(blas_on_one_thread())
+        if blas:  # (whatever numba's threads: the products' rounding does not follow them)
+            stack.enter_context(_blas_controller().limit(limits=1, user_api="blas"))
         if parallel:
             yield
             return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -38,6 +41,45 @@ def test_a_small_block_runs_on_one_thread_and_holds_blas_to_one(two_blas_threads
         assert set(_blas_threads()) == {1}
     assert numba.get_num_threads() == threads
     assert set(_blas_threads()) == {2}
+
+
+def test_blas_is_held_to_one_thread_when_numba_runs_on_one_already(two_blas_threads):
+    # a Dask task's kernels run on ballot.threads-per-task (1) numba threads: their products
+    # still must not run on BLAS's own (their rounding followed its thread count)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with _threads_for(_PARALLEL_ROWS, blas=True):
+            assert set(_blas_threads()) == {1}
+        assert set(_blas_threads()) == {2}
+    finally:
+        numba.set_num_threads(previous)
+
+
+def test_the_controller_holds_scipys_blas_the_kernels_call():
+    # in a fresh process whose first use of the controller comes before anything else loaded
+    # SciPy's BLAS (numba's np.dot calls it: importing ballot_dask does not load it), the
+    # controller still holds it
+    script = (
+        "import numba, sys\n"
+        "from ballot_dask.kernels import _blas_controller, _threads_for\n"
+        "libraries = [c.filepath for c in _blas_controller().lib_controllers]\n"
+        "from threadpoolctl import ThreadpoolController\n"
+        "info = ThreadpoolController().select(user_api='blas').info()\n"
+        "found = {lib['filepath'] for lib in info}\n"
+        "assert 'scipy.linalg.cython_blas' in sys.modules\n"
+        "assert found <= set(libraries), (found, libraries)\n"
+        "numba.set_num_threads(1)\n"
+        "with _threads_for(10 ** 6, blas=True):\n"
+        "    info = ThreadpoolController().select(user_api='blas').info()\n"
+        "    assert {lib['num_threads'] for lib in info} == {1}, info\n"
+        "print(len(found))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) >= 1
 
 
 def test_a_small_block_of_much_work_runs_in_parallel(two_blas_threads):
