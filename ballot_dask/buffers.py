@@ -48,4 +48,26 @@ def empty_buffer(shape: tuple[int, ...], dtype: np.dtype | type = np.float64) ->
     return _raw(nbytes).view(dtype).reshape(shape)
 
 
-__all__ = ["empty_buffer"]
+def full_buffer(
+    shape: tuple[int, ...], fill_value: float, dtype: np.dtype | type = np.float64
+) -> np.ndarray:
+    """:func:`empty_buffer` filled with ``fill_value``, as ``np.full``."""
+    out = empty_buffer(shape, dtype)
+    out.fill(fill_value)
+    return out
+
+
+def least_of(arrays: list[np.ndarray]) -> np.ndarray:
+    """The entry-by-entry minimum of equal-shaped float64 ``arrays`` (as ``np.minimum``: a
+    NaN anywhere gives NaN) into a new :func:`empty_buffer`, with no stacked copy of them."""
+    out = empty_buffer(arrays[0].shape)
+    if len(arrays) == 1:
+        np.copyto(out, arrays[0])
+        return out
+    np.minimum(arrays[0], arrays[1], out=out)
+    for a in arrays[2:]:
+        np.minimum(out, a, out=out)
+    return out
+
+
+__all__ = ["empty_buffer", "full_buffer", "least_of"]

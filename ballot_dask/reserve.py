@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .buffers import least_of
 from .combine import combine_passes
 from .exact_pass import ExactPass, block_share, exact_pass
 
@@ -49,7 +50,7 @@ def _joined(beyond: ExactPass, inner: ExactPass, rows: np.ndarray, hist: np.ndar
         counts=beyond.counts + inner.counts,
         sums=beyond.sums + inner.sums,
         objective=beyond.objective + inner.objective,
-        slack=np.minimum(beyond.slack, inner.slack),
+        slack=least_of([beyond.slack, inner.slack]),
         rows=rows,
         x=inner.x,
         hist=hist,

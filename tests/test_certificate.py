@@ -337,14 +337,14 @@ def test_near_gives_the_largest_feasible_potentials_below_it(seed: int, interval
         assert np.all(v[None, :] - v[:, None] <= slack + TOL)
 
 
-def test_excess_matches_the_numpy_expression() -> None:
+@pytest.mark.parametrize("k", [40, 43])  # (43: the columns left over by four chains)
+def test_excess_matches_the_numpy_expression(k) -> None:
     # each cluster's largest violation over its finite constraints and the count above the
     # limit, in one pass: the numbers of the expression it replaced (inf and NaN entries,
     # the diagonal left out)
     from ballot_dask.certificate import _excess, _largest_finite
 
     rng = np.random.default_rng(3)
-    k = 40
     slack = rng.normal(0.0, 1.0, (k, k))
     slack[rng.random((k, k)) < 0.25] = np.inf
     slack[2, 5] = -np.inf
@@ -360,3 +360,5 @@ def test_excess_matches_the_numpy_expression() -> None:
     assert over == np.count_nonzero(pair > limit) > 0
     finite = slack[np.isfinite(slack)]
     assert _largest_finite(slack) == np.abs(finite).max()
+    slack[k - 1, k - 1] = -1e3  # the largest in the last, left-over column
+    assert _largest_finite(slack) == 1e3

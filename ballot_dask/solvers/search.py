@@ -22,6 +22,7 @@ import numpy as np
 from dask.utils import format_bytes
 
 from ..blocks import Blocks
+from ..buffers import full_buffer, least_of
 from ..candidates import BandCosts, band_slack_matrix, candidate_width, label_slack
 from ..capacities import Capacities
 from ..certificate import certify_labels
@@ -284,10 +285,10 @@ def _outcome(
         # the floors may be too loose a bound: the band's true slack matrix decides
         if search.dense_fits:
             search.dense_costs = band_costs(band.x, blocks.centers)
-            exact = label_slack(search.dense_costs, labels, np.full((k, k), np.inf))
+            exact = label_slack(search.dense_costs, labels, full_buffer((k, k), np.inf))
         else:
             exact = band_slack_matrix(band.x, blocks.centers, labels)
-        slack = np.minimum(band.slack, exact)
+        slack = least_of([band.slack, exact])
         potentials, certificate = certify_labels(
             slack, sizes, capacities, objective, n, near=band_potentials
         )
