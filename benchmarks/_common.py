@@ -7,6 +7,7 @@ folder first on ``sys.path``), so run them as ``python benchmarks/<script>.py``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,19 @@ def time_call(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], 
         result = fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times)), times, result
+
+
+@contextlib.contextmanager
+def compiling() -> Iterator[Any]:
+    """Watch numba's compiler inside the block: the listener it yields is ``done`` when a
+    kernel was compiled there, and its ``duration`` is the seconds that took (a kernel loaded
+    from the on-disk cache is not compiled and costs nothing here).  A timed run during
+    which a kernel compiled paid a one-time cost that no later run on the same tree pays
+    (numba's ``numba:compile`` event, :func:`numba.core.event.install_timer`)."""
+    from numba.core import event
+
+    with event.install_timer("numba:compile", lambda seconds: None) as listener:
+        yield listener
 
 
 def warm_up(d: int, k: int, *, fit: bool = True, seed: int = 0) -> float:

@@ -12,7 +12,9 @@ first, cold one starts the potentials from the row sample).  k-means-constrained
 child process with a time limit (``--kmc-timeout``, 10 minutes) and is reported as
 ``timeout`` beyond it; faiss is skipped when not installed.  Each of ours, scikit-learn's
 and faiss's fits is run ``--repeats`` times and the run of median time is reported (every
-run's time is in the results file, ``runs``); k-means-constrained once.
+run's time is in the results file, ``runs``); k-means-constrained once.  A fit of ours
+during which numba compiled a kernel is run again, and the run that compiled nothing is
+the one timed (``compiled_run`` keeps the other's time and compile seconds).
 
 Targets: exact fit time <= 3x scikit-learn's fit time from the same init on every row and
 <= 2x per iteration; at n = 10^6, d = 64, k = 1024, a full fit under 5x scikit-learn's.
@@ -30,6 +32,7 @@ import numpy as np
 from _common import (
     base_parser,
     certificate_summary,
+    compiling,
     machine_info,
     parse_with_small,
     print_header,
@@ -105,16 +108,17 @@ def _sizes(labels: np.ndarray, k: int) -> tuple[int, int]:
     return int(counts.max()), int(counts.min())
 
 
-def run_ours(X: np.ndarray, init: np.ndarray, max_iter: int, seed: int) -> dict[str, Any]:
+def _fit_ours(X: np.ndarray, init: np.ndarray, max_iter: int, seed: int) -> dict[str, Any]:
     k = init.shape[0]
     stamps: list[float] = []
-    start = time.perf_counter()
-    # the row sample the exact step starts from is drawn with the run's seed: the same
-    # command gives the same path (and passes) on the same tree
-    km = BalancedKMeans(k, init=init, max_iter=max_iter, random_state=seed).fit(
-        X, callback=lambda state: stamps.append(time.perf_counter())
-    )
-    seconds = time.perf_counter() - start
+    with compiling() as compiler:
+        start = time.perf_counter()
+        # the row sample the exact step starts from is drawn with the run's seed: the same
+        # command gives the same path (and passes) on the same tree
+        km = BalancedKMeans(k, init=init, max_iter=max_iter, random_state=seed).fit(
+            X, callback=lambda state: stamps.append(time.perf_counter())
+        )
+        seconds = time.perf_counter() - start
     first = stamps[0] - start if stamps else seconds
     # the iterations after the first (the cold one: potentials from the row sample)
     warm = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else float("nan")
@@ -131,7 +135,26 @@ def run_ours(X: np.ndarray, init: np.ndarray, max_iter: int, seed: int) -> dict[
         "certificate": certificate_summary(km.certificate_),
         "certify": bool(verified.optimal),
         "passes": km.n_passes_,
+        "compile_seconds": float(compiler.duration) if compiler.done else 0.0,
     }
+
+
+def run_ours(X: np.ndarray, init: np.ndarray, max_iter: int, seed: int) -> dict[str, Any]:
+    """One timed fit of ours.  A fit during which numba compiled a kernel (a path the
+    warm-up did not take, on a kernel cache fresh for this tree) is run again and that run
+    reported: compiling is a one-time cost of an installation (kernels are cached on disk),
+    and it can take seconds of a single run (a row run once, ``--repeats 1``, would report
+    it as the fit's time).  The compiling run's time and compile seconds are kept as
+    ``compiled_run``."""
+    result = _fit_ours(X, init, max_iter, seed)
+    if result["compile_seconds"] > 0.0:
+        again = _fit_ours(X, init, max_iter, seed)
+        again["compiled_run"] = {
+            "seconds": result["seconds"],
+            "compile_seconds": result["compile_seconds"],
+        }
+        return again
+    return result
 
 
 def run_sklearn(X: np.ndarray, init: np.ndarray, max_iter: int) -> dict[str, Any]:
