@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import numba
 import numpy as np
 import pytest
 from threadpoolctl import ThreadpoolController
 
+from ballot_dask import kernels
 from ballot_dask.costs import cost_block
-from ballot_dask.kernels import _PARALLEL_ROWS, _PARALLEL_WORK, _threads_for
+from ballot_dask.kernels import (
+    _PARALLEL_ROWS,
+    _PARALLEL_WORK,
+    _threads_for,
+    blas_on_one_thread,
+)
 
 pytestmark = pytest.mark.skipif(
     numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads for the compiled kernels"
@@ -80,6 +87,73 @@ def test_the_controller_holds_scipys_blas_the_kernels_call():
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[-1]) >= 1
+
+
+class _CountedController:
+    """The BLAS controller, counting the limits set through it."""
+
+    def __init__(self, controller):
+        self.controller = controller
+        self.limits = 0
+
+    def limit(self, **kwargs):
+        self.limits += 1
+        return self.controller.limit(**kwargs)
+
+
+@pytest.fixture
+def counted(monkeypatch, two_blas_threads):
+    controller = _CountedController(kernels._blas_controller())
+    monkeypatch.setattr(kernels, "_blas_controller", lambda: controller)
+    return controller
+
+
+def test_a_region_inside_a_step_s_hold_sets_no_limit_of_its_own(counted):
+    # a solver step holds BLAS to one thread; its kernels' regions find it held (one limit
+    # set, not one per region), and BLAS stays at one thread until the step's hold ends
+    with blas_on_one_thread():
+        assert counted.limits == 1
+        for _ in range(3):
+            with _threads_for(_PARALLEL_ROWS, blas=True):
+                assert set(_blas_threads()) == {1}
+            assert set(_blas_threads()) == {1}
+        with _threads_for(1000, blas=True), _threads_for(1000, blas=True):
+            assert set(_blas_threads()) == {1}
+        assert counted.limits == 1
+    assert set(_blas_threads()) == {2}
+    with _threads_for(_PARALLEL_ROWS, blas=True):  # no hold around it: its own
+        assert set(_blas_threads()) == {1}
+    assert counted.limits == 2
+    assert set(_blas_threads()) == {2}
+
+
+def test_another_thread_s_hold_is_not_relied_on(counted):
+    # a Dask task on the threaded scheduler runs in another thread than the step: it sets
+    # its own limit whatever the step's thread holds
+    seen: list[set[int]] = []
+
+    def task():
+        with _threads_for(_PARALLEL_ROWS, blas=True):
+            seen.append(set(_blas_threads()))
+
+    with blas_on_one_thread():
+        worker = threading.Thread(target=task)
+        worker.start()
+        worker.join()
+        assert seen == [{1}]
+        assert counted.limits == 2
+        assert set(_blas_threads()) == {1}
+    assert set(_blas_threads()) == {2}
+
+
+def test_a_hold_ends_with_its_region_when_the_region_raises(counted):
+    with pytest.raises(RuntimeError, match="inside"):
+        with _threads_for(_PARALLEL_ROWS, blas=True):
+            raise RuntimeError("inside")
+    assert set(_blas_threads()) == {2}
+    with _threads_for(_PARALLEL_ROWS, blas=True):  # the next region holds it again
+        assert set(_blas_threads()) == {1}
+    assert counted.limits == 2
 
 
 def test_a_small_block_of_much_work_runs_in_parallel(two_blas_threads):
