@@ -13,8 +13,8 @@ Importing the package only registers these defaults; nothing is written to the u
     memory on a local scheduler) that persisted data may take.
 ``ballot.band-memory``
     The largest set of doubtful points the exact repair may gather on the client (their cost
-    rows, k float64 each, and three more numbers; from k = 128, their 32 cheapest clusters,
-    about 800 bytes a point, once the potentials are informed).  A pass gathers at most
+    rows, k float64 each, and three more numbers; from k = 128, their 24 cheapest clusters,
+    about 630 bytes a point, once the potentials are informed).  A pass gathers at most
     this (its band's rows spread unevenly over the chunks may take up to all of it, so the
     band's limit is half).  Beyond it the fit fails with a clear message instead of
     exhausting memory.  It also bounds the fit's row

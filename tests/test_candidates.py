@@ -43,7 +43,7 @@ def _dense_of(band: BandCosts, k: int) -> np.ndarray:
 
 def test_candidate_width() -> None:
     assert candidate_width(16) == 0 and candidate_width(127) == 0
-    assert candidate_width(128) == 32 and candidate_width(4096) == 32
+    assert candidate_width(128) == 24 and candidate_width(4096) == 24
 
 
 @pytest.mark.parametrize("ties", [True, False])
