@@ -232,10 +232,10 @@ def compiling() -> Iterator[Any]:
     kernel was compiled there, and its ``duration`` is the seconds that took (a kernel loaded
     from the on-disk cache is not compiled and costs nothing here).  A timed run during
     which a kernel compiled paid a one-time cost that no later run on the same tree pays
-    (numba's ``numba:compile`` event, :func:`numba.core.event.install_timer`)."""
+    (numba's ``numba:compile`` event, timed by its ``TimingListener``)."""
     from numba.core import event
 
-    with event.install_timer("numba:compile", lambda seconds: None) as listener:
+    with event.install_listener("numba:compile", event.TimingListener()) as listener:
         yield listener
 
 
